@@ -1,0 +1,7 @@
+"""parallelzarr: safe, fast parallel writes, appends and rechunks of Zarr data on Dask."""
+
+from . import errors  # noqa: F401
+from .api import plan_write, to_zarr  # noqa: F401
+from .planning.write import VariablePlan, WritePlan  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,209 @@
+"""Adapter for bare arrays (numpy, dask, ``zarr.Array`` targets)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+import zarr.storage
+
+from ..errors import EncodingError, ModeError, SchemaMismatchError, StoreError
+from ..locks import LockSpec, choose_lock_backend
+from ..planning.grid import choose_grid, is_uniform
+from ..planning.write import WritePlan, plan_variable
+from ..prepared import ArrayJob, PreparedWrite
+from .stores import ResolvedStore, resolve_store, store_has_data
+from .validate import ARRAY_ENCODING_KEYS, check_encoding_keys, normalize_chunk_spec, normalize_region
+
+ARRAY_NAME = "array"
+
+
+def as_dask(data: Any, chunks: Any = "auto") -> da.Array:
+    """A dask array for ``data`` (numpy arrays are split with ``chunks``)."""
+    if isinstance(data, da.Array):
+        return data
+    arr = np.asarray(data)
+    return da.from_array(arr, chunks=chunks if chunks is not None else "auto")
+
+
+def default_chunks(data: da.Array) -> tuple[int, ...]:
+    """Zarr chunks for new data: the dask chunks when zarr allows them, else a chosen grid."""
+    out = []
+    for ch, n in zip(data.chunks, data.shape, strict=True):
+        out.append(max(1, ch[0]) if is_uniform(ch) else choose_grid(ch, n))
+    return tuple(out)
+
+
+def _open_existing(resolved: ResolvedStore) -> zarr.Array:
+    try:
+        node = zarr.open(store=resolved.store, mode="r+")
+    except Exception as exc:  # zarr raises FileNotFoundError or its own errors for missing nodes
+        raise ModeError(
+            f"no zarr array at {resolved.description}: {exc}; use mode='w-' or 'w' to create one"
+        ) from exc
+    if not isinstance(node, zarr.Array):
+        raise ModeError(f"{resolved.description} holds a zarr group, not an array; write a Dataset or name the array's path")
+    return node
+
+
+def lock_spec(plan_locks: str | None, namespace: str, local_path: str | None) -> LockSpec | None:
+    if plan_locks is None:
+        return None
+    directory = None
+    if plan_locks == "file":
+        import os
+
+        directory = os.path.join(local_path or ".", ".parallelzarr", "locks")
+    return LockSpec(plan_locks, namespace, directory)
+
+
+def prepare_array_write(
+    data: Any,
+    store: Any,
+    *,
+    mode: str,
+    region: Any,
+    encoding: Mapping[str, Any] | None,
+    strategy: str,
+    max_mem: int | None,
+    storage_options: Mapping[str, Any] | None,
+    zarr_format: int,
+    lock: str | None = None,
+) -> PreparedWrite:
+    """Validate and plan the write of one bare array; nothing is written here."""
+    encoding = dict(encoding or {})
+    check_encoding_keys(ARRAY_NAME, encoding, ARRAY_ENCODING_KEYS)
+    enc_chunks = encoding.get("chunks")
+    if isinstance(data, da.Array):
+        darr = data
+    else:
+        shape = np.shape(data)
+        chunk_guess = normalize_chunk_spec(ARRAY_NAME, "chunks", enc_chunks, shape, [f"dim_{i}" for i in range(len(shape))])
+        darr = as_dask(data, chunk_guess or "auto")
+    ndim = darr.ndim
+    if isinstance(store, zarr.Array):
+        target = store
+        resolved = ResolvedStore(store.store, f"{getattr(store.store, 'root', store.store)}/{store.path}", None)
+        root = getattr(store.store, "root", None)
+        if root is not None:
+            import os
+
+            resolved.local_path = os.path.join(str(root), store.path)
+        existing: zarr.Array | None = target
+        if mode in ("w-", "w"):
+            mode = "r+"
+    else:
+        resolved = resolve_store(store, storage_options)
+        has = store_has_data(resolved.store)
+        existing = None
+        if mode == "w-" and has:
+            raise ModeError(
+                f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region"
+            )
+        if mode in ("r+", "a") and has:
+            existing = _open_existing(resolved)
+        elif mode == "r+":
+            raise ModeError(f"mode='r+' needs an existing array at {resolved.description}; use mode='w-' to create one")
+    dims = tuple(encoding.get("dimension_names") or (f"dim_{i}" for i in range(ndim)))
+    if len(dims) != ndim:
+        raise EncodingError(f"dimension_names {dims} has {len(dims)} names for a {ndim}-D array")
+
+    if existing is not None:
+        if encoding:
+            raise EncodingError(
+                f"encoding {sorted(encoding)} given for the existing array at {resolved.description}; the stored "
+                "encoding is reused, drop the encoding argument"
+            )
+        if existing.ndim != ndim:
+            raise SchemaMismatchError(
+                f"data has {ndim} dimension(s) but the stored array at {resolved.description} has {existing.ndim}"
+            )
+        stored_dims = getattr(existing.metadata, "dimension_names", None)
+        if stored_dims:
+            dims = tuple(d if d is not None else f"dim_{i}" for i, d in enumerate(stored_dims))
+        if not np.can_cast(darr.dtype, existing.dtype, casting="same_kind"):
+            raise SchemaMismatchError(
+                f"data dtype {darr.dtype} cannot be stored in the existing array of dtype {existing.dtype} "
+                f"at {resolved.description}; cast the data with .astype({str(existing.dtype)!r})"
+            )
+        if region is None and tuple(existing.shape) != tuple(darr.shape):
+            raise SchemaMismatchError(
+                f"data shape {darr.shape} differs from the stored shape {existing.shape} at {resolved.description}; "
+                "pass region=... to write part of the array"
+            )
+        shape = tuple(existing.shape)
+        start = normalize_region(ARRAY_NAME, region, dims, shape, darr.shape)
+        chunks = tuple(existing.chunks)
+        shards = tuple(existing.shards) if existing.shards else None
+        dtype = np.dtype(existing.dtype)
+    else:
+        if region is not None:
+            raise ModeError("region writes need an existing array; create it first (mode='w-') or drop region")
+        shape = tuple(darr.shape)
+        start = (0,) * ndim
+        chunks = normalize_chunk_spec(ARRAY_NAME, "chunks", enc_chunks, shape, dims) or default_chunks(darr)
+        shards = normalize_chunk_spec(ARRAY_NAME, "shards", encoding.get("shards"), shape, dims)
+        dtype = np.dtype(encoding.get("dtype", darr.dtype))
+
+    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
+    vplan = plan_variable(
+        ARRAY_NAME,
+        shape=shape,
+        dims=dims,
+        dtype=str(dtype),
+        itemsize=dtype.itemsize,
+        dask_chunks=darr.chunks,
+        chunks=chunks,
+        shards=shards,
+        region_start=start,
+        strategy=strategy,
+        max_mem=max_mem,
+        lock_backend=backend,
+        lock_problem=problem,
+    )
+    plan = WritePlan(target=resolved.description, mode=mode, variables={ARRAY_NAME: vplan}, max_mem=max_mem)
+    values = darr.astype(dtype) if darr.dtype != dtype else darr
+    if vplan.strategy == "rechunk":
+        values = values.rechunk(vplan.write_chunks)
+
+    created: dict[str, zarr.Array] = {}
+
+    create_kwargs = {k: v for k, v in encoding.items() if k in ("compressors", "filters", "serializer", "fill_value", "attributes")}
+
+    def create(target_store: Any, overwrite: bool) -> zarr.Array:
+        return zarr.create_array(
+            target_store,
+            shape=shape,
+            chunks=chunks,
+            shards=shards,
+            dtype=dtype,
+            dimension_names=dims if "dimension_names" in encoding else None,
+            overwrite=overwrite,
+            zarr_format=zarr_format,
+            **create_kwargs,
+        )
+
+    if existing is None:
+        # Let zarr judge codecs and fill values on a scratch in-memory store before touching the target.
+        try:
+            create(zarr.storage.MemoryStore(), False)
+        except Exception as exc:
+            raise EncodingError(f"zarr refused the array encoding {encoding}: {exc}") from exc
+
+    created: dict[str, zarr.Array] = {}
+
+    def setup() -> None:
+        if existing is not None:
+            created["array"] = existing
+            return
+        try:
+            created["array"] = create(resolved.store, mode == "w")
+        except Exception as exc:
+            raise StoreError(f"cannot create the array at {resolved.description}: {exc}") from exc
+
+    job = ArrayJob(plan=vplan, data=values, open_target=lambda: created["array"])
+    locks = lock_spec(vplan.lock_backend, resolved.description, resolved.local_path)
+    return PreparedWrite(plan=plan, jobs=[job], setup=setup, locks=locks)

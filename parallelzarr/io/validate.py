@@ -1,0 +1,145 @@
+"""Checks of user input that do not need the store: encodings, chunk specs, regions, modes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ChunkSpecError, EncodingError, ModeError, RegionError
+
+MODES = ("w-", "w", "a", "r+")
+
+#: Keys accepted in the encoding of a bare array (``zarr.create_array`` keywords).
+ARRAY_ENCODING_KEYS = frozenset(
+    {"chunks", "shards", "compressors", "filters", "serializer", "fill_value", "dimension_names", "attributes", "dtype"}
+)
+#: Keys accepted per variable for Datasets: xarray's zarr keys plus its CF encoding keys.
+DATASET_ENCODING_KEYS = frozenset(
+    {
+        "chunks",
+        "shards",
+        "compressors",
+        "filters",
+        "serializer",
+        "fill_value",
+        "write_empty_chunks",
+        "chunk_key_encoding",
+        "dtype",
+        "_FillValue",
+        "missing_value",
+        "scale_factor",
+        "add_offset",
+        "units",
+        "calendar",
+    }
+)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ModeError(f"unknown mode {mode!r}; use 'w-' (create), 'w' (overwrite), 'a' (append/add) or 'r+' (region)")
+    return mode
+
+
+def check_encoding_keys(name: str, enc: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """Refuse unknown encoding keys, naming the variable and the valid keys."""
+    if not isinstance(enc, Mapping):
+        raise EncodingError(f"encoding for {name!r} must be a dict, got {type(enc).__name__}")
+    unknown = sorted(set(enc) - allowed)
+    if unknown:
+        raise EncodingError(
+            f"unknown encoding key(s) {unknown} for {name!r}; valid keys are {sorted(allowed)}"
+        )
+
+
+def normalize_chunk_spec(
+    name: str, label: str, spec: Any, shape: Sequence[int], dims: Sequence[str]
+) -> tuple[int, ...] | None:
+    """Turn ``chunks``/``shards`` given as int, tuple or dims-keyed dict into a tuple of lengths.
+
+    ``-1`` or ``None`` for an axis means the whole axis.
+    """
+    if spec is None:
+        return None
+    ndim = len(shape)
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = (spec,) * ndim
+    elif isinstance(spec, Mapping):
+        unknown = [k for k in spec if k not in dims]
+        if unknown:
+            raise ChunkSpecError(f"{name!r}: {label} name unknown dimension(s) {unknown}; dimensions are {tuple(dims)}")
+        spec = tuple(spec.get(d, -1) for d in dims)
+    try:
+        spec = tuple(spec)
+    except TypeError as exc:
+        raise ChunkSpecError(f"{name!r}: {label} must be an int, a tuple or a dict by dimension, got {spec!r}") from exc
+    if len(spec) != ndim:
+        raise ChunkSpecError(
+            f"{name!r}: {label} {spec} has {len(spec)} entries but the array has {ndim} dimension(s) {tuple(dims)}; "
+            f"give one length per dimension"
+        )
+    out = []
+    for d, c, n in zip(dims, spec, shape, strict=True):
+        if c is None or c == -1:
+            out.append(max(int(n), 1))
+            continue
+        if isinstance(c, bool) or not isinstance(c, int) or c <= 0:
+            raise ChunkSpecError(f"{name!r}: {label} along {d!r} must be a positive integer (or -1), got {c!r}")
+        out.append(int(c))
+    return tuple(out)
+
+
+def normalize_region(
+    name: str,
+    region: Mapping[Any, slice] | Sequence[slice] | None,
+    dims: Sequence[str],
+    shape: Sequence[int],
+    data_shape: Sequence[int],
+) -> tuple[int, ...]:
+    """Validate a region against the stored ``shape`` and the data's shape; return its starts.
+
+    ``region`` is a dict of slices keyed by dimension name (or axis number) or a tuple of slices.
+    Axes not named are written whole.
+    """
+    ndim = len(shape)
+    slices: list[slice] = [slice(None)] * ndim
+    if region is None:
+        pass
+    elif isinstance(region, Mapping):
+        for key, sl in region.items():
+            if isinstance(key, int) and not isinstance(key, bool):
+                axis = key
+                if not 0 <= axis < ndim:
+                    raise RegionError(f"{name!r}: region axis {key} out of range for {ndim} dimension(s)")
+            elif key in dims:
+                axis = list(dims).index(key)
+            else:
+                raise RegionError(f"{name!r}: region names unknown dimension {key!r}; dimensions are {tuple(dims)}")
+            slices[axis] = sl
+    else:
+        region = tuple(region)
+        if len(region) != ndim:
+            raise RegionError(f"{name!r}: region has {len(region)} slices but the array has {ndim} dimension(s)")
+        slices = list(region)
+    starts = []
+    for d, sl, n, m in zip(dims, slices, shape, data_shape, strict=True):
+        if not isinstance(sl, slice):
+            raise RegionError(f"{name!r}: region for {d!r} must be a slice, got {sl!r}")
+        if sl.step not in (None, 1):
+            raise RegionError(f"{name!r}: region for {d!r} has step {sl.step}; only contiguous slices (step 1) can be written")
+        start = 0 if sl.start is None else sl.start
+        stop = n if sl.stop is None else sl.stop
+        if not isinstance(start, int) or not isinstance(stop, int) or start < 0 or stop < 0:
+            raise RegionError(f"{name!r}: region for {d!r} must use non-negative integer bounds, got {sl}")
+        if stop > n or start > stop:
+            raise RegionError(
+                f"{name!r}: region {d}={start}:{stop} is out of bounds for the stored length {n}; "
+                f"use bounds within 0:{n}"
+            )
+        if stop - start != m:
+            raise RegionError(
+                f"{name!r}: region {d}={start}:{stop} has length {stop - start} but the data has length {m} "
+                f"along {d!r}; make the region match the data"
+            )
+        starts.append(start)
+    return tuple(starts)

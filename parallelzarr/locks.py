@@ -1,0 +1,131 @@
+"""Lock backends for the ``lock`` write strategy.
+
+A :class:`LockSpec` is small and picklable; tasks call :meth:`LockSpec.hold` where they run.
+
+* ``threading``: one process, threaded scheduler (locks live in this process's memory).
+* ``distributed``: ``distributed.Lock`` through the active Client's scheduler (any cluster).
+* ``file``: ``flock`` on files in a shared filesystem directory; works across threads, worker
+  processes and independent batch jobs that see the same filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+BACKENDS = ("threading", "distributed", "file")
+
+
+@dataclass(frozen=True)
+class LockSpec:
+    """Where and how to take the lock of a shared grid cell.
+
+    Attributes
+    ----------
+    backend
+        ``threading``, ``distributed`` or ``file``.
+    namespace
+        Prefix making lock names unique per store and array (no credentials: a path or URL only).
+    directory
+        Directory holding lock files, for the ``file`` backend.
+    """
+
+    backend: str
+    namespace: str
+    directory: str | None = None
+
+    def full_name(self, name: str) -> str:
+        return f"parallelzarr:{self.namespace}:{name}"
+
+    @contextlib.contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        """Hold the lock called ``name`` for the duration of the ``with`` block."""
+        full = self.full_name(name)
+        if self.backend == "threading":
+            with _THREAD_LOCKS_GUARD:
+                lock = _THREAD_LOCKS.setdefault(full, threading.Lock())
+            with lock:
+                yield
+        elif self.backend == "distributed":
+            import distributed
+
+            lock = distributed.Lock(full)
+            lock.acquire()
+            try:
+                yield
+            finally:
+                lock.release()
+        elif self.backend == "file":
+            assert self.directory is not None
+            os.makedirs(self.directory, exist_ok=True)
+            digest = hashlib.sha1(full.encode()).hexdigest()[:24]
+            path = os.path.join(self.directory, f"{digest}.lock")
+            # flock locks belong to the open file description, so separate opens exclude each other
+            # across threads of one process as well as across processes.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        else:
+            raise ValueError(f"unknown lock backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def active_client() -> object | None:
+    """The default ``distributed.Client`` if one is active, else ``None``."""
+    try:
+        import distributed
+
+        return distributed.default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _threaded_scheduler() -> bool:
+    import dask
+    import dask.base
+
+    sched = dask.base.get_scheduler()
+    name = getattr(sched, "__module__", "") + "." + getattr(sched, "__name__", "")
+    return sched is None or "threaded" in name or "get_sync" in name or "local" in name
+
+
+def choose_lock_backend(local_path: str | None, requested: str | None = None) -> tuple[str | None, str | None]:
+    """Pick the lock backend that works here; return ``(backend, None)`` or ``(None, why_not)``.
+
+    A filesystem store prefers file locks, which also exclude independent processes and batch jobs
+    writing the same store; otherwise a distributed Client's locks; otherwise in-process locks when
+    the scheduler runs tasks as threads of this process.
+    """
+    client = active_client()
+    threaded = client is None and _threaded_scheduler()
+    feasible = {
+        "file": local_path is not None,
+        "distributed": client is not None,
+        "threading": threaded,
+    }
+    why = {
+        "file": "file locks need a store on a (shared) filesystem",
+        "distributed": "distributed locks need an active distributed Client",
+        "threading": "threading locks only work with the threaded or synchronous scheduler in this process",
+    }
+    if requested is not None:
+        if requested not in feasible:
+            return None, f"unknown lock backend {requested!r}; choose one of {', '.join(BACKENDS)}"
+        return (requested, None) if feasible[requested] else (None, why[requested])
+    for backend in ("file", "distributed", "threading"):
+        if feasible[backend]:
+            return backend, None
+    return None, "the store is not on a filesystem, no distributed Client is active, and the scheduler is not threaded"

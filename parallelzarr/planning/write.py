@@ -1,0 +1,440 @@
+"""Write plans: which task writes what, and how each write is made safe (pure: no I/O).
+
+:func:`plan_variable` takes the facts of one array write (shape, dask chunks, write grid, region,
+dtype size, memory budget, what locks can work) and returns a :class:`VariablePlan`. A
+:class:`WritePlan` gathers the plans of every variable of a write and prints as a table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ChunkSpecError, MemoryBudgetError, StrategyError
+from ..units import format_bytes
+from .grid import Segment, aligned_chunks, axis_segments, is_aligned, summarize_chunks
+
+STRATEGIES = ("auto", "direct", "gather-edges", "rechunk", "lock")
+#: ``auto`` prefers rechunking over gathering once edge cells hold more than this share of the data.
+EDGE_SHARE_FOR_RECHUNK = 0.5
+
+
+@dataclass
+class AxisLayout:
+    """One axis of a write: dask chunks laid over the write grid."""
+
+    name: str
+    length: int
+    start: int
+    chunks: tuple[int, ...]
+    grid: int
+    segments: list[Segment]
+
+    @property
+    def stop(self) -> int:
+        return self.start + sum(self.chunks)
+
+    @property
+    def aligned(self) -> bool:
+        return is_aligned(self.chunks, self.grid, self.length, self.start)
+
+    @property
+    def ncells(self) -> int:
+        return sum(s.ncells for s in self.segments)
+
+    @property
+    def owned_cells(self) -> int:
+        return sum(s.ncells for s in self.segments if not s.shared)
+
+    @property
+    def owned_length(self) -> int:
+        return sum(s.size for s in self.segments if not s.shared)
+
+    @property
+    def full_cells(self) -> int:
+        return sum(s.ncells for s in self.segments if s.full)
+
+    @property
+    def owned_segments(self) -> int:
+        return sum(1 for s in self.segments if not s.shared)
+
+
+def layout(
+    names: Sequence[str],
+    shape: Sequence[int],
+    chunks: Sequence[Sequence[int]],
+    grid: Sequence[int],
+    start: Sequence[int],
+) -> list[AxisLayout]:
+    """Build the per-axis layouts of a write of ``chunks`` at ``start`` into ``shape``."""
+    return [
+        AxisLayout(str(n), int(L), int(s), tuple(int(c) for c in ch), int(g), axis_segments(ch, g, L, s))
+        for n, L, ch, g, s in zip(names, shape, chunks, grid, start, strict=True)
+    ]
+
+
+@dataclass
+class VariablePlan:
+    """How one array (one variable of a Dataset) is written.
+
+    The counts describe the task graph the builder makes: ``tasks`` write tasks, ``edge_cells``
+    grid cells written by more than one dask block (gathered or locked), ``partial_cells`` grid
+    cells only partly covered by the write (their stored values are read and kept), and
+    ``bytes_moved`` the data that travels between tasks beyond the plain one-block-one-write path.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dims: tuple[str, ...]
+    dtype: str
+    itemsize: int
+    region: tuple[tuple[int, int], ...]
+    dask_chunks: tuple[tuple[int, ...], ...]
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None
+    strategy: str
+    reason: str
+    write_chunks: tuple[tuple[int, ...], ...]
+    axes: list[AxisLayout] = field(repr=False)
+    tasks: int = 0
+    cells: int = 0
+    cells_direct: int = 0
+    edge_cells: int = 0
+    partial_cells: int = 0
+    bytes_total: int = 0
+    bytes_moved: int = 0
+    locks: int = 0
+    lock_backend: str | None = None
+    peak_memory_per_task: int = 0
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return self.shards or self.chunks
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (no per-cell lists)."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dims": list(self.dims),
+            "dtype": self.dtype,
+            "region": [list(r) for r in self.region],
+            "dask_chunks": [summarize_chunks(c) for c in self.dask_chunks],
+            "chunks": list(self.chunks),
+            "shards": list(self.shards) if self.shards else None,
+            "write_grid": list(self.grid),
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "write_chunks": [summarize_chunks(c) for c in self.write_chunks],
+            "tasks": self.tasks,
+            "cells": self.cells,
+            "cells_direct": self.cells_direct,
+            "edge_cells": self.edge_cells,
+            "partial_cells": self.partial_cells,
+            "bytes_total": self.bytes_total,
+            "bytes_moved": self.bytes_moved,
+            "locks": self.locks,
+            "lock_backend": self.lock_backend,
+            "peak_memory_per_task": self.peak_memory_per_task,
+        }
+
+
+def _prod(values: Sequence[int]) -> int:
+    return math.prod(int(v) for v in values)
+
+
+def _cell_bytes(grid: Sequence[int], itemsize: int) -> int:
+    return _prod(grid) * itemsize
+
+
+def _max_block_bytes(chunks: Sequence[Sequence[int]], itemsize: int) -> int:
+    return _prod([max(c) if len(c) else 0 for c in chunks]) * itemsize
+
+
+def _edge_task_bytes(axes: Sequence[AxisLayout], itemsize: int) -> int:
+    """Largest box a gather task assembles: shared segments on some axes, owned runs on others."""
+    worst = 0
+    for i, ax in enumerate(axes):
+        shared = [s.size for s in ax.segments if s.shared]
+        if not shared:
+            continue
+        box = max(shared)
+        for j, other in enumerate(axes):
+            if j != i:
+                box *= max((s.size for s in other.segments), default=0)
+        worst = max(worst, box)
+    return worst * itemsize
+
+
+def plan_variable(
+    name: str,
+    *,
+    shape: Sequence[int],
+    dims: Sequence[str] | None,
+    dtype: str,
+    itemsize: int,
+    dask_chunks: Sequence[Sequence[int]],
+    chunks: Sequence[int],
+    shards: Sequence[int] | None = None,
+    region_start: Sequence[int] | None = None,
+    strategy: str = "auto",
+    max_mem: int | None = None,
+    lock_backend: str | None = None,
+    lock_problem: str | None = None,
+) -> VariablePlan:
+    """Plan the write of one array.
+
+    Parameters
+    ----------
+    name
+        Variable or array name, used in messages.
+    shape
+        Full shape of the target array (after the write, for appends).
+    dims
+        Dimension names (``dim_0``... when the array has none).
+    dtype, itemsize
+        Stored dtype (as text) and its size in bytes.
+    dask_chunks
+        Chunks of the data being written (its shape is the write's extent).
+    chunks, shards
+        The zarr chunk shape and, if sharded, the shard shape. The write grid is the shard shape if
+        sharded, else the chunk shape.
+    region_start
+        Offset of the write in the target array per axis (zeros by default).
+    strategy
+        One of ``auto``, ``direct``, ``gather-edges``, ``rechunk``, ``lock``.
+    max_mem
+        Memory budget per task in bytes; ``None`` for no check.
+    lock_backend
+        Lock backend that can work here (``threading``, ``distributed``, ``file``) or ``None``.
+    lock_problem
+        Why no lock backend works, used in the error if ``strategy="lock"``.
+
+    Returns
+    -------
+    VariablePlan
+    """
+    ndim = len(shape)
+    dims = tuple(dims) if dims else tuple(f"dim_{i}" for i in range(ndim))
+    if strategy not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {strategy!r} for {name!r}; choose one of {', '.join(STRATEGIES)}")
+    for label, spec in (("chunks", chunks), ("shards", shards)):
+        if spec is not None and len(spec) != ndim:
+            raise ChunkSpecError(
+                f"{name!r}: {label} {tuple(spec)} has {len(spec)} entries but the array has {ndim} "
+                f"dimensions {dims}; give one length per dimension"
+            )
+    if len(dask_chunks) != ndim:
+        raise ChunkSpecError(f"{name!r}: data has {len(dask_chunks)} dimensions, target has {ndim} {dims}")
+    chunks = tuple(int(c) for c in chunks)
+    shards = tuple(int(s) for s in shards) if shards else None
+    if any(c <= 0 for c in chunks):
+        raise ChunkSpecError(f"{name!r}: chunks {chunks} must all be positive")
+    if shards is not None:
+        bad = [d for d, c, s in zip(dims, chunks, shards, strict=True) if s <= 0 or s % c]
+        if bad:
+            raise ChunkSpecError(
+                f"{name!r}: shards {shards} must be positive multiples of chunks {chunks} "
+                f"(dimension(s) {', '.join(bad)}); e.g. shards={tuple(c * 4 for c in chunks)}"
+            )
+    grid = shards or chunks
+    start = tuple(int(s) for s in region_start) if region_start is not None else (0,) * ndim
+    dask_chunks = tuple(tuple(int(c) for c in ch) for ch in dask_chunks)
+    for d, L, s, ch in zip(dims, shape, start, dask_chunks, strict=True):
+        if s < 0 or s + sum(ch) > L:
+            raise ChunkSpecError(f"{name!r}: write [{s}, {s + sum(ch)}) along {d!r} is outside the array length {L}")
+    axes = layout(dims, shape, dask_chunks, grid, start)
+    aligned = all(not any(seg.shared for seg in ax.segments) for ax in axes)
+    total_bytes = _prod([sum(c) for c in dask_chunks]) * itemsize
+    moved_bytes = total_bytes - _prod([ax.owned_length for ax in axes]) * itemsize
+
+    reason = ""
+    chosen = strategy
+    if strategy == "auto":
+        if aligned:
+            chosen, reason = "direct", "every dask block covers whole grid cells"
+        elif total_bytes and moved_bytes / total_bytes > EDGE_SHARE_FOR_RECHUNK:
+            chosen = "rechunk"
+            reason = (
+                f"edge cells hold {moved_bytes / total_bytes:.0%} of the data "
+                f"(> {EDGE_SHARE_FOR_RECHUNK:.0%}); rechunking to the grid moves less per task"
+            )
+        else:
+            chosen = "gather-edges"
+            share = moved_bytes / total_bytes if total_bytes else 0.0
+            reason = f"misaligned blocks; only edge cells ({share:.0%} of the data) are gathered"
+    elif strategy == "direct":
+        if not aligned:
+            bad = [ax for ax in axes if any(s.shared for s in ax.segments)]
+            ax = bad[0]
+            raise StrategyError(
+                f"{name!r}: strategy='direct' needs every dask block to cover whole grid cells, but along "
+                f"{ax.name!r} dask chunks {summarize_chunks(ax.chunks)} (starting at {ax.start}) split grid "
+                f"cells of {ax.grid}; use strategy='auto' or 'gather-edges', or rechunk the data to multiples "
+                f"of {ax.grid}"
+            )
+        reason = "requested; every block covers whole grid cells"
+    elif strategy == "gather-edges":
+        reason = "requested; blocks write owned cells, one task per shared cell assembles it"
+    elif strategy == "rechunk":
+        reason = "requested; data is rechunked to the write grid first"
+    elif strategy == "lock":
+        if lock_backend is None:
+            raise StrategyError(
+                f"{name!r}: strategy='lock' cannot work here: {lock_problem or 'no lock backend available'}; "
+                "use strategy='gather-edges' (no locks needed) instead"
+            )
+        reason = f"requested; shared cells written under {lock_backend} locks"
+
+    write_chunks = dask_chunks
+    if chosen == "rechunk":
+        write_chunks = tuple(
+            aligned_chunks(ch, g, L, s) for ch, g, L, s in zip(dask_chunks, grid, shape, start, strict=True)
+        )
+        axes = layout(dims, shape, write_chunks, grid, start)
+        moved_bytes = total_bytes if not aligned else 0
+
+    cells = _prod([ax.ncells for ax in axes])
+    owned_cells = _prod([ax.owned_cells for ax in axes])
+    partial = cells - _prod([ax.full_cells for ax in axes])
+    cell_bytes = _cell_bytes(grid, itemsize)
+    block_bytes = _max_block_bytes(write_chunks, itemsize)
+    # A writing task holds its input block, the cell being encoded and the encoded copy; a cell that
+    # is only partly written is also read back first.
+    per_cell = 2 * cell_bytes + (cell_bytes if partial else 0)
+    if chosen in ("direct", "rechunk"):
+        tasks = _prod([len(c) for c in write_chunks])
+        peak = block_bytes + per_cell
+        if chosen == "rechunk" and not aligned:
+            # dask's rechunk tasks concatenate pieces of old blocks into a new block.
+            peak = max(peak, 2 * _max_block_bytes(write_chunks, itemsize))
+        locks = 0
+    elif chosen == "gather-edges":
+        tasks = _prod([len(ax.segments) for ax in axes])
+        edge = _edge_task_bytes(axes, itemsize)
+        peak = max(block_bytes + per_cell, 2 * edge + per_cell)
+        locks = 0
+    else:  # lock
+        tasks = _prod([len(c) for c in write_chunks])
+        peak = block_bytes + per_cell
+        locks = _prod([len(ax.segments) for ax in axes]) - _prod([ax.owned_segments for ax in axes])
+        moved_bytes = 0
+
+    plan = VariablePlan(
+        name=name,
+        shape=tuple(int(s) for s in shape),
+        dims=dims,
+        dtype=dtype,
+        itemsize=itemsize,
+        region=tuple((ax.start, ax.stop) for ax in axes),
+        dask_chunks=dask_chunks,
+        chunks=chunks,
+        shards=shards,
+        strategy=chosen,
+        reason=reason,
+        write_chunks=write_chunks,
+        axes=axes,
+        tasks=tasks,
+        cells=cells,
+        cells_direct=owned_cells,
+        edge_cells=cells - owned_cells,
+        partial_cells=partial,
+        bytes_total=total_bytes,
+        bytes_moved=moved_bytes,
+        locks=locks,
+        lock_backend=lock_backend if chosen == "lock" else None,
+        peak_memory_per_task=peak,
+    )
+    if max_mem is not None and peak > max_mem:
+        raise MemoryBudgetError(
+            f"{name!r}: a write task would hold about {format_bytes(peak)} (largest dask block "
+            f"{format_bytes(block_bytes)}, grid cell {format_bytes(cell_bytes)}) but max_mem is "
+            f"{format_bytes(max_mem)}; raise max_mem to at least {format_bytes(peak)} or use smaller dask chunks"
+        )
+    return plan
+
+
+@dataclass
+class WritePlan:
+    """The plan of one write: a :class:`VariablePlan` per variable, plus what the write does."""
+
+    target: str
+    mode: str
+    variables: dict[str, VariablePlan]
+    append_dim: str | None = None
+    max_mem: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> int:
+        return sum(v.tasks for v in self.variables.values())
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(v.bytes_total for v in self.variables.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-able data."""
+        return {
+            "target": self.target,
+            "mode": self.mode,
+            "append_dim": self.append_dim,
+            "max_mem": self.max_mem,
+            "tasks": self.tasks,
+            "bytes_total": self.bytes_total,
+            "notes": list(self.notes),
+            "variables": {k: v.to_dict() for k, v in self.variables.items()},
+        }
+
+    def __str__(self) -> str:
+        return format_plan(self)
+
+    def _repr_html_(self) -> str:  # notebooks
+        import html
+
+        return f"<pre>{html.escape(format_plan(self))}</pre>"
+
+
+def format_plan(plan: WritePlan) -> str:
+    """Render a :class:`WritePlan` as a readable text table."""
+    head = f"parallelzarr write plan -> {plan.target} (mode={plan.mode!r}"
+    if plan.append_dim:
+        head += f", append_dim={plan.append_dim!r}"
+    head += f"): {len(plan.variables)} variable(s), {plan.tasks} write task(s), {format_bytes(plan.bytes_total)}"
+    lines = [head]
+    cols = [
+        ("variable", lambda v: v.name),
+        ("shape", lambda v: "x".join(map(str, v.shape)) or "()"),
+        ("dask chunks", lambda v: " , ".join(summarize_chunks(c) for c in v.dask_chunks)),
+        ("chunks", lambda v: "x".join(map(str, v.chunks))),
+        ("shards", lambda v: "x".join(map(str, v.shards)) if v.shards else "-"),
+        ("strategy", lambda v: v.strategy),
+        ("tasks", lambda v: str(v.tasks)),
+        ("cells", lambda v: str(v.cells)),
+        ("direct", lambda v: str(v.cells_direct)),
+        ("edge", lambda v: str(v.edge_cells)),
+        ("partial", lambda v: str(v.partial_cells)),
+        ("moved", lambda v: format_bytes(v.bytes_moved)),
+        ("locks", lambda v: f"{v.locks} ({v.lock_backend})" if v.lock_backend else "0"),
+        ("peak/task", lambda v: format_bytes(v.peak_memory_per_task)),
+    ]
+    rows = [[f(v) for _, f in cols] for v in plan.variables.values()]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(cols)]
+    lines.append("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    lines.append("why:")
+    for v in plan.variables.values():
+        region = ", ".join(f"{d}={a}:{b}" for d, (a, b) in zip(v.dims, v.region, strict=True))
+        lines.append(f"  {v.name}: {v.strategy}: {v.reason} [writes {region}]")
+    for note in plan.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def merge_notes(*groups: Mapping[str, str]) -> list[str]:
+    """Flatten ``{topic: note}`` mappings into a list of notes, keeping order."""
+    return [f"{k}: {v}" for g in groups for k, v in g.items()]
