@@ -1,0 +1,22 @@
+"""Rechunk zarr arrays, groups and xarray Datasets within a memory budget.
+
+``rechunk`` mirrors rechunker's API; the planner (:mod:`.plan`) is pure arithmetic,
+:mod:`.source` reads metadata, :mod:`.execute` runs the dask graph and :mod:`.api`
+ties them together with resume and a metadata-last commit.
+"""
+
+from .api import Rechunked, RechunkResult, plan_rechunk, rechunk
+from .plan import ArrayPlan, ArraySpec, MemoryModel, RechunkPlan, StagePlan, plan_array
+
+__all__ = [
+    "rechunk",
+    "plan_rechunk",
+    "plan_array",
+    "Rechunked",
+    "RechunkResult",
+    "RechunkPlan",
+    "ArrayPlan",
+    "ArraySpec",
+    "StagePlan",
+    "MemoryModel",
+]

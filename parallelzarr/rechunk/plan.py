@@ -1,0 +1,787 @@
+"""Pure rechunk planning: stages, task blocks, bytes and a memory model.
+
+Nothing here touches a store.  Every number is computed from shapes with integer
+arithmetic, so planning a petabyte array costs the same as planning a small one.
+
+Vocabulary
+----------
+read grid
+    The chunk grid a stage reads (source chunks, or shards for a sharded source,
+    since the sharding codec decodes into a shard-sized buffer).
+write grid
+    The grid a stage writes: intermediate chunks, target chunks, or target shards.
+    A task always writes whole cells of this grid, so no task ever does a
+    read-modify-write and tasks never race.
+block
+    The region one task handles.  It is a multiple of the write grid on every
+    axis (or the whole axis); when it is also a multiple of the read grid, every
+    source chunk is read by exactly one task (read amplification 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ChunkSpecError, MemoryBudgetError
+from ..units import format_bytes, parse_bytes
+
+__all__ = [
+    "MemoryModel",
+    "StagePlan",
+    "ArrayPlan",
+    "ArraySpec",
+    "RechunkPlan",
+    "normalize_chunks",
+    "plan_array",
+    "plan_rechunk",
+    "task_memory",
+]
+
+# Bounds that keep graphs schedulable and tasks worth their overhead.
+DEFAULT_MAX_TASKS = 100_000
+DEFAULT_MIN_TASKS = 16
+DEFAULT_TARGET_TASK_BYTES = 64 * 2**20
+DEFAULT_TARGET_INTERMEDIATE_BYTES = 16 * 2**20
+SMALL_INTERMEDIATE_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """What one task holds at its peak, as multiples of chunk sizes.
+
+    A task reads its block into one assembled buffer (which is also what it writes),
+    so the peak is ``block + max(read transients, write transients)``.  While reading,
+    each in-flight chunk holds its encoded bytes (bounded by raw size) and the decoded
+    chunk.  While writing, each in-flight chunk holds a contiguous raw copy, a boolean
+    scratch array (zarr's empty-chunk test) and the encoded bytes (bounded by raw
+    size); a shard additionally holds its concatenated encoded inner chunks.  At most
+    ``io_concurrency`` chunks are in flight per task (zarr's ``async.concurrency``).
+
+    Attributes
+    ----------
+    decode_factor
+        Bytes held per in-flight chunk while reading, in units of the decoded chunk.
+    encode_factor
+        Bytes held per in-flight chunk while writing, in units of the raw chunk.
+    shard_extra
+        Extra raw-chunk multiples held per in-flight shard when the write grid is sharded.
+    io_concurrency
+        Chunks in flight per zarr call.
+    """
+
+    decode_factor: float = 2.0
+    encode_factor: float = 2.5
+    shard_extra: float = 1.0
+    io_concurrency: int = 10
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One pass over an array: read ``read_grid`` cells, write ``write_grid`` cells.
+
+    Attributes
+    ----------
+    index
+        Stage number, from 0.
+    read_from, write_to
+        ``"source"``, ``"intermediate-<k>"`` or ``"target"``.
+    read_grid, write_grid
+        Chunk grids read and written (the write grid is the shard shape when sharded).
+    block
+        Shape of the region one task handles (clipped at the array's end).
+    blocks_per_axis
+        Number of blocks along each axis; tasks are their product, in C order.
+    n_tasks
+        Number of tasks.
+    read_amplification
+        How many times each read-grid cell is read, on average (1.0 when aligned).
+    chunks_read, chunks_written
+        Read-grid cell reads (counting repeats) and write-grid cells written.
+    bytes_read, bytes_written
+        Decoded bytes read (with amplification) and raw bytes written.
+    task_memory
+        Estimated peak bytes of one task; ``memory_breakdown`` says what makes it up.
+    note
+        Why this stage looks the way it does.
+    """
+
+    index: int
+    read_from: str
+    write_to: str
+    read_grid: tuple[int, ...]
+    write_grid: tuple[int, ...]
+    block: tuple[int, ...]
+    blocks_per_axis: tuple[int, ...]
+    n_tasks: int
+    read_amplification: float
+    chunks_read: int
+    chunks_written: int
+    bytes_read: int
+    bytes_written: int
+    task_memory: int
+    memory_breakdown: dict[str, int]
+    note: str = ""
+
+    def block_slices(self, task: int, shape: Sequence[int]) -> tuple[slice, ...]:
+        """Return the region of task number ``task`` (C order over the block grid)."""
+        idx = []
+        for nb in reversed(self.blocks_per_axis):
+            idx.append(task % nb)
+            task //= nb
+        idx.reverse()
+        return tuple(
+            slice(i * b, min((i + 1) * b, n)) for i, b, n in zip(idx, self.block, shape, strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """How one array is rechunked.
+
+    Attributes
+    ----------
+    name
+        Array name (``""`` for a lone array).
+    shape, dtype, itemsize
+        Array description.
+    source_chunks, target_chunks, target_shards
+        Chunking before and after (``target_shards`` is None when not sharded).
+    intermediate_chunks
+        Chunks of the intermediate array, None for a single pass.
+    stages
+        The passes, in order.
+    strategy
+        ``"copy"``, ``"one-pass"``, ``"one-pass-amplified"`` or ``"two-pass"``.
+    reason
+        One sentence on why this strategy was chosen.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    itemsize: int
+    source_chunks: tuple[int, ...]
+    target_chunks: tuple[int, ...]
+    target_shards: tuple[int, ...] | None
+    intermediate_chunks: tuple[int, ...] | None
+    stages: tuple[StagePlan, ...]
+    strategy: str
+    reason: str
+
+    @property
+    def passes(self) -> int:
+        """Number of stages."""
+        return len(self.stages)
+
+    @property
+    def task_memory(self) -> int:
+        """Largest per-task peak over the stages."""
+        return max((s.task_memory for s in self.stages), default=0)
+
+    @property
+    def n_tasks(self) -> int:
+        """Tasks over all stages."""
+        return sum(s.n_tasks for s in self.stages)
+
+    @property
+    def nbytes(self) -> int:
+        """Raw size of the array."""
+        return math.prod(self.shape) * self.itemsize
+
+
+@dataclass(frozen=True)
+class RechunkPlan:
+    """The whole rechunk: one :class:`ArrayPlan` per array plus budget facts.
+
+    ``print(plan)`` shows a table; :meth:`to_dict` is JSON-able; :meth:`fingerprint`
+    identifies the plan for resuming.
+    """
+
+    arrays: tuple[ArrayPlan, ...]
+    max_mem: int
+    threads_per_worker: int
+    memory_model: MemoryModel = field(default_factory=MemoryModel)
+
+    @property
+    def n_tasks(self) -> int:
+        """Tasks over all arrays and stages."""
+        return sum(a.n_tasks for a in self.arrays)
+
+    @property
+    def task_memory(self) -> int:
+        """Largest per-task peak estimate."""
+        return max((a.task_memory for a in self.arrays), default=0)
+
+    @property
+    def worker_memory(self) -> int:
+        """Per-worker peak estimate: every thread running the largest task."""
+        return self.task_memory * self.threads_per_worker
+
+    @property
+    def bytes_read(self) -> int:
+        """Decoded bytes read over all stages."""
+        return sum(s.bytes_read for a in self.arrays for s in a.stages)
+
+    @property
+    def bytes_written(self) -> int:
+        """Raw bytes written over all stages."""
+        return sum(s.bytes_written for a in self.arrays for s in a.stages)
+
+    @property
+    def passes(self) -> int:
+        """Most stages any array needs."""
+        return max((a.passes for a in self.arrays), default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able description of the plan."""
+        return {
+            "max_mem": self.max_mem,
+            "threads_per_worker": self.threads_per_worker,
+            "memory_model": asdict(self.memory_model),
+            "n_tasks": self.n_tasks,
+            "passes": self.passes,
+            "task_memory": self.task_memory,
+            "worker_memory": self.worker_memory,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "arrays": [
+                {
+                    **{k: v for k, v in asdict(a).items() if k != "stages"},
+                    "passes": a.passes,
+                    "n_tasks": a.n_tasks,
+                    "task_memory": a.task_memory,
+                    "stages": [asdict(s) for s in a.stages],
+                }
+                for a in self.arrays
+            ],
+        }
+
+    def fingerprint(self) -> str:
+        """Return a short hash that changes whenever the plan would do something else."""
+        # Scheduler facts (threads per worker) do not change what tasks do, so they stay out.
+        text = json.dumps([self.max_mem, [asdict(a) for a in self.arrays]], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __str__(self) -> str:
+        lines = [
+            f"RechunkPlan: {len(self.arrays)} array(s), {self.n_tasks} tasks, up to {self.passes} pass(es)",
+            f"  budget {format_bytes(self.max_mem)} per task; estimated peak {format_bytes(self.task_memory)} "
+            f"per task, {format_bytes(self.worker_memory)} per worker ({self.threads_per_worker} thread(s))",
+            f"  reads {format_bytes(self.bytes_read)}, writes {format_bytes(self.bytes_written)}",
+        ]
+        header = (
+            f"  {'array':<14} {'stage':<24} {'read grid':<18} {'write grid':<18} {'block':<20} "
+            f"{'tasks':>8} {'amp':>5} {'read':>10} {'written':>10} {'mem/task':>10}"
+        )
+        lines.append(header)
+        lines.append("  " + "-" * (len(header) - 2))
+        for a in self.arrays:
+            lines.append(
+                f"  {a.name or '<array>':<14} {a.strategy}: {a.shape} {a.dtype} "
+                f"{a.source_chunks} -> {a.target_chunks}"
+                + (f" shards {a.target_shards}" if a.target_shards else "")
+            )
+            for s in a.stages:
+                lines.append(
+                    f"  {'':<14} {s.read_from + '->' + s.write_to:<24} {_fmt(s.read_grid):<18} "
+                    f"{_fmt(s.write_grid):<18} {_fmt(s.block):<20} {s.n_tasks:>8} "
+                    f"{s.read_amplification:>5.2f} {format_bytes(s.bytes_read):>10} "
+                    f"{format_bytes(s.bytes_written):>10} {format_bytes(s.task_memory):>10}"
+                )
+            lines.append(f"  {'':<14} why: {a.reason}")
+            for s in a.stages:
+                if s.note:
+                    lines.append(f"  {'':<14} stage {s.index}: {s.note}")
+        return "\n".join(lines)
+
+
+def _fmt(t: Sequence[int]) -> str:
+    return "(" + ",".join(str(x) for x in t) + ")"
+
+
+# --------------------------------------------------------------------------- chunk specs
+
+
+def normalize_chunks(
+    target_chunks: Any,
+    shape: Sequence[int],
+    dims: Sequence[str] | None = None,
+    *,
+    default: Sequence[int] | None = None,
+    name: str = "",
+) -> tuple[int, ...]:
+    """Turn a user's chunk request into a full tuple of positive ints.
+
+    Parameters
+    ----------
+    target_chunks
+        A tuple/list (one entry per axis), a dict keyed by axis number or dimension
+        name, or None (keep ``default``).  ``-1`` or ``None`` entries mean the full
+        length; entries larger than the axis are clipped to it.
+    shape
+        Array shape.
+    dims
+        Dimension names, for dict keys that are names.
+    default
+        Chunks for axes the request leaves out (the source chunks).
+    name
+        Array name, for error messages.
+
+    Raises
+    ------
+    ChunkSpecError
+        On a wrong number of entries, unknown keys or non-positive sizes.
+    """
+    ndim = len(shape)
+    default = tuple(default) if default is not None else tuple(shape)
+    where = f" for array {name!r}" if name else ""
+    if target_chunks is None:
+        spec: list[Any] = list(default)
+    elif isinstance(target_chunks, Mapping):
+        spec = list(default)
+        for key, value in target_chunks.items():
+            if isinstance(key, int) and not isinstance(key, bool):
+                axis = key
+            elif dims is not None and key in dims:
+                axis = list(dims).index(key)
+            else:
+                continue  # a dimension this array does not have
+            if not 0 <= axis < ndim:
+                raise ChunkSpecError(f"axis {key!r} out of range for a {ndim}-d array{where}")
+            spec[axis] = value
+    elif isinstance(target_chunks, int) and not isinstance(target_chunks, bool):
+        spec = [target_chunks] * ndim
+    else:
+        spec = list(target_chunks)
+        if len(spec) != ndim:
+            raise ChunkSpecError(
+                f"target chunks {tuple(spec)} have {len(spec)} entries but the array{where} has "
+                f"{ndim} axes (shape {tuple(shape)}); give one chunk size per axis"
+            )
+    out = []
+    for axis, (c, n) in enumerate(zip(spec, shape, strict=True)):
+        if c is None or c == -1:
+            c = max(n, 1)
+        if not isinstance(c, int) or isinstance(c, bool):
+            try:
+                c = int(c)
+            except (TypeError, ValueError) as exc:
+                raise ChunkSpecError(f"chunk size {c!r} on axis {axis}{where} is not an integer") from exc
+        if c <= 0:
+            raise ChunkSpecError(
+                f"chunk size {c} on axis {axis}{where} must be positive (or -1/None for the full length)"
+            )
+        out.append(min(c, max(n, 1)))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def _ceildiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _cells(shape: Sequence[int], grid: Sequence[int]) -> int:
+    return math.prod(_ceildiv(n, g) for n, g in zip(shape, grid, strict=True))
+
+
+def _axis_pairs(n: int, block: int, grid: int) -> int:
+    """(block, cell) overlaps along one axis: blocks plus cell edges strictly inside blocks."""
+    if n == 0:
+        return 0
+    nblocks = _ceildiv(n, block)
+    cell_edges = _ceildiv(n, grid) - 1
+    shared_edges = _ceildiv(n, math.lcm(block, grid)) - 1
+    return nblocks + cell_edges - shared_edges
+
+
+def _axis_touch(n: int, block: int, grid: int) -> int:
+    """Most read-grid cells one block touches along an axis."""
+    if block % grid == 0 or block >= n:
+        return min(_ceildiv(block, grid), _ceildiv(n, grid))
+    return min(_ceildiv(block, grid) + 1, _ceildiv(n, grid))
+
+
+def task_memory(
+    shape: Sequence[int],
+    itemsize: int,
+    block: Sequence[int],
+    read_grid: Sequence[int],
+    write_grid: Sequence[int],
+    model: MemoryModel,
+    *,
+    write_sharded: bool = False,
+) -> dict[str, int]:
+    """Estimate the peak bytes one task holds (see :class:`MemoryModel`).
+
+    Returns
+    -------
+    dict
+        ``assembled``, ``read_transient``, ``write_transient`` and ``total`` in bytes.
+    """
+    clipped = [min(b, n) for b, n in zip(block, shape, strict=True)]
+    assembled = math.prod(clipped) * itemsize
+    touched = math.prod(_axis_touch(n, b, g) for n, b, g in zip(shape, clipped, read_grid, strict=True))
+    written = math.prod(_ceildiv(b, g) for b, g in zip(clipped, write_grid, strict=True))
+    read_cell = math.prod(read_grid) * itemsize
+    write_cell = math.prod(write_grid) * itemsize
+    k_r = min(model.io_concurrency, touched)
+    k_w = min(model.io_concurrency, written)
+    enc = model.encode_factor + (model.shard_extra if write_sharded else 0.0)
+    read_t = int(k_r * read_cell * model.decode_factor)
+    write_t = int(k_w * write_cell * enc)
+    return {
+        "assembled": assembled,
+        "read_transient": read_t,
+        "write_transient": write_t,
+        "total": assembled + max(read_t, write_t),
+    }
+
+
+def _grow_block(
+    shape: Sequence[int],
+    unit: Sequence[int],
+    fits: Any,
+    itemsize: int,
+    *,
+    max_tasks: int,
+    min_tasks: int,
+    target_bytes: int,
+) -> tuple[int, ...]:
+    """Grow ``unit`` by whole multiples so tasks batch many chunks.
+
+    Growth is forced while there are more than ``max_tasks`` tasks, and otherwise
+    continues while blocks are under ``target_bytes`` and at least ``min_tasks`` remain;
+    every step must keep ``fits(block)``.
+    """
+    block = [min(u, n) for u, n in zip(unit, shape, strict=True)]
+    while True:
+        n_tasks = _cells(shape, block)
+        order = sorted(range(len(shape)), key=lambda i: -_ceildiv(shape[i], block[i]))
+        grown = False
+        for i in order:
+            if block[i] >= shape[i]:
+                continue
+            cand = list(block)
+            # Double in units of the aligned step, or jump straight to the full axis.
+            cand[i] = min(shape[i], block[i] * 2)
+            if cand[i] < shape[i]:
+                cand[i] = max(unit[i], cand[i] // unit[i] * unit[i])
+            new_tasks = _cells(shape, cand)
+            new_bytes = math.prod(cand) * itemsize
+            wanted = n_tasks > max_tasks or (new_bytes <= target_bytes and new_tasks >= min_tasks)
+            if wanted and fits(cand):
+                block = cand
+                grown = True
+                break
+        if not grown:
+            return tuple(block)
+
+
+def _stage(
+    index: int,
+    read_from: str,
+    write_to: str,
+    shape: Sequence[int],
+    itemsize: int,
+    read_grid: Sequence[int],
+    write_grid: Sequence[int],
+    block: Sequence[int],
+    model: MemoryModel,
+    write_sharded: bool,
+    note: str = "",
+) -> StagePlan:
+    nbytes = math.prod(shape) * itemsize
+    pairs = math.prod(_axis_pairs(n, b, g) for n, b, g in zip(shape, block, read_grid, strict=True))
+    cells = _cells(shape, read_grid)
+    amp = pairs / cells if cells else 1.0
+    mem = task_memory(shape, itemsize, block, read_grid, write_grid, model, write_sharded=write_sharded)
+    return StagePlan(
+        index=index,
+        read_from=read_from,
+        write_to=write_to,
+        read_grid=tuple(read_grid),
+        write_grid=tuple(write_grid),
+        block=tuple(block),
+        blocks_per_axis=tuple(_ceildiv(n, b) for n, b in zip(shape, block, strict=True)),
+        n_tasks=_cells(shape, block),
+        read_amplification=round(amp, 6),
+        chunks_read=pairs,
+        chunks_written=_cells(shape, write_grid),
+        bytes_read=int(round(nbytes * amp)),
+        bytes_written=nbytes,
+        task_memory=mem["total"],
+        memory_breakdown=mem,
+        note=note,
+    )
+
+
+def _divisors(x: int) -> list[int]:
+    small, large = [], []
+    d = 1
+    while d * d <= x:
+        if x % d == 0:
+            small.append(d)
+            if d * d != x:
+                large.append(x // d)
+        d += 1
+    return small + large[::-1]
+
+
+def _intermediate_candidates(n: int, s: int, w: int) -> list[int]:
+    """Intermediate chunk sizes on one axis that keep both stages aligned cheaply.
+
+    Candidates form a divisibility chain with the source and target sizes, so the
+    stage blocks ``lcm(s, m)`` and ``lcm(m, w)`` stay ``max(s, m)`` and ``max(m, w)``.
+    """
+    g = math.gcd(s, w)
+    cands = set(_divisors(g)) if g <= 10**7 else {g}
+    if w % s == 0 and w // s <= 10**7:
+        cands.update(s * k for k in _divisors(w // s))
+    if s % w == 0 and s // w <= 10**7:
+        cands.update(w * k for k in _divisors(s // w))
+    cands.add(max(n, 1))
+    return sorted(c for c in cands if c <= max(n, 1))
+
+
+# --------------------------------------------------------------------------- planner
+
+
+def plan_array(
+    shape: Sequence[int],
+    itemsize: int,
+    source_chunks: Sequence[int],
+    target_chunks: Sequence[int],
+    max_mem: int | str,
+    *,
+    name: str = "",
+    dtype: str = "",
+    source_read_grid: Sequence[int] | None = None,
+    target_shards: Sequence[int] | None = None,
+    model: MemoryModel | None = None,
+    max_tasks: int = DEFAULT_MAX_TASKS,
+    min_tasks: int = DEFAULT_MIN_TASKS,
+    target_task_bytes: int | None = None,
+    target_intermediate_bytes: int = DEFAULT_TARGET_INTERMEDIATE_BYTES,
+) -> ArrayPlan:
+    """Plan the rechunk of one array.
+
+    Parameters
+    ----------
+    shape, itemsize
+        Array shape and bytes per element.
+    source_chunks, target_chunks
+        Full chunk tuples (see :func:`normalize_chunks`).
+    max_mem
+        Budget per task in bytes (or a string such as ``"1GB"``).
+    name, dtype
+        For the report and error messages.
+    source_read_grid
+        Grid the source decodes in (its shard shape if sharded); defaults to its chunks.
+    target_shards
+        Shard shape of the target, if sharded; tasks then write whole shards.
+    model
+        Memory model; defaults to :class:`MemoryModel()`.
+    max_tasks, min_tasks, target_task_bytes, target_intermediate_bytes
+        Batching knobs: blocks grow while a stage has more than ``max_tasks`` tasks, and
+        otherwise up to ``target_task_bytes`` while ``min_tasks`` tasks remain.
+
+    Returns
+    -------
+    ArrayPlan
+
+    Raises
+    ------
+    MemoryBudgetError
+        If no plan keeps ``max_mem``; the message gives the smallest budget that works.
+    ChunkSpecError
+        If the chunk tuples do not match the shape.
+    """
+    model = model or MemoryModel()
+    budget = parse_bytes(max_mem)
+    shape = tuple(int(n) for n in shape)
+    ndim = len(shape)
+    src = tuple(int(c) for c in source_chunks)
+    tgt = tuple(int(c) for c in target_chunks)
+    for what, t in (("source chunks", src), ("target chunks", tgt)):
+        if len(t) != ndim or any(c <= 0 for c in t):
+            raise ChunkSpecError(f"{what} {t} do not fit array {name!r} of shape {shape}")
+    r = tuple(int(c) for c in (source_read_grid or src))
+    sharded = target_shards is not None
+    w = tuple(int(c) for c in (target_shards or tgt))
+    if sharded and any(s % c for s, c in zip(w, tgt, strict=True)):
+        raise ChunkSpecError(f"shards {w} of array {name!r} must be multiples of its chunks {tgt}")
+    target_bytes = target_task_bytes or max(min(DEFAULT_TARGET_TASK_BYTES, budget // 4), 1)
+    common = dict(name=name, shape=shape, dtype=dtype, itemsize=itemsize, source_chunks=src,
+                  target_chunks=tgt, target_shards=tuple(w) if sharded else None)
+
+    def mem(block: Sequence[int], rg: Sequence[int], wg: Sequence[int], ws: bool) -> int:
+        return task_memory(shape, itemsize, block, rg, wg, model, write_sharded=ws)["total"]
+
+    def grow(unit: Sequence[int], rg: Sequence[int], wg: Sequence[int], ws: bool) -> tuple[int, ...]:
+        return _grow_block(shape, unit, lambda b: mem(b, rg, wg, ws) <= budget, itemsize,
+                           max_tasks=max_tasks, min_tasks=min_tasks, target_bytes=target_bytes)
+
+    if math.prod(shape) == 0:
+        stage = _stage(0, "source", "target", shape, itemsize, r, w, tuple(max(n, 1) for n in shape),
+                       model, sharded)
+        return ArrayPlan(**common, intermediate_chunks=None, stages=(stage,), strategy="copy",
+                         reason="empty array: only metadata is written")
+
+    # 1. One aligned pass: blocks are multiples of both grids, each source chunk read once.
+    unit1 = tuple(min(n, math.lcm(a, b)) for n, a, b in zip(shape, r, w, strict=True))
+    need1 = mem(unit1, r, w, sharded)
+    if need1 <= budget:
+        block = grow(unit1, r, w, sharded)
+        stage = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded)
+        strategy = "copy" if r == w else "one-pass"
+        reason = ("a block covering whole source and target chunks fits the budget, so one pass "
+                  "reads every source chunk once")
+        return ArrayPlan(**common, intermediate_chunks=None, stages=(stage,), strategy=strategy,
+                         reason=reason)
+
+    # 2. One pass with blocks aligned to the target only: source chunks on block edges
+    #    are read by several tasks.
+    unit_a = tuple(min(n, b) for n, b in zip(shape, w, strict=True))
+    need_a = mem(unit_a, r, w, sharded)
+    amplified = None
+    if need_a <= budget:
+        block = grow(unit_a, r, w, sharded)
+        amplified = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded)
+
+    # 3. Two passes through an intermediate array whose chunks chain with both grids.
+    cands = [_intermediate_candidates(n, a, b) for n, a, b in zip(shape, r, w, strict=True)]
+    m = [c[0] for c in cands]  # the gcd (or 1): smallest stage blocks
+
+    def two_pass_mem(mm: Sequence[int]) -> tuple[int, int]:
+        b1 = tuple(min(n, math.lcm(a, c)) for n, a, c in zip(shape, r, mm, strict=True))
+        b2 = tuple(min(n, math.lcm(c, b)) for n, c, b in zip(shape, mm, w, strict=True))
+        return mem(b1, r, mm, False), mem(b2, mm, w, sharded)
+
+    need2 = max(two_pass_mem(m))
+    two = None
+    if need2 <= budget:
+        pos = [0] * ndim
+        while math.prod(m) * itemsize < target_intermediate_bytes:
+            best = None
+            for i in range(ndim):
+                if pos[i] + 1 >= len(cands[i]):
+                    continue
+                trial = list(m)
+                trial[i] = cands[i][pos[i] + 1]
+                if max(two_pass_mem(trial)) <= budget:
+                    size = math.prod(trial)
+                    if best is None or size > best[0]:
+                        best = (size, i)
+            if best is None:
+                break
+            i = best[1]
+            pos[i] += 1
+            m[i] = cands[i][pos[i]]
+        mm = tuple(m)
+        b1 = tuple(min(n, math.lcm(a, c)) for n, a, c in zip(shape, r, mm, strict=True))
+        b2 = tuple(min(n, math.lcm(c, b)) for n, c, b in zip(shape, mm, w, strict=True))
+        small = math.prod(mm) * itemsize < SMALL_INTERMEDIATE_BYTES
+        note = (f"intermediate chunks are small ({format_bytes(math.prod(mm) * itemsize)}); a larger "
+                "budget makes them larger" if small else "")
+        s1 = _stage(0, "source", "intermediate", shape, itemsize, r, mm, grow(b1, r, mm, False),
+                    model, False, note)
+        s2 = _stage(1, "intermediate", "target", shape, itemsize, mm, w, grow(b2, mm, w, sharded),
+                    model, sharded)
+        two = (mm, s1, s2)
+
+    if amplified is None and two is None:
+        smallest = min(need1, need_a, need2)
+        raise MemoryBudgetError(
+            f"cannot rechunk array {name or '<array>'} (shape {shape}, {dtype or f'{itemsize}-byte items'}) "
+            f"from chunks {src} to {tuple(w)} within max_mem={format_bytes(budget)} ({budget} bytes): "
+            f"one task must hold at least one decoded source chunk and one encoded target "
+            f"{'shard' if sharded else 'chunk'}. The smallest budget that works is "
+            f"{format_bytes(smallest)} ({smallest} bytes); raise max_mem or choose smaller chunks."
+        )
+    # Compare bytes moved: amplified one pass reads A*N and writes N; two passes move 4N.
+    if amplified is not None and (two is None or amplified.read_amplification + 1 <= 4):
+        reason = (f"no block covering whole source and target chunks fits the budget (needs "
+                  f"{format_bytes(need1)}); one pass reading each source chunk "
+                  f"{amplified.read_amplification:.2f} times on average moves fewer bytes than two passes")
+        amp_note = ("source chunks straddle block edges, so tasks sharing them each read them "
+                    f"(amplification {amplified.read_amplification:.2f})")
+        stage = StagePlan(**{**asdict(amplified), "note": amp_note})
+        return ArrayPlan(**common, intermediate_chunks=None, stages=(stage,),
+                         strategy="one-pass-amplified", reason=reason)
+    assert two is not None
+    mm, s1, s2 = two
+    reason = (f"no block covering whole source and target chunks fits the budget (needs "
+              f"{format_bytes(need1)}); two passes through intermediate chunks {mm} read every chunk once"
+              + ("" if amplified is None else
+                 f" (one pass would read each source chunk {amplified.read_amplification:.2f} times)"))
+    return ArrayPlan(**common, intermediate_chunks=mm, stages=(s1, s2), strategy="two-pass",
+                     reason=reason)
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What the planner needs to know about one array (no I/O handles).
+
+    Attributes
+    ----------
+    name, shape, dtype, itemsize, source_chunks, target_chunks
+        As in :func:`plan_array`.
+    source_read_grid, target_shards
+        Optional shard shapes.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    itemsize: int
+    source_chunks: tuple[int, ...]
+    target_chunks: tuple[int, ...]
+    source_read_grid: tuple[int, ...] | None = None
+    target_shards: tuple[int, ...] | None = None
+
+
+def plan_rechunk(
+    arrays: Sequence[ArraySpec],
+    max_mem: int | str,
+    *,
+    threads_per_worker: int = 1,
+    model: MemoryModel | None = None,
+    **knobs: Any,
+) -> RechunkPlan:
+    """Plan several arrays under one per-task budget.
+
+    Parameters
+    ----------
+    arrays
+        One :class:`ArraySpec` per array.
+    max_mem
+        Budget per task (bytes or a size string).
+    threads_per_worker
+        Threads sharing a worker's memory; scales the per-worker estimate.
+    model
+        Memory model.
+    **knobs
+        Passed to :func:`plan_array` (``max_tasks``, ``min_tasks``, ...).
+
+    Raises
+    ------
+    MemoryBudgetError
+        Naming the first array whose budget cannot be kept.
+    """
+    model = model or MemoryModel()
+    budget = parse_bytes(max_mem)
+    plans = tuple(
+        plan_array(a.shape, a.itemsize, a.source_chunks, a.target_chunks, budget, name=a.name,
+                   dtype=a.dtype, source_read_grid=a.source_read_grid, target_shards=a.target_shards,
+                   model=model, **knobs)
+        for a in arrays
+    )
+    return RechunkPlan(arrays=plans, max_mem=budget, threads_per_worker=max(1, int(threads_per_worker)),
+                       memory_model=model)

@@ -1,0 +1,304 @@
+"""Adapters: turn a zarr array, zarr group or xarray Dataset into per-array jobs.
+
+This module reads metadata only.  It resolves stores, target chunk requests and the
+target's metadata (staged in memory, committed to the target store last).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.storage
+from zarr.abc.store import Store
+
+from ..errors import ChunkSpecError, PlanningError, StoreError
+from .plan import ArraySpec, normalize_chunks
+
+__all__ = ["ArrayJob", "SourceInfo", "resolve_source", "as_store", "dims_of"]
+
+
+@dataclass
+class ArrayJob:
+    """One array to rechunk: its source handle and what the target should look like.
+
+    Attributes
+    ----------
+    path
+        Path of the array inside the source/target hierarchy (``""`` for a lone array).
+    source
+        The source :class:`zarr.Array`; its *stored* (encoded) values are copied.
+    spec
+        What the planner needs.
+    create_kwargs
+        Keyword arguments for :func:`zarr.create_array` that recreate the array with
+        the target chunking (codecs, fill value, attributes, dimension names).
+    """
+
+    path: str
+    source: zarr.Array
+    spec: ArraySpec
+    create_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SourceInfo:
+    """Everything resolved from the source.
+
+    Attributes
+    ----------
+    kind
+        ``"array"``, ``"group"`` or ``"dataset"``.
+    jobs
+        One :class:`ArrayJob` per array.
+    groups
+        ``(path, attributes)`` of every group to recreate, root first (empty for an array).
+    zarr_format
+        Format of the target.
+    consolidated
+        Whether to consolidate the target's metadata at commit (the source was).
+    """
+
+    kind: str
+    jobs: list[ArrayJob]
+    groups: list[tuple[str, dict[str, Any]]]
+    zarr_format: int
+    consolidated: bool
+
+
+def as_store(target: Any, storage_options: Mapping[str, Any] | None = None) -> Store:
+    """Return a writable zarr store for a path, fsspec URL or store.
+
+    Parameters
+    ----------
+    target
+        A local path (str or ``os.PathLike``), an fsspec URL such as ``"s3://bucket/x.zarr"``,
+        or a :class:`zarr.abc.store.Store`.
+    storage_options
+        Passed to fsspec for URLs.
+
+    Raises
+    ------
+    StoreError
+        If ``target`` is none of these.
+    """
+    if isinstance(target, Store):
+        return target
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    if isinstance(target, str):
+        if "://" in target and not target.startswith("file://"):
+            return zarr.storage.FsspecStore.from_url(
+                target, storage_options=dict(storage_options or {}), read_only=False
+            )
+        path = target[len("file://"):] if target.startswith("file://") else target
+        return zarr.storage.LocalStore(path, read_only=False)
+    raise StoreError(
+        f"cannot use {type(target).__name__} as a store; give a path, an fsspec URL or a zarr Store"
+    )
+
+
+def dims_of(arr: zarr.Array) -> tuple[str, ...] | None:
+    """Dimension names of a zarr array (v3 metadata or v2 ``_ARRAY_DIMENSIONS``)."""
+    if arr.metadata.zarr_format == 3:
+        names = arr.metadata.dimension_names
+        return tuple(names) if names is not None and all(n is not None for n in names) else None
+    names = arr.attrs.get("_ARRAY_DIMENSIONS")
+    return tuple(names) if names is not None else None
+
+
+def _itemsize(arr: zarr.Array) -> int:
+    dt = np.dtype(arr.dtype)
+    # Variable-length items (strings, objects) have no fixed size; assume a generous one.
+    return dt.itemsize if dt.kind != "O" and dt.itemsize > 0 else 64
+
+
+def _is_per_array(target_chunks: Any, names: set[str]) -> bool:
+    """Whether a dict maps array names to chunk specs (rather than dims to sizes)."""
+    if not isinstance(target_chunks, Mapping):
+        return False
+    return any(isinstance(v, tuple | list | Mapping) for v in target_chunks.values()) or (
+        bool(target_chunks) and all(k in names for k in target_chunks)
+        and not any(isinstance(v, int) for v in target_chunks.values())
+    )
+
+
+def _options_for(options: Mapping[str, Any] | None, path: str, names: set[str]) -> dict[str, Any]:
+    """Per-array options when keyed by array name, else the same options for all."""
+    if not options:
+        return {}
+    if any(k in names for k in options) and all(isinstance(v, Mapping) for v in options.values()):
+        return dict(options.get(path, {}))
+    return dict(options)
+
+
+def _create_kwargs(
+    src: zarr.Array, path: str, chunks: tuple[int, ...], shards: tuple[int, ...] | None,
+    zarr_format: int, opts: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Keyword arguments for :func:`zarr.create_array` reproducing ``src`` with new chunks."""
+    same_format = src.metadata.zarr_format == zarr_format
+    attrs = dict(src.attrs)
+    dims = dims_of(src)
+    kw: dict[str, Any] = {
+        "name": path or None,
+        "shape": src.shape,
+        "dtype": src.metadata.data_type if src.metadata.zarr_format == 3 else src.metadata.dtype,
+        "chunks": chunks,
+        "shards": shards,
+        "fill_value": src.metadata.fill_value,
+        "zarr_format": zarr_format,
+        "overwrite": True,
+    }
+    if same_format:
+        kw["compressors"] = src.compressors or None
+        kw["filters"] = src.filters or None
+        if zarr_format == 3:
+            kw["serializer"] = src.serializer
+    if zarr_format == 3:
+        attrs.pop("_ARRAY_DIMENSIONS", None)
+        kw["dimension_names"] = dims
+    elif dims is not None:
+        attrs["_ARRAY_DIMENSIONS"] = list(dims)
+    kw["attributes"] = attrs
+    for key in ("compressors", "filters", "serializer", "fill_value", "chunk_key_encoding"):
+        if key in opts:
+            kw[key] = opts[key]
+    if "compressor" in opts:  # rechunker / zarr 2 spelling
+        kw["compressors"] = opts["compressor"]
+    return kw
+
+
+def _make_job(
+    src: zarr.Array, path: str, request: Any, zarr_format: int, opts: Mapping[str, Any],
+) -> ArrayJob:
+    dims = dims_of(src)
+    shape = tuple(src.shape)
+    chunks = normalize_chunks(request, shape, dims, default=src.chunks, name=path)
+    shards = None
+    if opts.get("shards") is not None:
+        if zarr_format != 3:
+            raise ChunkSpecError(f"array {path!r}: shards need zarr format 3 (target_options zarr_format=3)")
+        raw = normalize_chunks(opts["shards"], shape, dims, default=chunks, name=path)
+        # A shard must hold whole chunks; round up, never beyond the array's padded length.
+        shards = tuple(
+            min(max(c, math.ceil(s / c) * c), math.ceil(max(n, 1) / c) * c)
+            for s, c, n in zip(raw, chunks, shape, strict=True)
+        )
+        if all(s == c for s, c in zip(shards, chunks, strict=True)):
+            shards = None
+    read_grid = tuple(src.shards) if getattr(src, "shards", None) else None
+    dt = np.dtype(src.dtype)
+    spec = ArraySpec(
+        name=path, shape=shape, dtype=str(dt), itemsize=_itemsize(src),
+        source_chunks=tuple(src.chunks), target_chunks=chunks,
+        source_read_grid=read_grid, target_shards=shards,
+    )
+    kwargs = _create_kwargs(src, path, chunks, shards, zarr_format, opts)
+    return ArrayJob(path=path, source=src, spec=spec, create_kwargs=kwargs)
+
+
+def _group_consolidated(group: zarr.Group) -> bool:
+    meta = group.metadata
+    return getattr(meta, "consolidated_metadata", None) is not None
+
+
+def resolve_source(
+    source: Any,
+    target_chunks: Any,
+    target_options: Mapping[str, Any] | None = None,
+) -> SourceInfo:
+    """Describe ``source`` as array jobs with the requested target chunking.
+
+    Parameters
+    ----------
+    source
+        A :class:`zarr.Array`, a :class:`zarr.Group` or an :class:`xarray.Dataset`
+        opened from zarr (its ``encoding["source"]`` names the store).
+    target_chunks
+        Tuple for an array; for groups and datasets a dict of array name -> chunks, or a
+        dict of dimension name -> size applied to every array with that dimension.
+    target_options
+        ``zarr_format``, ``shards``, ``compressors`` ... globally or per array name.
+
+    Raises
+    ------
+    PlanningError
+        For unsupported sources or datasets that no longer match their store.
+    """
+    target_options = dict(target_options or {})
+    fmt_opt = target_options.pop("zarr_format", None)
+    if isinstance(source, zarr.Array):
+        fmt = int(fmt_opt or source.metadata.zarr_format)
+        request = target_chunks
+        if isinstance(request, Mapping) and "" in request:
+            request = request[""]
+        job = _make_job(source, "", request, fmt, _options_for(target_options, "", set()))
+        return SourceInfo("array", [job], [], fmt, False)
+    if isinstance(source, zarr.Group):
+        return _resolve_group(source, target_chunks, target_options, fmt_opt, "group", None)
+    try:
+        import xarray as xr
+    except ImportError:  # pragma: no cover - xarray is a dependency
+        xr = None
+    if xr is not None and isinstance(source, xr.Dataset):
+        where = source.encoding.get("source")
+        if not where:
+            raise PlanningError(
+                "this Dataset was not opened from a zarr store (no encoding['source']); write it with "
+                "to_zarr first, or open it with xarray.open_zarr, then rechunk"
+            )
+        try:
+            group = zarr.open_group(where, mode="r")
+        except Exception as exc:
+            raise PlanningError(f"cannot open the Dataset's source store {where!r} as a zarr group: {exc}") from exc
+        names = set(map(str, source.variables))
+        for name, var in source.variables.items():
+            if str(name) not in group or tuple(group[str(name)].shape) != tuple(var.shape):
+                raise PlanningError(
+                    f"variable {name!r} of the Dataset differs from array {name!r} in {where!r}; rechunk "
+                    "copies stored values, so rechunk the store itself or write the modified Dataset first"
+                )
+        return _resolve_group(group, target_chunks, target_options, fmt_opt, "dataset", names)
+    raise PlanningError(
+        f"cannot rechunk a {type(source).__name__}; give a zarr.Array, a zarr.Group or an xarray.Dataset "
+        "opened from zarr"
+    )
+
+
+def _resolve_group(
+    group: zarr.Group, target_chunks: Any, target_options: dict[str, Any], fmt_opt: Any,
+    kind: str, only: set[str] | None,
+) -> SourceInfo:
+    fmt = int(fmt_opt or group.metadata.zarr_format)
+    arrays: list[tuple[str, zarr.Array]] = []
+    groups: list[tuple[str, dict[str, Any]]] = [("", dict(group.attrs))]
+    for path, node in sorted(group.members(max_depth=None), key=lambda kv: kv[0]):
+        if isinstance(node, zarr.Array):
+            if only is None or path in only:
+                arrays.append((path, node))
+        elif only is None:
+            groups.append((path, dict(node.attrs)))
+    names = {p for p, _ in arrays}
+    tc = target_chunks if target_chunks is not None else {}
+    per_array = _is_per_array(tc, names)
+    if per_array:
+        unknown = set(tc) - names
+        if unknown:
+            raise ChunkSpecError(f"target_chunks names arrays {sorted(unknown)} that the source does not have "
+                                 f"(it has {sorted(names)})")
+    elif not isinstance(tc, Mapping):
+        raise ChunkSpecError("for a group or Dataset give target_chunks as a dict: array name -> chunks, or "
+                             "dimension name -> size")
+    jobs = []
+    for path, arr in arrays:
+        request = tc.get(path) if per_array else tc
+        if not per_array and dims_of(arr) is None and tc:
+            request = None  # no dimension names: the array keeps its chunks
+        jobs.append(_make_job(arr, path, request, fmt, _options_for(target_options, path, names)))
+    return SourceInfo(kind, jobs, groups, fmt, _group_consolidated(group))
