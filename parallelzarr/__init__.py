@@ -3,5 +3,6 @@
 from . import errors  # noqa: F401
 from .api import plan_write, to_zarr  # noqa: F401
 from .planning.write import VariablePlan, WritePlan  # noqa: F401
+from .rechunk import Rechunked, plan_rechunk, rechunk  # noqa: F401
 
 __version__ = "0.1.0"
