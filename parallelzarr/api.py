@@ -48,6 +48,8 @@ def prepare(
 ) -> PreparedWrite:
     """Validate and plan a write without writing anything (the shared first half of the API)."""
     check_mode(mode)
+    if region is not None and mode == "w-":
+        mode = "r+"  # as in xarray: a region always writes into existing arrays
     budget = parse_bytes(max_mem) if max_mem is not None else None
     if zarr_format not in (2, 3):
         raise PlanningError(f"zarr_format must be 2 or 3, got {zarr_format!r}")

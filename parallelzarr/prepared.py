@@ -9,7 +9,7 @@ from typing import Any
 import dask.array as da
 
 from .locks import LockSpec
-from .planning.write import WritePlan, VariablePlan
+from .planning.write import VariablePlan, WritePlan
 
 
 @dataclass

@@ -1,0 +1,313 @@
+"""Adapter for xarray Datasets: xarray lays down metadata and encodes values, parallelzarr writes chunks.
+
+xarray's own machinery keeps every convention (dimension names, CF-encoded times, ``_FillValue``,
+scale/offset, attributes, coordinates, strings): ``Dataset.to_zarr(compute=False)`` creates the
+arrays and writes small in-memory variables, and ``encode_zarr_variable`` turns each dask variable
+into the exact values xarray would store. parallelzarr only decides how those values reach the chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from xarray.backends.zarr import encode_zarr_variable
+
+from ..errors import EncodingError, ModeError, RegionError, SchemaMismatchError
+from ..locks import choose_lock_backend
+from ..planning.grid import choose_grid, is_uniform
+from ..planning.write import WritePlan, plan_variable
+from ..prepared import ArrayJob, PreparedWrite
+from .arrays import lock_spec
+from .stores import ResolvedStore, resolve_store, store_has_data
+from .validate import DATASET_ENCODING_KEYS, check_encoding_keys, normalize_chunk_spec, normalize_region
+
+#: CF keys of a stored variable's encoding that decide its stored values.
+CF_KEYS = ("units", "calendar", "dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
+DATAARRAY_NAME = "__xarray_dataarray_variable__"
+
+
+def as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    """A Dataset for ``data`` (a DataArray becomes one variable, as ``DataArray.to_zarr`` does)."""
+    if isinstance(data, xr.DataArray):
+        return data.to_dataset(name=data.name if data.name is not None else DATAARRAY_NAME)
+    return data
+
+
+def _new_chunks(name: str, var: xr.Variable, user: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Zarr chunks and shards of a new dask variable: encoding, else source encoding, else dask chunks."""
+    dims = tuple(str(d) for d in var.dims)
+    spec = user.get("chunks")
+    if spec is None:
+        spec = var.encoding.get("chunks")
+        if spec is not None and (not isinstance(spec, tuple | list) or len(spec) != var.ndim):
+            spec = None
+    chunks = normalize_chunk_spec(name, "chunks", spec, var.shape, dims)
+    if chunks is None:
+        chunks = tuple(
+            max(1, ch[0]) if is_uniform(ch) else choose_grid(ch, n)
+            for ch, n in zip(var.chunks, var.shape, strict=True)
+        )
+    shards = normalize_chunk_spec(name, "shards", user.get("shards", var.encoding.get("shards")), var.shape, dims)
+    return chunks, shards
+
+
+def _encoded(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_format: int) -> xr.Variable:
+    var = var.copy(deep=False)
+    var.encoding = dict(encoding)
+    try:
+        return encode_zarr_variable(var, name=name, zarr_format=zarr_format)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise EncodingError(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}") from exc
+
+
+def _stored_encoding(stored: xr.Dataset, name: str) -> dict[str, Any]:
+    enc = stored[name].encoding
+    return {k: enc[k] for k in CF_KEYS if k in enc}
+
+
+def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
+    """Find the region of ``ds`` in ``stored`` from the labels of their index coordinates."""
+    region: dict[str, slice] = {}
+    for dim in ds.dims:
+        if dim not in ds.indexes:
+            continue
+        if dim not in stored.indexes:
+            raise RegionError(f"region='auto': dimension {dim!r} has no coordinate in the store to match labels against")
+        new = ds.indexes[dim]
+        old = stored.indexes[dim]
+        pos = old.get_indexer(new)
+        if (pos < 0).any():
+            missing = list(new[pos < 0][:3])
+            raise RegionError(
+                f"region='auto': labels {missing} of {dim!r} are not in the stored coordinate; "
+                "write only labels that exist, or append new ones with append_dim"
+            )
+        if len(pos) and not (np.diff(pos) == 1).all():
+            raise RegionError(f"region='auto': the labels of {dim!r} are not one contiguous, increasing run of the stored ones")
+        start = int(pos[0]) if len(pos) else 0
+        region[str(dim)] = slice(start, start + len(pos))
+    return region
+
+
+def prepare_dataset_write(
+    data: xr.Dataset | xr.DataArray,
+    store: Any,
+    *,
+    mode: str,
+    region: Any,
+    append_dim: str | None,
+    encoding: Mapping[str, Any] | None,
+    strategy: str,
+    max_mem: int | None,
+    storage_options: Mapping[str, Any] | None,
+    zarr_format: int,
+    consolidated: bool,
+    lock: str | None = None,
+) -> PreparedWrite:
+    """Validate and plan the write of a Dataset; nothing is written here."""
+    ds = as_dataset(data)
+    encoding = dict(encoding or {})
+    for name, enc in encoding.items():
+        if name not in ds.variables:
+            raise EncodingError(f"encoding names variable {name!r}, which is not in the dataset; variables: {sorted(map(str, ds.variables))}")
+        check_encoding_keys(str(name), enc, DATASET_ENCODING_KEYS)
+    for name in ds.variables:
+        if "/" in str(name) or str(name) in ("", ".", ".."):
+            raise SchemaMismatchError(f"variable name {name!r} cannot be a zarr array name; rename it")
+    resolved = resolve_store(store, storage_options)
+    has = store_has_data(resolved.store)
+    if mode == "w-" and has:
+        raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
+    if region is not None or mode == "r+":
+        if encoding:
+            raise EncodingError("encoding cannot be given for a region write: the stored encoding is reused")
+        if not has:
+            raise ModeError(f"region writes need an existing store; {resolved.description} is empty (write it first with mode='w-')")
+        return _prepare_region(ds, resolved, region, strategy, max_mem, lock)
+    if mode == "a" and has:
+        raise ModeError(
+            f"mode='a' on the existing store {resolved.description} needs append_dim (to append) or region "
+            "(to overwrite part of it); to replace the store use mode='w'"
+        )
+    return _prepare_new(ds, resolved, mode, encoding, strategy, max_mem, zarr_format, consolidated, lock)
+
+
+def _prepare_new(
+    ds: xr.Dataset,
+    resolved: ResolvedStore,
+    mode: str,
+    encoding: dict[str, Any],
+    strategy: str,
+    max_mem: int | None,
+    zarr_format: int,
+    consolidated: bool,
+    lock: str | None,
+) -> PreparedWrite:
+    xr_encoding: dict[str, dict[str, Any]] = {str(k): dict(v) for k, v in encoding.items()}
+    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
+    plans = {}
+    jobs = []
+    for name, var in ds.variables.items():
+        name = str(name)
+        user = xr_encoding.get(name, {})
+        if not isinstance(var.data, da.Array):
+            continue
+        chunks, shards = _new_chunks(name, var, user)
+        # xarray replaces a variable's own encoding by the one passed for it, so pass (and encode
+        # with) exactly one dict: the user's, else the variable's own valid keys.
+        base = dict(user) if name in xr_encoding else {
+            k: v for k, v in var.encoding.items() if k in DATASET_ENCODING_KEYS
+        }
+        base["chunks"] = chunks
+        if shards is not None:
+            base["shards"] = shards
+        xr_encoding[name] = base
+        enc_var = _encoded(name, var, base, zarr_format)
+        dtype = np.dtype(enc_var.dtype)
+        vplan = plan_variable(
+            name,
+            shape=var.shape,
+            dims=tuple(str(d) for d in var.dims),
+            dtype=str(dtype),
+            itemsize=dtype.itemsize,
+            dask_chunks=enc_var.chunks,
+            chunks=chunks,
+            shards=shards,
+            strategy=strategy,
+            max_mem=max_mem,
+            lock_backend=backend,
+            lock_problem=problem,
+        )
+        values = enc_var.data
+        if vplan.strategy == "rechunk":
+            values = values.rechunk(vplan.write_chunks)
+        plans[name] = vplan
+        jobs.append((name, vplan, values))
+
+    # xarray judges codecs and encodings on a scratch in-memory store before the target is touched.
+    template = ds.copy(deep=False)
+    try:
+        template.to_zarr(
+            zarr.storage.MemoryStore(), mode="w", compute=False, encoding=xr_encoding,
+            zarr_format=zarr_format, consolidated=False, safe_chunks=False,
+        )
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise EncodingError(f"xarray refused the dataset or its encoding: {exc}") from exc
+
+    def setup() -> None:
+        ds.to_zarr(
+            resolved.store, mode=mode, compute=False, encoding=xr_encoding, zarr_format=zarr_format,
+            consolidated=consolidated, safe_chunks=False,
+        )
+
+    def opener(name: str):
+        return lambda: zarr.open_array(resolved.store, path=name, mode="r+")
+
+    locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
+    plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
+    return PreparedWrite(
+        plan=plan,
+        jobs=[ArrayJob(plan=p, data=v, open_target=opener(n)) for n, p, v in jobs],
+        setup=setup,
+        locks=locks,
+    )
+
+
+def open_stored(resolved: ResolvedStore) -> xr.Dataset:
+    """Open the stored dataset lazily, reading metadata only."""
+    try:
+        return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True)
+    except Exception as exc:
+        raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
+
+
+def _prepare_region(
+    ds: xr.Dataset,
+    resolved: ResolvedStore,
+    region: Any,
+    strategy: str,
+    max_mem: int | None,
+    lock: str | None,
+) -> PreparedWrite:
+    stored = open_stored(resolved)
+    if region is None:
+        region = {}
+    if isinstance(region, str):
+        if region != "auto":
+            raise RegionError(f"region must be a dict of slices or 'auto', got {region!r}")
+        region = auto_region(ds, stored)
+    if not isinstance(region, Mapping):
+        raise RegionError(f"region for a Dataset must be a dict of slices by dimension or 'auto', got {type(region).__name__}")
+    unknown = [d for d in region if d not in stored.dims]
+    if unknown:
+        raise RegionError(f"region names dimension(s) {unknown} that the store does not have; stored dims: {sorted(map(str, stored.dims))}")
+    region_dims = set(region)
+    outside = [
+        str(n) for n, v in ds.data_vars.items() if region_dims and not region_dims.intersection(map(str, v.dims))
+    ]
+    if outside:
+        raise RegionError(
+            f"variable(s) {outside} share no dimension with the region {sorted(region_dims)}; drop them "
+            "from the dataset before a region write"
+        )
+    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
+    plans = {}
+    jobs = []
+    for name, var in ds.variables.items():
+        name = str(name)
+        if region_dims and not region_dims.intersection(map(str, var.dims)):
+            continue  # coordinates off the region are already stored
+        if name not in stored.variables:
+            raise SchemaMismatchError(f"variable {name!r} is not in the store {resolved.description}; region writes only fill existing variables")
+        old = stored.variables[name]
+        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)):
+            raise SchemaMismatchError(f"variable {name!r} has dims {var.dims} but the stored one has {old.dims}")
+        arr = zarr.open_array(resolved.store, path=name, mode="r")
+        enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
+        if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):
+            raise SchemaMismatchError(
+                f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype {arr.dtype}"
+            )
+        dims = tuple(str(d) for d in var.dims)
+        sub = {d: region[d] for d in dims if d in region}
+        start = normalize_region(name, sub, dims, arr.shape, var.shape)
+        values = enc_var.data
+        if not isinstance(values, da.Array):
+            values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
+        if values.dtype != arr.dtype:
+            values = values.astype(arr.dtype)
+        vplan = plan_variable(
+            name,
+            shape=arr.shape,
+            dims=dims,
+            dtype=str(arr.dtype),
+            itemsize=arr.dtype.itemsize,
+            dask_chunks=values.chunks,
+            chunks=arr.chunks,
+            shards=arr.shards,
+            region_start=start,
+            strategy=strategy,
+            max_mem=max_mem,
+            lock_backend=backend,
+            lock_problem=problem,
+        )
+        if vplan.strategy == "rechunk":
+            values = values.rechunk(vplan.write_chunks)
+        plans[name] = vplan
+        jobs.append((name, vplan, values))
+
+    def opener(name: str):
+        return lambda: zarr.open_array(resolved.store, path=name, mode="r+")
+
+    locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
+    plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
+    return PreparedWrite(
+        plan=plan,
+        jobs=[ArrayJob(plan=p, data=v, open_target=opener(n)) for n, p, v in jobs],
+        locks=locks,
+    )

@@ -1,0 +1,95 @@
+"""Unit tests of the pure grid arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parallelzarr.errors import ChunkSpecError
+from parallelzarr.planning.grid import (
+    aligned_chunks,
+    axis_segments,
+    block_offsets,
+    choose_grid,
+    is_aligned,
+    is_uniform,
+    summarize_chunks,
+)
+
+
+def test_segments_75_over_50():
+    segs = axis_segments([75, 75, 50], grid=50, length=200)
+    # cells: [0,50) owned by block 0; [50,100) shared by 0,1; [100,150) owned by 1; [150,200) owned by 2
+    assert [(s.cell_start, s.cell_stop, s.block_start, s.block_stop) for s in segs] == [
+        (0, 1, 0, 1),
+        (1, 2, 0, 2),
+        (2, 3, 1, 2),
+        (3, 4, 2, 3),
+    ]
+    assert [s.shared for s in segs] == [False, True, False, False]
+    assert all(s.full for s in segs)
+
+
+def test_segments_region_mid_cell_is_partial():
+    segs = axis_segments([30], grid=50, length=200, start=40)
+    # one block owns both partly covered cells: one segment, read-modify-written without a race
+    assert [(s.start, s.stop, s.cell_start, s.cell_stop, s.full) for s in segs] == [(40, 70, 0, 2, False)]
+
+
+def test_segments_out_of_bounds():
+    with pytest.raises(ChunkSpecError, match="exceeds axis length"):
+        axis_segments([60], grid=10, length=50)
+
+
+def test_uniform_rule():
+    assert is_uniform([10, 10, 5])
+    assert not is_uniform([10, 5, 10])
+    assert not is_uniform([10, 10, 12])
+
+
+def test_choose_grid_prefers_alignment():
+    assert choose_grid([10, 10, 7], 27) == 10
+    assert choose_grid([20, 40, 20, 40], 120) == 20
+
+
+def test_aligned_chunks_from_offset():
+    assert aligned_chunks([75, 75], grid=50, length=200, start=30) == (20, 100, 30)
+    inner_edges = block_offsets(aligned_chunks([75, 75], 50, 200, 30), 30)[1:-1]
+    assert all(e % 50 == 0 for e in inner_edges)
+
+
+def test_summarize():
+    assert summarize_chunks([75] * 13 + [25]) == "75x13+25"
+
+
+@given(
+    chunks=st.lists(st.integers(0, 40), min_size=1, max_size=12),
+    grid=st.integers(1, 30),
+    pad=st.integers(0, 30),
+    start=st.integers(0, 30),
+)
+def test_segments_partition_the_write(chunks, grid, pad, start):
+    total = sum(chunks)
+    length = start + total + pad
+    segs = axis_segments(chunks, grid, length, start)
+    # segments tile [start, start + total) without gaps or overlaps
+    pos = start
+    for s in segs:
+        assert s.start == pos and s.stop > s.start
+        pos = s.stop
+    assert pos == start + total
+    # a segment is shared iff more than one non-empty block intersects it
+    bounds = [start]
+    for c in chunks:
+        bounds.append(bounds[-1] + c)
+    for s in segs:
+        touching = {
+            b for b in range(len(chunks)) if chunks[b] and bounds[b] < s.stop and bounds[b + 1] > s.start
+        }
+        if not s.shared:
+            assert len(touching) == 1
+        assert s.shared == (len(touching) > 1) or any(chunks[b] == 0 for b in range(s.block_start, s.block_stop))
+    # aligned writes never share a cell
+    if is_aligned(chunks, grid, length, start):
+        assert not any(s.shared for s in segs)
