@@ -103,7 +103,7 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
         if locks is None:
             raise ValueError("the lock strategy needs a lock backend")
         per_block: dict[tuple[int, ...], list[tuple[Box, Box, str | None]]] = {}
-        for seg_idx, segs in _segment_products(plan):
+        for _, segs in _segment_products(plan):
             shared = any(s.shared for s in segs)
             lock_name = None
             if shared:

@@ -8,7 +8,7 @@ dtype size, memory budget, what locks can work) and returns a :class:`VariablePl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -433,8 +433,3 @@ def format_plan(plan: WritePlan) -> str:
     for note in plan.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
-
-
-def merge_notes(*groups: Mapping[str, str]) -> list[str]:
-    """Flatten ``{topic: note}`` mappings into a list of notes, keeping order."""
-    return [f"{k}: {v}" for g in groups for k, v in g.items()]
