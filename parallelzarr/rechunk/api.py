@@ -27,6 +27,7 @@ from .execute import (
     StageIO,
     build_graph,
     plan_record,
+    store_delete,
     store_delete_prefix,
     store_exists,
     store_get,
@@ -244,7 +245,7 @@ class Rechunked:
                 store_delete_prefix(tstore, tpath)
         if keep:
             store_delete_prefix(store, f"{MARK}/done")
-            store_delete_prefix(store, f"{MARK}/plan.json")
+            store_delete(store, f"{MARK}/plan.json")
         else:
             store_delete_prefix(store, MARK)
         ran = int(sum(runs.values()))

@@ -23,7 +23,7 @@ from zarr.core.sync import sync
 from .plan import StagePlan
 
 __all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store_get", "store_set",
-           "store_delete_prefix", "store_keys"]
+           "store_delete", "store_delete_prefix", "store_keys"]
 
 #: Prefix in the target store for the plan record, task markers and (by default) intermediates.
 MARK = ".parallelzarr-rechunk"
@@ -50,6 +50,11 @@ def store_set(store: Store, key: str, value: bytes) -> None:
 def store_delete_prefix(store: Store, prefix: str) -> None:
     """Delete every key under ``prefix``."""
     sync(store.delete_dir(prefix))
+
+
+def store_delete(store: Store, key: str) -> None:
+    """Delete one key (absent keys are fine)."""
+    sync(store.delete(key))
 
 
 async def _collect(it: Any) -> list[str]:

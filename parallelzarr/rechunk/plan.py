@@ -72,12 +72,15 @@ class MemoryModel:
         Extra raw-chunk multiples held per in-flight shard when the write grid is sharded.
     io_concurrency
         Chunks in flight per zarr call.
+    overhead
+        Fixed bytes per task for Python objects, selections and the marker write.
     """
 
     decode_factor: float = 2.0
     encode_factor: float = 2.5
     shard_extra: float = 1.0
     io_concurrency: int = 10
+    overhead: int = 2**20
 
 
 @dataclass(frozen=True)
@@ -402,10 +405,13 @@ def _axis_pairs(n: int, block: int, grid: int) -> int:
 
 
 def _axis_touch(n: int, block: int, grid: int) -> int:
-    """Most read-grid cells one block touches along an axis."""
-    if block % grid == 0 or block >= n:
-        return min(_ceildiv(block, grid), _ceildiv(n, grid))
-    return min(_ceildiv(block, grid) + 1, _ceildiv(n, grid))
+    """Most read-grid cells one block touches along an axis.
+
+    Block starts are multiples of ``block``, so their offsets inside a cell are
+    multiples of ``gcd(block, grid)``: the worst offset is ``grid - gcd``.
+    """
+    worst = grid - math.gcd(block, grid)
+    return min(_ceildiv(worst + min(block, n), grid), _ceildiv(n, grid))
 
 
 def task_memory(
@@ -423,7 +429,8 @@ def task_memory(
     Returns
     -------
     dict
-        ``assembled``, ``read_transient``, ``write_transient`` and ``total`` in bytes.
+        ``assembled``, ``read_transient``, ``write_transient``, ``overhead`` and ``total``
+        in bytes.
     """
     clipped = [min(b, n) for b, n in zip(block, shape, strict=True)]
     assembled = math.prod(clipped) * itemsize
@@ -440,7 +447,8 @@ def task_memory(
         "assembled": assembled,
         "read_transient": read_t,
         "write_transient": write_t,
-        "total": assembled + max(read_t, write_t),
+        "overhead": model.overhead,
+        "total": assembled + max(read_t, write_t) + model.overhead,
     }
 
 
