@@ -16,6 +16,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from ..faults import count_write
 from ..locks import LockSpec
 from ..planning.grid import Segment, block_offsets
 from ..planning.write import VariablePlan
@@ -26,6 +27,7 @@ Box = tuple[slice, ...]
 def write_box(target: Any, box: Box, value: np.ndarray) -> int:
     """Write ``value`` into ``target[box]`` and return the number of bytes written."""
     target[box] = value
+    count_write()
     return int(np.asarray(value).nbytes)
 
 
@@ -36,6 +38,7 @@ def assemble_and_write(target: Any, box: Box, dtype: str, pieces: Sequence[Seque
     for where, piece in pieces:
         buf[where] = piece
     target[box] = buf
+    count_write()
     return int(buf.nbytes)
 
 
@@ -49,6 +52,7 @@ def write_with_locks(target: Any, block: np.ndarray, parts: Sequence[tuple[Box, 
         else:
             with locks.hold(lock_name):
                 target[box] = value
+        count_write()
         nbytes += int(value.nbytes)
     return nbytes
 

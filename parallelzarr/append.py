@@ -1,0 +1,394 @@
+"""Crash-safe, idempotent appends along a dimension (incremental ingest).
+
+Readers only ever see whole appends: new chunks are written beyond the stored shape (invisible while
+the metadata keeps the old shape), then the commit publishes the new shapes; see :mod:`.commit`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from dask.delayed import Delayed
+from zarr.core.array import Array, AsyncArray
+
+from . import commit as cm
+from .api import build_graph
+from .errors import AppendError, EncodingError, SchemaMismatchError
+from .faults import fault_point
+from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
+from .io.stores import ResolvedStore, resolve_store, store_has_data
+from .planning.write import WritePlan, plan_variable
+from .prepared import ArrayJob, PreparedWrite
+from .units import parse_bytes
+
+__all__ = ["append", "repair", "AppendResult"]
+
+
+@dataclass
+class AppendResult:
+    """What an append did.
+
+    Attributes
+    ----------
+    append_id
+        Identity of the append (given, or derived from the appended coordinate labels).
+    applied
+        ``False`` when the same append had already been committed and nothing was written.
+    plan
+        The write plan carried out (``None`` when nothing was written).
+    offset, length
+        Position and length of the appended rows along the append dimension.
+    repaired
+        What was rolled forward or cleared before this append could start.
+    """
+
+    append_id: str
+    applied: bool
+    message: str
+    plan: WritePlan | None = None
+    offset: int = 0
+    length: int = 0
+    repaired: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        lines += [f"  repaired first: {r}" for r in self.repaired]
+        if self.plan is not None:
+            lines.append(str(self.plan))
+        return "\n".join(lines)
+
+
+def _label(value: Any) -> str:
+    return str(np.asarray(value).item() if np.ndim(value) == 0 else value)
+
+
+def _appended_array(arr: zarr.Array, new_shape: tuple[int, ...]) -> zarr.Array:
+    """The stored array seen with a bigger shape, without saving that shape (readers keep the old)."""
+    aa = arr._async_array
+    return Array(AsyncArray(metadata=aa.metadata.update_shape(new_shape), store_path=aa.store_path, config=aa.config))
+
+
+def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> tuple[str, str] | None:
+    """Check the appended labels continue the stored ones; return (first, last) labels."""
+    if dim not in ds.indexes:
+        return None
+    new = ds.indexes[dim]
+    if len(new) == 0:
+        raise AppendError(f"nothing to append: the data has length 0 along {dim!r}")
+    old = stored.indexes.get(dim)
+    values = np.asarray(new)
+    if old is not None and len(old):
+        increasing = bool(old[-1] >= old[0]) if len(old) > 1 else bool(len(values) < 2 or values[-1] >= values[0])
+    else:
+        increasing = bool(len(values) < 2 or values[-1] >= values[0])
+    steps = np.diff(values)
+    if len(steps) and not ((steps > np.zeros_like(steps)).all() if increasing else (steps < np.zeros_like(steps)).all()):
+        order = "increasing" if increasing else "decreasing"
+        raise AppendError(f"the appended {dim!r} labels must be strictly {order}, like the stored ones")
+    if old is not None and len(old):
+        overlap = old.intersection(new)
+        if len(overlap):
+            raise AppendError(
+                f"the appended {dim!r} labels overlap the stored ones: {len(overlap)} label(s) from "
+                f"{_label(overlap[0])} to {_label(overlap[-1])} are already stored; append only new labels "
+                "(or write them with region=...)"
+            )
+        beyond = values[0] > np.asarray(old)[-1] if increasing else values[0] < np.asarray(old)[-1]
+        if not beyond:
+            raise AppendError(
+                f"the appended {dim!r} labels start at {_label(values[0])}, which is not after the last stored "
+                f"label {_label(old[-1])}; appends must continue the stored order"
+            )
+    return _label(values[0]), _label(values[-1])
+
+
+def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
+    h = hashlib.sha1()
+    h.update(dim.encode())
+    h.update(",".join(sorted(map(str, ds.data_vars))).encode())
+    h.update(str(ds.sizes[dim]).encode())
+    if labels is not None:
+        h.update(repr(labels).encode())
+    else:
+        h.update(dask.base.tokenize(ds).encode())
+    return h.hexdigest()[:16]
+
+
+def prepare_append(
+    ds: xr.Dataset,
+    resolved: ResolvedStore,
+    append_dim: str,
+    *,
+    strategy: str,
+    max_mem: int | None,
+    encoding: Mapping[str, Any] | None,
+    static: str,
+) -> tuple[PreparedWrite, dict[str, Any]]:
+    """Validate an append against the store and plan it; read metadata only, write nothing."""
+    stored = open_stored(resolved)
+    if append_dim not in ds.dims:
+        raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
+    if append_dim not in stored.dims:
+        raise AppendError(f"append_dim {append_dim!r} is not a dimension of the store; stored dimensions are {sorted(map(str, stored.dims))}")
+    if static not in ("ignore", "verify"):
+        raise AppendError(f"static must be 'ignore' or 'verify', got {static!r}")
+    for name in encoding or {}:
+        if name in stored.variables:
+            raise EncodingError(f"encoding given for {name!r}, which is already stored; appends reuse the stored encoding, drop it")
+    new_vars = sorted(str(n) for n in ds.data_vars if n not in stored.data_vars)
+    if new_vars:
+        raise AppendError(f"variable(s) {new_vars} are not in the store; write them first or drop them from the appended data")
+    missing = sorted(str(n) for n, v in stored.data_vars.items() if append_dim in v.dims and n not in ds.data_vars)
+    if missing:
+        raise AppendError(f"variable(s) {missing} of the store have {append_dim!r} but are missing from the appended data")
+    labels = _check_coordinate(ds, stored, append_dim)
+
+    log = cm.append_log(resolved.store)
+    plans = {}
+    jobs = []
+    offset = int(stored.sizes[append_dim])
+    length = int(ds.sizes[append_dim])
+    for name, var in ds.variables.items():
+        name = str(name)
+        if append_dim not in var.dims:
+            if static == "verify" and name in stored.variables:
+                if not var.load().equals(stored[name].variable.load()):
+                    raise AppendError(f"{name!r} has no {append_dim!r} and differs from the stored values (static='verify')")
+            continue
+        if name not in stored.variables:
+            raise AppendError(f"coordinate {name!r} is not in the store; appended data must match the stored variables")
+        old = stored.variables[name]
+        if tuple(map(str, var.dims)) != tuple(map(str, old.dims)):
+            raise SchemaMismatchError(f"{name!r} has dims {var.dims} but the stored variable has {old.dims}")
+        for d in var.dims:
+            if d != append_dim and var.sizes[d] != old.sizes[d]:
+                raise SchemaMismatchError(
+                    f"{name!r} has size {var.sizes[d]} along {d!r} but the store has {old.sizes[d]}; only "
+                    f"{append_dim!r} may change in an append"
+                )
+        arr = zarr.open_array(resolved.store, path=name, mode="r+")  # r+: the appended view writes through it
+        enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
+        src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
+        if src.kind in "SU" and dst.kind in "SU":
+            width = src.itemsize // (4 if src.kind == "U" else 1)
+            room = dst.itemsize // (4 if dst.kind == "U" else 1)
+            if width > room:
+                raise SchemaMismatchError(
+                    f"{name!r}: appended strings need {width} characters but the stored dtype {dst} holds {room}; "
+                    "values would be cut. Rewrite the store with a wider dtype"
+                )
+        elif not np.can_cast(src, dst, casting="same_kind"):
+            raise SchemaMismatchError(f"{name!r}: appended dtype {src} cannot be stored as the stored dtype {dst}")
+        values = enc_var.data
+        if not isinstance(values, da.Array):
+            values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
+        if values.dtype != dst:
+            values = values.astype(dst)
+        axis = list(map(str, var.dims)).index(append_dim)
+        if arr.shape[axis] != offset:
+            raise SchemaMismatchError(
+                f"{name!r} has length {arr.shape[axis]} along {append_dim!r} but the store's dimension has {offset}; "
+                "run parallelzarr.repair(store) first"
+            )
+        new_shape = tuple(s + length if i == axis else s for i, s in enumerate(arr.shape))
+        start = tuple(offset if i == axis else 0 for i in range(arr.ndim))
+        vplan = plan_variable(
+            name,
+            shape=new_shape,
+            dims=tuple(map(str, var.dims)),
+            dtype=str(dst),
+            itemsize=dst.itemsize,
+            dask_chunks=values.chunks,
+            chunks=arr.chunks,
+            shards=arr.shards,
+            region_start=start,
+            strategy=strategy,
+            max_mem=max_mem,
+            lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
+        )
+        if vplan.strategy == "rechunk":
+            values = values.rechunk(vplan.write_chunks)
+        plans[name] = vplan
+        target = _appended_array(arr, new_shape)
+        jobs.append(ArrayJob(plan=vplan, data=values, open_target=lambda t=target: t))
+    info = {
+        "labels": labels,
+        "offset": offset,
+        "length": length,
+        "log": log,
+        "shapes": {j.plan.name: list(j.plan.shape) for j in jobs},
+        "old_shapes": {n: [int(s) for s in stored.variables[n].shape] for n in plans},
+    }
+    plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
+    return PreparedWrite(plan=plan, jobs=jobs, info=info), info
+
+
+def append(
+    data: xr.Dataset | xr.DataArray,
+    store: Any,
+    append_dim: str,
+    *,
+    strategy: str = "auto",
+    append_id: str | None = None,
+    consolidated: bool = True,
+    compute: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    max_mem: int | str | None = "256MiB",
+    encoding: Mapping[str, Any] | None = None,
+    static: str = "ignore",
+    **compute_kwargs: Any,
+) -> AppendResult | Delayed:
+    """Append ``data`` along ``append_dim`` so that readers only ever see the whole append.
+
+    Parameters
+    ----------
+    data
+        Dataset (or DataArray) holding the new rows.
+    store
+        Path, fsspec URL or zarr store of an existing dataset (an empty target is created).
+    append_dim
+        Dimension to append along.
+    strategy
+        Write strategy for the appended blocks (``auto``, ``direct``, ``gather-edges``, ``rechunk``).
+    append_id
+        Identity of this append; by default derived from the appended coordinate labels. An append
+        whose id is already recorded returns without writing.
+    consolidated
+        Update consolidated metadata (the commit point for consolidated readers).
+    compute
+        If ``False``, return a ``Delayed`` that writes and commits when computed (the lease is held
+        from now until then).
+    storage_options
+        fsspec options for URL stores.
+    max_mem
+        Memory budget per task.
+    encoding
+        Encoding for variables new to the store (stored variables keep their encoding; giving one is an error).
+    static
+        ``"ignore"`` variables without ``append_dim`` or ``"verify"`` that they equal the stored ones.
+    **compute_kwargs
+        Passed to ``dask.compute``.
+
+    Returns
+    -------
+    AppendResult or Delayed
+    """
+    from .api import to_zarr
+
+    ds = as_dataset(data)
+    budget = parse_bytes(max_mem) if max_mem is not None else None
+    resolved = resolve_store(store, storage_options)
+    if not store_has_data(resolved.store):
+        labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim) if append_dim in ds.dims else None
+        if append_dim not in ds.dims:
+            raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data")
+        plan = to_zarr(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, consolidated=consolidated,
+                       max_mem=max_mem, **compute_kwargs)
+        aid = append_id or _derive_id(ds, append_dim, labels)
+        entry = _entry(aid, append_dim, 0, int(ds.sizes[append_dim]), labels)
+        cm.roll_forward(resolved.store, {"shapes": {}, "entry": entry, "consolidated": consolidated}, consolidated)
+        return AppendResult(aid, True, f"created {resolved.description} with {ds.sizes[append_dim]} {append_dim!r} rows", plan, 0, int(ds.sizes[append_dim]))
+
+    repaired: list[str] = []
+    journal = cm.pending_journal(resolved.store)
+    if journal is not None:
+        lease = cm.acquire_lease(resolved.store, resolved.description, "roll-forward")
+        try:
+            steps = cm.roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
+            repaired.append(f"rolled forward interrupted append {journal['entry']['id']}: {'; '.join(steps) or 'already applied'}")
+        finally:
+            lease.release()
+
+    aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
+    # The id check comes first: the same append again overlaps the stored labels by design.
+    if any(e.get("id") == aid for e in cm.append_log(resolved.store)):
+        return AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
+                            repaired=repaired)
+    prepared, info = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding,
+                                    static=static)
+
+    lease = cm.acquire_lease(resolved.store, resolved.description)
+    if lease.broke_stale:
+        repaired.append(f"broke the lease of a dead process ({cm.describe_holder(lease.broke_stale)})")
+    fault_point("append:leased")
+    try:
+        for name, shape in info["old_shapes"].items():
+            now = zarr.open_array(resolved.store, path=name, mode="r").shape
+            if list(now) != shape:
+                raise AppendError(f"{name!r} changed from {tuple(shape)} to {tuple(now)} while this append was planned; retry")
+        entry = _entry(aid, append_dim, info["offset"], info["length"], info["labels"])
+        journal = {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated}
+
+        def commit() -> None:
+            fault_point("append:data-written")
+            cm.write_journal(resolved.store, journal)
+            fault_point("append:journaled")
+            cm.roll_forward(resolved.store, journal, consolidated)
+            lease.release()
+            fault_point("append:released")
+
+        prepared.commit = commit
+        delayed = build_graph(prepared)
+        if not compute:
+            return delayed
+        dask.compute(delayed, **compute_kwargs)
+    except BaseException:
+        lease.release()
+        raise
+    return AppendResult(
+        aid, True,
+        f"appended {info['length']} {append_dim!r} row(s) at {info['offset']} to {resolved.description} (id {aid})",
+        prepared.plan, info["offset"], info["length"], repaired,
+    )
+
+
+def _labels_only(ds: xr.Dataset, dim: str) -> tuple[str, str] | None:
+    if dim not in ds.indexes or ds.sizes.get(dim, 0) == 0:
+        return None
+    values = np.asarray(ds.indexes[dim])
+    return _label(values[0]), _label(values[-1])
+
+
+def _entry(aid: str, dim: str, offset: int, length: int, labels: tuple[str, str] | None) -> dict[str, Any]:
+    return {
+        "id": aid,
+        "dim": dim,
+        "offset": offset,
+        "length": length,
+        "first": labels[0] if labels else None,
+        "last": labels[1] if labels else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def repair(store: Any, *, force: bool = False, storage_options: Mapping[str, Any] | None = None) -> cm.RepairReport:
+    """Bring a store back to a consistent state after an interrupted append.
+
+    Rolls forward an interrupted commit from its journal, clears a lease whose holder is gone (any
+    lease with ``force=True``), and removes unreferenced chunks beyond each array's shape.
+
+    Parameters
+    ----------
+    store
+        Path, fsspec URL or zarr store.
+    force
+        Clear the lease even when its holder cannot be shown to be gone.
+    storage_options
+        fsspec options for URL stores.
+
+    Returns
+    -------
+    RepairReport
+        What was found and done (``print`` it, or ``.to_dict()``).
+    """
+    resolved = resolve_store(store, storage_options)
+    return cm.repair_store(resolved.store, resolved.description, force=force)

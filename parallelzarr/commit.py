@@ -1,0 +1,298 @@
+"""Crash-safe commits: the append lease, the journal, the append log, roll-forward and repair.
+
+All bookkeeping lives under the store's ``.parallelzarr/`` prefix, which zarr and xarray ignore.
+The protocol (DESIGN "Append protocol"): take the lease -> write chunks beyond the stored shape ->
+write the journal -> resize each array's metadata -> update the group (append log + consolidated
+metadata, the commit point) -> delete the journal -> release the lease. A journal found later means
+"roll forward": every step after it is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import zarr
+import zarr.storage
+from zarr.core.buffer import cpu, default_buffer_prototype
+from zarr.core.sync import sync
+
+from .errors import LeaseError
+from .faults import fault_point
+
+PREFIX = ".parallelzarr"
+LEASE_KEY = f"{PREFIX}/lease.json"
+JOURNAL_KEY = f"{PREFIX}/journal.json"
+LOG_ATTR = "parallelzarr_appends"
+
+
+# --- raw key access through any zarr store -------------------------------------------------------
+
+
+def read_json(store: Any, key: str) -> dict[str, Any] | None:
+    buf = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if buf is None else json.loads(buf.to_bytes())
+
+
+def write_json(store: Any, key: str, value: dict[str, Any]) -> None:
+    sync(store.set(key, cpu.Buffer.from_bytes(json.dumps(value, sort_keys=True).encode())))
+
+
+def delete_key(store: Any, key: str) -> None:
+    sync(store.delete(key))
+
+
+def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
+    """Create ``key`` only if absent; ``True`` if this call created it.
+
+    On a local filesystem ``O_CREAT | O_EXCL`` makes this atomic between processes. Other stores
+    use the store's conditional create and then read back the holder, so a lost race is noticed.
+    """
+    data = json.dumps(value, sort_keys=True).encode()
+    if isinstance(store, zarr.storage.LocalStore):
+        path = os.path.join(str(store.root), key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+    sync(store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
+    held = read_json(store, key)
+    return held is not None and held.get("id") == value.get("id")
+
+
+# --- the lease -----------------------------------------------------------------------------------
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def holder_alive(holder: dict[str, Any]) -> bool | None:
+    """Whether the lease holder still runs: ``True``/``False`` on this host, ``None`` elsewhere."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    pid = int(holder.get("pid", -1))
+    started = _process_start(pid)
+    if started is None:
+        return False
+    # A reused pid has a different start time.
+    return abs(started - float(holder.get("pid_started", started))) < 1.0
+
+
+@dataclass
+class Lease:
+    """The store's append lease, held by this process while an append runs."""
+
+    store: Any
+    holder: dict[str, Any]
+    broke_stale: dict[str, Any] | None = None
+
+    def release(self) -> None:
+        current = read_json(self.store, LEASE_KEY)
+        if current is not None and current.get("id") == self.holder["id"]:
+            delete_key(self.store, LEASE_KEY)
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    age = time.time() - float(holder.get("time", time.time()))
+    return f"{holder.get('operation', 'append')} by pid {holder.get('pid')} on {holder.get('host')}, taken {age:.0f}s ago"
+
+
+def acquire_lease(store: Any, description: str, operation: str = "append") -> Lease:
+    """Take the append lease or raise :class:`LeaseError` naming the holder.
+
+    A lease whose holder provably died (same host, process gone) is broken and reported; a lease
+    held from another host is never broken here (``repair(force=True)`` does that).
+    """
+    holder = {
+        "id": uuid.uuid4().hex,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_started": _process_start(os.getpid()),
+        "time": time.time(),
+        "operation": operation,
+    }
+    broke = None
+    for _ in range(2):
+        if create_exclusive(store, LEASE_KEY, holder):
+            return Lease(store, holder, broke)
+        current = read_json(store, LEASE_KEY) or {}
+        if holder_alive(current) is False:
+            delete_key(store, LEASE_KEY)
+            broke = current
+            continue
+        state = "stale? run parallelzarr.repair(store, force=True) if it is gone" if holder_alive(current) is None else "still running"
+        raise LeaseError(
+            f"{description} is being written by another process ({describe_holder(current)}; {state}); "
+            "wait for it to finish and retry"
+        )
+    raise LeaseError(f"could not take the lease of {description}; another process keeps taking it")
+
+
+# --- the journal and the commit ------------------------------------------------------------------
+
+
+def write_journal(store: Any, journal: dict[str, Any]) -> None:
+    write_json(store, JOURNAL_KEY, journal)
+
+
+def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> list[str]:
+    """Apply a journal: resize arrays, record the append, consolidate, drop the journal.
+
+    Every step checks before it acts, so running it twice (or after a crash inside it) is safe.
+    """
+    done: list[str] = []
+    for name, shape in journal["shapes"].items():
+        arr = zarr.open_array(store, path=name, mode="r+")
+        if tuple(arr.shape) != tuple(shape):
+            arr.resize(tuple(shape))
+            done.append(f"resized {name} to {tuple(shape)}")
+        fault_point(f"commit:resized:{name}")
+    group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    log = list(group.attrs.get(LOG_ATTR, []))
+    entry = journal["entry"]
+    if not any(e.get("id") == entry["id"] for e in log):
+        log.append(entry)
+        group.attrs[LOG_ATTR] = log
+        done.append(f"recorded append {entry['id']}")
+    fault_point("commit:logged")
+    if consolidated:
+        zarr.consolidate_metadata(store)
+        done.append("consolidated metadata")
+    fault_point("commit:consolidated")
+    delete_key(store, JOURNAL_KEY)
+    fault_point("commit:journal-removed")
+    return done
+
+
+def pending_journal(store: Any) -> dict[str, Any] | None:
+    return read_json(store, JOURNAL_KEY)
+
+
+def append_log(store: Any) -> list[dict[str, Any]]:
+    """The appends recorded in the group's attributes."""
+    try:
+        group = zarr.open_group(store, mode="r", use_consolidated=False)
+    except Exception:
+        return []
+    return list(group.attrs.get(LOG_ATTR, []))
+
+
+def is_consolidated(store: Any) -> bool:
+    try:
+        group = zarr.open_group(store, mode="r", use_consolidated=False)
+    except Exception:
+        return False
+    if group.metadata.zarr_format == 2:
+        return sync(store.exists(".zmetadata"))
+    return group.metadata.consolidated_metadata is not None
+
+
+# --- repair --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair` found and did."""
+
+    store: str
+    actions: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [f"repair {self.store}: {'ok' if self.ok else 'needs attention'}"]
+        lines += [f"  did: {a}" for a in self.actions] or ["  did: nothing (store was consistent)"]
+        lines += [f"  problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"store": self.store, "ok": self.ok, "actions": self.actions, "problems": self.problems}
+
+
+def _chunk_index(key: str, prefix: str, separator: str, zarr_format: int) -> tuple[int, ...] | None:
+    rest = key[len(prefix) :]
+    if zarr_format == 3:
+        if not rest.startswith("c"):
+            return None
+        rest = rest[1:].lstrip(separator)
+    parts = rest.split(separator) if rest else []
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        return None
+
+
+def remove_chunks_beyond_shape(store: Any) -> list[str]:
+    """Delete chunk keys lying wholly outside each array's shape (left by an interrupted append)."""
+    removed: list[str] = []
+    group = zarr.open_group(store, mode="r", use_consolidated=False)
+    for name, arr in group.arrays():
+        fmt = arr.metadata.zarr_format
+        if fmt == 3:
+            enc = arr.metadata.chunk_key_encoding
+            sep = getattr(enc, "separator", "/")
+        else:
+            sep = getattr(arr.metadata, "dimension_separator", ".") or "."
+        grid = arr.shards or arr.chunks
+        ncells = [-(-s // g) for s, g in zip(arr.shape, grid, strict=True)]
+        prefix = f"{name}/"
+
+        async def keys(prefix: str = prefix) -> list[str]:
+            return [k async for k in store.list_prefix(prefix)]
+
+        for key in sync(keys()):
+            if key.endswith(("zarr.json", ".zarray", ".zattrs")):
+                continue
+            idx = _chunk_index(key, prefix, sep, fmt)
+            if idx is None or len(idx) != len(ncells):
+                continue
+            if any(i >= n for i, n in zip(idx, ncells, strict=True)):
+                delete_key(store, key)
+                removed.append(key)
+    return removed
+
+
+def repair_store(store: Any, description: str, *, force: bool = False) -> RepairReport:
+    """Roll forward a journal, clear a dead (or, with ``force``, any) lease, drop stray chunks."""
+    report = RepairReport(description)
+    lease = read_json(store, LEASE_KEY)
+    if lease is not None:
+        alive = holder_alive(lease)
+        if alive is True and not force:
+            report.problems.append(f"lease held by a running process ({describe_holder(lease)}); not touched")
+            return report
+        if alive is None and not force:
+            report.problems.append(
+                f"lease held from another host ({describe_holder(lease)}); run repair(force=True) once it is gone"
+            )
+            return report
+        delete_key(store, LEASE_KEY)
+        report.actions.append(f"cleared {'stale' if alive is False else 'forced'} lease ({describe_holder(lease)})")
+    journal = pending_journal(store)
+    if journal is not None:
+        steps = roll_forward(store, journal, journal.get("consolidated", True))
+        report.actions.append(f"rolled forward append {journal['entry']['id']}: " + "; ".join(steps or ["already applied"]))
+    removed = remove_chunks_beyond_shape(store)
+    if removed:
+        report.actions.append(f"removed {len(removed)} unreferenced chunk(s) beyond the stored shape")
+    return report
