@@ -1,0 +1,217 @@
+"""Inspect a zarr store: its tree, arrays, chunking, codecs, sizes and append log (``parallelzarr info``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import zarr
+
+from .errors import StoreError
+from .units import format_bytes
+
+__all__ = ["inspect_store", "format_info", "APPEND_LOG_ATTR"]
+
+#: Group attribute where appends record their id and coordinate range.
+APPEND_LOG_ATTR = "parallelzarr_appends"
+
+
+def _codec_text(codec: Any) -> str:
+    """Short ``name(key=value, ...)`` text for a zarr v3 codec or a numcodecs codec."""
+    if hasattr(codec, "to_dict"):
+        d = codec.to_dict()
+        name, config = d.get("name", type(codec).__name__), dict(d.get("configuration") or {})
+    elif hasattr(codec, "get_config"):
+        config = dict(codec.get_config())
+        name = config.pop("id", type(codec).__name__)
+    else:
+        return repr(codec)
+    if name == "sharding_indexed":  # its inner codecs are listed separately
+        return "sharding"
+    args = ", ".join(f"{k}={v}" for k, v in config.items() if v is not None)
+    return f"{name}({args})" if args else str(name)
+
+
+def _codecs(arr: zarr.Array) -> list[str]:
+    out = [_codec_text(c) for c in arr.filters]
+    if arr.serializer is not None:
+        out.append(_codec_text(arr.serializer))
+    out += [_codec_text(c) for c in arr.compressors]
+    return out
+
+
+def _dims(arr: zarr.Array) -> list[str] | None:
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names:
+        return [str(n) for n in names]
+    v2 = arr.attrs.get("_ARRAY_DIMENSIONS")
+    return [str(n) for n in v2] if v2 else None
+
+
+def _jsonable(value: Any) -> Any:
+    """Make attribute values JSON-safe (numpy scalars, NaN fill values, bytes)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _array_info(path: str, arr: zarr.Array) -> dict[str, Any]:
+    try:
+        stored = int(arr.nbytes_stored())
+    except Exception:  # some stores cannot list; sizes are informative only
+        stored = None
+    nbytes = int(arr.nbytes)
+    return {
+        "path": path,
+        "kind": "array",
+        "shape": list(arr.shape),
+        "dims": _dims(arr),
+        "dtype": str(arr.dtype),
+        "chunks": list(arr.chunks),
+        "shards": list(arr.shards) if arr.shards else None,
+        "codecs": _codecs(arr),
+        "fill_value": _jsonable(arr.fill_value),
+        "nchunks": int(arr.nchunks),
+        "bytes_raw": nbytes,
+        "bytes_stored": stored,
+        "ratio": round(nbytes / stored, 2) if stored else None,
+        "attrs": _jsonable(dict(arr.attrs)),
+    }
+
+
+def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Describe every group and array of a zarr store (metadata only, plus a listing for sizes).
+
+    Parameters
+    ----------
+    store
+        Path, fsspec URL or zarr store.
+    storage_options
+        fsspec options for URL stores.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``store``, ``zarr_format``, ``consolidated``, ``groups`` (path -> attrs),
+        ``arrays`` (list of per-array dicts: shape, dims, dtype, chunks, shards, codecs,
+        ``bytes_raw``, ``bytes_stored``...), totals, and ``appends`` (the append log).
+
+    Raises
+    ------
+    StoreError
+        If nothing zarr can open is found at ``store``.
+    """
+    kwargs: dict[str, Any] = {"mode": "r"}
+    if storage_options:
+        kwargs["storage_options"] = dict(storage_options)
+    try:
+        node = zarr.open(store, **kwargs)
+    except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError, ValueError) as exc:
+        raise StoreError(f"no zarr array or group at {store!s}: {exc}") from exc
+    info: dict[str, Any] = {"store": str(store), "zarr_format": node.metadata.zarr_format}
+    arrays: list[dict[str, Any]] = []
+    groups: dict[str, Any] = {}
+    if isinstance(node, zarr.Array):
+        info["kind"] = "array"
+        info["consolidated"] = False
+        arrays.append(_array_info("", node))
+        appends: list[Any] = []
+    else:
+        info["kind"] = "group"
+        info["consolidated"] = node.metadata.consolidated_metadata is not None
+        groups[""] = _jsonable(dict(node.attrs))
+        for path, member in sorted(node.members(max_depth=None), key=lambda m: m[0]):
+            if isinstance(member, zarr.Array):
+                arrays.append(_array_info(path, member))
+            else:
+                groups[path] = _jsonable(dict(member.attrs))
+        appends = list(node.attrs.get(APPEND_LOG_ATTR, []) or [])
+        groups[""].pop(APPEND_LOG_ATTR, None)  # shown on its own
+    stored = [a["bytes_stored"] for a in arrays]
+    info.update(
+        groups=groups,
+        arrays=arrays,
+        bytes_raw=sum(a["bytes_raw"] for a in arrays),
+        bytes_stored=sum(stored) if all(s is not None for s in stored) else None,
+        appends=_jsonable(appends),
+    )
+    return info
+
+
+def _x(values: Any) -> str:
+    return "x".join(str(v) for v in values) if values else "()"
+
+
+def format_info(info: Mapping[str, Any], *, attrs: bool = False) -> str:
+    """Render :func:`inspect_store` output as an indented tree with one line per array.
+
+    Parameters
+    ----------
+    info
+        The output of :func:`inspect_store`.
+    attrs
+        Also list each node's attributes.
+    """
+    raw, stored = info["bytes_raw"], info["bytes_stored"]
+    size = f"{format_bytes(raw)} raw"
+    if stored is not None:
+        size += f", {format_bytes(stored)} stored"
+        if stored:
+            size += f" ({raw / stored:.2f}x)"
+    cons = ", consolidated" if info.get("consolidated") else ""
+    lines = [f"{info['store']} (zarr v{info['zarr_format']} {info['kind']}{cons}): {len(info['arrays'])} array(s), {size}"]
+
+    def show_attrs(a: Mapping[str, Any], indent: str) -> None:
+        for k, v in a.items():
+            lines.append(f"{indent}@{k}: {json.dumps(v)[:100]}")
+
+    if attrs and info["groups"].get(""):
+        show_attrs(info["groups"][""], "  ")
+    groups = sorted(set(info["groups"]) - {""})
+    nodes = sorted([(g, None) for g in groups] + [(a["path"], a) for a in info["arrays"]], key=lambda n: n[0])
+    for path, arr in nodes:
+        depth = path.count("/")
+        indent = "  " * (depth + 1)
+        name = path.rsplit("/", 1)[-1] or "(root array)"
+        if arr is None:
+            lines.append(f"{indent}{name}/")
+            if attrs:
+                show_attrs(info["groups"][path], indent + "  ")
+            continue
+        dims = f"({', '.join(arr['dims'])})" if arr["dims"] else ""
+        sizes = format_bytes(arr["bytes_raw"])
+        if arr["bytes_stored"] is not None:
+            sizes += f" raw / {format_bytes(arr['bytes_stored'])} stored"
+        shards = f" shards {_x(arr['shards'])}" if arr["shards"] else ""
+        head = f"{name} {dims}" if dims else name
+        lines.append(
+            f"{indent}{head} {arr['dtype']} shape {_x(arr['shape'])} chunks {_x(arr['chunks'])}"
+            f"{shards} [{', '.join(arr['codecs'])}] {sizes}"
+        )
+        if attrs:
+            show_attrs(arr["attrs"], indent + "  ")
+    if info.get("appends"):
+        lines.append(f"appends ({len(info['appends'])}):")
+        for entry in info["appends"]:
+            if isinstance(entry, Mapping):
+                head = entry.get("id", "?")
+                rest = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "id" and v is not None)
+                lines.append(f"  {head}: {rest}")
+            else:
+                lines.append(f"  {entry}")
+    return "\n".join(lines)
