@@ -1,0 +1,436 @@
+"""Benchmark parallelzarr writes against xarray, dask and a plain-zarr floor.
+
+Run as a script (not a test)::
+
+    python benchmarks/bench_write.py --size 200MB          # quick
+    python benchmarks/bench_write.py                       # 2 GB, the reference size
+
+The source is a float32 (time, y, x) field (smooth plus noise, see ``_common.synthetic_values``),
+generated once into memory so every contender times the write itself, not the generation.
+Every contender reads the same in-memory array through ``dask.array.from_array`` views with its
+case's dask chunks, uses zarr v3 default codecs, and runs on the same threads (dask's threaded
+scheduler with ``--threads`` workers; zarr's codec pool capped at the same number). Each written
+store is read back and compared to the source, then removed.
+
+Cases
+-----
+floor
+    The source as numpy written with ``zarr.create_array(...)[:] = x`` (one floor per zarr chunk
+    shape used below).
+aligned
+    dask chunks == zarr chunks: parallelzarr (array and Dataset) vs ``xarray.Dataset.to_zarr``
+    vs ``dask.array.to_zarr``.
+misaligned-1d
+    dask chunk 75 vs zarr chunk 50 on time: parallelzarr auto/gather-edges/rechunk/lock vs
+    xarray ``align_chunks=True`` and dask ``rechunk().to_zarr``.
+misaligned-2d
+    dask (75, 300, X) vs zarr (50, 200, X), same contenders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+import parallelzarr
+
+# The helpers sit next to this script, which is run as a file, not as a package module.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    environment,
+    format_size,
+    format_table,
+    measure,
+    parse_size,
+    synthetic_dask,
+    time_length_for,
+    verify_zarr,
+    write_json,
+)
+
+VAR = "t2m"
+DIMS = ("time", "y", "x")
+#: Plane of one time step: 600 x 300 float32 = 720 kB, so a 50-step chunk is 36 MB.
+PLANE = (600, 300)
+#: Every chunking below tiles a time axis that is a multiple of this.
+TIME_MULTIPLE = 150
+PEERS = ("xarray", "dask")
+
+#: The issue's aims, checked at the end of every run.
+AIM_ALIGNED_VS_PEER = 0.95
+AIM_MISALIGNED_VS_XARRAY = 1.1
+AIM_MISALIGNED_VS_ALIGNED = 0.9
+
+
+@dataclass
+class Case:
+    """A benchmark case: the chunking of the source and of the target."""
+
+    name: str
+    dask_chunks: tuple[int, ...]
+    zarr_chunks: tuple[int, ...]
+
+
+@dataclass
+class Contender:
+    """One way of writing the case's data; ``kind`` is ``floor``, ``parallelzarr`` or a peer."""
+
+    name: str
+    kind: str
+    # write(source dask array, target path) -> optional plan dict
+    write: Callable[[da.Array, str], Any]
+    # array path inside the store (Dataset variables live under their name)
+    path: str | None = None
+
+
+def _dataset(darr: da.Array) -> xr.Dataset:
+    return xr.Dataset({VAR: (DIMS, darr)})
+
+
+def contenders_for(case: Case, source: np.ndarray, threads: int) -> list[Contender]:
+    """The contenders of one case."""
+    zchunks = case.zarr_chunks
+    xr_encoding = {VAR: {"chunks": zchunks}}
+
+    def pz_array(strategy: str) -> Callable[[da.Array, str], Any]:
+        def write(d: da.Array, target: str) -> Any:
+            plan = parallelzarr.to_zarr(d, target, mode="w-", encoding={"chunks": zchunks}, strategy=strategy)
+            return plan.to_dict()
+
+        return write
+
+    def pz_dataset(strategy: str) -> Callable[[da.Array, str], Any]:
+        def write(d: da.Array, target: str) -> Any:
+            plan = parallelzarr.to_zarr(_dataset(d), target, mode="w-", encoding=xr_encoding, strategy=strategy)
+            return plan.to_dict()
+
+        return write
+
+    def xarray_write(d: da.Array, target: str) -> None:
+        aligned = d.chunks == da.core.normalize_chunks(zchunks, d.shape)
+        _dataset(d).to_zarr(
+            target, mode="w-", encoding=xr_encoding, zarr_format=3, consolidated=True, align_chunks=not aligned
+        )
+
+    def dask_write(d: da.Array, target: str) -> None:
+        # dask.array.to_zarr creates zarr chunks equal to the dask chunks; misaligned data must be
+        # rechunked first (dask's advice in its own error message).
+        if d.chunksize != zchunks:
+            d = d.rechunk(zchunks)
+        da.to_zarr(d, target, zarr_format=3)
+
+    out: list[Contender] = []
+    if case.name == "aligned":
+        out += [
+            Contender("parallelzarr array", "parallelzarr", pz_array("auto")),
+            Contender("parallelzarr Dataset", "parallelzarr", pz_dataset("auto"), VAR),
+            Contender("xarray to_zarr", "xarray", xarray_write, VAR),
+            Contender("dask.array.to_zarr", "dask", dask_write),
+        ]
+    else:
+        out += [
+            Contender("parallelzarr array auto", "parallelzarr", pz_array("auto")),
+            Contender("parallelzarr Dataset auto", "parallelzarr", pz_dataset("auto"), VAR),
+            Contender("parallelzarr array gather-edges", "parallelzarr", pz_array("gather-edges")),
+            Contender("parallelzarr array rechunk", "parallelzarr", pz_array("rechunk")),
+            Contender("parallelzarr array lock", "parallelzarr", pz_array("lock")),
+            Contender("xarray align_chunks=True", "xarray", xarray_write, VAR),
+            Contender("dask rechunk+to_zarr", "dask", dask_write),
+        ]
+    return out
+
+
+def floor_write(source: np.ndarray, zchunks: tuple[int, ...]) -> Callable[[da.Array, str], Any]:
+    """The floor: numpy already in memory, one ``arr[:] = x`` through zarr's own concurrency."""
+
+    def write(_: da.Array, target: str) -> None:
+        arr = zarr.create_array(target, shape=source.shape, chunks=zchunks, dtype=source.dtype, zarr_format=3)
+        arr[:] = source
+
+    return write
+
+
+def warm_up(source: np.ndarray, workdir: Path) -> None:
+    """Untimed small writes so zarr's event loop, thread pools and imports exist before case one."""
+    small = source[: min(len(source), 50)]
+    floor_write(small, small.shape)(None, str(workdir / "warmup-floor.zarr"))
+    parallelzarr.to_zarr(da.from_array(small, chunks=small.shape), str(workdir / "warmup-pz.zarr"))
+    _dataset(da.from_array(small, chunks=small.shape)).to_zarr(str(workdir / "warmup-xr.zarr"), zarr_format=3)
+    for name in ("warmup-floor.zarr", "warmup-pz.zarr", "warmup-xr.zarr"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
+
+
+def run_one(
+    case: str,
+    contender: Contender,
+    darr: da.Array,
+    nbytes: int,
+    workdir: Path,
+    source: np.ndarray,
+    repeat: int,
+    zchunks: tuple[int, ...],
+) -> dict[str, Any]:
+    """Time one contender (best of ``repeat``), verify its store, remove it; return a result row."""
+    best = None
+    verified = "ok"
+    plan = None
+    compressors = None
+    error = None
+    for i in range(repeat):
+        target = workdir / f"{case}-{contender.name.replace(' ', '_').replace('=', '')}-{i}.zarr"
+        # Start every contender with no dirty pages of the previous one still being flushed.
+        os.sync()
+        gc.collect()
+        try:
+            m = measure(lambda t=str(target): contender.write(darr, t))
+        except Exception as exc:  # a failing contender is a result too; keep benchmarking the rest
+            error = f"{type(exc).__name__}: {exc}"
+            verified = "ERROR"
+            shutil.rmtree(target, ignore_errors=True)
+            break
+        if isinstance(m.result, dict):
+            plan = m.result
+        ok = verify_zarr(target, source, path=contender.path)
+        arr = zarr.open_array(store=str(target), path=contender.path or "", mode="r")
+        compressors = str(arr.compressors)
+        if not ok:
+            verified = "MISMATCH"
+        if tuple(arr.chunks) != tuple(zchunks):
+            verified = f"MISMATCH (chunks {tuple(arr.chunks)})"
+        shutil.rmtree(target, ignore_errors=True)
+        if best is None or m.seconds < best.seconds:
+            best = m
+    row: dict[str, Any] = {
+        "case": case,
+        "contender": contender.name,
+        "kind": contender.kind,
+        "dask_chunks": list(darr.chunksize),
+        "zarr_chunks": list(zchunks),
+        "verified": verified,
+        "compressors": compressors,
+        "error": error,
+    }
+    if best is not None:
+        row.update(
+            seconds=best.seconds,
+            gbps=nbytes / best.seconds / 1e9,
+            peak_rss=best.peak_rss,
+            rss_increase=best.rss_increase,
+        )
+    if plan is not None:
+        var = next(iter(plan["variables"].values()))
+        row["strategy"] = var["strategy"]
+        row["tasks"] = plan["tasks"]
+        row["plan"] = plan
+    status = f"{row.get('seconds', float('nan')):7.2f} s  {row.get('gbps', float('nan')):5.2f} GB/s  {verified}"
+    print(f"  {case:14s} {contender.name:34s} {status}", flush=True)
+    if error:
+        print(f"    error: {error}", flush=True)
+    return row
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Fill ``vs_peer`` (throughput / best peer of the case) and ``vs_floor`` (/ floor of same chunks)."""
+    floors = {tuple(r["zarr_chunks"]): r["gbps"] for r in rows if r["kind"] == "floor" and "gbps" in r}
+    for case in {r["case"] for r in rows}:
+        in_case = [r for r in rows if r["case"] == case and "gbps" in r]
+        peers = [r["gbps"] for r in in_case if r["kind"] in PEERS and r["verified"] == "ok"]
+        best_peer = max(peers) if peers else None
+        for r in in_case:
+            r["vs_peer"] = r["gbps"] / best_peer if best_peer else None
+            floor = floors.get(tuple(r["zarr_chunks"]))
+            r["vs_floor"] = r["gbps"] / floor if floor else None
+
+
+def check_aims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evaluate the issue's aims on this run's rows; every aim is PASS, MISS or n/a."""
+
+    def gbps(case: str, contender: str) -> float | None:
+        for r in rows:
+            if r["case"] == case and r["contender"] == contender and r.get("verified") == "ok":
+                return r["gbps"]
+        return None
+
+    aims = []
+
+    def aim(text: str, num: float | None, den: float | None, target: float) -> None:
+        ratio = num / den if num and den else None
+        status = "n/a" if ratio is None else ("PASS" if ratio >= target else "MISS")
+        aims.append({"aim": text, "ratio": ratio, "target": target, "status": status})
+
+    aligned_peer = max(
+        (r["gbps"] for r in rows if r["case"] == "aligned" and r["kind"] in PEERS and r.get("verified") == "ok"),
+        default=None,
+    )
+    for flavour in ("array", "Dataset"):
+        aim(
+            f"aligned: parallelzarr {flavour} >= {AIM_ALIGNED_VS_PEER}x best peer",
+            gbps("aligned", f"parallelzarr {flavour}"),
+            aligned_peer,
+            AIM_ALIGNED_VS_PEER,
+        )
+    for case in ("misaligned-1d", "misaligned-2d"):
+        for flavour in ("array", "Dataset"):
+            auto = gbps(case, f"parallelzarr {flavour} auto")
+            aim(
+                f"{case}: parallelzarr {flavour} auto >= {AIM_MISALIGNED_VS_XARRAY}x xarray align_chunks=True",
+                auto,
+                gbps(case, "xarray align_chunks=True"),
+                AIM_MISALIGNED_VS_XARRAY,
+            )
+            aim(
+                f"{case}: parallelzarr {flavour} auto >= {AIM_MISALIGNED_VS_ALIGNED}x parallelzarr {flavour} aligned",
+                auto,
+                gbps("aligned", f"parallelzarr {flavour}"),
+                AIM_MISALIGNED_VS_ALIGNED,
+            )
+    return aims
+
+
+def _fmt(value: Any, spec: str) -> str | None:
+    return None if value is None else format(value, spec)
+
+
+def print_report(rows: list[dict[str, Any]], aims: list[dict[str, Any]], nbytes: int, threads: int) -> None:
+    """Print the results table and the aims."""
+    shown = [
+        {
+            "case": r["case"],
+            "contender": r["contender"],
+            "strategy": r.get("strategy"),
+            "seconds": _fmt(r.get("seconds"), ".2f"),
+            "gbps": _fmt(r.get("gbps"), ".3f"),
+            "peak": format_size(r["peak_rss"]) if "peak_rss" in r else None,
+            "added": format_size(r["rss_increase"]) if "rss_increase" in r else None,
+            "vs_peer": _fmt(r.get("vs_peer"), ".2f"),
+            "vs_floor": _fmt(r.get("vs_floor"), ".2f"),
+            "verified": r["verified"],
+        }
+        for r in rows
+    ]
+    print()
+    print(f"write benchmark: {format_size(nbytes)} float32, {threads} thread(s)")
+    print(
+        format_table(
+            shown,
+            [
+                ("case", "case"),
+                ("contender", "contender"),
+                ("strategy", "strategy"),
+                ("seconds", "s"),
+                ("gbps", "GB/s"),
+                ("peak", "peak RSS"),
+                ("added", "RSS added"),
+                ("vs_peer", "x best peer"),
+                ("vs_floor", "x floor"),
+                ("verified", "verified"),
+            ],
+        )
+    )
+    print("(x best peer / x floor: throughput ratios within this run; RSS of the whole process tree, "
+          "which includes the in-memory source)")
+    print()
+    print("aims:")
+    for a in aims:
+        ratio = "   n/a" if a["ratio"] is None else f"{a['ratio']:6.2f}"
+        print(f"  {a['status']:4s} {ratio}  {a['aim']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="2GB", help="source size, e.g. 200MB or 2GB (default 2GB)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads (default: all cores)")
+    parser.add_argument("--out", default="benchmarks/results/write.json", help="JSON output path")
+    parser.add_argument("--workdir", default=None, help="directory for targets (default: a temp dir, removed)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest is kept")
+    parser.add_argument("--cases", default="floor,aligned,misaligned-1d,misaligned-2d", help="comma-separated cases")
+    args = parser.parse_args(argv)
+
+    nbytes_wanted = parse_size(args.size)
+    threads = max(1, args.threads)
+    wanted = set(args.cases.split(","))
+    ny, nx = PLANE
+    nt = time_length_for(nbytes_wanted, PLANE, TIME_MULTIPLE, TIME_MULTIPLE)
+    shape = (nt, ny, nx)
+    cases = [
+        Case("aligned", (50, ny, nx), (50, ny, nx)),
+        Case("misaligned-1d", (75, ny, nx), (50, ny, nx)),
+        Case("misaligned-2d", (75, 300, nx), (50, 200, nx)),
+    ]
+    cases = [c for c in cases if c.name in wanted]
+
+    # Same threads for everybody: dask's pool and zarr's codec pool (set before zarr's first I/O).
+    zarr.config.set({"threading.max_workers": threads})
+    dask.config.set(scheduler="threads", num_workers=threads)
+
+    own_workdir = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="pz-bench-write-")) if own_workdir else Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"shape {shape} float32 = {format_size(np.prod(shape) * 4)}; threads {threads}; workdir {workdir}", flush=True)
+
+    # Persist the source once (generated in parallel straight into one buffer) so only writes are timed.
+    source = np.empty(shape, dtype=np.float32)
+    gen = measure(lambda: da.store(synthetic_dask(shape, (50, ny, nx)), source, lock=False))
+    nbytes = source.nbytes
+    print(f"generated source in {gen.seconds:.1f} s", flush=True)
+
+    # zarr warns on every consolidated v3 write; the benchmark output should stay readable.
+    warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+    warm_up(source, workdir)
+
+    rows: list[dict[str, Any]] = []
+    try:
+        if "floor" in wanted:
+            for zchunks in sorted({c.zarr_chunks for c in cases} or {(50, ny, nx)}, reverse=True):
+                floor = Contender(f"zarr arr[:]=numpy {zchunks[1]}x{zchunks[2]}", "floor", floor_write(source, zchunks))
+                rows.append(run_one("floor", floor, da.from_array(source, chunks=shape, name="src-floor"),
+                                    nbytes, workdir, source, args.repeat, zchunks))
+        for case in cases:
+            # A named from_array skips hashing 2 GB; every block is a view of the in-memory source.
+            darr = da.from_array(source, chunks=case.dask_chunks, name=f"src-{case.name}")
+            for contender in contenders_for(case, source, threads):
+                rows.append(run_one(case.name, contender, darr, nbytes, workdir, source, args.repeat, case.zarr_chunks))
+    finally:
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    add_ratios(rows)
+    aims = check_aims(rows)
+    print_report(rows, aims, nbytes, threads)
+    out = write_json(
+        args.out,
+        {
+            "benchmark": "write",
+            "size": nbytes,
+            "shape": list(shape),
+            "dtype": "float32",
+            "threads": threads,
+            "repeat": args.repeat,
+            "generation_seconds": gen.seconds,
+            "environment": environment(),
+            "rows": rows,
+            "aims": aims,
+        },
+    )
+    print(f"\nwrote {out}")
+    bad = [r for r in rows if r["verified"] != "ok"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
