@@ -230,8 +230,10 @@ class Rechunked:
                     dst = final
                 else:
                     tstore, tpath = self._temp_location(job.path, fp)
-                    dst = self._temp_array(tstore, tpath, job, ap.intermediate_chunks, resumed)
-                    temps.append((tstore, tpath))
+                    dst, doc = self._temp_array(tstore, tpath, job, ap.intermediate_chunks)
+                    if not resumed:
+                        store_delete_prefix(tstore, tpath)  # chunks of an older, different plan
+                    temps.append((tstore, tpath, doc))
                 chain.append(StageIO(src=src, dst=dst, stage=stage, shape=ap.shape, marker_store=store,
                                      marker_prefix=f"{MARK}/done/{fp}/{idx}/{stage.index}",
                                      label=f"{job.path or 'array'}/{stage.index}"))
@@ -240,10 +242,13 @@ class Rechunked:
 
         runs = build_graph(chains, fp).compute(**compute_kwargs)
         self._commit(staging)
-        for tstore, tpath in temps:
-            if not keep:
+        for tstore, tpath, doc in temps:
+            if keep:
+                for key, value in doc.items():
+                    store_set(tstore, key, value)
+            else:
                 store_delete_prefix(tstore, tpath)
-        if keep:
+        if keep and self._temp is None:  # the kept intermediates live under MARK/temp
             store_delete_prefix(store, f"{MARK}/done")
             store_delete(store, f"{MARK}/plan.json")
         else:
@@ -255,19 +260,26 @@ class Rechunked:
                                     resumed=resumed, per_stage=runs, seconds=time.perf_counter() - start)
         return self.result
 
-    def _temp_array(self, tstore: Store, tpath: str, job: Any, chunks: Any, resumed: bool) -> zarr.Array:
-        if resumed:
-            try:
-                return zarr.open_array(tstore, path=tpath, mode="r+")
-            except (FileNotFoundError, KeyError, ValueError, zarr.errors.NodeNotFoundError):
-                pass
+    def _temp_array(
+        self, tstore: Store, tpath: str, job: Any, chunks: Any
+    ) -> tuple[zarr.Array, dict[str, bytes]]:
+        """An intermediate array over ``tstore`` whose metadata is held in memory.
+
+        Creating it in place would also create implicit parent groups, i.e. a root
+        ``zarr.json`` in the target store mid-run; the metadata document is written only
+        if the intermediate is kept.
+        """
+        staging = zarr.storage.MemoryStore()
         opts = dict(self._temp_options)
-        return zarr.create_array(
-            tstore, name=tpath, shape=job.spec.shape, chunks=tuple(chunks),
+        staged = zarr.create_array(
+            staging, name=tpath, shape=job.spec.shape, chunks=tuple(chunks),
             dtype=job.create_kwargs["dtype"], fill_value=job.create_kwargs["fill_value"],
             zarr_format=job.create_kwargs["zarr_format"], overwrite=True,
             compressors=opts.get("compressors", "auto"),
         )
+        doc = {k: store_get(staging, k) for k in store_keys(staging, tpath + "/")}
+        arr = zarr.Array(zarr.AsyncArray(metadata=staged.metadata, store_path=StorePath(tstore, tpath)))
+        return arr, {k: v for k, v in doc.items() if v is not None}
 
 
 def rechunk(

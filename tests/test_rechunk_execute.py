@@ -1,0 +1,195 @@
+"""Rechunk execution on real zarr stores: correctness, memory, refusals, groups, shards."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from parallelzarr import rechunk
+from parallelzarr.errors import ChunkSpecError, MemoryBudgetError, StoreError
+from parallelzarr.rechunk.execute import MARK, StageIO, run_block
+
+
+def _field(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A smooth field plus noise, like a temperature field."""
+    grid = np.indices(shape).sum(axis=0).astype("f4") if shape else np.zeros(())
+    noise = np.random.default_rng(seed).normal(0, 0.1, shape)
+    return (np.sin(grid / 7.0) + noise).astype("f4")
+
+
+def _source(path: Path, shape, chunks, fmt: int = 3, dtype: str = "f4") -> tuple[zarr.Array, np.ndarray]:
+    data = _field(shape).astype(dtype)
+    arr = zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=dtype, zarr_format=fmt)
+    arr[...] = data
+    return arr, data
+
+
+@st.composite
+def _cases(draw: st.DrawFn) -> tuple:
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 30)) for _ in range(ndim))
+    src = tuple(draw(st.integers(1, n)) for n in shape)
+    tgt = tuple(draw(st.one_of(st.integers(1, n + 2), st.just(-1))) for n in shape)
+    frac = draw(st.sampled_from([0.2, 0.5, 1.0, 2.0, 5.0, 1000.0]))
+    fmt = draw(st.sampled_from([2, 3]))
+    return shape, src, tgt, frac, fmt
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_cases())
+def test_target_equals_source(tmp_path_factory: pytest.TempPathFactory, case: tuple) -> None:
+    shape, src_chunks, tgt_chunks, frac, fmt = case
+    root = tmp_path_factory.mktemp("rt")
+    src, data = _source(root / "src.zarr", shape, src_chunks, fmt)
+    # The model's fixed overhead plus a working budget relative to the array's size.
+    budget = 2**20 + int(frac * data.nbytes)
+    try:
+        r = rechunk(src, tgt_chunks, budget, str(root / "tgt.zarr"))
+    except MemoryBudgetError:
+        event("refused")
+        assert not (root / "tgt.zarr").exists()
+        return
+    event(r.plan.arrays[0].strategy)
+    res = r.execute(scheduler="threads")
+    out = zarr.open_array(str(root / "tgt.zarr"), mode="r")
+    want = tuple(n if c == -1 else min(c, n) for c, n in zip(tgt_chunks, shape, strict=True))
+    assert out.chunks == want
+    assert out.metadata.zarr_format == fmt
+    np.testing.assert_array_equal(out[...], data)
+    assert res.tasks_run == r.plan.n_tasks and res.tasks_skipped == 0
+    assert not (root / "tgt.zarr" / MARK).exists()
+
+
+@pytest.mark.parametrize(
+    ("shape", "src_chunks", "tgt_chunks", "budget", "shards"),
+    [
+        ((120, 160, 160), (10, 80, 80), (120, 20, 20), "200MB", None),  # one pass
+        ((120, 160, 160), (10, 80, 80), (120, 20, 20), "6MB", None),  # two passes
+        ((120, 160, 160), (10, 80, 80), (40, 20, 20), "200MB", (120, 40, 40)),  # sharded target
+        ((30, 400, 400), (1, 400, 400), (30, 50, 50), "200MB", None),  # big source chunks
+    ],
+)
+def test_measured_task_memory_within_estimate(tmp_path: Path, shape, src_chunks, tgt_chunks, budget,
+                                              shards) -> None:
+    src, _ = _source(tmp_path / "src.zarr", shape, src_chunks)
+    opts = {"shards": shards} if shards else None
+    r = rechunk(src, tgt_chunks, budget, str(tmp_path / "tgt.zarr"), target_options=opts)
+    plan = r.plan.arrays[0]
+    for stage in plan.stages:
+        read = src if stage.read_from == "source" else zarr.create_array(
+            str(tmp_path / f"in{stage.index}.zarr"), shape=shape, chunks=stage.read_grid, dtype="f4")
+        if stage.read_from != "source":
+            read[...] = src[...]
+        sharded = stage.write_to == "target" and shards is not None
+        dst = zarr.create_array(
+            str(tmp_path / f"out{stage.index}.zarr"), shape=shape, dtype="f4",
+            chunks=tgt_chunks if sharded else stage.write_grid, shards=shards if sharded else None)
+        io = StageIO(read, dst, stage, shape, zarr.storage.MemoryStore(), "m")
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            run_block(io, 0)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak <= stage.task_memory, (stage, peak)
+        assert stage.task_memory <= r.plan.max_mem
+        # The estimate is not wildly loose either (it is used to refuse budgets).
+        assert peak >= 0.4 * (stage.task_memory - r.plan.memory_model.overhead)
+
+
+def test_refuses_impossible_budget_before_writing(tmp_path: Path) -> None:
+    src, _ = _source(tmp_path / "src.zarr", (50, 200, 200), (5, 200, 200))
+    target = tmp_path / "tgt.zarr"
+    with pytest.raises(MemoryBudgetError, match=r"smallest budget that works is .*\d+ bytes"):
+        rechunk(src, (50, 10, 10), "1.1MB", str(target))
+    assert not target.exists()
+
+
+def test_refuses_existing_target(tmp_path: Path) -> None:
+    src, _ = _source(tmp_path / "src.zarr", (20, 20), (5, 5))
+    zarr.create_array(str(tmp_path / "tgt.zarr"), shape=(1,), dtype="i1")
+    with pytest.raises(StoreError, match="already holds zarr data"):
+        rechunk(src, (20, 1), "10MB", str(tmp_path / "tgt.zarr")).execute()
+
+
+def test_temp_store_and_keep_temp(tmp_path: Path) -> None:
+    src, data = _source(tmp_path / "src.zarr", (60, 80, 80), (2, 80, 80))
+    r = rechunk(src, (60, 8, 8), "2MB", str(tmp_path / "tgt.zarr"), temp_store=str(tmp_path / "tmp.zarr"),
+                keep_temp=True)
+    assert r.plan.passes == 2
+    r.execute()
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "tgt.zarr"))[...], data)
+    kept = zarr.open_array(str(tmp_path / "tmp.zarr"), path="array", mode="r")
+    assert kept.chunks == r.plan.arrays[0].intermediate_chunks
+    np.testing.assert_array_equal(kept[...], data)
+    assert not (tmp_path / "tgt.zarr" / MARK).exists()
+
+
+def test_format_conversion_and_shards(tmp_path: Path) -> None:
+    src, data = _source(tmp_path / "src.zarr", (40, 60), (4, 60), fmt=2)
+    r = rechunk(src, (40, 10), "50MB", str(tmp_path / "tgt.zarr"),
+                target_options={"zarr_format": 3, "shards": (40, 30)})
+    r.execute()
+    out = zarr.open_array(str(tmp_path / "tgt.zarr"), mode="r")
+    assert out.metadata.zarr_format == 3 and out.chunks == (40, 10) and out.shards == (40, 30)
+    np.testing.assert_array_equal(out[...], data)
+    with pytest.raises(ChunkSpecError, match="zarr format 3"):
+        rechunk(src, (40, 10), "50MB", str(tmp_path / "t2.zarr"), target_options={"shards": (40, 30)})
+
+
+def test_group_per_array_and_by_dimension(tmp_path: Path) -> None:
+    g = zarr.open_group(str(tmp_path / "src.zarr"), mode="w", attributes={"title": "t"})
+    a = g.create_array("a", shape=(30, 40), chunks=(1, 40), dtype="f4", dimension_names=("time", "x"),
+                       attributes={"units": "K"})
+    b = g.create_array("b", shape=(40,), chunks=(10,), dtype="i8", dimension_names=("x",), fill_value=-1)
+    c = g.create_array("c", shape=(7,), chunks=(2,), dtype="f8")
+    a[...] = _field((30, 40))
+    b[...] = np.arange(40)
+    c[...] = np.arange(7.0)
+
+    r = rechunk(g, {"time": -1, "x": 8}, "20MB", str(tmp_path / "t1.zarr"))
+    r.execute(scheduler="threads")
+    t = zarr.open_group(str(tmp_path / "t1.zarr"), mode="r")
+    assert t["a"].chunks == (30, 8) and t["b"].chunks == (8,) and t["c"].chunks == (2,)
+    assert dict(t.attrs) == {"title": "t"} and t["a"].attrs["units"] == "K"
+    assert t["b"].metadata.fill_value == -1
+    assert t["a"].metadata.dimension_names == ("time", "x")
+    for name in "abc":
+        np.testing.assert_array_equal(t[name][...], g[name][...])
+
+    r = rechunk(g, {"a": (5, 5), "c": None}, "20MB", str(tmp_path / "t2.zarr"))
+    r.execute()
+    t = zarr.open_group(str(tmp_path / "t2.zarr"), mode="r")
+    assert t["a"].chunks == (5, 5) and t["b"].chunks == (10,) and t["c"].chunks == (2,)
+    np.testing.assert_array_equal(t["a"][...], a[...])
+
+    with pytest.raises(ChunkSpecError, match="does not have"):
+        rechunk(g, {"nope": (1,), "a": (5, 5)}, "20MB", str(tmp_path / "t3.zarr"))
+
+
+def test_fsspec_url_target(tmp_path: Path) -> None:
+    src, data = _source(tmp_path / "src.zarr", (20, 30), (1, 30))
+    url = "file://" + str(tmp_path / "tgt.zarr")
+    rechunk(src, (20, 5), "20MB", url).execute()
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "tgt.zarr"))[...], data)
+    memstore = zarr.storage.MemoryStore()
+    res = rechunk(src, (20, 5), "20MB", memstore, storage_options={"unused": 1}).execute()
+    np.testing.assert_array_equal(res.target[...], data)
+
+
+def test_distributed_local_cluster(tmp_path: Path, client) -> None:
+    src, data = _source(tmp_path / "src.zarr", (40, 64, 64), (4, 64, 64))
+    r = rechunk(src, (40, 8, 8), "1.5MB", str(tmp_path / "tgt.zarr"))
+    assert r.plan.passes == 2
+    res = r.execute(scheduler=client)
+    assert res.tasks_run == r.plan.n_tasks
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "tgt.zarr"))[...], data)
+    assert not os.path.exists(tmp_path / "tgt.zarr" / MARK)
