@@ -283,6 +283,10 @@ class Measurement:
     peak_rss: int
     baseline_rss: int
     result: Any = field(default=None, repr=False)
+    #: CPU time (user + system) of this process only, over the call; above ``seconds`` means threads ran in parallel.
+    cpu_seconds: float = 0.0
+    #: 1-minute load average at the end: other work on the machine skews wall-clock numbers.
+    load_average: float = 0.0
 
     @property
     def rss_increase(self) -> int:
@@ -292,11 +296,22 @@ class Measurement:
 
 def measure(fn: Callable[[], Any], *, interval: float = 0.02) -> Measurement:
     """Run ``fn()`` once, timing it (wall clock) with peak RSS of the process tree sampled beside it."""
+    proc = psutil.Process()
     with PeakRSS(interval=interval) as rss:
+        cpu0 = proc.cpu_times()
         start = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - start
-    return Measurement(seconds=seconds, peak_rss=rss.peak, baseline_rss=rss.baseline, result=result)
+        cpu1 = proc.cpu_times()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return Measurement(
+        seconds=seconds,
+        peak_rss=rss.peak,
+        baseline_rss=rss.baseline,
+        result=result,
+        cpu_seconds=cpu,
+        load_average=os.getloadavg()[0],
+    )
 
 
 @contextmanager
@@ -399,6 +414,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "memory": psutil.virtual_memory().total,
+        "load_average": os.getloadavg(),
         "versions": versions,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

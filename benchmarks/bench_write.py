@@ -231,6 +231,8 @@ def run_one(
             gbps=nbytes / best.seconds / 1e9,
             peak_rss=best.peak_rss,
             rss_increase=best.rss_increase,
+            cpu_seconds=best.cpu_seconds,
+            load_average=best.load_average,
         )
     if plan is not None:
         var = next(iter(plan["variables"].values()))
@@ -317,6 +319,8 @@ def print_report(rows: list[dict[str, Any]], aims: list[dict[str, Any]], nbytes:
             "gbps": _fmt(r.get("gbps"), ".3f"),
             "peak": format_size(r["peak_rss"]) if "peak_rss" in r else None,
             "added": format_size(r["rss_increase"]) if "rss_increase" in r else None,
+            "cpu": _fmt(r.get("cpu_seconds"), ".1f"),
+            "load": _fmt(r.get("load_average"), ".1f"),
             "vs_peer": _fmt(r.get("vs_peer"), ".2f"),
             "vs_floor": _fmt(r.get("vs_floor"), ".2f"),
             "verified": r["verified"],
@@ -338,12 +342,14 @@ def print_report(rows: list[dict[str, Any]], aims: list[dict[str, Any]], nbytes:
                 ("added", "RSS added"),
                 ("vs_peer", "x best peer"),
                 ("vs_floor", "x floor"),
+                ("cpu", "CPU s"),
+                ("load", "load"),
                 ("verified", "verified"),
             ],
         )
     )
     print("(x best peer / x floor: throughput ratios within this run; RSS of the whole process tree, "
-          "which includes the in-memory source)")
+          "which includes the in-memory source; CPU s: this process; load: 1-min load average after the write)")
     print()
     print("aims:")
     for a in aims:
