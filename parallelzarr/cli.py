@@ -1,0 +1,611 @@
+"""The ``parallelzarr`` command line: a thin shell over :mod:`parallelzarr.api`.
+
+Exit codes: 0 done; 2 bad input (message on stderr, nothing written; click's usage errors too);
+1 failure during the run. ``--json`` puts one JSON document on stdout; everything else that is
+not the result (progress bars, dashboard links, warnings) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib
+import inspect
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from .errors import ParallelZarrError
+
+__all__ = ["main"]
+
+_STRATEGIES = ("auto", "direct", "gather-edges", "rechunk", "lock")
+_MODES = ("w-", "w", "a", "r+")
+
+
+# --- errors and exit codes ------------------------------------------------------------------------
+
+
+class BadInput(click.ClickException):
+    """Bad input: exit code 2, nothing written."""
+
+    exit_code = 2
+
+
+class RunFailure(click.ClickException):
+    """A failure while running: exit code 1."""
+
+    exit_code = 1
+
+
+class _Group(click.Group):
+    """Maps library errors to exit codes: ParallelZarrError -> 2, any other exception -> 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except ParallelZarrError as exc:
+            if ctx.meta.get("pz.traceback"):
+                traceback.print_exc()
+            raise BadInput(str(exc)) from exc
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            if ctx.meta.get("pz.traceback"):
+                traceback.print_exc()
+            raise RunFailure(f"{type(exc).__name__}: {exc}") from exc
+
+
+# --- option parsing --------------------------------------------------------------------------------
+
+
+def _scalar(text: str) -> Any:
+    """``"7"`` -> 7, ``"true"`` -> True, ``"null"`` -> None, anything else stays text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_chunks(text: str | None, *, allow_auto: bool = True) -> dict[str, int | str | None] | tuple[int, ...] | None:
+    """Parse ``time=24,lat=-1`` into ``{"time": 24, "lat": -1}`` (or ``100,100`` into a tuple).
+
+    Parameters
+    ----------
+    text
+        The option value; ``None`` stays ``None``.
+    allow_auto
+        Accept ``auto`` as a size (dask's automatic chunking).
+
+    Raises
+    ------
+    click.BadParameter
+        On malformed input.
+    """
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise click.BadParameter("empty chunk specification", param_hint="--chunks")
+    if all("=" not in p for p in parts):
+        try:
+            return tuple(int(p) for p in parts)
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: expected DIM=SIZE[,DIM=SIZE...] or SIZE,SIZE,...",
+                                     param_hint="--chunks") from None
+    out: dict[str, int | str | None] = {}
+    for part in parts:
+        dim, sep, size = part.partition("=")
+        dim, size = dim.strip(), size.strip()
+        if not sep or not dim or not size:
+            raise click.BadParameter(f"{part!r}: expected DIM=SIZE", param_hint="--chunks")
+        if size == "auto" and allow_auto:
+            out[dim] = "auto"
+            continue
+        try:
+            value = int(size)
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: size must be an integer, -1 (whole axis)"
+                                     + (" or auto" if allow_auto else ""), param_hint="--chunks") from None
+        if value == 0 or value < -1:
+            raise click.BadParameter(f"{part!r}: size must be positive or -1 (whole axis)", param_hint="--chunks")
+        out[dim] = value
+    return out
+
+
+def parse_region(text: str | None) -> dict[str, slice] | str | None:
+    """Parse ``time=0:24,lat=10:20`` into slices by dimension; ``auto`` stays ``"auto"``."""
+    if text is None or text == "auto":
+        return text
+    out: dict[str, slice] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        dim, sep, rng = part.partition("=")
+        start, colon, stop = rng.partition(":")
+        try:
+            if not sep or not colon:
+                raise ValueError
+            out[dim.strip()] = slice(int(start) if start.strip() else None, int(stop) if stop.strip() else None)
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: expected DIM=START:STOP", param_hint="--region") from None
+    return out
+
+
+def parse_storage_options(items: Sequence[str]) -> dict[str, Any]:
+    """Turn ``key=value`` items into fsspec storage options.
+
+    Values are read as JSON when they parse (``anon=true`` -> ``True``), else kept as text;
+    dotted keys nest (``client_kwargs.endpoint_url=http://...``).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            # Values may be credentials: name only the key in the message.
+            raise click.BadParameter(f"expected KEY=VALUE, got an item with key {key.strip()!r}",
+                                     param_hint="--storage-option")
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise click.BadParameter(f"{key!r} conflicts with another option", param_hint="--storage-option")
+        node[leaf] = _scalar(value)
+    return out
+
+
+def _option_keys(options: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of storage options; never their values (they may be credentials)."""
+    keys: list[str] = []
+    for k, v in options.items():
+        if isinstance(v, Mapping):
+            keys += _option_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+# --- shared run options --------------------------------------------------------------------------
+
+
+@dataclass
+class RunOptions:
+    """Options every writing command takes."""
+
+    dry_run: bool
+    cluster: str
+    workers: int | None
+    threads_per_worker: int | None
+    progress: bool
+    report: str | None
+    json: bool
+    storage_options: dict[str, Any]
+
+    def emit(self, text: str, data: Mapping[str, Any]) -> None:
+        """Print the human text, or the JSON document with ``--json``."""
+        if self.json:
+            click.echo(json.dumps(dict(data), indent=2, default=str))
+        else:
+            click.echo(text)
+
+
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options shared by every writing command; the function receives ``run: RunOptions``."""
+    options = [
+        click.option("--dry-run", is_flag=True, help="Print the plan and write nothing."),
+        click.option("--cluster", default="local", show_default=True, envvar="PARALLELZARR_CLUSTER",
+                     help="threads (dask threads, no distributed), sync, local (LocalCluster sized to this "
+                          "machine), a scheduler address tcp://HOST:PORT, a scheduler file *.json, or a "
+                          "cluster config *.yaml (kind: local|slurm|pbs)."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Worker processes (local), jobs (slurm/pbs configs) or threads (--cluster threads)."),
+        click.option("--threads-per-worker", type=click.IntRange(min=1), default=None,
+                     help="Threads per worker process."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar on stderr [default: when stderr is a terminal]."),
+        click.option("--report", type=click.Path(dir_okay=False), default=None,
+                     help="Write a dask performance report (HTML) here; needs a distributed cluster."),
+        click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout."),
+        click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
+                     help="fsspec option for URL stores (repeatable; dotted keys nest)."),
+    ]
+
+    def wrapper(*args: Any, dry_run: bool, cluster: str, workers: int | None, threads_per_worker: int | None,
+                progress: bool | None, report: str | None, as_json: bool, storage_option: Sequence[str],
+                **kwargs: Any) -> Any:
+        run = RunOptions(
+            dry_run=dry_run,
+            cluster=cluster,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            progress=sys.stderr.isatty() if progress is None else progress,
+            report=report,
+            json=as_json,
+            storage_options=parse_storage_options(storage_option),
+        )
+        if report and not dry_run and cluster.strip() in ("threads", "sync"):
+            raise BadInput(f"--report needs a distributed cluster; --cluster {cluster} runs without one "
+                           "(use --cluster local)")
+        return func(*args, run=run, **kwargs)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    for opt in reversed(options):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def _execute(run: RunOptions, work: Callable[[dict[str, Any]], Any]) -> tuple[Any, float]:
+    """Run ``work(compute_kwargs)`` on the requested cluster, with progress bar and report."""
+    from .cluster import resolve_cluster
+    from .progress import compute_kwargs, performance_report, progress
+
+    with ExitStack() as stack:
+        client = stack.enter_context(resolve_cluster(run.cluster, run.workers, run.threads_per_worker))
+        kwargs = compute_kwargs(client, run.workers, single=run.cluster.strip() == "sync")
+        stack.enter_context(performance_report(run.report, client))
+        kwargs.update(stack.enter_context(progress(run.progress, client)))
+        start = time.perf_counter()
+        result = work(kwargs)
+        seconds = time.perf_counter() - start
+    if run.report and not run.json:
+        click.echo(f"performance report: {run.report}", err=True)
+    return result, seconds
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _is_zarr(path: str) -> bool:
+    if path.rstrip("/").endswith(".zarr"):
+        return True
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Expand local globs; URLs pass through. Raises :class:`BadInput` when nothing matches."""
+    paths: list[str] = []
+    for item in inputs:
+        if _is_url(item):
+            paths.append(item)
+        elif glob.has_magic(item):
+            found = sorted(glob.glob(item))
+            if not found:
+                raise BadInput(f"no input matches {item!r}")
+            paths += found
+        elif os.path.exists(item):
+            paths.append(item)
+        else:
+            raise BadInput(f"input {item!r} does not exist")
+    return paths
+
+
+def open_inputs(inputs: Sequence[str], chunks: Any, storage_options: Mapping[str, Any]) -> Any:
+    """Open netCDF files and zarr stores (or globs of them) as one lazy xarray Dataset.
+
+    One input opens with ``open_zarr``/``open_dataset``; several with ``open_mfdataset``
+    (combined by coordinates). Without ``--chunks``, zarr inputs keep their stored chunks and
+    netCDF inputs use dask's ``auto`` chunking (respecting the file's own chunking).
+    """
+    import xarray as xr
+
+    paths = expand_inputs(inputs)
+    zarrs = [_is_zarr(p) for p in paths]
+    if any(zarrs) and not all(zarrs):
+        raise BadInput("inputs mix zarr stores and other files; give one kind")
+    so = dict(storage_options)
+    try:
+        if all(zarrs):
+            zchunks = {} if chunks is None else chunks
+            if len(paths) == 1:
+                return xr.open_zarr(paths[0], chunks=zchunks, storage_options=so or None)
+            return xr.open_mfdataset(paths, engine="zarr", chunks=zchunks, combine="by_coords",
+                                     backend_kwargs={"storage_options": so} if so else None)
+        nchunks = "auto" if chunks is None else chunks
+        if len(paths) == 1:
+            return xr.open_dataset(paths[0], chunks=nchunks)
+        return xr.open_mfdataset(paths, chunks=nchunks, combine="by_coords")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"cannot open input(s) {', '.join(paths)}: {type(exc).__name__}: {exc}") from exc
+
+
+def _load_encoding(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        with open(path) as fh:
+            enc = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"--encoding {path}: not valid JSON: {exc}") from exc
+    if not isinstance(enc, dict):
+        raise BadInput(f"--encoding {path}: expected a JSON object of variable -> encoding")
+    return enc
+
+
+def _api(name: str, *, required: bool = True) -> Callable[..., Any] | None:
+    """Find ``parallelzarr.<name>`` lazily: other parts of the API may not exist in this version."""
+    import parallelzarr
+
+    obj = getattr(parallelzarr, name, None)
+    if inspect.ismodule(obj):
+        obj = getattr(obj, name, None)
+    if obj is None:
+        for module in (f"parallelzarr.{name}", "parallelzarr.append", "parallelzarr.api"):
+            try:
+                obj = getattr(importlib.import_module(module), name, None)
+            except ModuleNotFoundError:
+                continue
+            if obj is not None:
+                break
+    if obj is None and required:
+        raise RunFailure(f"parallelzarr.{name} is not available in this version of parallelzarr")
+    return obj
+
+
+def _call(func: Callable[..., Any], *args: Any, dask_kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    """Call an API function with the options it names (``None`` values left out) plus compute keywords.
+
+    Options a function does not declare are dropped rather than swept into its ``**compute_kwargs``
+    (which go to ``dask.compute``), so the CLI works with older and newer API signatures.
+    """
+    params = inspect.signature(func).parameters
+    named = {k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    kwargs = {k: v for k, v in options.items() if k in named and v is not None}
+    return func(*args, **kwargs, **dict(dask_kwargs or {}))
+
+
+def _to_data(obj: Any) -> Any:
+    """JSON-able form of an API result (plans, reports, dataclasses)."""
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _to_data(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_data(v) for v in obj]
+    return str(obj)
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="parallelzarr")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Print full tracebacks on errors.")
+@click.pass_context
+def main(ctx: click.Context, show_traceback: bool) -> None:
+    """Write, append to and rechunk Zarr data in parallel on Dask, safely.
+
+    Exit codes: 0 done, 2 bad input (nothing written), 1 failure during the run.
+    """
+    ctx.meta["pz.traceback"] = show_traceback
+    # Writing consolidated zarr v3 metadata is intended; the warning only alarms CLI users.
+    warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+
+
+def _input_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--chunks", default=None, metavar="DIM=SIZE,...",
+                     help="dask chunks for reading the inputs, e.g. time=24,lat=-1 (-1: whole axis; auto)."),
+        click.option("--encoding", "encoding_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="JSON file: variable -> encoding (chunks, shards, compressors, dtype, _FillValue...)."),
+        click.option("--strategy", type=click.Choice(_STRATEGIES), default="auto", show_default=True,
+                     help="How misaligned dask blocks are written."),
+        click.option("--max-mem", default="256MiB", show_default=True, help="Memory budget per task."),
+        click.option("--consolidated/--no-consolidated", default=True, show_default=True,
+                     help="Write consolidated metadata."),
+    ]):
+        func = opt(func)
+    return func
+
+
+def _write_text(head: str, plan: Any, seconds: float | None) -> str:
+    text = str(plan)
+    if seconds is not None:
+        text += f"\n{head} in {seconds:.2f}s"
+    return text
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.argument("target")
+@_input_options
+@click.option("--mode", type=click.Choice(_MODES), default="w-", show_default=True,
+              help="w- create (fail if the target exists), w overwrite, a add variables, r+ region of existing arrays.")
+@click.option("--region", default=None, metavar="DIM=START:STOP,...|auto", help="Write into this region (mode r+).")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
+@click.option("--lock", type=click.Choice(["file", "distributed", "threading"]), default=None,
+              help="Lock backend for --strategy lock.")
+@run_options
+def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_file: str | None, strategy: str,
+          max_mem: str, consolidated: bool, mode: str, region: str | None, zarr_format: str, lock: str | None,
+          run: RunOptions) -> None:
+    """Write INPUTS (netCDF files, zarr stores or globs) to the zarr store TARGET."""
+    import parallelzarr as pz
+
+    ds = open_inputs(inputs, parse_chunks(chunks), run.storage_options)
+    options = dict(mode=mode, region=parse_region(region), encoding=_load_encoding(encoding_file), strategy=strategy,
+                   max_mem=max_mem, storage_options=run.storage_options or None, zarr_format=int(zarr_format),
+                   lock=lock)
+    doc: dict[str, Any] = {"command": "write", "target": target, "inputs": list(inputs), "dry_run": run.dry_run,
+                           "storage_option_keys": _option_keys(run.storage_options)}
+    if run.dry_run:
+        plan = _call(pz.plan_write, ds, target, **options)
+        run.emit(str(plan), {**doc, "plan": _to_data(plan)})
+        return
+    if strategy != "lock":
+        # Plan once before starting a cluster so bad input fails fast. (Lock plans depend on the
+        # scheduler: a distributed Lock needs the client, so those are checked inside the run.)
+        _call(pz.plan_write, ds, target, **options)
+    plan, seconds = _execute(run, lambda kw: _call(pz.to_zarr, ds, target, consolidated=consolidated,
+                                                   dask_kwargs=kw, **options))
+    run.emit(_write_text(f"wrote {target}", plan, seconds), {**doc, "seconds": seconds, "plan": _to_data(plan)})
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.argument("target")
+@click.option("--append-dim", required=True, help="Dimension to append along.")
+@click.option("--append-id", default=None, help="Identity of this append (default: from the coordinate labels).")
+@_input_options
+@run_options
+def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str | None, chunks: str | None,
+           encoding_file: str | None, strategy: str, max_mem: str, consolidated: bool, run: RunOptions) -> None:
+    """Append INPUTS along --append-dim to the zarr store TARGET (crash-safe, idempotent)."""
+    import parallelzarr as pz
+
+    ds = open_inputs(inputs, parse_chunks(chunks), run.storage_options)
+    encoding = _load_encoding(encoding_file)
+    doc: dict[str, Any] = {"command": "append", "target": target, "inputs": list(inputs), "dry_run": run.dry_run,
+                           "append_dim": append_dim, "storage_option_keys": _option_keys(run.storage_options)}
+    if run.dry_run:
+        planner = _api("plan_append", required=False)
+        if planner is not None:
+            plan = _call(planner, ds, target, append_dim, strategy=strategy, append_id=append_id, max_mem=max_mem,
+                         encoding=encoding, storage_options=run.storage_options or None)
+        else:  # the write planner knows appends too
+            plan = _call(pz.plan_write, ds, target, mode="a", append_dim=append_dim, strategy=strategy,
+                         max_mem=max_mem, encoding=encoding, storage_options=run.storage_options or None)
+        run.emit(str(plan), {**doc, "plan": _to_data(plan)})
+        return
+    func = _api("append")
+    assert func is not None
+    result, seconds = _execute(run, lambda kw: _call(
+        func, ds, target, append_dim, strategy=strategy, append_id=append_id, consolidated=consolidated,
+        storage_options=run.storage_options or None, max_mem=max_mem, encoding=encoding, dask_kwargs=kw))
+    run.emit(_write_text(f"appended to {target}", result, seconds),
+             {**doc, "seconds": seconds, "result": _to_data(result)})
+
+
+@main.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("--chunks", required=True, metavar="DIM=SIZE,...",
+              help="Target chunks by dimension (time=-1,lat=25,lon=25) or, for one array, SIZE,SIZE,...")
+@click.option("--max-mem", default="1GB", show_default=True, help="Memory budget per task.")
+@click.option("--temp", default=None, help="Store for intermediates (default: inside TARGET, removed at the end).")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default=None, help="Target zarr format (default: the source's).")
+@click.option("--keep-temp", is_flag=True, help="Keep intermediates after success.")
+@run_options
+def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | None, zarr_format: str | None,
+            keep_temp: bool, run: RunOptions) -> None:
+    """Rechunk the zarr array or group SOURCE into TARGET within --max-mem per task (resumable)."""
+    import zarr
+
+    target_chunks = parse_chunks(chunks, allow_auto=False)
+    if isinstance(target_chunks, dict):
+        # -1 means "whole axis" on the command line; the rechunk API spells it None.
+        target_chunks = {k: (None if v == -1 else v) for k, v in target_chunks.items()}
+    so = run.storage_options or None
+    try:
+        src = zarr.open(source, mode="r", **({"storage_options": so} if so else {}))
+    except (FileNotFoundError, KeyError, ValueError, zarr.errors.NodeNotFoundError) as exc:
+        raise BadInput(f"cannot open rechunk source {source!r}: {exc}") from exc
+    target_options = {"zarr_format": int(zarr_format)} if zarr_format else None
+    doc: dict[str, Any] = {"command": "rechunk", "source": source, "target": target, "dry_run": run.dry_run,
+                           "storage_option_keys": _option_keys(run.storage_options)}
+    if run.dry_run:
+        planner = _api("plan_rechunk", required=False)
+        if planner is not None:
+            plan = _call(planner, src, target_chunks, max_mem, target_options=target_options,
+                         threads_per_worker=run.threads_per_worker)
+        else:
+            func = _api("rechunk")
+            assert func is not None
+            plan = func(src, target_chunks, max_mem, target, temp_store=temp, target_options=target_options,
+                        storage_options=so).plan
+        run.emit(str(plan), {**doc, "plan": _to_data(plan)})
+        return
+    func = _api("rechunk")
+    assert func is not None
+
+    def work(kw: dict[str, Any]) -> Any:
+        job = _call(func, src, target_chunks, max_mem, target, temp_store=temp, target_options=target_options,
+                    storage_options=so, keep_temp=keep_temp or None, threads_per_worker=run.threads_per_worker)
+        return job, job.execute(**kw)
+
+    (job, result), seconds = _execute(run, work)
+    summary = f"rechunked {source} -> {target}"
+    if result is not None and hasattr(result, "tasks_run"):
+        summary += f": {result.tasks_run} task(s) run, {result.tasks_skipped} skipped"
+        if getattr(result, "resumed", False):
+            summary += " (resumed an interrupted run)"
+    result_data = _to_data(result)
+    if isinstance(result_data, dict):
+        result_data.pop("target", None)  # the opened zarr node
+    run.emit(_write_text(summary, job.plan, seconds),
+             {**doc, "seconds": seconds, "plan": _to_data(job.plan), "result": result_data})
+
+
+@main.command()
+@click.argument("target")
+@click.option("--force", is_flag=True, help="Clear the append lease even if its holder may still be alive.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for URL stores (repeatable).")
+def repair(target: str, force: bool, as_json: bool, storage_option: Sequence[str]) -> None:
+    """Repair TARGET after an interrupted append: roll forward, clear stale leases, drop orphan chunks.
+
+    Exits 1 when problems remain (e.g. a live lease: rerun with --force once its holder is gone).
+    """
+    func = _api("repair")
+    assert func is not None
+    so = parse_storage_options(storage_option)
+    report = _call(func, target, force=force, storage_options=so or None)
+    if as_json:
+        click.echo(json.dumps({"command": "repair", "target": target, "report": _to_data(report)}, indent=2,
+                              default=str))
+    else:
+        click.echo(str(report))
+    if getattr(report, "ok", True) is False:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--attrs", is_flag=True, help="Also list attributes.")
+@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for URL stores (repeatable).")
+def info(target: str, as_json: bool, attrs: bool, storage_option: Sequence[str]) -> None:
+    """Show the tree of TARGET: shapes, dtypes, chunks, shards, codecs, sizes and the append log."""
+    from .info import format_info, inspect_store
+
+    data = inspect_store(target, storage_options=parse_storage_options(storage_option) or None)
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else format_info(data, attrs=attrs))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def demo(args: tuple[str, ...]) -> None:
+    """Run the parallelzarr demo (arguments go to it; try `parallelzarr demo --help`)."""
+    try:
+        module = importlib.import_module("parallelzarr.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "parallelzarr.demo":
+            raise
+        raise RunFailure("the demo (parallelzarr.demo) is not available in this version of parallelzarr") from None
+    code = module.main(list(args))
+    sys.exit(int(code or 0))
+
+
+if __name__ == "__main__":
+    main()
