@@ -299,6 +299,9 @@ def append(
         return AppendResult(aid, True, f"created {resolved.description} with {ds.sizes[append_dim]} {append_dim!r} rows", plan, 0, int(ds.sizes[append_dim]))
 
     repaired: list[str] = []
+    dead = cm.clear_dead_lease(resolved.store)
+    if dead is not None:
+        repaired.append(f"cleared the lease of a dead process ({cm.describe_holder(dead)})")
     journal = cm.pending_journal(resolved.store)
     if journal is not None:
         lease = cm.acquire_lease(resolved.store, resolved.description, "roll-forward")

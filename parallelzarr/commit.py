@@ -145,6 +145,15 @@ def acquire_lease(store: Any, description: str, operation: str = "append") -> Le
     raise LeaseError(f"could not take the lease of {description}; another process keeps taking it")
 
 
+def clear_dead_lease(store: Any) -> dict[str, Any] | None:
+    """Remove a lease whose holder provably died (same host, process gone); return it if removed."""
+    lease = read_json(store, LEASE_KEY)
+    if lease is not None and holder_alive(lease) is False:
+        delete_key(store, LEASE_KEY)
+        return lease
+    return None
+
+
 # --- the journal and the commit ------------------------------------------------------------------
 
 
@@ -164,7 +173,9 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
             arr.resize(tuple(shape))
             done.append(f"resized {name} to {tuple(shape)}")
         fault_point(f"commit:resized:{name}")
-    group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    # Opened with its consolidated metadata (if any) so the attribute write keeps it: consolidated
+    # readers go on seeing the old shapes until the consolidation below, the commit point.
+    group = zarr.open_group(store, mode="r+", use_consolidated=True if consolidated and is_consolidated(store) else False)
     log = list(group.attrs.get(LOG_ATTR, []))
     entry = journal["entry"]
     if not any(e.get("id") == entry["id"] for e in log):
@@ -195,12 +206,11 @@ def append_log(store: Any) -> list[dict[str, Any]]:
 
 
 def is_consolidated(store: Any) -> bool:
+    """Whether the root group carries consolidated metadata."""
     try:
-        group = zarr.open_group(store, mode="r", use_consolidated=False)
+        group = zarr.open_group(store, mode="r", use_consolidated=True)
     except Exception:
         return False
-    if group.metadata.zarr_format == 2:
-        return sync(store.exists(".zmetadata"))
     return group.metadata.consolidated_metadata is not None
 
 

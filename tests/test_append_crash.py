@@ -1,0 +1,90 @@
+"""SIGKILL an appending process at 20+ points: readers see the old or the new dataset, never a mix."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import xarray as xr
+from append_helpers import data_only, rows, run_append_subprocess
+
+import parallelzarr as pz
+from parallelzarr import commit as cm
+from parallelzarr.errors import LeaseError
+
+OLD, NEW, CHUNK = 10, 23, 3  # stored rows (zarr chunk 4: a partial last chunk), appended rows, dask chunk
+
+PROTOCOL_POINTS = [
+    "append:leased",
+    "append:data-written",
+    "append:journaled",
+    "commit:resized:temp",
+    "commit:resized:wind",
+    "commit:logged",
+    "commit:consolidated",
+    "commit:journal-removed",
+    "append:released",
+]
+WRITE_POINTS = [f"write:{k}" for k in range(1, 15)]
+
+
+@pytest.fixture
+def base(tmp_path):
+    path = str(tmp_path / "ingest.zarr")
+    pz.append(rows(0, OLD, 4), path, "time", encoding={"temp": {"chunks": (4, 6)}, "wind": {"chunks": (4, 6)}})
+    return path
+
+
+def _state(path: str) -> str:
+    got = data_only(xr.open_zarr(path).load())
+    old = rows(0, OLD, OLD).load()
+    new = rows(0, OLD + NEW, OLD + NEW).load()
+    if got.identical(old):
+        return "old"
+    if got.identical(new):
+        return "new"
+    return "MIX"
+
+
+@pytest.mark.parametrize("point", WRITE_POINTS + PROTOCOL_POINTS)
+def test_kill_then_recover(base, point):
+    proc = run_append_subprocess(base, OLD, NEW, CHUNK, env={"PARALLELZARR_FAULT": point})
+    assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-2000:])
+    seen = _state(base)
+    assert seen in ("old", "new"), f"readers saw a mix after a kill at {point}"
+    journal = cm.pending_journal(__import__("zarr").storage.LocalStore(base)) is not None
+    # the next append of the same data finishes the job (rolling a journal forward if there is one)
+    result = pz.append(rows(OLD, NEW, CHUNK), base, "time")
+    assert _state(base) == "new"
+    if seen == "new":
+        assert not result.applied  # the commit had landed: the rerun is a no-op that says so
+    if journal:
+        assert any("rolled forward" in r for r in result.repaired)
+    report = pz.repair(base)
+    assert report.ok and not any("lease" in a for a in report.actions)
+
+
+def test_repair_after_kill_clears_dead_lease_and_stray_chunks(base):
+    proc = run_append_subprocess(base, OLD, NEW, CHUNK, env={"PARALLELZARR_FAULT": "write:6"})
+    assert proc.returncode == -signal.SIGKILL
+    report = pz.repair(base)
+    assert any("stale lease" in a for a in report.actions), str(report)
+    assert any("unreferenced chunk" in a for a in report.actions), str(report)
+    assert _state(base) == "old"
+    pz.append(rows(OLD, NEW, CHUNK), base, "time")
+    assert _state(base) == "new"
+
+
+def test_two_appenders_one_wins(base):
+    holder = run_append_subprocess(base, OLD, NEW, CHUNK, env={"PARALLELZARR_PAUSE": "append:leased:6"}, wait=False)
+    store = __import__("zarr").storage.LocalStore(base)
+    for _ in range(200):  # wait until the first appender holds the lease
+        if cm.read_json(store, cm.LEASE_KEY):
+            break
+        time.sleep(0.05)
+    with pytest.raises(LeaseError, match=r"being written by another process .*pid \d+"):
+        pz.append(rows(OLD, NEW, CHUNK), base, "time")
+    out, err = holder.communicate(timeout=120)
+    assert holder.returncode == 0, err[-2000:]
+    assert _state(base) == "new"
