@@ -175,9 +175,16 @@ def prepare_append(
                     f"{name!r} has size {var.sizes[d]} along {d!r} but the store has {old.sizes[d]}; only "
                     f"{append_dim!r} may change in an append"
                 )
+        new_kind, old_dtype = np.dtype(var.dtype), np.dtype(old.dtype)
+        if new_kind.kind in "biufc" and old_dtype.kind in "biufc" and not np.can_cast(new_kind, old_dtype, "same_kind"):
+            raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
+        if (new_kind.kind == "M") != (old_dtype.kind == "M"):
+            raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
         arr = zarr.open_array(resolved.store, path=name, mode="r+")  # r+: the appended view writes through it
         enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
         src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
+        if np.dtype(var.dtype).kind in "SU":
+            src = np.dtype(var.dtype)  # the stored dtype in the encoding would silently cut the strings
         if src.kind in "SU" and dst.kind in "SU":
             width = src.itemsize // (4 if src.kind == "U" else 1)
             room = dst.itemsize // (4 if dst.kind == "U" else 1)
@@ -285,12 +292,12 @@ def append(
     from .api import to_zarr
 
     ds = as_dataset(data)
+    if append_dim not in ds.dims:
+        raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
     budget = parse_bytes(max_mem) if max_mem is not None else None
     resolved = resolve_store(store, storage_options)
     if not store_has_data(resolved.store):
-        labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim) if append_dim in ds.dims else None
-        if append_dim not in ds.dims:
-            raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data")
+        labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
         plan = to_zarr(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, consolidated=consolidated,
                        max_mem=max_mem, **compute_kwargs)
         aid = append_id or _derive_id(ds, append_dim, labels)
