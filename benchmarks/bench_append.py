@@ -1,0 +1,150 @@
+"""Append benchmark: many small incremental appends, and one large append against the floor.
+
+Small appends: ``--appends`` (default 50) appends of 2 float32 variables of (4, 200, 200), zarr
+chunks (4, 100, 100), with parallelzarr (crash-safe protocol: lease, journal, consolidated commit)
+and with ``xarray.Dataset.to_zarr(append_dim="time")`` in the same run; median and total time per
+append. Large append: one append of about ``--large`` bytes onto a store with a partial last chunk,
+against the floor (the same bytes written to fresh zarr arrays from memory).
+
+Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import environment, format_size, format_table, measure, parse_size, synthetic_numpy, write_json  # noqa: E402
+
+import parallelzarr as pz  # noqa: E402
+
+PLANE = (200, 200)
+STEP = 4
+
+
+def small_step(i: int, plane: tuple[int, int] = PLANE) -> xr.Dataset:
+    """The i-th append: 2 variables of (4, *plane) float32, one dask chunk each."""
+    values = synthetic_numpy((STEP, *plane), seed=i)
+    times = pd.date_range("2000-01-01", periods=STEP, freq="h") + pd.Timedelta(hours=STEP * i)
+    return xr.Dataset(
+        {
+            "t2m": (("time", "y", "x"), da.from_array(values, chunks=(STEP, *plane))),
+            "d2m": (("time", "y", "x"), da.from_array(values - 2.0, chunks=(STEP, *plane))),
+        },
+        coords={"time": times},
+    )
+
+
+def encoding() -> dict:
+    return {v: {"chunks": (STEP, 100, 100)} for v in ("t2m", "d2m")}
+
+
+def run_small(root: Path, appends: int) -> list[dict]:
+    rows = []
+    ours, theirs = root / "ours.zarr", root / "xarray.zarr"
+    pz.to_zarr(small_step(0), str(ours), encoding=encoding())
+    small_step(0).to_zarr(str(theirs), encoding=encoding(), zarr_format=3, consolidated=True)
+    times = {"parallelzarr": [], "xarray": []}
+    for i in range(1, appends + 1):
+        step = small_step(i)
+        m = measure(lambda s=step: pz.append(s, str(ours), "time"))
+        times["parallelzarr"].append(m.seconds)
+        m = measure(lambda s=step: s.to_zarr(str(theirs), append_dim="time", consolidated=True))
+        times["xarray"].append(m.seconds)
+    a = xr.open_zarr(str(ours)).load()
+    b = xr.open_zarr(str(theirs)).load()
+    same = bool(np.array_equal(a.t2m.values, b.t2m.values) and np.array_equal(a.time.values, b.time.values))
+    base = statistics.median(times["xarray"])
+    for name, ts in times.items():
+        rows.append({
+            "case": f"{appends} small appends",
+            "contender": name,
+            "median_s": round(statistics.median(ts), 4),
+            "total_s": round(sum(ts), 2),
+            "ratio_vs_xarray": round(statistics.median(ts) / base, 3),
+            "verified": "ok" if same else "MISMATCH",
+        })
+    return rows
+
+
+def run_large(root: Path, nbytes: int) -> list[dict]:
+    plane = (500, 500)
+    n_new = max(8, nbytes // (2 * 4 * plane[0] * plane[1]))
+    big = synthetic_numpy((n_new + 10, *plane), seed=7)
+    times = pd.date_range("2000-01-01", periods=n_new + 10, freq="h")
+    chunks = (24, 250, 250)
+
+    def ds(lo: int, hi: int, dchunk: int) -> xr.Dataset:
+        part = big[lo:hi]
+        return xr.Dataset(
+            {"a": (("time", "y", "x"), da.from_array(part, chunks=(dchunk, *plane))),
+             "b": (("time", "y", "x"), da.from_array(part + 1, chunks=(dchunk, *plane)))},
+            coords={"time": times[lo:hi]},
+        )
+
+    path = root / "large.zarr"
+    pz.to_zarr(ds(0, 10, 10), str(path), encoding={"a": {"chunks": chunks}, "b": {"chunks": chunks}})
+    new = ds(10, n_new + 10, 36).persist()
+    ours = measure(lambda: pz.append(new, str(path), "time"))
+    got = xr.open_zarr(str(path))
+    ok = bool(np.array_equal(got.a.values, big) and np.array_equal(got.b.values, big + 1))
+
+    floor_vals = big[10:]
+
+    def floor() -> None:
+        for name, vals in (("a", floor_vals), ("b", floor_vals + 1)):
+            arr = zarr.create_array(str(root / f"floor-{name}.zarr"), shape=vals.shape, chunks=chunks, dtype="f4")
+            arr[...] = vals
+
+    fl = measure(floor)
+    size = 2 * floor_vals.nbytes
+    return [
+        {"case": f"large append {format_size(size)}", "contender": "floor", "median_s": round(fl.seconds, 3),
+         "total_s": round(fl.seconds, 3), "GB/s": round(size / fl.seconds / 1e9, 3), "ratio_vs_floor": 1.0,
+         "peak_rss": format_size(fl.peak_rss), "verified": "-"},
+        {"case": f"large append {format_size(size)}", "contender": "parallelzarr", "median_s": round(ours.seconds, 3),
+         "total_s": round(ours.seconds, 3), "GB/s": round(size / ours.seconds / 1e9, 3),
+         "ratio_vs_floor": round(fl.seconds / ours.seconds, 3), "peak_rss": format_size(ours.peak_rss),
+         "verified": "ok" if ok else "MISMATCH"},
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--appends", type=int, default=50)
+    parser.add_argument("--large", default="1GB", help="size of the large append (0 to skip)")
+    parser.add_argument("--out", default="benchmarks/results/append.json")
+    args = parser.parse_args(argv)
+    dask.config.set(scheduler="threads")
+    with tempfile.TemporaryDirectory(prefix="pz-bench-append-") as tmp:
+        root = Path(tmp)
+        rows = run_small(root, args.appends)
+        large = parse_size(args.large)
+        if large:
+            rows += run_large(root, large)
+    cols = [("case", "case"), ("contender", "contender"), ("median_s", "median s"), ("total_s", "total s"),
+            ("ratio_vs_xarray", "vs xarray"), ("GB/s", "GB/s"), ("ratio_vs_floor", "x floor speed"),
+            ("peak_rss", "peak RSS"), ("verified", "verified")]
+    print(format_table(rows, cols))
+    ratio = next(r["ratio_vs_xarray"] for r in rows if r["contender"] == "parallelzarr" and "ratio_vs_xarray" in r)
+    verdict = "PASS" if ratio <= 0.5 else "MISS"
+    print(f"aim: median append time <= 0.5x xarray's: {ratio:.3f}x -> {verdict}")
+    write_json(args.out, {"environment": environment(), "rows": rows, "aim_ratio": ratio, "aim": verdict,
+                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
