@@ -271,11 +271,15 @@ class Rechunked:
         """
         staging = zarr.storage.MemoryStore()
         opts = dict(self._temp_options)
+        # Intermediates are read once and deleted: on local stores compressing them costs
+        # more CPU than it saves I/O (measured ~1.5x slower), on remote stores bytes matter.
+        local = isinstance(tstore, zarr.storage.LocalStore | zarr.storage.MemoryStore)
+        opts.setdefault("compressors", None if local else "auto")
         staged = zarr.create_array(
             staging, name=tpath, shape=job.spec.shape, chunks=tuple(chunks),
             dtype=job.create_kwargs["dtype"], fill_value=job.create_kwargs["fill_value"],
             zarr_format=job.create_kwargs["zarr_format"], overwrite=True,
-            compressors=opts.get("compressors", "auto"),
+            compressors=opts["compressors"],
         )
         doc = {k: store_get(staging, k) for k in store_keys(staging, tpath + "/")}
         arr = zarr.Array(zarr.AsyncArray(metadata=staged.metadata, store_path=StorePath(tstore, tpath)))
@@ -315,7 +319,8 @@ def rechunk(
         ``zarr_format`` (default: the source's), ``shards``, ``compressors``,
         ``filters``; either for all arrays or keyed by array name.
     temp_options
-        ``compressors`` for the intermediates.
+        ``compressors`` for the intermediates (default: none on local/memory stores,
+        zarr's default on remote stores).
     storage_options
         fsspec options for URL stores.
     keep_temp
