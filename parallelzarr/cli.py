@@ -64,7 +64,8 @@ class _Group(click.Group):
         except Exception as exc:
             if ctx.meta.get("pz.traceback"):
                 traceback.print_exc()
-            raise RunFailure(f"{type(exc).__name__}: {exc}") from exc
+            hint = "" if ctx.meta.get("pz.traceback") else " (rerun with `parallelzarr --traceback ...` for details)"
+            raise RunFailure(f"{type(exc).__name__}: {exc}{hint}") from exc
 
 
 # --- option parsing --------------------------------------------------------------------------------
@@ -233,9 +234,15 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             json=as_json,
             storage_options=parse_storage_options(storage_option),
         )
-        if report and not dry_run and cluster.strip() in ("threads", "sync"):
-            raise BadInput(f"--report needs a distributed cluster; --cluster {cluster} runs without one "
-                           "(use --cluster local)")
+        if report and not dry_run:
+            if cluster.strip() in ("threads", "sync"):
+                raise BadInput(f"--report needs a distributed cluster; --cluster {cluster} runs without one "
+                               "(use --cluster local)")
+            from .progress import report_problem
+
+            problem = report_problem()
+            if problem:
+                raise BadInput(f"--report: {problem}")
         return func(*args, run=run, **kwargs)
 
     wrapper.__name__ = func.__name__

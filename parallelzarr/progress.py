@@ -11,7 +11,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["progress", "performance_report", "compute_kwargs", "distributed_get"]
+__all__ = ["progress", "performance_report", "report_problem", "compute_kwargs", "distributed_get"]
 
 
 def _active_client() -> Any:
@@ -130,6 +130,15 @@ def compute_kwargs(client: Any, workers: int | None = None, *, single: bool = Fa
     return kwargs
 
 
+def report_problem() -> str | None:
+    """Why :func:`performance_report` cannot work here, or ``None`` if it can."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        return "dask performance reports need bokeh: pip install 'parallelzarr[hpc]' (or bokeh>=3.1)"
+    return None
+
+
 @contextmanager
 def performance_report(path: str | Path | None, client: Any = None) -> Iterator[Path | None]:
     """Record a :func:`distributed.performance_report` HTML file while the block runs.
@@ -158,6 +167,9 @@ def performance_report(path: str | Path | None, client: Any = None) -> Iterator[
     client = client or _active_client()
     if client is None:
         raise RuntimeError("a performance report needs a distributed cluster (use --cluster local)")
+    problem = report_problem()
+    if problem:
+        raise RuntimeError(problem)
     from distributed import performance_report as _report
 
     target = Path(path).resolve()

@@ -141,6 +141,19 @@ def test_missing_input_and_report_without_cluster(files: Path, tmp_path: Path) -
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_failure_during_run_exit_1(written: Path, tmp_path: Path) -> None:
+    # A corrupt chunk in a zarr input opens fine (metadata only) and fails while the write runs.
+    bad = tmp_path / "bad.zarr"
+    import shutil
+
+    shutil.copytree(written, bad)
+    chunk = next(p for p in sorted((bad / "t2m" / "c").rglob("*")) if p.is_file())
+    chunk.write_bytes(b"not zstd data")
+    res = pz("write", str(bad), str(tmp_path / "o.zarr"), "--cluster", "threads", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert "Error:" in res.stderr and "--traceback" in res.stderr
+
+
 def test_storage_option_values_never_printed(files: Path, tmp_path: Path) -> None:
     res = pz("write", "in.nc", str(tmp_path / "x.zarr"), "--cluster", "threads", "-o", "secret=hunter2-value",
              "--dry-run", "--json", cwd=files)
