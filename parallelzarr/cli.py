@@ -542,9 +542,7 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     import zarr
 
     target_chunks = parse_chunks(chunks, allow_auto=False)
-    if isinstance(target_chunks, dict):
-        # -1 means "whole axis" on the command line; the rechunk API spells it None.
-        target_chunks = {k: (None if v == -1 else v) for k, v in target_chunks.items()}
+    # -1 (whole axis) goes through as -1: in a dimension dict the rechunk API reads None as "keep".
     so = run.storage_options or None
     try:
         src = zarr.open(source, mode="r", **({"storage_options": so} if so else {}))

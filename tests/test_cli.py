@@ -213,6 +213,12 @@ def test_rechunk(written: Path, tmp_path: Path) -> None:
     with xr.open_zarr(target) as out, xr.open_zarr(written) as src:
         xr.testing.assert_identical(out.load(), src.load())
         assert out["t2m"].encoding["chunks"] == (30, 5, 6)
+    # Only one axis named: the others keep their chunks, time=-1 takes the whole axis.
+    res = pz("rechunk", str(written), str(tmp_path / "re2.zarr"), "--chunks", "time=-1", "--cluster", "threads",
+             cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with xr.open_zarr(tmp_path / "re2.zarr") as out:
+        assert out["t2m"].encoding["chunks"] == (30, 10, 12)
     res = pz(*args[:-2], "--max-mem", "1kB", "--cluster", "threads", cwd=tmp_path)
     assert res.returncode == 2 and "max_mem" in res.stderr
 
