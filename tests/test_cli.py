@@ -257,3 +257,30 @@ def test_option_parsers() -> None:
     with pytest.raises(click.BadParameter) as err:
         parse_storage_options(["secret"])
     assert "secret" in str(err.value)  # the key is named, a value is never shown
+
+
+def test_s3_with_storage_options(files: Path, tmp_path: Path) -> None:
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket="pzcli")
+        opts = ["-o", "key=testing", "-o", "secret=s3cret-value-123", "-o", f"client_kwargs.endpoint_url={endpoint}"]
+        res = pz("write", "in.nc", "s3://pzcli/out.zarr", "--chunks", "time=10", "--cluster", "threads", "--json",
+                 *opts, cwd=files)
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        assert sorted(doc["storage_option_keys"]) == ["client_kwargs.endpoint_url", "key", "secret"]
+        assert "s3cret-value-123" not in res.stdout + res.stderr
+        res = pz("info", "s3://pzcli/out.zarr", "--json", *opts, cwd=files)
+        assert res.returncode == 0, res.stderr
+        t2m = next(a for a in json.loads(res.stdout)["arrays"] if a["path"] == "t2m")
+        assert t2m["chunks"] == [10, 10, 12]
+        assert "s3cret-value-123" not in res.stdout + res.stderr
+    finally:
+        server.stop()
