@@ -80,13 +80,20 @@ def resolve_store(store: Any, storage_options: dict[str, Any] | None = None, *, 
 
 
 def store_has_data(store: Any) -> bool:
-    """Whether anything (any key) is stored at the root of ``store``."""
+    """Whether anything is stored at the root of ``store``.
+
+    Root metadata documents answer without listing; only a store without them is listed (a partly
+    written or foreign store still counts as holding data).
+    """
+    from zarr.core.sync import sync
+
     async def _any() -> bool:
+        for key in ("zarr.json", ".zgroup", ".zarray"):
+            if await store.exists(key):
+                return True
         async for _ in store.list():
             return True
         return False
-
-    from zarr.core.sync import sync
 
     try:
         return bool(sync(_any()))
