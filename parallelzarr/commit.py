@@ -66,9 +66,30 @@ def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
             fh.flush()
             os.fsync(fh.fileno())
         return True
-    sync(store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
+    if isinstance(store, zarr.storage.FsspecStore) and "s3" in _protocols(store.fs):
+        # One conditional PUT (If-None-Match: *): the object store arbitrates between appenders.
+        path = f"{store.path.rstrip('/')}/{key}"
+
+        async def _create() -> bool:
+            try:
+                await store.fs._pipe_file(path, data, mode="create")
+            except Exception as exc:  # botocore reports PreconditionFailed as one of several types
+                if "Precondition" in str(exc) or "412" in str(exc) or isinstance(exc, FileExistsError):
+                    return False
+                raise
+            return True
+
+        if not sync(_create()):
+            return False
+    else:
+        sync(store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
     held = read_json(store, key)
     return held is not None and held.get("id") == value.get("id")
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 # --- the lease -----------------------------------------------------------------------------------
