@@ -46,6 +46,14 @@ class LockSpec:
         return f"parallelzarr:{self.namespace}:{name}"
 
     @contextlib.contextmanager
+    def hold_all(self, names: list[str]) -> Iterator[None]:
+        """Hold several locks, taken in sorted order so that concurrent writers cannot deadlock."""
+        with contextlib.ExitStack() as stack:
+            for name in sorted(set(names)):
+                stack.enter_context(self.hold(name))
+            yield
+
+    @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[None]:
         """Hold the lock called ``name`` for the duration of the ``with`` block."""
         full = self.full_name(name)

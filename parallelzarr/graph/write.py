@@ -42,15 +42,15 @@ def assemble_and_write(target: Any, box: Box, dtype: str, pieces: Sequence[Seque
     return int(buf.nbytes)
 
 
-def write_with_locks(target: Any, block: np.ndarray, parts: Sequence[tuple[Box, Box, str | None]], locks: LockSpec) -> int:
-    """Write a block: owned parts directly, parts of shared cells under their lock."""
+def write_with_locks(target: Any, block: np.ndarray, parts: Sequence[tuple[Box, Box, list[str]]], locks: LockSpec) -> int:
+    """Write a block: parts it owns outright directly, parts of shared or partial cells under their locks."""
     nbytes = 0
-    for local, box, lock_name in parts:
+    for local, box, lock_names in parts:
         value = block[local]
-        if lock_name is None:
+        if not lock_names:
             target[box] = value
         else:
-            with locks.hold(lock_name):
+            with locks.hold_all(lock_names):
                 target[box] = value
         count_write()
         nbytes += int(value.nbytes)
@@ -106,12 +106,15 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
     if plan.strategy == "lock":
         if locks is None:
             raise ValueError("the lock strategy needs a lock backend")
-        per_block: dict[tuple[int, ...], list[tuple[Box, Box, str | None]]] = {}
+        per_block: dict[tuple[int, ...], list[tuple[Box, Box, list[str]]]] = {}
         for _, segs in _segment_products(plan):
-            shared = any(s.shared for s in segs)
-            lock_name = None
-            if shared:
-                lock_name = f"{plan.name}/" + ".".join(f"{s.cell_start}-{s.cell_stop}" for s in segs)
+            # Cells shared by blocks of this write, and cells only partly written (a neighbouring
+            # writer, e.g. another process's region, may write the rest) are locked cell by cell,
+            # so every writer of a cell names the same lock whatever its own segments are.
+            lock_names: list[str] = []
+            if any(s.shared or not s.full for s in segs):
+                cells = itertools.product(*(range(s.cell_start, s.cell_stop) for s in segs))
+                lock_names = [f"{plan.name}/" + ".".join(map(str, c)) for c in cells]
             for bidx in itertools.product(*(range(s.block_start, s.block_stop) for s in segs)):
                 local = tuple(_local(s, offsets[a], b) for a, (s, b) in enumerate(zip(segs, bidx, strict=True)))
                 if any(sl.stop <= sl.start for sl in local):
@@ -120,7 +123,7 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
                     slice(offsets[a][b] + sl.start, offsets[a][b] + sl.stop)
                     for a, (b, sl) in enumerate(zip(bidx, local, strict=True))
                 )
-                per_block.setdefault(bidx, []).append((local, box, lock_name))
+                per_block.setdefault(bidx, []).append((local, box, lock_names))
         for bidx, parts in per_block.items():
             key = (name, *bidx)
             dsk[key] = (write_with_locks, target, (data.name, *bidx), parts, locks)

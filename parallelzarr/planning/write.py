@@ -56,10 +56,6 @@ class AxisLayout:
     def full_cells(self) -> int:
         return sum(s.ncells for s in self.segments if s.full)
 
-    @property
-    def owned_segments(self) -> int:
-        return sum(1 for s in self.segments if not s.shared)
-
 
 def layout(
     names: Sequence[str],
@@ -319,7 +315,8 @@ def plan_variable(
     else:  # lock
         tasks = _prod([len(c) for c in write_chunks])
         peak = block_bytes + per_cell
-        locks = _prod([len(ax.segments) for ax in axes]) - _prod([ax.owned_segments for ax in axes])
+        # Shared cells and partly written cells (a neighbouring writer may own the rest) are locked.
+        locks = cells - _prod([sum(s.ncells for s in ax.segments if not s.shared and s.full) for ax in axes])
         moved_bytes = 0
 
     plan = VariablePlan(
