@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from parallelzarr.errors import ChunkSpecError, MemoryBudgetError
 from parallelzarr.rechunk import ArraySpec, MemoryModel, RechunkPlan, plan_array
-from parallelzarr.rechunk.plan import normalize_chunks, plan_rechunk
+from parallelzarr.rechunk.plan import normalize_chunks, plan_rechunk, split_region
 
 
 def _aligned(block: tuple[int, ...], grid: tuple[int, ...], shape: tuple[int, ...]) -> bool:
@@ -62,7 +62,7 @@ def test_amplified_one_pass_reports_amplification() -> None:
     # Without a budget for whole source chunks + target chunks, a block of whole target
     # chunks rereads the source chunks it shares with its neighbours.
     model = MemoryModel(overhead=0)
-    a = plan_array((100, 100), 4, (10, 10), (5, 20), 2500, min_tasks=1, model=model)
+    a = plan_array((100, 100), 4, (10, 10), (5, 20), 1600, min_tasks=1, model=model)
     (s,) = a.stages
     assert a.strategy == "one-pass-amplified"
     assert s.read_amplification == 2.0  # each source chunk is split between two blocks
@@ -157,5 +157,17 @@ def test_plan_properties(case: tuple) -> None:
         for t in range(s.n_tasks):
             cover[s.block_slices(t, shape)] += 1
         assert (cover == 1).all()
+        # Inside a task, I/O pieces tile the block, stay on grid edges and bound cells in flight.
+        region = s.block_slices(0, shape)
+        for grid in (s.read_grid, s.write_grid):
+            inner = np.zeros(shape, dtype=np.int8)
+            for piece in split_region(region, grid, s.io_chunks):
+                inner[piece] += 1
+                touched = math.prod(-(-p.stop // g) - p.start // g for p, g in zip(piece, grid, strict=True))
+                assert touched <= max(s.io_chunks, 1)
+                if grid == s.write_grid:
+                    assert all(p.start % g == 0 and (p.stop % g == 0 or p.stop == n)
+                               for p, g, n in zip(piece, grid, shape, strict=True))
+            assert (inner[region] == 1).all() and inner.sum() == cover[region].size
     if a.strategy == "one-pass":
         assert a.stages[0].read_amplification == 1.0

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import zarr
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
@@ -20,7 +21,7 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from .plan import StagePlan
+from .plan import StagePlan, split_region
 
 __all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store_get", "store_set",
            "store_delete", "store_delete_prefix", "store_keys"]
@@ -104,8 +105,20 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
     if store_exists(io.marker_store, key):
         return 0
     region = io.stage.block_slices(task, io.shape)
-    data = io.src[region]
-    io.dst[region] = data
+    k = io.stage.io_chunks
+    reads = split_region(region, io.stage.read_grid, k)
+    if len(reads) == 1:
+        data = io.src[region]
+    else:
+        # Read piece by piece straight into the block buffer: no per-piece copies.
+        data = np.empty(tuple(s.stop - s.start for s in region), dtype=io.src.dtype)
+        for piece in reads:
+            local = tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(piece, region, strict=True))
+            out = default_buffer_prototype().nd_buffer.from_ndarray_like(data[local])
+            io.src.get_basic_selection(piece, out=out)
+    for piece in split_region(region, io.stage.write_grid, k):
+        local = tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(piece, region, strict=True))
+        io.dst[piece] = data[local]
     # The marker goes last: a crash before it means the block is simply redone.
     store_set(io.marker_store, key, b"")
     return 1

@@ -21,6 +21,7 @@ block
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "plan_array",
     "plan_rechunk",
     "task_memory",
+    "split_region",
 ]
 
 # Bounds that keep graphs schedulable and tasks worth their overhead.
@@ -109,6 +111,9 @@ class StagePlan:
         Decoded bytes read (with amplification) and raw bytes written.
     task_memory
         Estimated peak bytes of one task; ``memory_breakdown`` says what makes it up.
+    io_chunks
+        Chunks (cells) per zarr call inside a task: a task reads and writes its block in
+        pieces of at most this many cells, so decode/encode buffers stay bounded.
     note
         Why this stage looks the way it does.
     """
@@ -128,6 +133,7 @@ class StagePlan:
     bytes_written: int
     task_memory: int
     memory_breakdown: dict[str, int]
+    io_chunks: int = 1
     note: str = ""
 
     def block_slices(self, task: int, shape: Sequence[int]) -> tuple[slice, ...]:
@@ -423,8 +429,11 @@ def task_memory(
     model: MemoryModel,
     *,
     write_sharded: bool = False,
+    io_chunks: int | None = None,
 ) -> dict[str, int]:
     """Estimate the peak bytes one task holds (see :class:`MemoryModel`).
+
+    ``io_chunks`` caps the cells per zarr call (default: ``model.io_concurrency``).
 
     Returns
     -------
@@ -438,8 +447,9 @@ def task_memory(
     written = math.prod(_ceildiv(b, g) for b, g in zip(clipped, write_grid, strict=True))
     read_cell = math.prod(read_grid) * itemsize
     write_cell = math.prod(write_grid) * itemsize
-    k_r = min(model.io_concurrency, touched)
-    k_w = min(model.io_concurrency, written)
+    k = max(1, min(io_chunks or model.io_concurrency, model.io_concurrency))
+    k_r = min(k, touched)
+    k_w = min(k, written)
     enc = model.encode_factor + (model.shard_extra if write_sharded else 0.0)
     read_t = int(k_r * read_cell * model.decode_factor)
     write_t = int(k_w * write_cell * enc)
@@ -503,13 +513,22 @@ def _stage(
     block: Sequence[int],
     model: MemoryModel,
     write_sharded: bool,
+    budget: int,
     note: str = "",
 ) -> StagePlan:
     nbytes = math.prod(shape) * itemsize
+    # Most cells per zarr call that keep the budget: more in flight means more overlap.
+    io_chunks = 1
+    for k in range(model.io_concurrency, 0, -1):
+        kw = dict(write_sharded=write_sharded, io_chunks=k)
+        if task_memory(shape, itemsize, block, read_grid, write_grid, model, **kw)["total"] <= budget:
+            io_chunks = k
+            break
     pairs = math.prod(_axis_pairs(n, b, g) for n, b, g in zip(shape, block, read_grid, strict=True))
     cells = _cells(shape, read_grid)
     amp = pairs / cells if cells else 1.0
-    mem = task_memory(shape, itemsize, block, read_grid, write_grid, model, write_sharded=write_sharded)
+    mem = task_memory(shape, itemsize, block, read_grid, write_grid, model, write_sharded=write_sharded,
+                      io_chunks=io_chunks)
     return StagePlan(
         index=index,
         read_from=read_from,
@@ -526,8 +545,37 @@ def _stage(
         bytes_written=nbytes,
         task_memory=mem["total"],
         memory_breakdown=mem,
+        io_chunks=io_chunks,
         note=note,
     )
+
+
+def split_region(
+    region: Sequence[slice], grid: Sequence[int], max_cells: int
+) -> list[tuple[slice, ...]]:
+    """Split ``region`` into grid-aligned pieces touching at most ``max_cells`` cells each.
+
+    Pieces take whole cells on trailing axes and as many cells of the leading split axis
+    as fit, so piece edges fall on grid boundaries (whole-chunk writes stay whole).
+    """
+    cuts = []
+    for sl, g in zip(region, grid, strict=True):
+        edges = [sl.start, *range((sl.start // g + 1) * g, sl.stop, g), sl.stop]
+        cuts.append(edges)
+    counts = [len(c) - 1 for c in cuts]
+    if math.prod(counts) <= max_cells:
+        return [tuple(region)]
+    ndim = len(counts)
+    d = next(i for i in range(ndim) if math.prod(counts[i + 1:]) <= max_cells)
+    step = max(1, max_cells // math.prod(counts[d + 1:]))
+    pieces = []
+    for lead in itertools.product(*(range(c) for c in counts[:d])):
+        for j in range(0, counts[d], step):
+            sel = [slice(cuts[i][k], cuts[i][k + 1]) for i, k in enumerate(lead)]
+            sel.append(slice(cuts[d][j], cuts[d][min(j + step, counts[d])]))
+            sel.extend(region[d + 1:])
+            pieces.append(tuple(sel))
+    return pieces
 
 
 def _divisors(x: int) -> list[int]:
@@ -630,7 +678,8 @@ def plan_array(
                   target_chunks=tgt, target_shards=tuple(w) if sharded else None)
 
     def mem(block: Sequence[int], rg: Sequence[int], wg: Sequence[int], ws: bool) -> int:
-        return task_memory(shape, itemsize, block, rg, wg, model, write_sharded=ws)["total"]
+        # The floor: one cell per zarr call; _stage then allows as many as fit.
+        return task_memory(shape, itemsize, block, rg, wg, model, write_sharded=ws, io_chunks=1)["total"]
 
     def grow(unit: Sequence[int], rg: Sequence[int], wg: Sequence[int], ws: bool) -> tuple[int, ...]:
         return _grow_block(shape, unit, lambda b: mem(b, rg, wg, ws) <= budget, itemsize,
@@ -638,7 +687,7 @@ def plan_array(
 
     if math.prod(shape) == 0:
         stage = _stage(0, "source", "target", shape, itemsize, r, w, tuple(max(n, 1) for n in shape),
-                       model, sharded)
+                       model, sharded, budget)
         return ArrayPlan(**common, intermediate_chunks=None, stages=(stage,), strategy="copy",
                          reason="empty array: only metadata is written")
 
@@ -647,7 +696,7 @@ def plan_array(
     need1 = mem(unit1, r, w, sharded)
     if need1 <= budget:
         block = grow(unit1, r, w, sharded)
-        stage = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded)
+        stage = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded, budget)
         strategy = "copy" if r == w else "one-pass"
         reason = ("a block covering whole source and target chunks fits the budget, so one pass "
                   "reads every source chunk once")
@@ -661,7 +710,7 @@ def plan_array(
     amplified = None
     if need_a <= budget:
         block = grow(unit_a, r, w, sharded)
-        amplified = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded)
+        amplified = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded, budget)
 
     # 3. Two passes through an intermediate array whose chunks chain with both grids.
     cands = [_intermediate_candidates(n, a, b) for n, a, b in zip(shape, r, w, strict=True)]
@@ -699,9 +748,9 @@ def plan_array(
         note = (f"intermediate chunks are small ({format_bytes(math.prod(mm) * itemsize)}); a larger "
                 "budget makes them larger" if small else "")
         s1 = _stage(0, "source", "intermediate", shape, itemsize, r, mm, grow(b1, r, mm, False),
-                    model, False, note)
+                    model, False, budget, note)
         s2 = _stage(1, "intermediate", "target", shape, itemsize, mm, w, grow(b2, mm, w, sharded),
-                    model, sharded)
+                    model, sharded, budget)
         two = (mm, s1, s2)
 
     if amplified is None and two is None:
