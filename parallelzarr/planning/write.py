@@ -393,6 +393,25 @@ class WritePlan:
 
         return f"<pre>{html.escape(format_plan(self))}</pre>"
 
+    def plot(self, variable: str | None = None, **kwargs: Any) -> Any:
+        """Draw one variable's dask blocks over its write grid (needs matplotlib).
+
+        Parameters
+        ----------
+        variable
+            Name of the variable to draw; the first variable of the plan by default.
+        **kwargs
+            Passed to :func:`parallelzarr.plot.plot_write_plan` (``axes``, ``ax``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure, with cells colored as owned, edge, locked or partial.
+        """
+        from ..plot import plot_write_plan
+
+        return plot_write_plan(self, variable, **kwargs)
+
 
 def format_plan(plan: WritePlan) -> str:
     """Render a :class:`WritePlan` as a readable text table."""
