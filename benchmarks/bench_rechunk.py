@@ -267,6 +267,9 @@ def main() -> None:
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--peer", peer, "--config",
                        json.dumps(cfg)]
             print(f"  case {key} ({case['title']}): {peer} ...", flush=True)
+            # Flush the previous peer's dirty pages so it does not slow this one down.
+            os.sync()
+            time.sleep(1)
             res = measure(cmd, args.timeout)
             if res["status"] == "ok":
                 res["correct"] = verify(str(target), str(source))

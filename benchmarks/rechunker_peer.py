@@ -13,13 +13,17 @@ import sys
 
 import dask
 import zarr
+from numcodecs import Zstd
 from rechunker import rechunk
 
 
 def main() -> None:
     source, target, temp, chunks, max_mem = sys.argv[1:6]
     src = zarr.open_array(source, mode="r")
-    plan = rechunk(src, tuple(json.loads(chunks)), int(max_mem), target, temp_store=temp)
+    # Same codec as the zarr 3 default (Zstd level 0) for the target; intermediates
+    # uncompressed, as parallelzarr writes them on local disks.
+    plan = rechunk(src, tuple(json.loads(chunks)), int(max_mem), target, temp_store=temp,
+                   target_options={"compressor": Zstd(level=0)}, temp_options={"compressor": None})
     with dask.config.set(scheduler="threads"):
         plan.execute()
     out = zarr.open_array(target, mode="r")
