@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,15 @@ def pz(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProce
         timeout=timeout,
         env=ENV,
     )
+
+
+def pz_inproc(*args: str) -> Any:
+    """The same command in this process (click's runner): for quick usage and parsing checks."""
+    from click.testing import CliRunner
+
+    from parallelzarr.cli import main
+
+    return CliRunner().invoke(main, list(args))
 
 
 def sample(ntime: int = 30, start: str = "2020-01-01") -> xr.Dataset:
@@ -97,31 +107,41 @@ def test_dry_run_writes_nothing(files: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "write plan" in res.stdout and "t2m" in res.stdout and "direct" in res.stdout
     assert not target.exists()
-    res = pz("write", str(files / "in.nc"), str(target), "--chunks", "time=7", "--dry-run", "--json", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    res = pz_inproc("write", str(files / "in.nc"), str(target), "--chunks", "time=7", "--dry-run", "--json")
+    assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["plan"]["variables"]["t2m"]["strategy"] == "direct"
     assert not target.exists()
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--strategy", "bogus"], "bogus"),  # click's own usage error
-        (["--encoding", "enc.json"], "unknown encoding key"),
-        (["--chunks", "time=seven"], "--chunks"),
-        (["--cluster", "nonsense"], "cannot understand --cluster"),
-        (["--mode", "w", "--max-mem", "1kB"], "max_mem"),
-    ],
-    ids=["strategy", "encoding", "chunks", "cluster", "budget"],
-)
+BAD_INPUT = [
+    (["--strategy", "bogus"], "bogus"),  # click's own usage error
+    (["--encoding", "enc.json"], "unknown encoding key"),
+    (["--chunks", "time=seven"], "--chunks"),
+    (["--cluster", "nonsense"], "cannot understand --cluster"),
+    (["--max-mem", "1kB"], "max_mem"),
+    (["--region", "time=3"], "--region"),
+]
+
+
+@pytest.mark.parametrize("extra, message", [BAD_INPUT[1], BAD_INPUT[4]], ids=["encoding", "budget"])
 def test_bad_input_exit_2_target_unchanged(files: Path, written: Path, extra: list[str], message: str) -> None:
     (files / "enc.json").write_text(json.dumps({"t2m": {"chunks": [10, 10, 12], "bogus": 1}}))
     before = snapshot(written)
-    args = ["write", "in.nc", "shared.zarr", "--mode", "w", "--cluster", "threads", *extra]
-    res = pz(*args, cwd=files)
+    res = pz("write", "in.nc", "shared.zarr", "--mode", "w", "--cluster", "threads", *extra, cwd=files)
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert message in res.stderr
     assert res.stdout == ""
+    assert snapshot(written) == before
+
+
+def test_bad_options_exit_2_target_unchanged(files: Path, written: Path) -> None:
+    (files / "enc.json").write_text(json.dumps({"t2m": {"chunks": [10, 10, 12], "bogus": 1}}))
+    before = snapshot(written)
+    for extra, message in BAD_INPUT:
+        args = [str(files / "in.nc"), str(written), "--mode", "w", "--cluster", "threads"]
+        res = pz_inproc("write", *args, *[str(files / e) if e == "enc.json" else e for e in extra])
+        assert res.exit_code == 2, (extra, res.stdout, res.stderr)
+        assert message in res.stderr and res.stdout == ""
     assert snapshot(written) == before
 
 
@@ -134,10 +154,13 @@ def test_target_exists_mode_w_minus(files: Path, written: Path) -> None:
 
 
 def test_missing_input_and_report_without_cluster(files: Path, tmp_path: Path) -> None:
-    res = pz("write", "nothere.nc", str(tmp_path / "x.zarr"), "--cluster", "threads", cwd=files)
-    assert res.returncode == 2 and "does not exist" in res.stderr
-    res = pz("write", "in.nc", str(tmp_path / "x.zarr"), "--cluster", "threads", "--report", "r.html", cwd=files)
-    assert res.returncode == 2 and "distributed cluster" in res.stderr
+    res = pz_inproc("write", str(files / "nothere.nc"), str(tmp_path / "x.zarr"), "--cluster", "threads")
+    assert res.exit_code == 2 and "does not exist" in res.stderr
+    res = pz_inproc("write", str(files / "*.grib"), str(tmp_path / "x.zarr"), "--cluster", "threads")
+    assert res.exit_code == 2 and "no input matches" in res.stderr
+    res = pz_inproc("write", str(files / "in.nc"), str(tmp_path / "x.zarr"), "--cluster", "threads",
+                    "--report", str(tmp_path / "r.html"))
+    assert res.exit_code == 2 and "distributed cluster" in res.stderr
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -168,12 +191,12 @@ def test_info_text_and_json(written: Path) -> None:
     line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith("t2m"))
     assert "(time, lat, lon)" in line and "float32" in line and "30x10x12" in line and "chunks 7x10x12" in line
     assert "zstd" in line
-    res = pz("info", str(written), "--json", cwd=written.parent)
+    res = pz_inproc("info", str(written), "--json")
     doc = json.loads(res.stdout)
     t2m = next(a for a in doc["arrays"] if a["path"] == "t2m")
     assert t2m["shape"] == [30, 10, 12] and t2m["chunks"] == [7, 10, 12] and t2m["bytes_raw"] == 30 * 10 * 12 * 4
-    res = pz("info", str(written.parent / "missing.zarr"), cwd=written.parent)
-    assert res.returncode == 2 and "no zarr" in res.stderr
+    res = pz_inproc("info", str(written.parent / "missing.zarr"))
+    assert res.exit_code == 2 and "no zarr" in res.stderr
 
 
 def test_append_then_info_log(files: Path, tmp_path: Path) -> None:
@@ -183,8 +206,8 @@ def test_append_then_info_log(files: Path, tmp_path: Path) -> None:
     if res.returncode == 1 and "not available" in res.stderr:
         pytest.skip("parallelzarr.append has not landed")
     assert res.returncode == 0, res.stderr
-    res = pz("append", str(files / "part2.nc"), target, *common, "--dry-run", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    res = pz_inproc("append", str(files / "part2.nc"), target, *common, "--dry-run")
+    assert res.exit_code == 0, res.stderr
     assert "time=15:30" in res.stdout
     with xr.open_zarr(target) as out:
         assert out.sizes["time"] == 15  # the dry run wrote nothing
@@ -195,17 +218,19 @@ def test_append_then_info_log(files: Path, tmp_path: Path) -> None:
         out = out.load()
         assert len(out.attrs.pop("parallelzarr_appends")) == 2  # the append log, shown by info
         xr.testing.assert_identical(out, src.load())
-    res = pz("info", target, "--json", cwd=tmp_path)
+    res = pz_inproc("info", target, "--json")
     assert [e["length"] for e in json.loads(res.stdout)["appends"]] == [15, 15]
-    res = pz("repair", target, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    res = pz_inproc("repair", target)
+    assert res.exit_code == 0, res.stderr
+    assert "ok" in res.stdout
 
 
 def test_rechunk(written: Path, tmp_path: Path) -> None:
     target = tmp_path / "re.zarr"
     args = ["rechunk", str(written), str(target), "--chunks", "time=-1,lat=5,lon=6", "--max-mem", "64MB"]
-    res = pz(*args, "--dry-run", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    res = pz_inproc(*args, "--dry-run")
+    assert res.exit_code == 0, res.stderr
+    assert "RechunkPlan" in res.stdout
     assert not target.exists()
     res = pz(*args, "--cluster", "threads", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -219,17 +244,17 @@ def test_rechunk(written: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     with xr.open_zarr(tmp_path / "re2.zarr") as out:
         assert out["t2m"].encoding["chunks"] == (30, 10, 12)
-    res = pz(*args[:-2], "--max-mem", "1kB", "--cluster", "threads", cwd=tmp_path)
-    assert res.returncode == 2 and "max_mem" in res.stderr
+    res = pz_inproc(*args[:-2], "--max-mem", "1kB", "--cluster", "threads")
+    assert res.exit_code == 2 and "max_mem" in res.stderr
 
 
-def test_help_and_usage_errors(tmp_path: Path) -> None:
-    res = pz("--help", cwd=tmp_path)
-    assert res.returncode == 0
+def test_help_and_usage_errors() -> None:
+    res = pz_inproc("--help")
+    assert res.exit_code == 0
     for cmd in ("write", "append", "rechunk", "repair", "info", "demo"):
         assert cmd in res.stdout
-    res = pz("write", cwd=tmp_path)  # missing arguments: click's usage error
-    assert res.returncode == 2
+    res = pz_inproc("write")  # missing arguments: click's usage error
+    assert res.exit_code == 2
 
 
 def test_console_script_installed(tmp_path: Path) -> None:
