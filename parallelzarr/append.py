@@ -30,7 +30,7 @@ from .planning.write import WritePlan, plan_variable
 from .prepared import ArrayJob, PreparedWrite
 from .units import parse_bytes
 
-__all__ = ["append", "repair", "AppendResult"]
+__all__ = ["append", "plan_append", "repair", "AppendResult"]
 
 
 @dataclass
@@ -68,7 +68,10 @@ class AppendResult:
 
 
 def _label(value: Any) -> str:
-    return str(np.asarray(value).item() if np.ndim(value) == 0 else value)
+    arr = np.asarray(value)
+    if arr.dtype.kind in "mM":
+        return str(np.datetime_as_string(arr) if arr.dtype.kind == "M" else arr)
+    return str(arr.item() if arr.ndim == 0 else value)
 
 
 def _appended_array(arr: zarr.Array, new_shape: tuple[int, ...]) -> zarr.Array:
@@ -359,6 +362,37 @@ def append(
         f"appended {info['length']} {append_dim!r} row(s) at {info['offset']} to {resolved.description} (id {aid})",
         prepared.plan, info["offset"], info["length"], repaired,
     )
+
+
+def plan_append(
+    data: xr.Dataset | xr.DataArray,
+    store: Any,
+    append_dim: str,
+    *,
+    strategy: str = "auto",
+    storage_options: Mapping[str, Any] | None = None,
+    max_mem: int | str | None = "256MiB",
+    encoding: Mapping[str, Any] | None = None,
+    static: str = "ignore",
+) -> WritePlan:
+    """Validate and plan an append like :func:`append` does; read metadata only, write nothing.
+
+    Returns
+    -------
+    WritePlan
+        The plan of the chunks the append would write beyond the stored shape.
+    """
+    ds = as_dataset(data)
+    if append_dim not in ds.dims:
+        raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
+    resolved = resolve_store(store, storage_options)
+    budget = parse_bytes(max_mem) if max_mem is not None else None
+    if not store_has_data(resolved.store):
+        from .api import plan_write
+
+        return plan_write(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
+    prepared, _ = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
+    return prepared.plan
 
 
 def _labels_only(ds: xr.Dataset, dim: str) -> tuple[str, str] | None:
