@@ -372,7 +372,7 @@ def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
 
     arrays = list(plan.arrays[:MAX_ARRAYS])
     n_stages = sum(len(a.stages) for a in arrays)
-    fig, ax = _figure_and_axes(ax, (10.0, 1.2 + 0.9 * max(n_stages, 1)))
+    fig, ax = _figure_and_axes(ax, (10.0, 1.5 + 1.1 * max(n_stages, 1)))
 
     colors = {"read": "#8ecae6", "block": "#219ebc", "write": "#ffb703"}
     labels: list[str] = []
@@ -391,7 +391,9 @@ def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
             for k, off in (("read", -bar), ("block", 0.0), ("write", bar)):
                 width = max(sizes[k], 1)
                 ax.barh(y + off, width, height=bar * 0.9, color=colors[k], edgecolor="0.3", linewidth=0.5)
-                ax.text(width * 1.08, y + off, _shape_text(shapes[k]), va="center", fontsize="x-small")
+                # Past the memory marker on the block bar, so the two do not overlap.
+                at = max(width, s.task_memory) * 1.3 if k == "block" else width * 1.08
+                ax.text(at, y + off, _shape_text(shapes[k]), va="center", fontsize="x-small")
                 xmax = max(xmax, width)
                 xmin = min(xmin, width)
             ax.plot([max(s.task_memory, 1)], [y], marker="D", color="#d62828", markersize=7, linestyle="none")
