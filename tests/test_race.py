@@ -9,7 +9,7 @@ import zarr
 
 import parallelzarr as pz
 
-N = 2_000_000
+N = 600_000
 DASK_CHUNK = 300
 ZARR_CHUNK = 1000
 
