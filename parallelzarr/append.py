@@ -26,8 +26,8 @@ from .errors import AppendError, EncodingError, SchemaMismatchError
 from .faults import fault_point
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
 from .io.stores import ResolvedStore, resolve_store, store_has_data
-from .planning.write import WritePlan, plan_variable
-from .prepared import ArrayJob, PreparedWrite
+from .planning.write import WritePlan
+from .prepared import PreparedWrite, plan_job
 from .units import parse_bytes
 
 __all__ = ["append", "plan_append", "repair", "AppendResult"]
@@ -201,8 +201,6 @@ def prepare_append(
         values = enc_var.data
         if not isinstance(values, da.Array):
             values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
-        if values.dtype != dst:
-            values = values.astype(dst)
         axis = list(map(str, var.dims)).index(append_dim)
         if arr.shape[axis] != offset:
             raise SchemaMismatchError(
@@ -210,26 +208,15 @@ def prepare_append(
                 "run parallelzarr.repair(store) first"
             )
         new_shape = tuple(s + length if i == axis else s for i, s in enumerate(arr.shape))
-        start = tuple(offset if i == axis else 0 for i in range(arr.ndim))
-        vplan = plan_variable(
-            name,
-            shape=new_shape,
-            dims=tuple(map(str, var.dims)),
-            dtype=str(dst),
-            itemsize=dst.itemsize,
-            dask_chunks=values.chunks,
-            chunks=arr.chunks,
-            shards=arr.shards,
-            region_start=start,
-            strategy=strategy,
-            max_mem=max_mem,
-            lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
-        )
-        if vplan.strategy == "rechunk":
-            values = values.rechunk(vplan.write_chunks)
-        plans[name] = vplan
         target = _appended_array(arr, new_shape)
-        jobs.append(ArrayJob(plan=vplan, data=values, open_target=lambda t=target: t))
+        job = plan_job(
+            name, values, shape=new_shape, dims=tuple(map(str, var.dims)), dtype=dst, chunks=arr.chunks,
+            shards=arr.shards, start=tuple(offset if i == axis else 0 for i in range(arr.ndim)), strategy=strategy,
+            max_mem=max_mem, lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
+            open_target=lambda t=target: t,
+        )
+        plans[name] = job.plan
+        jobs.append(job)
     info = {
         "labels": labels,
         "offset": offset,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dask.array as da
+import numpy as np
 
 from .locks import LockSpec
-from .planning.write import VariablePlan, WritePlan
+from .planning.write import VariablePlan, WritePlan, plan_variable
 
 
 @dataclass
@@ -35,3 +36,44 @@ class PreparedWrite:
     commit: Callable[[], Any] | None = None
     locks: LockSpec | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_job(
+    name: str,
+    values: da.Array,
+    *,
+    shape: Sequence[int],
+    dims: Sequence[str],
+    dtype: Any,
+    chunks: Sequence[int],
+    shards: Sequence[int] | None,
+    open_target: Callable[[], Any],
+    start: Sequence[int] | None = None,
+    strategy: str = "auto",
+    max_mem: int | None = None,
+    lock_backend: str | None = None,
+    lock_problem: str | None = None,
+) -> ArrayJob:
+    """Plan the write of ``values`` into one array and return the job (values cast and, for the
+    ``rechunk`` strategy, rechunked as the plan says)."""
+    dtype = np.dtype(dtype)
+    if values.dtype != dtype:
+        values = values.astype(dtype)
+    vplan = plan_variable(
+        name,
+        shape=shape,
+        dims=dims,
+        dtype=str(dtype),
+        itemsize=dtype.itemsize,
+        dask_chunks=values.chunks,
+        chunks=chunks,
+        shards=shards,
+        region_start=start,
+        strategy=strategy,
+        max_mem=max_mem,
+        lock_backend=lock_backend,
+        lock_problem=lock_problem,
+    )
+    if vplan.strategy == "rechunk":
+        values = values.rechunk(vplan.write_chunks)
+    return ArrayJob(plan=vplan, data=values, open_target=open_target)

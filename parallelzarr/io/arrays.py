@@ -13,8 +13,8 @@ import zarr.storage
 from ..errors import EncodingError, ModeError, SchemaMismatchError, StoreError
 from ..locks import LockSpec, choose_lock_backend
 from ..planning.grid import choose_grid, is_uniform
-from ..planning.write import WritePlan, plan_variable
-from ..prepared import ArrayJob, PreparedWrite
+from ..planning.write import WritePlan
+from ..prepared import PreparedWrite, plan_job
 from .stores import ResolvedStore, resolve_store, store_has_data
 from .validate import ARRAY_ENCODING_KEYS, check_encoding_keys, normalize_chunk_spec, normalize_region
 
@@ -149,25 +149,14 @@ def prepare_array_write(
         dtype = np.dtype(encoding.get("dtype", darr.dtype))
 
     backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
-    vplan = plan_variable(
-        ARRAY_NAME,
-        shape=shape,
-        dims=dims,
-        dtype=str(dtype),
-        itemsize=dtype.itemsize,
-        dask_chunks=darr.chunks,
-        chunks=chunks,
-        shards=shards,
-        region_start=start,
-        strategy=strategy,
-        max_mem=max_mem,
-        lock_backend=backend,
-        lock_problem=problem,
+    created: dict[str, zarr.Array] = {}
+    job = plan_job(
+        ARRAY_NAME, darr, shape=shape, dims=dims, dtype=dtype, chunks=chunks, shards=shards, start=start,
+        strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
+        open_target=lambda: created["array"],
     )
+    vplan = job.plan
     plan = WritePlan(target=resolved.description, mode=mode, variables={ARRAY_NAME: vplan}, max_mem=max_mem)
-    values = darr.astype(dtype) if darr.dtype != dtype else darr
-    if vplan.strategy == "rechunk":
-        values = values.rechunk(vplan.write_chunks)
 
     created: dict[str, zarr.Array] = {}
 
@@ -193,8 +182,6 @@ def prepare_array_write(
         except Exception as exc:
             raise EncodingError(f"zarr refused the array encoding {encoding}: {exc}") from exc
 
-    created: dict[str, zarr.Array] = {}
-
     def setup() -> None:
         if existing is not None:
             created["array"] = existing
@@ -204,6 +191,5 @@ def prepare_array_write(
         except Exception as exc:
             raise StoreError(f"cannot create the array at {resolved.description}: {exc}") from exc
 
-    job = ArrayJob(plan=vplan, data=values, open_target=lambda: created["array"])
     locks = lock_spec(vplan.lock_backend, resolved.description, resolved.local_path)
     return PreparedWrite(plan=plan, jobs=[job], setup=setup, locks=locks)

@@ -20,8 +20,8 @@ from xarray.backends.zarr import encode_zarr_variable
 from ..errors import EncodingError, ModeError, RegionError, SchemaMismatchError
 from ..locks import choose_lock_backend
 from ..planning.grid import choose_grid, is_uniform
-from ..planning.write import WritePlan, plan_variable
-from ..prepared import ArrayJob, PreparedWrite
+from ..planning.write import WritePlan
+from ..prepared import PreparedWrite, plan_job
 from .arrays import lock_spec
 from .stores import ResolvedStore, resolve_store, store_has_data
 from .validate import DATASET_ENCODING_KEYS, check_encoding_keys, normalize_chunk_spec, normalize_region
@@ -169,25 +169,13 @@ def _prepare_new(
         xr_encoding[name] = base
         enc_var = _encoded(name, var, base, zarr_format)
         dtype = np.dtype(enc_var.dtype)
-        vplan = plan_variable(
-            name,
-            shape=var.shape,
-            dims=tuple(str(d) for d in var.dims),
-            dtype=str(dtype),
-            itemsize=dtype.itemsize,
-            dask_chunks=enc_var.chunks,
-            chunks=chunks,
-            shards=shards,
-            strategy=strategy,
-            max_mem=max_mem,
-            lock_backend=backend,
-            lock_problem=problem,
+        job = plan_job(
+            name, enc_var.data, shape=var.shape, dims=tuple(str(d) for d in var.dims), dtype=dtype, chunks=chunks,
+            shards=shards, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
+            open_target=_opener(resolved, name),
         )
-        values = enc_var.data
-        if vplan.strategy == "rechunk":
-            values = values.rechunk(vplan.write_chunks)
-        plans[name] = vplan
-        jobs.append((name, vplan, values))
+        plans[name] = job.plan
+        jobs.append(job)
 
     # xarray judges codecs and encodings on a scratch in-memory store before the target is touched.
     template = ds.copy(deep=False)
@@ -205,17 +193,18 @@ def _prepare_new(
             consolidated=consolidated, safe_chunks=False,
         )
 
-    def opener(name: str):
-        return lambda: zarr.open_array(resolved.store, path=name, mode="r+")
-
     locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
     plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
     return PreparedWrite(
         plan=plan,
-        jobs=[ArrayJob(plan=p, data=v, open_target=opener(n)) for n, p, v in jobs],
+        jobs=jobs,
         setup=setup,
         locks=locks,
     )
+
+
+def _opener(resolved: ResolvedStore, name: str):
+    return lambda: zarr.open_array(resolved.store, path=name, mode="r+")
 
 
 def open_stored(resolved: ResolvedStore) -> xr.Dataset:
@@ -279,35 +268,18 @@ def _prepare_region(
         values = enc_var.data
         if not isinstance(values, da.Array):
             values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
-        if values.dtype != arr.dtype:
-            values = values.astype(arr.dtype)
-        vplan = plan_variable(
-            name,
-            shape=arr.shape,
-            dims=dims,
-            dtype=str(arr.dtype),
-            itemsize=arr.dtype.itemsize,
-            dask_chunks=values.chunks,
-            chunks=arr.chunks,
-            shards=arr.shards,
-            region_start=start,
-            strategy=strategy,
-            max_mem=max_mem,
-            lock_backend=backend,
-            lock_problem=problem,
+        job = plan_job(
+            name, values, shape=arr.shape, dims=dims, dtype=arr.dtype, chunks=arr.chunks, shards=arr.shards,
+            start=start, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
+            open_target=_opener(resolved, name),
         )
-        if vplan.strategy == "rechunk":
-            values = values.rechunk(vplan.write_chunks)
-        plans[name] = vplan
-        jobs.append((name, vplan, values))
-
-    def opener(name: str):
-        return lambda: zarr.open_array(resolved.store, path=name, mode="r+")
+        plans[name] = job.plan
+        jobs.append(job)
 
     locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
     plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
     return PreparedWrite(
         plan=plan,
-        jobs=[ArrayJob(plan=p, data=v, open_target=opener(n)) for n, p, v in jobs],
+        jobs=jobs,
         locks=locks,
     )
