@@ -212,6 +212,13 @@ def plot_write_plan(
         row_lay = None
         r_first, r_shared, r_full = 0, [False], [True]
     nrows, ncols = len(r_shared), len(c_shared)
+    if not nrows or not ncols:
+        fig, ax = _figure_and_axes(ax, (6.0, 2.0))
+        empty = [lay.name for lay in (row_lay, col_lay) if lay is not None and not lay.segments]
+        ax.text(0.5, 0.5, f"nothing written along {', '.join(map(repr, empty))}", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title(f"{v.name!r} {'x'.join(map(str, v.shape))}: strategy {v.strategy!r}", fontsize="medium")
+        return fig
 
     code = {k: i for i, k in enumerate(_KINDS)}
     grid_codes = [

@@ -204,3 +204,17 @@ def test_numpy_input_plan(tmp_path: Path) -> None:
         np.zeros((50, 50), "float32"), str(tmp_path / "n.zarr"), encoding={"chunks": (10, 10)}
     )
     assert isinstance(plan.plot(), Figure)
+
+
+def test_empty_write_draws_a_note() -> None:
+    v = plan_variable(
+        "x",
+        shape=(10, 0),
+        dims=("a", "b"),
+        dtype="float32",
+        itemsize=4,
+        dask_chunks=((5, 5), (0,)),
+        chunks=(5, 1),
+    )
+    fig = pzplot.plot_write_plan(v)
+    assert "nothing written along 'b'" in fig.axes[0].texts[0].get_text()
