@@ -218,7 +218,7 @@ class Rechunked:
 
         staging, staged = self._stage_metadata()
         chains: list[list[StageIO]] = []
-        temps: list[tuple[Store, str]] = []
+        temps: list[tuple[Store, str, dict[str, bytes]]] = []
         for idx, (job, ap) in enumerate(zip(self._info.jobs, self.plan.arrays, strict=True)):
             # Chunks go to the real store under the staged metadata; metadata is committed last.
             final = zarr.Array(zarr.AsyncArray(metadata=staged[job.path].metadata,

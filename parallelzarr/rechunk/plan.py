@@ -61,8 +61,10 @@ class MemoryModel:
     each in-flight chunk holds its encoded bytes (bounded by raw size) and the decoded
     chunk.  While writing, each in-flight chunk holds a contiguous raw copy, a boolean
     scratch array (zarr's empty-chunk test) and the encoded bytes (bounded by raw
-    size); a shard additionally holds its concatenated encoded inner chunks.  At most
-    ``io_concurrency`` chunks are in flight per task (zarr's ``async.concurrency``).
+    size); a shard additionally holds its concatenated encoded inner chunks.  A task
+    issues zarr calls of at most ``io_chunks`` cells (the planner picks the most that fit,
+    up to zarr's ``async.concurrency``), reading straight into the block buffer, so at most
+    that many chunks are in flight per task.
 
     Attributes
     ----------
