@@ -78,7 +78,14 @@ def run_peer(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     src, tgt = cfg["source"], cfg["target"]
     chunks = tuple(cfg["target_chunks"])
     info: dict[str, Any] = {}
-    if name == "parallelzarr":
+    if name == "idle":  # interpreter + libraries only: the RSS every peer starts from
+        import dask.array  # noqa: F401
+        import distributed  # noqa: F401
+
+        import parallelzarr  # noqa: F401
+
+        time.sleep(0.3)  # long enough for the sampler to see it
+    elif name == "parallelzarr":
         import zarr
 
         from parallelzarr import rechunk
@@ -247,6 +254,12 @@ def main() -> None:
     make_source(source, shape, src_chunks)
 
     rechunker_python = RECHUNKER_VENV / "bin" / "python"
+    baseline = {"main venv": measure([sys.executable, str(Path(__file__).resolve()), "--peer", "idle",
+                                      "--config", "{}"], 120)["peak_rss"]}
+    if rechunker_python.exists():
+        baseline["rechunker venv"] = measure(
+            [str(rechunker_python), "-c", "import zarr, dask.array, rechunker, time; time.sleep(0.3)"], 120
+        )["peak_rss"]
     rows: list[dict[str, Any]] = []
     for key in args.cases.split(","):
         case = cases[key]
@@ -294,7 +307,9 @@ def main() -> None:
               f"{'read':>10} {'written':>10} {'/fastest':>8} {'/floor':>7} {'ok':>3}")
     print()
     print(f"rechunk benchmark: {shape} float32 = {fmt_bytes(nbytes)}, source chunks {src_chunks}, "
-          f"{THREADS} cores")
+          f"{THREADS} cores; budget = whole process tree (per task: budget/{THREADS} for parallelzarr and "
+          f"rechunker); idle interpreter RSS: "
+          + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in baseline.items()))
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -303,10 +318,14 @@ def main() -> None:
               f"{fmt_bytes(r.get('bytes_read', 0)):>10} {fmt_bytes(r.get('bytes_written', 0)):>10} "
               f"{str(r.get('vs_fastest', '-')):>8} {str(r.get('vs_floor', '-')):>7} "
               f"{'y' if r.get('correct') else '-':>3}")
+    for r in rows:
+        if r.get("error"):
+            print(f"  {r['case']}/{r['peer']}: {r['error'][:300]}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"shape": shape, "dtype": "float32", "nbytes": nbytes, "source_chunks": src_chunks,
-                               "threads": THREADS, "cases": cases, "rows": rows}, indent=2))
+                               "threads": THREADS, "cases": cases, "baseline_rss": baseline,
+                               "rows": rows}, indent=2))
     print(f"\nwrote {out}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
