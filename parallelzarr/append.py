@@ -135,6 +135,7 @@ def prepare_append(
     max_mem: int | None,
     encoding: Mapping[str, Any] | None,
     static: str,
+    log: list[dict[str, Any]] | None = None,
 ) -> tuple[PreparedWrite, dict[str, Any]]:
     """Validate an append against the store and plan it; read metadata only, write nothing."""
     stored = open_stored(resolved)
@@ -155,7 +156,7 @@ def prepare_append(
         raise AppendError(f"variable(s) {missing} of the store have {append_dim!r} but are missing from the appended data")
     labels = _check_coordinate(ds, stored, append_dim)
 
-    log = cm.append_log(resolved.store)
+    log = cm.append_log(resolved.store) if log is None else log
     plans = {}
     jobs = []
     offset = int(stored.sizes[append_dim])
@@ -310,11 +311,12 @@ def append(
 
     aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
     # The id check comes first: the same append again overlaps the stored labels by design.
-    if any(e.get("id") == aid for e in cm.append_log(resolved.store)):
+    log = cm.append_log(resolved.store)
+    if any(e.get("id") == aid for e in log):
         return AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
                             repaired=repaired)
     prepared, info = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding,
-                                    static=static)
+                                    static=static, log=log)
 
     lease = cm.acquire_lease(resolved.store, resolved.description)
     if lease.broke_stale:

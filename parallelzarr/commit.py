@@ -61,10 +61,10 @@ def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
+        # No fsync: the lease guards against concurrent processes, not power loss (a lease lost
+        # with the machine has no live holder and is cleared as stale).
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         return True
     if isinstance(store, zarr.storage.FsspecStore) and "s3" in _protocols(store.fs):
         # One conditional PUT (If-None-Match: *): the object store arbitrates between appenders.
