@@ -25,7 +25,7 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..errors import ChunkSpecError, MemoryBudgetError
@@ -661,6 +661,38 @@ def plan_array(
     ChunkSpecError
         If the chunk tuples do not match the shape.
     """
+    plan = _plan_array(shape, itemsize, source_chunks, target_chunks, max_mem, name=name, dtype=dtype,
+                       source_read_grid=source_read_grid, target_shards=target_shards, model=model,
+                       max_tasks=max_tasks, min_tasks=min_tasks, target_task_bytes=target_task_bytes,
+                       target_intermediate_bytes=target_intermediate_bytes)
+    stages = []
+    for st in plan.stages:
+        if st.n_tasks > max_tasks:
+            extra = (f"{st.n_tasks} tasks exceed max_tasks={max_tasks}: larger blocks would break the "
+                     "budget; raise max_mem to batch more chunks per task")
+            st = replace(st, note=f"{st.note}; {extra}" if st.note else extra)
+        stages.append(st)
+    return replace(plan, stages=tuple(stages))
+
+
+def _plan_array(
+    shape: Sequence[int],
+    itemsize: int,
+    source_chunks: Sequence[int],
+    target_chunks: Sequence[int],
+    max_mem: int | str,
+    *,
+    name: str,
+    dtype: str,
+    source_read_grid: Sequence[int] | None,
+    target_shards: Sequence[int] | None,
+    model: MemoryModel | None,
+    max_tasks: int,
+    min_tasks: int,
+    target_task_bytes: int | None,
+    target_intermediate_bytes: int,
+) -> ArrayPlan:
+    """The planner proper (see :func:`plan_array`)."""
     model = model or MemoryModel()
     budget = parse_bytes(max_mem)
     shape = tuple(int(n) for n in shape)
