@@ -253,11 +253,12 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     zarr chunks. ``cpu_vs_peer``/``cpu_vs_floor``: the same with throughput per CPU-second, which
     stays meaningful when other jobs share the cores (wall-clock ratios then measure the load).
     """
+    for r in rows:
+        if "gbps" in r:
+            r["gb_per_cpu_s"] = r["gbps"] * r["seconds"] / r["cpu_seconds"] if r.get("cpu_seconds") else None
     floors = {tuple(r["zarr_chunks"]): r for r in rows if r["kind"] == "floor" and "gbps" in r}
     for case in {r["case"] for r in rows}:
         in_case = [r for r in rows if r["case"] == case and "gbps" in r]
-        for r in in_case:
-            r["gb_per_cpu_s"] = r["gbps"] * r["seconds"] / r["cpu_seconds"] if r.get("cpu_seconds") else None
         peers = [r for r in in_case if r["kind"] in PEERS and r["verified"] == "ok"]
         best_peer = max((r["gbps"] for r in peers), default=None)
         best_peer_cpu = max((r["gb_per_cpu_s"] or 0 for r in peers), default=None)
