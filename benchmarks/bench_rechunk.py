@@ -75,8 +75,8 @@ def make_source(path: Path, shape: tuple[int, int, int], chunks: tuple[int, int,
 
 def run_peer(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Run one peer in this (child) process; return facts to report."""
-    src, tgt = cfg["source"], cfg["target"]
-    chunks = tuple(cfg["target_chunks"])
+    src, tgt = cfg.get("source"), cfg.get("target")
+    chunks = tuple(cfg.get("target_chunks", ()))
     info: dict[str, Any] = {}
     if name == "idle":  # interpreter + libraries only: the RSS every peer starts from
         import dask.array  # noqa: F401
