@@ -193,3 +193,20 @@ def test_distributed_local_cluster(tmp_path: Path, client) -> None:
     assert res.tasks_run == r.plan.n_tasks
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "tgt.zarr"))[...], data)
     assert not os.path.exists(tmp_path / "tgt.zarr" / MARK)
+
+
+def test_dims_dict_none_means_whole_axis(tmp_path):
+    """{"time": None} rechunks every array with a time dimension to one chunk, even though a
+    coordinate array is also called "time"."""
+    import dask.array as dask_array
+    import xarray as xr
+
+    import parallelzarr as pz
+
+    ds = xr.Dataset({"v": (("time", "x"), dask_array.zeros((30, 8), chunks=(7, 8)))}, coords={"time": np.arange(30)})
+    pz.to_zarr(ds, str(tmp_path / "s.zarr"), encoding={"v": {"chunks": (7, 8)}, "time": {"chunks": (7,)}})
+    r = pz.rechunk(zarr.open_group(str(tmp_path / "s.zarr")), {"time": None}, "64MB", str(tmp_path / "t.zarr"))
+    r.execute()
+    out = zarr.open_group(str(tmp_path / "t.zarr"))
+    assert out["v"].chunks == (30, 8)
+    assert out["time"].chunks == (30,)

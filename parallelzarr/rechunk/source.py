@@ -122,9 +122,11 @@ def _is_per_array(target_chunks: Any, names: set[str]) -> bool:
     """Whether a dict maps array names to chunk specs (rather than dims to sizes)."""
     if not isinstance(target_chunks, Mapping):
         return False
+    # ``None`` reads as a dimension size ("whole axis"), so {"time": None} is dims-keyed even when a
+    # coordinate array is also called "time"; per-array requests are spelled with tuples or dicts.
     return any(isinstance(v, tuple | list | Mapping) for v in target_chunks.values()) or (
         bool(target_chunks) and all(k in names for k in target_chunks)
-        and not any(isinstance(v, int) for v in target_chunks.values())
+        and not any(v is None or isinstance(v, int) for v in target_chunks.values())
     )
 
 
