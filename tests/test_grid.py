@@ -93,3 +93,43 @@ def test_segments_partition_the_write(chunks, grid, pad, start):
     # aligned writes never share a cell
     if is_aligned(chunks, grid, length, start):
         assert not any(s.shared for s in segs)
+
+
+def _segments_by_loop(chunks, grid, length, start):
+    """The plain per-cell loop the vectorised planner must agree with (test oracle)."""
+    bounds = block_offsets(chunks, start)
+    stop = bounds[-1]
+    out = []
+    c0, c1 = (start // grid, -(-stop // grid)) if stop > start else (0, 0)
+    for cell in range(c0, c1):
+        lo, hi = max(cell * grid, start), min((cell + 1) * grid, length, stop)
+        blocks = [k for k in range(len(chunks)) if bounds[k + 1] > lo and bounds[k] < hi]
+        bs = min(k for k in range(len(chunks)) if bounds[k + 1] > lo)
+        be = max(blocks) + 1 if blocks else bs
+        full = lo == cell * grid and hi == min((cell + 1) * grid, length)
+        prev = out[-1] if out else None
+        if prev and be - bs == 1 and prev[5] - prev[4] == 1 and prev[4] == bs and prev[6] == full:
+            out[-1] = (prev[0], hi, prev[2], cell + 1, bs, be, full)
+        else:
+            out.append((lo, hi, cell, cell + 1, bs, be, full))
+    return out
+
+
+@given(
+    chunks=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    grid=st.integers(1, 30),
+    pad=st.integers(0, 30),
+    start=st.integers(0, 30),
+)
+def test_vectorised_segments_match_the_loop(chunks, grid, pad, start):
+    length = start + sum(chunks) + pad
+    got = [(s.start, s.stop, s.cell_start, s.cell_stop, s.block_start, s.block_stop, s.full)
+           for s in axis_segments(chunks, grid, length, start)]
+    assert got == _segments_by_loop(chunks, grid, length, start)
+
+
+def test_ten_million_cells_one_segment_per_block():
+    # 10 M cells of 1 element under 66,667 blocks: one owned segment per block, no per-cell output
+    segs = axis_segments((150,) * 66_666 + (100,), 1, 10_000_000)
+    assert len(segs) == 66_667 and not any(s.shared for s in segs)
+    assert segs[-1].stop == 10_000_000 and segs[-1].ncells == 100

