@@ -136,7 +136,7 @@ def prepare_append(
     encoding: Mapping[str, Any] | None,
     static: str,
     log: list[dict[str, Any]] | None = None,
-) -> tuple[PreparedWrite, dict[str, Any]]:
+) -> PreparedWrite:
     """Validate an append against the store and plan it; read metadata only, write nothing."""
     stored = open_stored(resolved)
     if append_dim not in ds.dims:
@@ -227,7 +227,7 @@ def prepare_append(
         "old_shapes": {n: [int(s) for s in stored.variables[n].shape] for n in plans},
     }
     plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
-    return PreparedWrite(plan=plan, jobs=jobs, info=info), info
+    return PreparedWrite(plan=plan, jobs=jobs, info=info)
 
 
 def append(
@@ -315,8 +315,9 @@ def append(
     if any(e.get("id") == aid for e in log):
         return AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
                             repaired=repaired)
-    prepared, info = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding,
+    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding,
                                     static=static, log=log)
+    info = prepared.info
 
     lease = cm.acquire_lease(resolved.store, resolved.description)
     if lease.broke_stale:
@@ -380,7 +381,7 @@ def plan_append(
         from .api import plan_write
 
         return plan_write(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
-    prepared, _ = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
+    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
     return prepared.plan
 
 

@@ -468,34 +468,6 @@ def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_fil
     run.emit(_write_text(f"wrote {target}", plan, seconds), {**doc, "seconds": seconds, "plan": _to_data(plan)})
 
 
-def _plan_append(pz: Any, ds: Any, target: str, append_dim: str, **options: Any) -> Any:
-    """Plan an append without writing: ``parallelzarr.plan_append`` when the API has it, else the
-    append module's own validation and planning (metadata reads only), else the write planner."""
-    planner = _api("plan_append", required=False)
-    if planner is not None:
-        return _call(planner, ds, target, append_dim, **options)
-    try:
-        from .append import prepare_append
-        from .io.datasets import as_dataset
-        from .io.stores import resolve_store, store_has_data
-        from .units import parse_bytes
-    except ImportError:
-        prepare_append = None
-    if prepare_append is not None:
-        resolved = resolve_store(target, options.get("storage_options"))
-        if not store_has_data(resolved.store):  # the first append creates the store
-            return _call(pz.plan_write, ds, target, mode="w-", strategy=options["strategy"],
-                         max_mem=options["max_mem"], encoding=options["encoding"],
-                         storage_options=options.get("storage_options"))
-        prepared, _ = prepare_append(as_dataset(ds), resolved, append_dim, strategy=options["strategy"],
-                                     max_mem=parse_bytes(options["max_mem"]), encoding=options["encoding"],
-                                     static="ignore")
-        return prepared.plan
-    return _call(pz.plan_write, ds, target, mode="a", append_dim=append_dim, strategy=options["strategy"],
-                 max_mem=options["max_mem"], encoding=options["encoding"],
-                 storage_options=options.get("storage_options"))
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.argument("target")
@@ -513,8 +485,8 @@ def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str
     doc: dict[str, Any] = {"command": "append", "target": target, "inputs": list(inputs), "dry_run": run.dry_run,
                            "append_dim": append_dim, "storage_option_keys": _option_keys(run.storage_options)}
     if run.dry_run:
-        plan = _plan_append(pz, ds, target, append_dim, strategy=strategy, append_id=append_id, max_mem=max_mem,
-                            encoding=encoding, storage_options=run.storage_options or None)
+        plan = _call(pz.plan_append, ds, target, append_dim, strategy=strategy, max_mem=max_mem,
+                     encoding=encoding, storage_options=run.storage_options or None)
         run.emit(str(plan), {**doc, "plan": _to_data(plan)})
         return
     func = _api("append")

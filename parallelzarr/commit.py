@@ -196,7 +196,7 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
         fault_point(f"commit:resized:{name}")
     # Opened with its consolidated metadata (if any) so the attribute write keeps it: consolidated
     # readers go on seeing the old shapes until the consolidation below, the commit point.
-    group = zarr.open_group(store, mode="r+", use_consolidated=True if consolidated and is_consolidated(store) else False)
+    group = zarr.open_group(store, mode="r+", use_consolidated=None if consolidated else False)
     log = list(group.attrs.get(LOG_ATTR, []))
     entry = journal["entry"]
     if not any(e.get("id") == entry["id"] for e in log):
@@ -224,15 +224,6 @@ def append_log(store: Any) -> list[dict[str, Any]]:
     except Exception:
         return []
     return list(group.attrs.get(LOG_ATTR, []))
-
-
-def is_consolidated(store: Any) -> bool:
-    """Whether the root group carries consolidated metadata."""
-    try:
-        group = zarr.open_group(store, mode="r", use_consolidated=True)
-    except Exception:
-        return False
-    return group.metadata.consolidated_metadata is not None
 
 
 # --- repair --------------------------------------------------------------------------------------

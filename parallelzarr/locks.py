@@ -22,6 +22,7 @@ _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 BACKENDS = ("threading", "distributed", "file")
+PREFIX_DIR = ".parallelzarr"
 
 
 @dataclass(frozen=True)
@@ -137,3 +138,14 @@ def choose_lock_backend(local_path: str | None, requested: str | None = None) ->
         if feasible[backend]:
             return backend, None
     return None, "the store is not on a filesystem, no distributed Client is active, and the scheduler is not threaded"
+
+
+def lock_spec(backend: str | None, namespace: str, local_path: str | None) -> LockSpec | None:
+    """The :class:`LockSpec` for a planned backend (``None`` when the plan takes no locks).
+
+    File locks live under the store's ``.parallelzarr/locks`` so every writer of the store finds them.
+    """
+    if backend is None:
+        return None
+    directory = os.path.join(local_path or ".", PREFIX_DIR, "locks") if backend == "file" else None
+    return LockSpec(backend, namespace, directory)

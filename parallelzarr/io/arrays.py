@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ import zarr
 import zarr.storage
 
 from ..errors import EncodingError, ModeError, SchemaMismatchError, StoreError
-from ..locks import LockSpec, choose_lock_backend
+from ..locks import choose_lock_backend, lock_spec
 from ..planning.grid import choose_grid, is_uniform
 from ..planning.write import WritePlan
 from ..prepared import PreparedWrite, plan_job
@@ -49,17 +50,6 @@ def _open_existing(resolved: ResolvedStore) -> zarr.Array:
     return node
 
 
-def lock_spec(plan_locks: str | None, namespace: str, local_path: str | None) -> LockSpec | None:
-    if plan_locks is None:
-        return None
-    directory = None
-    if plan_locks == "file":
-        import os
-
-        directory = os.path.join(local_path or ".", ".parallelzarr", "locks")
-    return LockSpec(plan_locks, namespace, directory)
-
-
 def prepare_array_write(
     data: Any,
     store: Any,
@@ -89,8 +79,6 @@ def prepare_array_write(
         resolved = ResolvedStore(store.store, f"{getattr(store.store, 'root', store.store)}/{store.path}", None)
         root = getattr(store.store, "root", None)
         if root is not None:
-            import os
-
             resolved.local_path = os.path.join(str(root), store.path)
         existing: zarr.Array | None = target
         if mode in ("w-", "w"):

@@ -18,11 +18,10 @@ import zarr
 from xarray.backends.zarr import encode_zarr_variable
 
 from ..errors import EncodingError, ModeError, RegionError, SchemaMismatchError
-from ..locks import choose_lock_backend
+from ..locks import choose_lock_backend, lock_spec
 from ..planning.grid import choose_grid, is_uniform
 from ..planning.write import WritePlan
 from ..prepared import PreparedWrite, plan_job
-from .arrays import lock_spec
 from .stores import ResolvedStore, resolve_store, store_has_data
 from .validate import DATASET_ENCODING_KEYS, check_encoding_keys, normalize_chunk_spec, normalize_region
 

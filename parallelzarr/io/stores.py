@@ -99,13 +99,3 @@ def store_has_data(store: Any) -> bool:
         return bool(sync(_any()))
     except FileNotFoundError:
         return False
-
-
-def list_keys(store: Any) -> list[str]:
-    """All keys of a store (for tests and repair)."""
-    from zarr.core.sync import sync
-
-    async def _keys() -> list[str]:
-        return [k async for k in store.list()]
-
-    return sorted(sync(_keys()))

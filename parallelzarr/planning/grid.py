@@ -129,11 +129,6 @@ def axis_segments(chunks: Sequence[int], grid: int, length: int, start: int = 0)
     ]
 
 
-def segment_count(chunks: Sequence[int], grid: int, length: int, start: int = 0) -> int:
-    """Number of segments :func:`axis_segments` would return."""
-    return len(axis_segments(chunks, grid, length, start))
-
-
 def is_aligned(chunks: Sequence[int], grid: int, length: int, start: int = 0) -> bool:
     """Whether every dask block starts and ends on a grid boundary (or the array's end)."""
     for edge in block_offsets(chunks, start):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ChunkSpecError, MemoryBudgetError, StrategyError
 from ..units import format_bytes
-from .grid import Segment, aligned_chunks, axis_segments, is_aligned, summarize_chunks
+from .grid import Segment, aligned_chunks, axis_segments, summarize_chunks
 
 STRATEGIES = ("auto", "direct", "gather-edges", "rechunk", "lock")
 #: ``auto`` rechunks instead of gathering once one shared cell would gather pieces of more dask blocks
@@ -38,10 +38,6 @@ class AxisLayout:
     @property
     def stop(self) -> int:
         return self.start + sum(self.chunks)
-
-    @property
-    def aligned(self) -> bool:
-        return is_aligned(self.chunks, self.grid, self.length, self.start)
 
     @property
     def ncells(self) -> int:
