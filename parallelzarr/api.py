@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dask
+from dask._task_spec import Task, TaskRef
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
@@ -134,10 +135,11 @@ def build_graph(prepared: PreparedWrite) -> Delayed:
         graph, final = build_write_graph(job.plan, job.data, job.open_target(), prepared.locks)
         parts.append(Delayed(final, graph))
     name = "pz-write-all-" + tokenize(*(p.key for p in parts))
+    refs = [TaskRef(p.key) for p in parts]
     if prepared.commit is not None:
-        task = (_commit_after, prepared.commit, *(p.key for p in parts))
+        task = Task(name, _commit_after, prepared.commit, *refs)
     else:
-        task = (total, *(p.key for p in parts))
+        task = Task(name, total, *refs)
     graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=parts)
     return Delayed(name, graph)
 

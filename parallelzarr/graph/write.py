@@ -3,16 +3,23 @@
 Every task is idempotent (it writes the same values to the same cells when re-run), so distributed
 may retry tasks on lost workers. No two tasks of one graph write the same grid cell unless they hold
 that cell's lock.
+
+The layers are lazy (:mod:`parallelzarr.graph.lazy`): a task is made from its key, using per-axis
+segment tables, only when dask asks for it at submission. Building the graph is O(number of
+segments per axis), whatever the number of chunks.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
+from dask._task_spec import List, Task, TaskRef
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
@@ -20,6 +27,7 @@ from ..faults import count_write
 from ..locks import LockSpec
 from ..planning.grid import Segment, block_offsets
 from ..planning.write import VariablePlan
+from .lazy import GridKeys, KeySpace, LazyLayer, as_hlg, data_layer, stack_layers, tree_sum_layers
 
 Box = tuple[slice, ...]
 
@@ -31,11 +39,16 @@ def write_box(target: Any, box: Box, value: np.ndarray) -> int:
     return int(np.asarray(value).nbytes)
 
 
-def assemble_and_write(target: Any, box: Box, dtype: str, pieces: Sequence[Sequence[Any]]) -> int:
+def write_part(target: Any, box: Box, block: np.ndarray, local: Box) -> int:
+    """Write ``block[local]`` (the part of a dask block inside one segment) into ``target[box]``."""
+    return write_box(target, box, block[local])
+
+
+def assemble_and_write(target: Any, box: Box, dtype: str, wheres: Sequence[Box], pieces: Sequence[np.ndarray]) -> int:
     """Assemble the pieces of shared grid cells into one buffer and write it once."""
     shape = tuple(s.stop - s.start for s in box)
     buf = np.empty(shape, dtype=dtype)
-    for where, piece in pieces:
+    for where, piece in zip(wheres, pieces, strict=True):
         buf[where] = piece
     target[box] = buf
     count_write()
@@ -62,17 +75,77 @@ def total(*counts: int) -> int:
     return int(sum(counts))
 
 
-def _local(seg: Segment, offsets: Sequence[int], b: int) -> slice:
-    """Slice of block ``b`` that falls in ``seg``."""
-    lo = max(seg.start, offsets[b])
-    hi = min(seg.stop, offsets[b + 1])
-    return slice(lo - offsets[b], hi - offsets[b])
+def _getitem(block: np.ndarray, local: Box) -> np.ndarray:
+    return block[local]
 
 
-def _segment_products(plan: VariablePlan) -> Iterator[tuple[tuple[int, ...], tuple[Segment, ...]]]:
-    per_axis = [list(enumerate(ax.segments)) for ax in plan.axes]
-    for combo in itertools.product(*per_axis):
-        yield tuple(i for i, _ in combo), tuple(s for _, s in combo)
+@dataclass(frozen=True)
+class _Axes:
+    """Per-axis tables the task makers index into (O(segments + blocks) per axis)."""
+
+    segments: tuple[tuple[Segment, ...], ...]
+    offsets: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, plan: VariablePlan) -> _Axes:
+        return cls(
+            tuple(tuple(ax.segments) for ax in plan.axes),
+            tuple(tuple(block_offsets(ax.chunks, ax.start)) for ax in plan.axes),
+        )
+
+    def segs(self, seg_idx: Sequence[int]) -> tuple[Segment, ...]:
+        return tuple(self.segments[a][i] for a, i in enumerate(seg_idx))
+
+    def local(self, segs: Sequence[Segment], bidx: Sequence[int]) -> Box:
+        """Slice of block ``bidx`` that falls in the product of ``segs``."""
+        out = []
+        for a, (s, b) in enumerate(zip(segs, bidx, strict=True)):
+            off = self.offsets[a]
+            out.append(slice(max(s.start, off[b]) - off[b], min(s.stop, off[b + 1]) - off[b]))
+        return tuple(out)
+
+    def box(self, local: Box, bidx: Sequence[int]) -> Box:
+        """Array coordinates of ``local`` (a slice of block ``bidx``)."""
+        return tuple(slice(self.offsets[a][b] + sl.start, self.offsets[a][b] + sl.stop) for a, (b, sl) in enumerate(zip(bidx, local, strict=True)))
+
+
+def _blocks(segs: Sequence[Segment]) -> Iterator[tuple[int, ...]]:
+    return itertools.product(*(range(s.block_start, s.block_stop) for s in segs))
+
+
+def _nblocks(s: Segment) -> int:
+    return s.block_stop - s.block_start
+
+
+class _PieceKeys(KeySpace):
+    """Keys ``(name, *segment_index, *block_index)`` of the edge slabs of shared segment products."""
+
+    def __init__(self, name: str, axes: _Axes):
+        self.name = name
+        self.axes = axes
+
+    def __len__(self) -> int:
+        # Blocks over all segment products, less the products written by a single block.
+        every = math.prod(sum(_nblocks(s) for s in segs) for segs in self.axes.segments)
+        single = math.prod(sum(1 for s in segs if _nblocks(s) == 1) for segs in self.axes.segments)
+        return every - single
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for seg_idx in itertools.product(*(range(len(s)) for s in self.axes.segments)):
+            segs = self.axes.segs(seg_idx)
+            if any(_nblocks(s) > 1 for s in segs):
+                for bidx in _blocks(segs):
+                    yield (self.name, *seg_idx, *bidx)
+
+    def __contains__(self, key: object) -> bool:
+        nd = len(self.axes.segments)
+        if not (isinstance(key, tuple) and len(key) == 1 + 2 * nd and key[0] == self.name):
+            return False
+        seg_idx, bidx = key[1 : 1 + nd], key[1 + nd :]
+        if not all(isinstance(i, int) and 0 <= i < len(s) for i, s in zip(seg_idx, self.axes.segments, strict=True)):
+            return False
+        segs = self.axes.segs(seg_idx)
+        return any(_nblocks(s) > 1 for s in segs) and all(s.block_start <= b < s.block_stop for s, b in zip(segs, bidx, strict=True))
 
 
 def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: LockSpec | None = None) -> tuple[HighLevelGraph, str]:
@@ -97,70 +170,90 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
     """
     if tuple(tuple(c) for c in data.chunks) != plan.write_chunks:
         raise ValueError(f"{plan.name!r}: data chunks {data.chunks} differ from the plan's {plan.write_chunks}")
+    if plan.strategy == "lock" and locks is None:
+        raise ValueError("the lock strategy needs a lock backend")
     token = tokenize(plan.name, data.name, plan.strategy, plan.region, id(target), str(target))
     name = f"pz-write-{plan.name}-{token}"
-    offsets = [block_offsets(ax.chunks, ax.start) for ax in plan.axes]
-    dsk: dict[Any, Any] = {}
-    outputs: list[Any] = []
+    target_key = f"pz-target-{plan.name}-{token}"
+    axes = _Axes.of(plan)
+    target_ref = TaskRef(target_key)
+    data_layers = set(data.__dask_layers__())
+    layers: list[tuple[str, Any, set[str]]] = [(target_key, data_layer(target_key, target), set())]
 
     if plan.strategy == "lock":
-        if locks is None:
-            raise ValueError("the lock strategy needs a lock backend")
-        per_block: dict[tuple[int, ...], list[tuple[Box, Box, list[str]]]] = {}
-        for _, segs in _segment_products(plan):
-            # Cells shared by blocks of this write, and cells only partly written (a neighbouring
-            # writer, e.g. another process's region, may write the rest) are locked cell by cell,
-            # so every writer of a cell names the same lock whatever its own segments are.
-            lock_names: list[str] = []
-            if any(s.shared or not s.full for s in segs):
-                cells = itertools.product(*(range(s.cell_start, s.cell_stop) for s in segs))
-                lock_names = [f"{plan.name}/" + ".".join(map(str, c)) for c in cells]
-            for bidx in itertools.product(*(range(s.block_start, s.block_stop) for s in segs)):
-                local = tuple(_local(s, offsets[a], b) for a, (s, b) in enumerate(zip(segs, bidx, strict=True)))
+        locks_key = f"pz-locks-{plan.name}-{token}"
+        layers.append((locks_key, data_layer(locks_key, locks), set()))
+        seg_range = _segments_per_block(plan)
+
+        def make_lock_task(key: Any) -> Task:
+            bidx = key[1:]
+            parts = []
+            for seg_idx in itertools.product(*(seg_range[a][b] for a, b in enumerate(bidx))):
+                segs = axes.segs(seg_idx)
+                local = axes.local(segs, bidx)
                 if any(sl.stop <= sl.start for sl in local):
                     continue
-                box = tuple(
-                    slice(offsets[a][b] + sl.start, offsets[a][b] + sl.stop)
-                    for a, (b, sl) in enumerate(zip(bidx, local, strict=True))
-                )
-                per_block.setdefault(bidx, []).append((local, box, lock_names))
-        for bidx, parts in per_block.items():
-            key = (name, *bidx)
-            dsk[key] = (write_with_locks, target, (data.name, *bidx), parts, locks)
-            outputs.append(key)
+                # Cells shared by blocks of this write, and cells only partly written (a neighbouring
+                # writer, e.g. another process's region, may write the rest) are locked cell by cell,
+                # so every writer of a cell names the same lock whatever its own segments are.
+                lock_names: list[str] = []
+                if any(s.shared or not s.full for s in segs):
+                    cells = itertools.product(*(range(s.cell_start, s.cell_stop) for s in segs))
+                    lock_names = [f"{plan.name}/" + ".".join(map(str, c)) for c in cells]
+                parts.append((local, axes.box(local, bidx), lock_names))
+            return Task(key, write_with_locks, target_ref, TaskRef((data.name, *bidx)), parts, TaskRef(locks_key))
+
+        writes = GridKeys(name, data.numblocks)
+        layers.append((name, LazyLayer(writes, make_lock_task), data_layers | {target_key, locks_key}))
     else:
         piece_name = f"pz-piece-{plan.name}-{token}"
-        for seg_idx, segs in _segment_products(plan):
+        pieces = _PieceKeys(piece_name, axes)
+
+        def make_piece(key: Any) -> Task:
+            nd = len(axes.segments)
+            seg_idx, bidx = key[1 : 1 + nd], key[1 + nd :]
+            # A separate slicing task keeps only the edge slab, not the whole block, in transit.
+            return Task(key, _getitem, TaskRef((data.name, *bidx)), axes.local(axes.segs(seg_idx), bidx))
+
+        def make_write(key: Any) -> Task:
+            seg_idx = key[1:]
+            segs = axes.segs(seg_idx)
             box = tuple(slice(s.start, s.stop) for s in segs)
-            key = (name, *seg_idx)
-            blocks = list(itertools.product(*(range(s.block_start, s.block_stop) for s in segs)))
+            blocks = list(_blocks(segs))
             if len(blocks) == 1:
                 bidx = blocks[0]
-                local = tuple(_local(s, offsets[a], b) for a, (s, b) in enumerate(zip(segs, bidx, strict=True)))
-                dsk[key] = (write_box, target, box, (_getitem, (data.name, *bidx), local))
-            else:
-                pieces = []
-                for bidx in blocks:
-                    local = tuple(_local(s, offsets[a], b) for a, (s, b) in enumerate(zip(segs, bidx, strict=True)))
-                    if any(sl.stop <= sl.start for sl in local):
-                        continue
-                    where = tuple(
-                        slice(offsets[a][b] + sl.start - s.start, offsets[a][b] + sl.stop - s.start)
-                        for a, (s, b, sl) in enumerate(zip(segs, bidx, local, strict=True))
-                    )
-                    pkey = (piece_name, *seg_idx, *bidx)
-                    # A separate slicing task keeps only the edge slab, not the whole block, in transit.
-                    dsk[pkey] = (_getitem, (data.name, *bidx), local)
-                    pieces.append((where, pkey))
-                # Lists, not tuples: dask substitutes keys inside lists.
-                dsk[key] = (assemble_and_write, target, box, plan.dtype, [[w, k] for w, k in pieces])
-            outputs.append(key)
+                return Task(key, write_part, target_ref, box, TaskRef((data.name, *bidx)), axes.local(segs, bidx))
+            wheres = []
+            refs = []
+            for bidx in blocks:
+                local = axes.local(segs, bidx)
+                wheres.append(tuple(slice(b.start - s.start, b.stop - s.start) for s, b in zip(segs, axes.box(local, bidx), strict=True)))
+                refs.append(TaskRef((piece_name, *seg_idx, *bidx)))
+            return Task(key, assemble_and_write, target_ref, box, plan.dtype, wheres, List(*refs))
 
-    final = f"pz-done-{plan.name}-{token}"
-    dsk[final] = (total, *outputs)
-    graph = HighLevelGraph.from_collections(final, dsk, dependencies=[data])
-    return graph, final
+        writes = GridKeys(name, [len(s) for s in axes.segments])
+        if len(pieces):
+            layers.append((piece_name, LazyLayer(pieces, make_piece), set(data_layers)))
+        layers.append((name, LazyLayer(writes, make_write), data_layers | {target_key} | ({piece_name} if len(pieces) else set())))
+
+    sums, final = tree_sum_layers(f"pz-done-{plan.name}-{token}", writes)
+    below = name
+    for layer_name, layer in sums:
+        layers.append((layer_name, layer, {below}))
+        below = layer_name
+    return stack_layers(as_hlg(data), layers), final
 
 
-def _getitem(block: np.ndarray, local: Box) -> np.ndarray:
-    return block[local]
+def _segments_per_block(plan: VariablePlan) -> list[list[range]]:
+    """Per axis, per dask block: the range of segment indices the block touches."""
+    out = []
+    for ax in plan.axes:
+        nblocks = len(ax.chunks)
+        lo = [nblocks] * nblocks
+        hi = [-1] * nblocks
+        for i, s in enumerate(ax.segments):
+            for b in range(s.block_start, s.block_stop):
+                lo[b] = min(lo[b], i)
+                hi[b] = max(hi[b], i)
+        out.append([range(f, la + 1) if la >= 0 else range(0) for f, la in zip(lo, hi, strict=True)])
+    return out
