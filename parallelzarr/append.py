@@ -89,6 +89,11 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> tuple[str
         raise AppendError(f"nothing to append: the data has length 0 along {dim!r}")
     old = stored.indexes.get(dim)
     values = np.asarray(new)
+    if old is not None and len(old) and not _comparable(np.asarray(old).dtype, values.dtype):
+        raise AppendError(
+            f"the appended {dim!r} labels have dtype {values.dtype} but the stored ones have {np.asarray(old).dtype}; "
+            f"append labels of the stored kind"
+        )
     if old is not None and len(old):
         increasing = bool(old[-1] >= old[0]) if len(old) > 1 else bool(len(values) < 2 or values[-1] >= values[0])
     else:
@@ -112,6 +117,12 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> tuple[str
                 f"label {_label(old[-1])}; appends must continue the stored order"
             )
     return _label(values[0]), _label(values[-1])
+
+
+def _comparable(a: np.dtype, b: np.dtype) -> bool:
+    """Whether coordinate labels of dtypes ``a`` and ``b`` can be ordered against each other."""
+    kinds = {a.kind, b.kind}
+    return kinds <= set("biuf") or len(kinds) == 1
 
 
 def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
@@ -145,6 +156,8 @@ def prepare_append(
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the store; stored dimensions are {sorted(map(str, stored.dims))}")
     if static not in ("ignore", "verify"):
         raise AppendError(f"static must be 'ignore' or 'verify', got {static!r}")
+    if encoding is not None and not isinstance(encoding, Mapping):
+        raise EncodingError(f"encoding must be a dict of variable name -> encoding, got {type(encoding).__name__}")
     for name in encoding or {}:
         if name in stored.variables:
             raise EncodingError(f"encoding given for {name!r}, which is already stored; appends reuse the stored encoding, drop it")

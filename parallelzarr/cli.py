@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from .errors import ParallelZarrError
+from .redact import is_secret_key, redact, url_credentials
 
 __all__ = ["main"]
 
@@ -51,21 +52,53 @@ class _Group(click.Group):
     """Maps library errors to exit codes: ParallelZarrError -> 2, any other exception -> 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        tokens = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        ctx.meta["pz.secrets"] = _argument_secrets(tokens)
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.exceptions.ClickException as exc:
+            exc.message = _redact(exc.message)
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except ParallelZarrError as exc:
             if ctx.meta.get("pz.traceback"):
-                traceback.print_exc()
-            raise BadInput(str(exc)) from exc
+                _print_traceback()
+            raise BadInput(_redact(str(exc))) from exc
         except KeyboardInterrupt:
             raise
         except Exception as exc:
             if ctx.meta.get("pz.traceback"):
-                traceback.print_exc()
+                _print_traceback()
             hint = "" if ctx.meta.get("pz.traceback") else " (rerun with `parallelzarr --traceback ...` for details)"
-            raise RunFailure(f"{type(exc).__name__}: {exc}{hint}") from exc
+            raise RunFailure(_redact(f"{type(exc).__name__}: {exc}{hint}")) from exc
+
+
+def _argument_secrets(tokens: Sequence[str]) -> list[str]:
+    """Credentials on the command line: secret ``-o KEY=VALUE`` values and URL userinfo."""
+    found: list[str] = []
+    for token in tokens:
+        found += url_credentials(token)
+        item = token
+        for prefix in ("--storage-option=", "-o"):
+            if item.startswith(prefix) and item != prefix:
+                item = item[len(prefix):]
+        key, sep, value = item.partition("=")
+        if sep and is_secret_key(key.strip().split(".")[-1]) and value:
+            found.append(value)
+            found.append(str(_scalar(value)))
+    return found
+
+
+def _redact(text: Any, options: Mapping[str, Any] | None = None) -> str:
+    """``text`` without the credentials of this invocation (command line and storage options)."""
+    ctx = click.get_current_context(silent=True)
+    secrets = list(ctx.find_root().meta.get("pz.secrets", [])) if ctx is not None else []
+    return redact(text, options, secrets)
+
+
+def _print_traceback() -> None:
+    click.echo(_redact(traceback.format_exc()), err=True)
 
 
 # --- option parsing --------------------------------------------------------------------------------
@@ -195,9 +228,9 @@ class RunOptions:
     def emit(self, text: str, data: Mapping[str, Any]) -> None:
         """Print the human text, or the JSON document with ``--json``."""
         if self.json:
-            click.echo(json.dumps(dict(data), indent=2, default=str))
+            click.echo(_redact(json.dumps(dict(data), indent=2, default=str), self.storage_options))
         else:
-            click.echo(text)
+            click.echo(_redact(text, self.storage_options))
 
 
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -516,10 +549,17 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     target_chunks = parse_chunks(chunks, allow_auto=False)
     # -1 (whole axis) goes through as -1: in a dimension dict the rechunk API reads None as "keep".
     so = run.storage_options or None
+    from .io.stores import resolve_store
+
+    problem = None
     try:
-        src = zarr.open(source, mode="r", **({"storage_options": so} if so else {}))
-    except (FileNotFoundError, KeyError, ValueError, zarr.errors.NodeNotFoundError) as exc:
-        raise BadInput(f"cannot open rechunk source {source!r}: {exc}") from exc
+        src = zarr.open(resolve_store(source, so, read_only=True).store, mode="r")
+    except ParallelZarrError:
+        raise
+    except Exception as exc:  # missing nodes, unreachable endpoints, bad options: all bad input here
+        problem = f"cannot open rechunk source {source!r}: {type(exc).__name__}: {exc}"
+    if problem is not None:
+        raise BadInput(_redact(problem, so))
     target_options = {"zarr_format": int(zarr_format)} if zarr_format else None
     doc: dict[str, Any] = {"command": "rechunk", "source": source, "target": target, "dry_run": run.dry_run,
                            "storage_option_keys": _option_keys(run.storage_options)}
@@ -573,10 +613,10 @@ def repair(target: str, force: bool, as_json: bool, storage_option: Sequence[str
     so = parse_storage_options(storage_option)
     report = _call(func, target, force=force, storage_options=so or None)
     if as_json:
-        click.echo(json.dumps({"command": "repair", "target": target, "report": _to_data(report)}, indent=2,
-                              default=str))
+        click.echo(_redact(json.dumps({"command": "repair", "target": target, "report": _to_data(report)}, indent=2,
+                                      default=str), so))
     else:
-        click.echo(str(report))
+        click.echo(_redact(str(report), so))
     if getattr(report, "ok", True) is False:
         sys.exit(1)
 
@@ -591,8 +631,9 @@ def info(target: str, as_json: bool, attrs: bool, storage_option: Sequence[str])
     """Show the tree of TARGET: shapes, dtypes, chunks, shards, codecs, sizes and the append log."""
     from .info import format_info, inspect_store
 
-    data = inspect_store(target, storage_options=parse_storage_options(storage_option) or None)
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else format_info(data, attrs=attrs))
+    so = parse_storage_options(storage_option)
+    data = inspect_store(target, storage_options=so or None)
+    click.echo(_redact(json.dumps(data, indent=2, default=str) if as_json else format_info(data, attrs=attrs), so))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,

@@ -1,7 +1,8 @@
 """The documented error types of parallelzarr.
 
 Every error raised on bad input derives from :class:`ParallelZarrError` and is raised
-*before* any byte is written to the target store.
+*before* any byte is written to the target store. The one error raised *during* a run,
+:class:`StoreWriteError`, says what readers see after it and how to recover.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ __all__ = [
     "ChunkSpecError",
     "EncodingError",
     "RegionError",
+    "InvalidNameError",
+    "StoreOverlapError",
     "ModeError",
     "SchemaMismatchError",
     "StrategyError",
@@ -20,6 +23,7 @@ __all__ = [
     "AlreadyAppliedError",
     "LeaseError",
     "StoreError",
+    "StoreWriteError",
 ]
 
 
@@ -41,6 +45,19 @@ class EncodingError(PlanningError):
 
 class RegionError(PlanningError):
     """A ``region`` is out of bounds, has a step, or names unknown dimensions."""
+
+
+class InvalidNameError(PlanningError):
+    """A variable, coordinate, array, group or store path name would not stay inside the store.
+
+    Names are single path components: not empty, not ``.`` or ``..``, without ``/``, ``\\`` or NUL,
+    and not a zarr metadata document name (``zarr.json``, ``.zarray``...) or parallelzarr's own
+    bookkeeping prefix (``.parallelzarr``).
+    """
+
+
+class StoreOverlapError(PlanningError):
+    """Two stores of one operation (source, target, temporary) are the same or nested in each other."""
 
 
 class ModeError(PlanningError):
@@ -73,3 +90,12 @@ class LeaseError(ParallelZarrError, RuntimeError):
 
 class StoreError(ParallelZarrError, RuntimeError):
     """The target store cannot be opened or written as requested."""
+
+
+class StoreWriteError(StoreError):
+    """An I/O error (a failing store, a full disk) interrupted a run that had started writing.
+
+    The message names the operation, the store, the cause (the ``OSError``, kept as ``__cause__``),
+    what readers see now and the recovery step: rerun the write (``mode="w"`` for a new store), rerun
+    the append or run :func:`parallelzarr.repair`, or rerun the rechunk to resume it.
+    """

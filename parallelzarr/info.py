@@ -10,6 +10,7 @@ from typing import Any
 import zarr
 
 from .errors import StoreError
+from .redact import redact, url_credentials
 from .units import format_bytes
 
 __all__ = ["inspect_store", "format_info", "APPEND_LOG_ATTR"]
@@ -116,14 +117,21 @@ def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = Non
     StoreError
         If nothing zarr can open is found at ``store``.
     """
-    kwargs: dict[str, Any] = {"mode": "r"}
-    if storage_options:
-        kwargs["storage_options"] = dict(storage_options)
+    from .io.stores import resolve_store
+
+    resolved = resolve_store(store, storage_options, read_only=True)
+    where = resolved.description
+    secrets = url_credentials(str(store)) if isinstance(store, str) else []
+    problem = None
     try:
-        node = zarr.open(store, **kwargs)
+        node = zarr.open(resolved.store, mode="r")
     except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError, ValueError) as exc:
-        raise StoreError(f"no zarr array or group at {store!s}: {exc}") from exc
-    info: dict[str, Any] = {"store": str(store), "zarr_format": node.metadata.zarr_format}
+        problem = f"no zarr array or group at {where}: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # unreachable endpoints, permissions, corrupt metadata
+        problem = f"cannot read {where}: {type(exc).__name__}: {exc}"
+    if problem is not None:  # raised outside the handler: the chained error could hold credentials
+        raise StoreError(redact(problem, storage_options, secrets))
+    info: dict[str, Any] = {"store": where, "zarr_format": node.metadata.zarr_format}
     arrays: list[dict[str, Any]] = []
     groups: dict[str, Any] = {}
     if isinstance(node, zarr.Array):

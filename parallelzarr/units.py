@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
+
 import dask.utils
+import numpy as np
 
 from .errors import PlanningError
 
@@ -20,9 +23,14 @@ def parse_bytes(value: int | float | str) -> int:
     PlanningError
         If ``value`` is not a positive size.
     """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | str):
+        raise PlanningError(
+            f"max_mem must be a number of bytes or a string like '256MiB' or '2GB', got {type(value).__name__} "
+            f"{value!r}"
+        )
     try:
-        n = int(value) if isinstance(value, int | float) else int(dask.utils.parse_bytes(value))
-    except (ValueError, TypeError) as exc:
+        n = int(value) if isinstance(value, numbers.Real) else int(dask.utils.parse_bytes(value))
+    except (ValueError, TypeError, OverflowError) as exc:
         raise PlanningError(
             f"cannot read {value!r} as a memory size; give bytes or a string like '256MiB' or '2GB'"
         ) from exc

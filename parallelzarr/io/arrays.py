@@ -38,6 +38,47 @@ def default_chunks(data: da.Array) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _check_storable(dtype: Any) -> None:
+    """Refuse dtypes zarr cannot store as a bare array (Python objects), before any planning."""
+    if np.dtype(dtype).kind == "O":
+        raise SchemaMismatchError(
+            f"{ARRAY_NAME!r}: data of dtype object cannot be written as a zarr array; convert it first, "
+            "e.g. .astype(str) for text or .astype(float) for numbers"
+        )
+
+
+def _as_numpy(data: Any) -> np.ndarray:
+    """A numpy array for array-like ``data``; refuse what is not one (``None``, dicts, sets)."""
+    if data is None or isinstance(data, Mapping | set | frozenset):
+        raise SchemaMismatchError(
+            f"cannot write a {type(data).__name__} as a zarr array; give an xarray Dataset/DataArray, a dask "
+            "array or a numpy array"
+        )
+    problem = None
+    try:
+        return np.asarray(data)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        problem = f"cannot turn the {type(data).__name__} data into an array: {exc}"
+    raise SchemaMismatchError(f"{problem}; give a numpy or dask array with one shape and dtype")
+
+
+def _check_array_encoding(encoding: Mapping[str, Any]) -> None:
+    """Check the types of the array encoding values zarr would otherwise reject deep inside."""
+    if "dtype" in encoding:
+        problem = None
+        try:
+            dt = np.dtype(encoding["dtype"])
+        except (TypeError, ValueError) as exc:
+            problem = f"encoding dtype {encoding['dtype']!r} is not a numpy dtype ({exc}); give e.g. 'float32'"
+        if problem is not None:
+            raise EncodingError(f"{ARRAY_NAME!r}: {problem}")
+        if dt.kind in "OV":
+            raise EncodingError(f"{ARRAY_NAME!r}: encoding dtype {dt} cannot be stored; give a numeric or string dtype")
+    attrs = encoding.get("attributes")
+    if attrs is not None and (not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs)):
+        raise EncodingError(f"{ARRAY_NAME!r}: encoding 'attributes' must be a dict with string keys, got {attrs!r}")
+
+
 def _open_existing(resolved: ResolvedStore) -> zarr.Array:
     try:
         node = zarr.open(store=resolved.store, mode="r+")
@@ -64,15 +105,19 @@ def prepare_array_write(
     lock: str | None = None,
 ) -> PreparedWrite:
     """Validate and plan the write of one bare array; nothing is written here."""
+    check_encoding_keys(ARRAY_NAME, encoding if encoding is not None else {}, ARRAY_ENCODING_KEYS)
     encoding = dict(encoding or {})
-    check_encoding_keys(ARRAY_NAME, encoding, ARRAY_ENCODING_KEYS)
+    _check_array_encoding(encoding)
     enc_chunks = encoding.get("chunks")
     if isinstance(data, da.Array):
         darr = data
     else:
-        shape = np.shape(data)
+        arr = _as_numpy(data)
+        _check_storable(arr.dtype)
+        shape = arr.shape
         chunk_guess = normalize_chunk_spec(ARRAY_NAME, "chunks", enc_chunks, shape, [f"dim_{i}" for i in range(len(shape))])
-        darr = as_dask(data, chunk_guess or "auto")
+        darr = as_dask(arr, chunk_guess or "auto")
+    _check_storable(darr.dtype)
     ndim = darr.ndim
     if isinstance(store, zarr.Array):
         target = store
@@ -85,7 +130,7 @@ def prepare_array_write(
             mode = "r+"
     else:
         resolved = resolve_store(store, storage_options)
-        has = store_has_data(resolved.store)
+        has = store_has_data(resolved.store, resolved.description)
         existing = None
         if mode == "w-" and has:
             raise ModeError(
@@ -95,7 +140,11 @@ def prepare_array_write(
             existing = _open_existing(resolved)
         elif mode == "r+":
             raise ModeError(f"mode='r+' needs an existing array at {resolved.description}; use mode='w-' to create one")
-    dims = tuple(encoding.get("dimension_names") or (f"dim_{i}" for i in range(ndim)))
+    names = encoding.get("dimension_names")
+    if names is not None and (isinstance(names, str | bytes) or not isinstance(names, list | tuple)
+                              or not all(isinstance(n, str) for n in names)):
+        raise EncodingError(f"dimension_names must be a list of {ndim} strings (one per axis), got {names!r}")
+    dims = tuple(names or (f"dim_{i}" for i in range(ndim)))
     if len(dims) != ndim:
         raise EncodingError(f"dimension_names {dims} has {len(dims)} names for a {ndim}-D array")
 
@@ -135,6 +184,11 @@ def prepare_array_write(
         chunks = normalize_chunk_spec(ARRAY_NAME, "chunks", enc_chunks, shape, dims) or default_chunks(darr)
         shards = normalize_chunk_spec(ARRAY_NAME, "shards", encoding.get("shards"), shape, dims)
         dtype = np.dtype(encoding.get("dtype", darr.dtype))
+        if not np.can_cast(darr.dtype, dtype, casting="same_kind") and not (darr.dtype.kind in "SU" and dtype.kind in "SU"):
+            raise EncodingError(
+                f"{ARRAY_NAME!r}: data of dtype {darr.dtype} cannot be stored as encoding dtype {dtype}; cast the data "
+                "first or choose a compatible dtype"
+            )
 
     backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
     created: dict[str, zarr.Array] = {}

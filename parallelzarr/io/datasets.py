@@ -17,13 +17,19 @@ import xarray as xr
 import zarr
 from xarray.backends.zarr import encode_zarr_variable
 
-from ..errors import EncodingError, ModeError, RegionError, SchemaMismatchError
+from ..errors import EncodingError, InvalidNameError, ModeError, RegionError, SchemaMismatchError
 from ..locks import choose_lock_backend, lock_spec
 from ..planning.grid import choose_grid, is_uniform
 from ..planning.write import WritePlan
 from ..prepared import PreparedWrite, plan_job
 from .stores import ResolvedStore, resolve_store, store_has_data
-from .validate import DATASET_ENCODING_KEYS, check_encoding_keys, normalize_chunk_spec, normalize_region
+from .validate import (
+    DATASET_ENCODING_KEYS,
+    check_encoding_keys,
+    check_name,
+    normalize_chunk_spec,
+    normalize_region,
+)
 
 #: CF keys of a stored variable's encoding that decide its stored values.
 CF_KEYS = ("units", "calendar", "dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
@@ -33,8 +39,47 @@ DATAARRAY_NAME = "__xarray_dataarray_variable__"
 def as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
     """A Dataset for ``data`` (a DataArray becomes one variable, as ``DataArray.to_zarr`` does)."""
     if isinstance(data, xr.DataArray):
-        return data.to_dataset(name=data.name if data.name is not None else DATAARRAY_NAME)
+        name = data.name if data.name is not None else DATAARRAY_NAME
+        check_name(name, "DataArray", "give it a name with .rename('...')")
+        if name in data.coords:
+            raise InvalidNameError(
+                f"DataArray name {name!r} is also the name of one of its coordinates; rename it with .rename('...')"
+            )
+        return data.to_dataset(name=name)
+    if not isinstance(data, xr.Dataset):
+        raise SchemaMismatchError(
+            f"expected an xarray Dataset or DataArray, got {type(data).__name__}; wrap numpy/dask arrays with "
+            "xarray.DataArray(data, dims=...)"
+        )
     return data
+
+
+def check_variable_names(ds: xr.Dataset) -> None:
+    """Refuse variable and coordinate names that would escape the store or collide with its metadata."""
+    for name in ds.variables:
+        check_name(name, "coordinate" if name in ds.coords else "variable")
+
+
+def check_dataset_encoding(ds: xr.Dataset, encoding: Any) -> dict[str, Any]:
+    """Validate a per-variable encoding dict (its shape, names and keys); return it as a dict."""
+    if encoding is None:
+        return {}
+    if not isinstance(encoding, Mapping):
+        raise EncodingError(
+            f"encoding for a Dataset must be a dict of variable name -> dict of encoding keys, got "
+            f"{type(encoding).__name__} {encoding!r}"
+        )
+    for name, enc in encoding.items():
+        if name not in ds.variables:
+            raise EncodingError(
+                f"encoding names variable {name!r}, which is not in the dataset; variables: {sorted(map(str, ds.variables))}"
+            )
+        check_encoding_keys(str(name), enc, DATASET_ENCODING_KEYS)
+        var = ds.variables[name]
+        dims = tuple(str(d) for d in var.dims)
+        for label in ("chunks", "shards"):
+            normalize_chunk_spec(str(name), label, enc.get(label), var.shape, dims)
+    return dict(encoding)
 
 
 def _new_chunks(name: str, var: xr.Variable, user: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
@@ -110,16 +155,10 @@ def prepare_dataset_write(
 ) -> PreparedWrite:
     """Validate and plan the write of a Dataset; nothing is written here."""
     ds = as_dataset(data)
-    encoding = dict(encoding or {})
-    for name, enc in encoding.items():
-        if name not in ds.variables:
-            raise EncodingError(f"encoding names variable {name!r}, which is not in the dataset; variables: {sorted(map(str, ds.variables))}")
-        check_encoding_keys(str(name), enc, DATASET_ENCODING_KEYS)
-    for name in ds.variables:
-        if "/" in str(name) or str(name) in ("", ".", ".."):
-            raise SchemaMismatchError(f"variable name {name!r} cannot be a zarr array name; rename it")
+    check_variable_names(ds)
+    encoding = check_dataset_encoding(ds, encoding)
     resolved = resolve_store(store, storage_options)
-    has = store_has_data(resolved.store)
+    has = store_has_data(resolved.store, resolved.description)
     if mode == "w-" and has:
         raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
     if region is not None or mode == "r+":

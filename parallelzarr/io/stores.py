@@ -11,8 +11,12 @@ import zarr
 import zarr.storage
 
 from ..errors import StoreError
+from ..redact import redact, redact_url, url_credentials
+from .validate import check_path
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
+#: Object stores: credentials in the URL are never valid there, and the bucket must exist.
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"})
 
 
 @dataclass
@@ -35,7 +39,30 @@ class ResolvedStore:
 
 
 def _strip_credentials(url: str) -> str:
-    return re.sub(r"(://)[^/@]*@", r"\1", url)
+    return redact_url(re.sub(r"(://)[^/@]*@", r"\1", url))
+
+
+def _protocol(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
+def _check_bucket(fs_store: zarr.storage.FsspecStore, url: str, options: dict[str, Any], secrets: list[str]) -> None:
+    """Refuse, before anything is written, an object-store URL whose bucket does not exist or cannot be reached."""
+    bucket = str(fs_store.path).strip("/").split("/", 1)[0]
+    if not bucket:
+        raise StoreError(f"store URL {_strip_credentials(url)} names no bucket; give s3://BUCKET/PATH")
+    problem = None
+    try:
+        from zarr.core.sync import sync
+
+        fs = fs_store.fs
+        exists = sync(fs._exists(bucket)) if getattr(fs, "asynchronous", False) else fs.exists(bucket)
+        if not exists:
+            problem = "does not exist (or these credentials cannot see it); create it first or fix the URL"
+    except Exception as exc:  # connection errors, bad options, permissions: all from the client library
+        problem = f"cannot be reached: {type(exc).__name__}: {exc}; check the endpoint and the credentials"
+    if problem is not None:
+        raise StoreError(redact(f"bucket {bucket!r} of {_strip_credentials(url)} {problem}", options, secrets))
 
 
 def resolve_store(store: Any, storage_options: dict[str, Any] | None = None, *, read_only: bool = False) -> ResolvedStore:
@@ -53,16 +80,29 @@ def resolve_store(store: Any, storage_options: dict[str, Any] | None = None, *, 
     """
     if isinstance(store, os.PathLike):
         store = os.fspath(store)
+    check_path(store)
     if isinstance(store, str):
         if store.startswith("file://"):
             store = store[len("file://") :]
+            check_path(store)
         if _URL.match(store):
-            try:
-                fs_store = zarr.storage.FsspecStore.from_url(
-                    store, storage_options=dict(storage_options or {}), read_only=read_only
+            options = dict(storage_options or {})
+            secrets = url_credentials(store)
+            if secrets and _protocol(store) in OBJECT_STORE_PROTOCOLS:
+                raise StoreError(
+                    f"{_strip_credentials(store)}: credentials embedded in a {_protocol(store)}:// URL are not "
+                    "supported (and would be logged); pass them in storage_options (key=..., secret=...) instead"
                 )
+            problem = None
+            try:
+                fs_store = zarr.storage.FsspecStore.from_url(store, storage_options=options, read_only=read_only)
             except Exception as exc:  # fsspec raises many kinds for unknown protocols or bad options
-                raise StoreError(f"cannot open store {_strip_credentials(store)}: {exc}") from exc
+                problem = redact(f"cannot open store {_strip_credentials(store)}: {type(exc).__name__}: {exc}",
+                                 options, secrets)
+            if problem is not None:  # raised outside the handler: no chained exception carries secrets
+                raise StoreError(problem)
+            if _protocol(store) in OBJECT_STORE_PROTOCOLS:
+                _check_bucket(fs_store, store, options, secrets)
             return ResolvedStore(fs_store, _strip_credentials(store), None)
         if storage_options:
             raise StoreError(f"storage_options are only used with URLs (s3://, gs://, ...), not the local path {store!r}")
@@ -79,7 +119,7 @@ def resolve_store(store: Any, storage_options: dict[str, Any] | None = None, *, 
     )
 
 
-def store_has_data(store: Any) -> bool:
+def store_has_data(store: Any, description: str | None = None) -> bool:
     """Whether anything is stored at the root of ``store``.
 
     Root metadata documents answer without listing; only a store without them is listed (a partly
@@ -95,7 +135,11 @@ def store_has_data(store: Any) -> bool:
             return True
         return False
 
+    problem = None
     try:
         return bool(sync(_any()))
     except FileNotFoundError:
         return False
+    except Exception as exc:  # unreachable endpoints, bad options, permissions
+        problem = f"cannot list {description or type(store).__name__}: {type(exc).__name__}: {redact(exc)}"
+    raise StoreError(f"{problem}; check the path or URL, the endpoint and the credentials")

@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import ChunkSpecError, EncodingError, ModeError, RegionError
+import numpy as np
+
+from ..errors import ChunkSpecError, EncodingError, InvalidNameError, ModeError, RegionError
 
 MODES = ("w-", "w", "a", "r+")
+#: Longest chunk or shard length accepted (grid arithmetic stays exact in int64 well below this).
+MAX_CHUNK_LENGTH = 2**53
+#: Names that would collide with zarr's metadata documents or parallelzarr's bookkeeping.
+RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+RESERVED_PREFIX = ".parallelzarr"
 
 #: Keys accepted in the encoding of a bare array (``zarr.create_array`` keywords).
 ARRAY_ENCODING_KEYS = frozenset(
@@ -35,8 +42,56 @@ DATASET_ENCODING_KEYS = frozenset(
 )
 
 
+def check_name(name: Any, what: str = "variable", fix: str = "rename it (ds.rename(...)) before writing") -> str:
+    """Refuse a node name that would not stay one node inside the store; return it as ``str``.
+
+    Parameters
+    ----------
+    name
+        A variable, coordinate, array or group member name (one path component).
+    what
+        What the name is, for the message (``"variable"``, ``"coordinate"``, ``"array"``...).
+    fix
+        How to fix it, for the message.
+
+    Raises
+    ------
+    InvalidNameError
+        For non-string names, empty names, ``.``/``..``, names with ``/``, ``\\`` or NUL, zarr
+        metadata document names and parallelzarr's ``.parallelzarr`` prefix.
+    """
+    if not isinstance(name, str):
+        raise InvalidNameError(
+            f"{what} name {name!r} is a {type(name).__name__}; zarr node names must be strings, {fix}"
+        )
+    problem = None
+    if name in ("", ".", ".."):
+        problem = "is a relative path component ('.' or '..') and would escape its group" if name else "is empty"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator ('/' or '\\') and would escape its group"
+    elif "\x00" in name:
+        problem = "contains a NUL character"
+    elif name in RESERVED_NAMES:
+        problem = "is the name of a zarr metadata document"
+    elif name.startswith(RESERVED_PREFIX):
+        problem = f"starts with {RESERVED_PREFIX!r}, parallelzarr's bookkeeping prefix"
+    if problem:
+        raise InvalidNameError(f"{what} name {name!r} {problem}; {fix}")
+    return name
+
+
+def check_path(path: Any, what: str = "store path") -> None:
+    """Refuse store paths that cannot name a location: empty (the current directory) or with NUL."""
+    if isinstance(path, str | bytes):
+        text = path.decode(errors="replace") if isinstance(path, bytes) else path
+        if not text.strip():
+            raise InvalidNameError(f"{what} is empty; give the path or URL of the store")
+        if "\x00" in text:
+            raise InvalidNameError(f"{what} {text!r} contains a NUL character; give a valid path")
+
+
 def check_mode(mode: str) -> str:
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ModeError(f"unknown mode {mode!r}; use 'w-' (create), 'w' (overwrite), 'a' (append/add) or 'r+' (region)")
     return mode
 
@@ -45,6 +100,9 @@ def check_encoding_keys(name: str, enc: Mapping[str, Any], allowed: frozenset[st
     """Refuse unknown encoding keys, naming the variable and the valid keys."""
     if not isinstance(enc, Mapping):
         raise EncodingError(f"encoding for {name!r} must be a dict, got {type(enc).__name__}")
+    bad = [k for k in enc if not isinstance(k, str)]
+    if bad:
+        raise EncodingError(f"encoding keys for {name!r} must be strings, got {bad}; valid keys are {sorted(allowed)}")
     unknown = sorted(set(enc) - allowed)
     if unknown:
         raise EncodingError(
@@ -64,6 +122,8 @@ def normalize_chunk_spec(
     ndim = len(shape)
     if isinstance(spec, int) and not isinstance(spec, bool):
         spec = (spec,) * ndim
+    elif isinstance(spec, str | bytes):
+        raise ChunkSpecError(f"{name!r}: {label} must be an int, a tuple or a dict by dimension, got {spec!r}")
     elif isinstance(spec, Mapping):
         unknown = [k for k in spec if k not in dims]
         if unknown:
@@ -85,6 +145,11 @@ def normalize_chunk_spec(
             continue
         if isinstance(c, bool) or not isinstance(c, int) or c <= 0:
             raise ChunkSpecError(f"{name!r}: {label} along {d!r} must be a positive integer (or -1), got {c!r}")
+        if c > MAX_CHUNK_LENGTH:
+            raise ChunkSpecError(
+                f"{name!r}: {label} along {d!r} is {c}, beyond the largest length {MAX_CHUNK_LENGTH}; "
+                f"use at most the axis length {n} (or -1)"
+            )
         out.append(int(c))
     return tuple(out)
 
@@ -116,11 +181,16 @@ def normalize_region(
             else:
                 raise RegionError(f"{name!r}: region names unknown dimension {key!r}; dimensions are {tuple(dims)}")
             slices[axis] = sl
-    else:
+    elif isinstance(region, list | tuple):
         region = tuple(region)
         if len(region) != ndim:
             raise RegionError(f"{name!r}: region has {len(region)} slices but the array has {ndim} dimension(s)")
         slices = list(region)
+    else:
+        raise RegionError(
+            f"{name!r}: region must be a tuple of slices (one per dimension) or a dict of slices by dimension, "
+            f"got {type(region).__name__} {region!r}"
+        )
     starts = []
     for d, sl, n, m in zip(dims, slices, shape, data_shape, strict=True):
         if not isinstance(sl, slice):
@@ -129,7 +199,10 @@ def normalize_region(
             raise RegionError(f"{name!r}: region for {d!r} has step {sl.step}; only contiguous slices (step 1) can be written")
         start = 0 if sl.start is None else sl.start
         stop = n if sl.stop is None else sl.stop
-        if not isinstance(start, int) or not isinstance(stop, int) or start < 0 or stop < 0:
+        start = int(start) if isinstance(start, np.integer) else start
+        stop = int(stop) if isinstance(stop, np.integer) else stop
+        if (not isinstance(start, int) or not isinstance(stop, int) or isinstance(start, bool)
+                or isinstance(stop, bool) or start < 0 or stop < 0):
             raise RegionError(f"{name!r}: region for {d!r} must use non-negative integer bounds, got {sl}")
         if stop > n or start > stop:
             raise RegionError(

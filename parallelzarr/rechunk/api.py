@@ -20,7 +20,7 @@ import zarr.storage
 from zarr.abc.store import Store
 from zarr.storage import StorePath
 
-from ..errors import StoreError
+from ..errors import EncodingError, StoreError, StoreOverlapError
 from ..units import format_bytes, parse_bytes
 from .execute import (
     MARK,
@@ -342,9 +342,74 @@ def rechunk(
         On bad chunk requests or sources.
     """
     parse_bytes(max_mem)
+    if temp_options is not None and (not isinstance(temp_options, Mapping)
+                                     or set(temp_options) - {"compressors"}):
+        raise EncodingError(f"temp_options must be a dict with only the key 'compressors', got {temp_options!r}")
     plan = plan_rechunk(source, target_chunks, max_mem, target_options=target_options,
                         threads_per_worker=threads_per_worker, **knobs)
     info = resolve_source(source, target_chunks, target_options)
     tstore = as_store(target_store, storage_options)
     temp = as_store(temp_store, storage_options) if temp_store is not None else None
-    return Rechunked(info, plan, tstore, temp, temp_options, keep_temp)
+    _check_overlap(info, tstore, temp)
+    job = Rechunked(info, plan, tstore, temp, temp_options, keep_temp)
+    record = store_get(tstore, f"{MARK}/plan.json")
+    resumable = record is not None and json.loads(record).get("fingerprint") == plan.fingerprint()
+    if not resumable and job._has_metadata():
+        raise StoreError(
+            f"target store {_describe(tstore)} already holds zarr data; rechunk writes a new target, so give an "
+            "empty location or delete it first"
+        )
+    return job
+
+
+def _location(store: Store, path: str = "") -> tuple[str, str] | None:
+    """Where a store (and a node path inside it) lives, comparable across store objects; None if unknown."""
+    path = path.strip("/")
+    if isinstance(store, zarr.storage.LocalStore):
+        root = os.path.realpath(str(store.root))
+        return ("file", os.path.join(root, path) if path else root)
+    if isinstance(store, zarr.storage.FsspecStore):
+        protocol = store.fs.protocol
+        protocol = protocol[0] if isinstance(protocol, tuple | list) else protocol
+        base = str(store.path).strip("/")
+        return (str(protocol), f"{base}/{path}".strip("/") if path else base)
+    if isinstance(store, zarr.storage.MemoryStore):
+        return (f"memory-{id(store._store_dict)}", path)
+    return None
+
+
+def _nested(a: tuple[str, str] | None, b: tuple[str, str] | None) -> bool:
+    if a is None or b is None or a[0] != b[0]:
+        return False
+    x, y = a[1].rstrip("/"), b[1].rstrip("/")
+    return x == y or x.startswith(y + "/") or y.startswith(x + "/") or not x or not y
+
+
+def _describe(store: Store) -> str:
+    loc = _location(store)
+    return f"{loc[0]}://{loc[1]}" if loc and not loc[0].startswith("memory") else type(store).__name__
+
+
+def _check_overlap(info: SourceInfo, target: Store, temp: Store | None) -> None:
+    """Refuse targets and temporary stores that are, contain or lie inside the source or each other."""
+    sources = []
+    for job in info.jobs:
+        src = job.source
+        sources.append(_location(src.store, src.path))
+    tloc, mloc = _location(target), _location(temp) if temp is not None else None
+    for sloc in sources:
+        if _nested(sloc, tloc):
+            raise StoreOverlapError(
+                f"the rechunk target {_describe(target)} overlaps the source array at {sloc[1]}; rechunk into "
+                "a new, separate location"
+            )
+        if mloc is not None and _nested(sloc, mloc):
+            raise StoreOverlapError(
+                f"temp_store {_describe(temp)} overlaps the source array at {sloc[1]}; intermediates are deleted "
+                "after the run, so give a separate location"
+            )
+    if mloc is not None and _nested(tloc, mloc):
+        raise StoreOverlapError(
+            f"temp_store {_describe(temp)} and the target {_describe(target)} are the same or nested; give a "
+            "separate temp_store (or none: intermediates then live in the target and are removed at the end)"
+        )

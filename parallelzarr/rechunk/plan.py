@@ -26,6 +26,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from numbers import Integral
 from typing import Any
 
 from ..errors import ChunkSpecError, MemoryBudgetError
@@ -367,22 +368,28 @@ def normalize_chunks(
             spec[axis] = value
     elif isinstance(target_chunks, int) and not isinstance(target_chunks, bool):
         spec = [target_chunks] * ndim
-    else:
+    elif isinstance(target_chunks, Sequence) and not isinstance(target_chunks, str | bytes):
         spec = list(target_chunks)
         if len(spec) != ndim:
             raise ChunkSpecError(
                 f"target chunks {tuple(spec)} have {len(spec)} entries but the array{where} has "
                 f"{ndim} axes (shape {tuple(shape)}); give one chunk size per axis"
             )
+    else:
+        raise ChunkSpecError(
+            f"target chunks{where} must be an int, a tuple with one size per axis or a dict by dimension, "
+            f"got {type(target_chunks).__name__} {target_chunks!r}"
+        )
     out = []
     for axis, (c, n) in enumerate(zip(spec, shape, strict=True)):
-        if c is None or c == -1:
+        if c is None or (isinstance(c, int) and not isinstance(c, bool) and c == -1):
             c = max(n, 1)
-        if not isinstance(c, int) or isinstance(c, bool):
-            try:
+        if isinstance(c, bool) or not isinstance(c, int):
+            if isinstance(c, Integral) and not isinstance(c, bool):
                 c = int(c)
-            except (TypeError, ValueError) as exc:
-                raise ChunkSpecError(f"chunk size {c!r} on axis {axis}{where} is not an integer") from exc
+            else:
+                raise ChunkSpecError(f"chunk size {c!r} on axis {axis}{where} is not an integer; give a "
+                                     "positive integer (or -1/None for the full length)")
         if c <= 0:
             raise ChunkSpecError(
                 f"chunk size {c} on axis {axis}{where} must be positive (or -1/None for the full length)"

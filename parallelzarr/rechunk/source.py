@@ -17,7 +17,9 @@ import zarr
 import zarr.storage
 from zarr.abc.store import Store
 
-from ..errors import ChunkSpecError, PlanningError, StoreError
+from ..errors import ChunkSpecError, EncodingError, PlanningError, StoreError
+from ..io.validate import check_name
+from ..redact import redact
 from .plan import ArraySpec, normalize_chunks
 
 __all__ = ["ArrayJob", "SourceInfo", "resolve_source", "as_store", "dims_of"]
@@ -92,12 +94,11 @@ def as_store(target: Any, storage_options: Mapping[str, Any] | None = None) -> S
     if isinstance(target, os.PathLike):
         target = os.fspath(target)
     if isinstance(target, str):
-        if "://" in target and not target.startswith("file://"):
-            return zarr.storage.FsspecStore.from_url(
-                target, storage_options=dict(storage_options or {}), read_only=False
-            )
-        path = target[len("file://"):] if target.startswith("file://") else target
-        return zarr.storage.LocalStore(path, read_only=False)
+        from ..io.stores import resolve_store
+
+        is_url = "://" in target and not target.startswith("file://")
+        # storage_options are for URL stores; a local target next to a remote source ignores them.
+        return resolve_store(target, storage_options if is_url else None).store
     raise StoreError(
         f"cannot use {type(target).__name__} as a store; give a path, an fsspec URL or a zarr Store"
     )
@@ -185,7 +186,7 @@ def _make_job(
     shards = None
     if opts.get("shards") is not None:
         if zarr_format != 3:
-            raise ChunkSpecError(f"array {path!r}: shards need zarr format 3 (target_options zarr_format=3)")
+            raise ChunkSpecError(f"array {path or '<array>'!r}: shards need zarr format 3 (target_options zarr_format=3)")
         raw = normalize_chunks(opts["shards"], shape, dims, default=chunks, name=path)
         # A shard must hold whole chunks; round up, never beyond the array's padded length.
         shards = tuple(
@@ -203,6 +204,75 @@ def _make_job(
     )
     kwargs = _create_kwargs(src, path, chunks, shards, zarr_format, opts)
     return ArrayJob(path=path, source=src, spec=spec, create_kwargs=kwargs)
+
+
+#: ``target_options`` keys understood per array (besides ``zarr_format``, which applies to all).
+TARGET_OPTION_KEYS = frozenset(
+    {"shards", "compressors", "compressor", "filters", "serializer", "fill_value", "chunk_key_encoding"}
+)
+
+
+def _check_target_options(options: Any, names: set[str]) -> None:
+    """Refuse malformed ``target_options`` (not a dict, unknown keys) naming the key and the valid ones."""
+    if not isinstance(options, Mapping):
+        raise EncodingError(
+            f"target_options must be a dict (of options, or of array name -> options), got "
+            f"{type(options).__name__} {options!r}"
+        )
+    per_array = any(k in names for k in options) and all(isinstance(v, Mapping) for v in options.values())
+    groups = [(f" for array {k!r}", v) for k, v in options.items()] if per_array else [("", options)]
+    if per_array:
+        unknown_arrays = sorted(str(k) for k in options if k not in names)
+        if unknown_arrays:
+            raise EncodingError(f"target_options name arrays {unknown_arrays} that the source does not have "
+                                f"(it has {sorted(names)})")
+    for where, opts in groups:
+        unknown = sorted(str(k) for k in opts if k not in TARGET_OPTION_KEYS)
+        if unknown:
+            raise EncodingError(f"unknown target_options key(s) {unknown}{where}; valid keys are "
+                                f"{sorted(TARGET_OPTION_KEYS | {'zarr_format'})}")
+
+
+def _check_format(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or value not in (2, 3):
+        raise EncodingError(f"target_options zarr_format must be 2 or 3, got {value!r}")
+    return int(value)
+
+
+def _check_dict_keys(target_chunks: Any, dims: set[str], ndim: int | None, names: set[str], what: str) -> None:
+    """Refuse dims-keyed chunk requests naming no dimension (or axis, or array) of the source."""
+    if not isinstance(target_chunks, Mapping):
+        return
+    unknown = []
+    for key in target_chunks:
+        if isinstance(key, int) and not isinstance(key, bool):
+            if ndim is None or not 0 <= key < ndim:
+                unknown.append(key)
+        elif not isinstance(key, str) or (key not in dims and key not in names):
+            unknown.append(key)
+    if unknown:
+        raise ChunkSpecError(
+            f"target_chunks name {unknown}, which {what} does not have; dimensions are {sorted(dims)}"
+            + (f", arrays are {sorted(names)}" if names else "")
+            + (f", axes are 0..{ndim - 1}" if ndim else "")
+        )
+
+
+def _validate_target(info: SourceInfo) -> None:
+    """Create every target array in memory so zarr judges codecs and fill values before any write."""
+    staging = zarr.storage.MemoryStore()
+    for job in info.jobs:
+        problem = None
+        try:
+            zarr.create_array(staging, **{**job.create_kwargs, "name": job.path or None})
+        except Exception as exc:  # zarr and numcodecs raise many kinds for bad codecs
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            raise EncodingError(f"zarr refused the target of array {job.path or '<array>'!r} with target_options "
+                                f"{ {k: v for k, v in job.create_kwargs.items() if k in TARGET_OPTION_KEYS} }: "
+                                f"{problem}")
 
 
 def _group_consolidated(group: zarr.Group) -> bool:
@@ -233,15 +303,22 @@ def resolve_source(
     PlanningError
         For unsupported sources or datasets that no longer match their store.
     """
+    if target_options is not None and not isinstance(target_options, Mapping):
+        _check_target_options(target_options, set())
     target_options = dict(target_options or {})
-    fmt_opt = target_options.pop("zarr_format", None)
+    fmt_opt = _check_format(target_options.pop("zarr_format", None))
     if isinstance(source, zarr.Array):
+        _check_target_options(target_options, set())
         fmt = int(fmt_opt or source.metadata.zarr_format)
         request = target_chunks
         if isinstance(request, Mapping) and "" in request:
             request = request[""]
+        dims = dims_of(source)
+        _check_dict_keys(request, set(dims or ()), source.ndim, set(), "the array")
         job = _make_job(source, "", request, fmt, _options_for(target_options, "", set()))
-        return SourceInfo("array", [job], [], fmt, False)
+        info = SourceInfo("array", [job], [], fmt, False)
+        _validate_target(info)
+        return info
     if isinstance(source, zarr.Group):
         return _resolve_group(source, target_chunks, target_options, fmt_opt, "group", None)
     try:
@@ -255,10 +332,13 @@ def resolve_source(
                 "this Dataset was not opened from a zarr store (no encoding['source']); write it with "
                 "to_zarr first, or open it with xarray.open_zarr, then rechunk"
             )
+        problem = None
         try:
             group = zarr.open_group(where, mode="r")
         except Exception as exc:
-            raise PlanningError(f"cannot open the Dataset's source store {where!r} as a zarr group: {exc}") from exc
+            problem = redact(f"cannot open the Dataset's source store {where!r} as a zarr group: {exc}")
+        if problem is not None:  # raised outside the handler: the chained error could hold credentials
+            raise PlanningError(problem)
         names = set(map(str, source.variables))
         for name, var in source.variables.items():
             if str(name) not in group or tuple(group[str(name)].shape) != tuple(var.shape):
@@ -281,12 +361,16 @@ def _resolve_group(
     arrays: list[tuple[str, zarr.Array]] = []
     groups: list[tuple[str, dict[str, Any]]] = [("", dict(group.attrs))]
     for path, node in sorted(group.members(max_depth=None), key=lambda kv: kv[0]):
+        for part in path.split("/"):
+            check_name(part, "array" if isinstance(node, zarr.Array) else "group",
+                       "rename it in the source before rechunking")
         if isinstance(node, zarr.Array):
             if only is None or path in only:
                 arrays.append((path, node))
         elif only is None:
             groups.append((path, dict(node.attrs)))
     names = {p for p, _ in arrays}
+    _check_target_options(target_options, names)
     tc = target_chunks if target_chunks is not None else {}
     per_array = _is_per_array(tc, names)
     if per_array:
@@ -297,10 +381,16 @@ def _resolve_group(
     elif not isinstance(tc, Mapping):
         raise ChunkSpecError("for a group or Dataset give target_chunks as a dict: array name -> chunks, or "
                              "dimension name -> size")
+    else:
+        all_dims = {d for _, a in arrays for d in (dims_of(a) or ())}
+        _check_dict_keys({k: v for k, v in tc.items() if not isinstance(k, int) or isinstance(k, bool)},
+                         all_dims, None, set(), f"the {kind}")
     jobs = []
     for path, arr in arrays:
         request = tc.get(path) if per_array else tc
         if not per_array and dims_of(arr) is None and tc:
             request = None  # no dimension names: the array keeps its chunks
         jobs.append(_make_job(arr, path, request, fmt, _options_for(target_options, path, names)))
-    return SourceInfo(kind, jobs, groups, fmt, _group_consolidated(group))
+    info = SourceInfo(kind, jobs, groups, fmt, _group_consolidated(group))
+    _validate_target(info)
+    return info
