@@ -164,9 +164,12 @@ def prepare_append(
     new_vars = sorted(str(n) for n in ds.data_vars if n not in stored.data_vars)
     if new_vars:
         raise AppendError(f"variable(s) {new_vars} are not in the store; write them first or drop them from the appended data")
-    missing = sorted(str(n) for n, v in stored.data_vars.items() if append_dim in v.dims and n not in ds.data_vars)
+    missing = sorted(str(n) for n, v in stored.variables.items() if append_dim in v.dims and n not in ds.variables)
     if missing:
-        raise AppendError(f"variable(s) {missing} of the store have {append_dim!r} but are missing from the appended data")
+        raise AppendError(
+            f"variable(s) or coordinate(s) {missing} of the store have {append_dim!r} but are missing from the "
+            "appended data; include them (e.g. the new coordinate labels)"
+        )
     labels = _check_coordinate(ds, stored, append_dim)
 
     log = cm.append_log(resolved.store) if log is None else log
