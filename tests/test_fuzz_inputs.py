@@ -621,48 +621,52 @@ CLI_MEM = st.sampled_from(["256MiB", "1GB", "-5", "0", "abc", "1B", "1e40", "", 
 @st.composite
 def cli_cases(draw: st.DrawFn) -> dict[str, Any]:
     command = draw(st.sampled_from(["write", "append", "rechunk", "info"]))
-    args: list[str] = [command]
-    target = draw(st.sampled_from(["new.zarr", "new.zarr", "", "existing.zarr", "missing.zarr", "a\x00b.zarr"]))
-    opts: list[str] = []
+    bad_target = st.sampled_from(["", "existing.zarr", "missing/deeper.zarr", "a\x00b.zarr", " "])
+    if command == "info":
+        target = draw(st.one_of(st.sampled_from(["in.zarr", "existing.zarr"]),
+                                st.sampled_from(["missing.zarr", "", "a\x00b", "s3://nobucket"])))
+        return {"args": ["info", target] + (["--json"] if draw(st.booleans()) else [])}
+    spec: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+        "max_mem": (st.sampled_from([None, "256MiB", "1GB"]), CLI_MEM),
+        "storage": (st.none(), st.sampled_from(["anon=true", "novalue", "=x", "a.b=1"])),
+    }
     if command == "write":
-        args += [draw(st.sampled_from(["in.zarr", "in.zarr", "missing.zarr", "*.nothing"])), target]
-        if draw(st.booleans()):
-            opts += ["--chunks", draw(CLI_CHUNKS)]
-        if draw(st.booleans()):
-            opts += ["--mode", draw(st.sampled_from(["w-", "w", "a", "r+", "x"]))]
-        if draw(st.booleans()):
-            opts += ["--region", draw(CLI_REGION)]
-        if draw(st.booleans()):
-            opts += ["--strategy", draw(st.sampled_from(["auto", "direct", "fast"]))]
-        if draw(st.booleans()):
-            opts += ["--zarr-format", draw(st.sampled_from(["2", "3", "4"]))]
+        spec |= {
+            "input": (st.just("in.zarr"), st.sampled_from(["missing.zarr", "*.nothing", ""])),
+            "target": (st.just("new.zarr"), bad_target),
+            "chunks": (st.sampled_from([None, "time=5", "time=3,x=2", "time=-1"]), CLI_CHUNKS),
+            "mode": (st.sampled_from([None, "w-"]), st.sampled_from(["r+", "a", "x", "w"])),
+            "region": (st.none(), CLI_REGION),
+            "strategy": (st.sampled_from([None, "auto", "gather-edges"]), st.sampled_from(["direct", "fast"])),
+            "zarr_format": (st.sampled_from([None, "2", "3"]), st.sampled_from(["4", "x"])),
+        }
     elif command == "append":
-        args += [draw(st.sampled_from(["more.zarr", "more.zarr", "in.zarr", "missing.zarr"])),
-                 draw(st.sampled_from(["existing.zarr", "existing.zarr", target]))]
-        opts += ["--append-dim", draw(st.sampled_from(["time", "time", "x", "zz", ""]))]
-        if draw(st.booleans()):
-            opts += ["--chunks", draw(CLI_CHUNKS)]
-    elif command == "rechunk":
-        args += [draw(st.sampled_from(["in.zarr", "in.zarr", "missing.zarr", ""])), target]
-        opts += ["--chunks", draw(CLI_CHUNKS)]
-        if draw(st.booleans()):
-            opts += ["--temp", draw(st.sampled_from(["tmp.zarr", "new.zarr", "in.zarr", ""]))]
-        if draw(st.booleans()):
-            opts += ["--zarr-format", draw(st.sampled_from(["2", "3", "9"]))]
+        spec |= {
+            "input": (st.just("more.zarr"), st.sampled_from(["in.zarr", "missing.zarr"])),
+            "target": (st.sampled_from(["existing.zarr", "new.zarr"]), bad_target),
+            "append_dim": (st.just("time"), st.sampled_from(["x", "zz", ""])),
+            "chunks": (st.sampled_from([None, "time=5"]), CLI_CHUNKS),
+        }
     else:
-        args = ["info", draw(st.sampled_from(["in.zarr", "existing.zarr", "missing.zarr", "", "a\x00b"]))]
-        if draw(st.booleans()):
-            args.append("--json")
-        return {"args": args}
+        spec |= {
+            "input": (st.just("in.zarr"), st.sampled_from(["missing.zarr", "", "existing.zarr"])),
+            "target": (st.just("new.zarr"), st.sampled_from(["", "in.zarr", "existing.zarr", "a\x00b.zarr"])),
+            "chunks": (st.sampled_from(["time=5", "time=-1,x=3", "10,2"]), CLI_CHUNKS),
+            "temp": (st.sampled_from([None, "tmp.zarr"]), st.sampled_from(["new.zarr", "in.zarr", ""])),
+            "zarr_format": (st.sampled_from([None, "2", "3"]), st.sampled_from(["9", "x"])),
+        }
+    c = fields(draw, spec)
+    args: list[str] = [command, c["input"], c["target"]]
+    for key in ("chunks", "mode", "region", "strategy", "zarr_format", "max_mem", "append_dim", "temp"):
+        if c.get(key) is not None:
+            args += [f"--{key.replace('_', '-')}", c[key]]
+    if c["storage"] is not None:
+        args += ["-o", c["storage"]]
     if draw(st.booleans()):
-        opts += ["--max-mem", draw(CLI_MEM)]
+        args.append("--dry-run")
     if draw(st.booleans()):
-        opts.append("--dry-run")
-    if draw(st.booleans()):
-        opts.append("--json")
-    if draw(st.integers(0, 4)) == 0:
-        opts += ["-o", draw(st.sampled_from(["anon=true", "novalue", "=x", "a.b=1"]))]
-    return {"args": args + opts + ["--cluster", "threads", "--no-progress"]}
+        args.append("--json")
+    return {"args": args + ["--cluster", "threads", "--no-progress"]}
 
 
 @pytest.fixture(scope="module")
@@ -702,9 +706,14 @@ def run_cli_case(case: dict[str, Any], base: Path, cli_inputs: Path) -> None:
         assert snapshot(root) == before, f"{case['args']} exited 2 but changed files: {output}"
         return
     args = case["args"]
-    if args[0] == "write" and "--dry-run" not in args and "--region" not in args and "--mode" not in args:
-        with xr.open_zarr(root / args[2]) as out, xr.open_zarr(root / "in.zarr") as src:
+    if "--dry-run" in args:
+        assert snapshot(root) == before, f"{case['args']}: a dry run changed files"
+    elif args[0] in ("write", "rechunk") and "--region" not in args and "--mode" not in args:
+        with xr.open_zarr(root / args[2]) as out, xr.open_zarr(root / args[1]) as src:
             xr.testing.assert_equal(out.load(), src.load())
+    elif args[0] == "append" and args[2] == "existing.zarr":
+        with xr.open_zarr(root / args[2]) as out:
+            np.testing.assert_array_equal(out.time.values, np.arange(20))
 
 
 @fuzz_settings(EXAMPLES)

@@ -168,6 +168,8 @@ def _create_kwargs(
         kw["dimension_names"] = dims
     elif dims is not None:
         attrs["_ARRAY_DIMENSIONS"] = list(dims)
+    if not same_format and dims is not None:
+        _convert_cf_fill_value(src, zarr_format, attrs, kw)
     kw["attributes"] = attrs
     for key in ("compressors", "filters", "serializer", "fill_value", "chunk_key_encoding"):
         if key in opts:
@@ -175,6 +177,30 @@ def _create_kwargs(
     if "compressor" in opts:  # rechunker / zarr 2 spelling
         kw["compressors"] = opts["compressor"]
     return kw
+
+
+def _convert_cf_fill_value(src: zarr.Array, zarr_format: int, attrs: dict[str, Any], kw: dict[str, Any]) -> None:
+    """Carry xarray's missing-value marker across zarr formats.
+
+    xarray keeps a variable's ``_FillValue`` in the metadata ``fill_value`` in zarr v2 but as an encoded
+    ``_FillValue`` attribute in v3 (where ``fill_value`` only marks unwritten chunks). Copying
+    ``fill_value`` unchanged would make xarray mask ordinary values (e.g. every 0 of an integer
+    coordinate) after a v3 -> v2 rechunk.
+    """
+    from xarray.backends.zarr import FillValueCoder
+
+    dtype = np.dtype(src.dtype)
+    if zarr_format == 2:
+        encoded = attrs.pop("_FillValue", None)
+        kw["fill_value"] = FillValueCoder.decode(encoded, dtype) if encoded is not None else None
+    else:
+        value = src.metadata.fill_value
+        if value is not None and "_FillValue" not in attrs:
+            try:
+                attrs["_FillValue"] = FillValueCoder.encode(value, dtype)
+            except (TypeError, ValueError):
+                pass  # not a value xarray could have written; keep the array's fill value only
+        kw["fill_value"] = value
 
 
 def _make_job(
