@@ -347,7 +347,8 @@ def open_inputs(inputs: Sequence[str], chunks: Any, storage_options: Mapping[str
     zarrs = [_is_zarr(p) for p in paths]
     if any(zarrs) and not all(zarrs):
         raise BadInput("inputs mix zarr stores and other files; give one kind")
-    so = dict(storage_options)
+    # Storage options are for URLs; a local input next to a remote target is opened without them.
+    so = dict(storage_options) if any(_is_url(p) for p in paths) else {}
     try:
         if all(zarrs):
             zchunks = {} if chunks is None else chunks

@@ -40,3 +40,28 @@ def client():
     yield c
     c.close()
     cluster.close()
+
+
+#: Credentials of the shared moto S3 server: distinctive, so tests can prove they are never printed.
+S3_KEY = "AKIAPZTESTKEY00001"
+S3_SECRET = "pz-s3cr3t-Z9x8c7v6b5"
+S3_TOKEN = "pz-session-t0ken-Q1w2e3"
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """A real S3 protocol server (moto) on 127.0.0.1 with bucket ``archive``; yields storage options.
+
+    The options carry a key, a secret and a session token (moto accepts any), so tests can check that
+    none of them ever appears in plans, logs, errors, reports or ``info`` output.
+    """
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+                 region_name="us-east-1").create_bucket(Bucket="archive")
+    yield {"endpoint_url": endpoint, "key": S3_KEY, "secret": S3_SECRET, "token": S3_TOKEN,
+           "client_kwargs": {"region_name": "us-east-1"}}
+    server.stop()

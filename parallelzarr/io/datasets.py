@@ -37,7 +37,17 @@ DATAARRAY_NAME = "__xarray_dataarray_variable__"
 
 
 def as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
-    """A Dataset for ``data`` (a DataArray becomes one variable, as ``DataArray.to_zarr`` does)."""
+    """A Dataset for ``data`` (a DataArray becomes one variable, as ``DataArray.to_zarr`` does).
+
+    Raises :class:`~parallelzarr.errors.InvalidNameError` for variable, coordinate or DataArray names
+    that would not stay one node inside the store.
+    """
+    ds = _as_dataset(data)
+    check_variable_names(ds)
+    return ds
+
+
+def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
     if isinstance(data, xr.DataArray):
         name = data.name if data.name is not None else DATAARRAY_NAME
         check_name(name, "DataArray", "give it a name with .rename('...')")
@@ -155,7 +165,6 @@ def prepare_dataset_write(
 ) -> PreparedWrite:
     """Validate and plan the write of a Dataset; nothing is written here."""
     ds = as_dataset(data)
-    check_variable_names(ds)
     encoding = check_dataset_encoding(ds, encoding)
     resolved = resolve_store(store, storage_options)
     has = store_has_data(resolved.store, resolved.description)
