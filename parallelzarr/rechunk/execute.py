@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 import zarr
+from dask._task_spec import Task, TaskRef
 from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
+from dask.highlevelgraph import MaterializedLayer
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ..faults import count_write
+from ..graph.lazy import GridKeys, LazyLayer, data_layer, stack_layers, tree_sum_layers
 from .plan import StagePlan, split_region
 
 __all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store_get", "store_set",
@@ -28,9 +31,6 @@ __all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store
 
 #: Prefix in the target store for the plan record, task markers and (by default) intermediates.
 MARK = ".parallelzarr-rechunk"
-
-_FAN_IN = 512
-
 
 def store_exists(store: Store, key: str) -> bool:
     """Whether ``key`` exists in ``store``."""
@@ -119,38 +119,21 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
     for piece in split_region(region, io.stage.write_grid, k):
         local = tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(piece, region, strict=True))
         io.dst[piece] = data[local]
+    count_write()  # test-only fault hook (PARALLELZARR_FAULT=write:K); a lookup when unset
     # The marker goes last: a crash before it means the block is simply redone.
     store_set(io.marker_store, key, b"")
     return 1
-
-
-def _sum(*parts: int) -> int:
-    return int(sum(parts))
 
 
 def _report(names: Sequence[str], *counts: int) -> dict[str, int]:
     return dict(zip(names, counts, strict=True))
 
 
-def _tree_sum(graph: dict[Any, Any], name: str, keys: list[Any]) -> Any:
-    """Add fan-in summation tasks over ``keys``; return the key of the total."""
-    if not keys:
-        graph[(f"{name}-sum0", 0)] = 0
-        return (f"{name}-sum0", 0)
-    level = 0
-    while len(keys) > 1 or level == 0:
-        nxt = []
-        for i in range(0, len(keys), _FAN_IN):
-            k = (f"{name}-sum{level}", i // _FAN_IN)
-            graph[k] = (_sum, *keys[i:i + _FAN_IN])
-            nxt.append(k)
-        keys = nxt
-        level += 1
-    return keys[0]
-
-
 def build_graph(chains: Sequence[Sequence[StageIO]], token: str) -> Delayed:
     """Build one dask graph running every array's stages in order.
+
+    Each stage is one lazy layer (:mod:`parallelzarr.graph.lazy`): its tasks are made from their
+    keys at submission, so building the graph costs O(stages), whatever the task count.
 
     Parameters
     ----------
@@ -164,28 +147,34 @@ def build_graph(chains: Sequence[Sequence[StageIO]], token: str) -> Delayed:
     Delayed
         Computes to ``{"<array>/<stage>": tasks_run}``.
     """
-    graph: dict[Any, Any] = {}
-    totals: list[Any] = []
+    layers: list[tuple[str, Any, set[str]]] = []
+    totals: list[str] = []
     names: list[str] = []
     for a, chain in enumerate(chains):
-        barrier: tuple[Any, ...] = ()
+        barrier: str | None = None
         for io in chain:
             base = f"rechunk-{token}-{a}-{io.stage.index}"
             io_key = f"{base}-io"
-            graph[io_key] = io
-            keys = []
-            for t in range(io.stage.n_tasks):
-                k = (base, t)
-                graph[k] = (run_block, io_key, t, *barrier)
-                keys.append(k)
-            total = _tree_sum(graph, base, keys)
-            barrier = (total,)
+            layers.append((io_key, data_layer(io_key, io), set()))
+
+            def make(key: Any, io_key: str = io_key, barrier: str | None = barrier) -> Task:
+                after = (TaskRef(barrier),) if barrier is not None else ()
+                return Task(key, run_block, TaskRef(io_key), key[1], *after)
+
+            tasks = GridKeys(base, (io.stage.n_tasks,))
+            layers.append((base, LazyLayer(tasks, make), {io_key} | ({barrier} if barrier else set())))
+            sums, total = tree_sum_layers(f"{base}-total", tasks)
+            below = base
+            for layer_name, layer in sums:
+                layers.append((layer_name, layer, {below}))
+                below = layer_name
+            barrier = total
             totals.append(total)
             names.append(io.label or f"{a}/{io.stage.index}")
     final = f"rechunk-{token}-report"
-    graph[final] = (_report, names, *totals)
-    hlg = HighLevelGraph.from_collections(final, graph, dependencies=[])
-    return Delayed(final, hlg)
+    report = MaterializedLayer({final: Task(final, _report, names, *(TaskRef(t) for t in totals))})
+    layers.append((final, report, set(totals)))
+    return Delayed(final, stack_layers(None, layers))
 
 
 def plan_record(fingerprint: str, plan_dict: dict[str, Any]) -> bytes:
