@@ -2,7 +2,6 @@
 
 Every error raised on bad input derives from :class:`ParallelZarrError` and is raised
 *before* any byte is written to the target store. The one error raised *during* a run,
-:class:`StoreWriteError`, says what readers see after it and how to recover. The one error raised *during* a run,
 :class:`StoreWriteError`, says what readers see after it and how to recover.
 """
 
@@ -92,14 +91,6 @@ class LeaseError(ParallelZarrError, RuntimeError):
 class StoreError(ParallelZarrError, RuntimeError):
     """The target store cannot be opened or written as requested."""
 
-
-class StoreWriteError(StoreError):
-    """An I/O error (a failing store, a full disk) interrupted a run that had started writing.
-
-    The message names the operation, the store, the cause (the ``OSError``, kept as ``__cause__``),
-    what readers see now and the recovery step: rerun the write (``mode="w"`` for a new store), rerun
-    the append or run :func:`parallelzarr.repair`, or rerun the rechunk to resume it.
-    """
 
 class StoreWriteError(StoreError):
     """An I/O error (a failing store, a full disk) interrupted a run that had started writing.
