@@ -79,7 +79,7 @@ def parse_size(text: str | int | float) -> int:
 
 def format_size(nbytes: float) -> str:
     """Format a byte count with a decimal unit (``"1.94 GB"``)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(nbytes) >= scale:
             return f"{nbytes / scale:.2f} {unit}"
     return f"{int(nbytes)} B"
@@ -150,6 +150,10 @@ def synthetic_values(
     return np.ascontiguousarray(np.broadcast_to(out, tuple(b - a for a, b in location)), dtype=np.float32)
 
 
+#: Elements generated at a time inside one block (bounds the generator's temporaries to ~40 MB).
+_GENERATE_ELEMENTS = 1 << 20
+
+
 def synthetic_block(block: np.ndarray | None = None, block_info: Mapping[Any, Any] | None = None, *,
                     seed: int = 0) -> np.ndarray:
     """``dask.array.map_blocks`` callback: the synthetic values of one block.
@@ -165,7 +169,17 @@ def synthetic_block(block: np.ndarray | None = None, block_info: Mapping[Any, An
         Noise seed.
     """
     info = block_info[None]  # type: ignore[index]
-    return synthetic_values(info["array-location"], info["shape"], seed=seed)
+    location = [tuple(loc) for loc in info["array-location"]]
+    (t0, t1), rest = location[0], location[1:]
+    # Generated a few steps at a time: the hash needs ~40 bytes of temporaries per element, which for
+    # a whole 50 MB block would dwarf the memory of the write being measured.
+    per_step = max(1, math.prod(b - a for a, b in rest))
+    step = max(1, _GENERATE_ELEMENTS // per_step)
+    out = np.empty(tuple(b - a for a, b in location), dtype=np.float32)
+    for a in range(t0, t1, step):
+        b = min(a + step, t1)
+        out[a - t0 : b - t0] = synthetic_values([(a, b), *rest], info["shape"], seed=seed)
+    return out
 
 
 def synthetic_dask(shape: Sequence[int], chunks: Any, seed: int = 0, name: str | None = None) -> Any:

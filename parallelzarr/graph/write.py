@@ -76,7 +76,8 @@ def total(*counts: int) -> int:
 
 
 def _getitem(block: np.ndarray, local: Box) -> np.ndarray:
-    return block[local]
+    # A copy, not a view: a view would pin the whole block in memory until the edge is written.
+    return np.array(block[local], copy=True)
 
 
 @dataclass(frozen=True)
