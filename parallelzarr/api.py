@@ -14,7 +14,8 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from .errors import ModeError, PlanningError
+from . import commit as cm
+from .errors import ModeError, PlanningError, StoreWriteError
 from .graph.write import build_write_graph, total
 from .io.validate import check_mode
 from .planning.write import WritePlan
@@ -238,9 +239,50 @@ def to_zarr(
         consolidated=consolidated,
         lock=lock,
     )
-    prepared.setup()
-    delayed = build_graph(prepared)
-    if not compute:
-        return delayed
-    dask.compute(delayed, **compute_kwargs)
+    publish_last = prepared.commit is not None
+    try:
+        prepared.setup()
+        if not compute and prepared.commit is not None:
+            # xarray's convention: compute=False lays down readable metadata now (a template that
+            # region writes, possibly from other processes, then fill), so publish it at once.
+            prepared.commit()
+            prepared.commit = None
+        delayed = build_graph(prepared)
+        if not compute:
+            return delayed
+        dask.compute(delayed, **compute_kwargs)
+    except OSError as exc:
+        cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
+        raise write_failed(prepared.plan, exc, publish_last) from exc
+    except BaseException as exc:
+        cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
+        raise
+    cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
     return prepared.plan
+
+
+def describe_cause(exc: BaseException) -> str:
+    """An ``OSError`` (or other cause) as one line: its type and message (with the file, if any)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def write_failed(plan: WritePlan, exc: BaseException, publish_last: bool) -> StoreWriteError:
+    """The error for an I/O failure during a write: what readers see now and how to recover.
+
+    ``publish_last``: the write holds back the root metadata until its last chunk (new Datasets).
+    """
+    cause = describe_cause(exc)
+    if plan.mode == "r+":
+        return StoreWriteError(
+            f"region write into {plan.target} failed: {cause}. The metadata is unchanged; inside the region "
+            "each value is either its old or its new value (a region write is not atomic). Fix the cause, "
+            "then rerun the same region write."
+        )
+    if publish_last:
+        seen = "Nothing was published: readers see no dataset there (its root metadata is written after the last chunk)."
+    else:
+        seen = "Chunks not yet written read as fill values."
+    return StoreWriteError(
+        f"writing {plan.target} failed: {cause}. {seen} Fix the cause, then rerun the write with mode='w' "
+        "to replace the unfinished store."
+    )

@@ -22,7 +22,7 @@ from zarr.core.array import Array, AsyncArray
 
 from . import commit as cm
 from .api import build_graph
-from .errors import AppendError, EncodingError, SchemaMismatchError
+from .errors import AppendError, EncodingError, SchemaMismatchError, StoreWriteError
 from .faults import fault_point
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
 from .io.stores import ResolvedStore, resolve_store, store_has_data
@@ -303,9 +303,13 @@ def append(
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
     budget = parse_bytes(max_mem) if max_mem is not None else None
     resolved = resolve_store(store, storage_options)
-    if not store_has_data(resolved.store):
+    # A first append that was interrupted before it published its new store left nothing readers
+    # see: start it again (mode "w" replaces the unpublished leftovers).
+    unpublished = cm.unpublished_write(resolved.store)
+    restart = unpublished is not None and not cm.write_running(unpublished)
+    if restart or not store_has_data(resolved.store):
         labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
-        plan = to_zarr(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, consolidated=consolidated,
+        plan = to_zarr(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, consolidated=consolidated,
                        max_mem=max_mem, **compute_kwargs)
         aid = append_id or _derive_id(ds, append_dim, labels)
         entry = _entry(aid, append_dim, 0, int(ds.sizes[append_dim]), labels)
@@ -360,6 +364,9 @@ def append(
         if not compute:
             return delayed
         dask.compute(delayed, **compute_kwargs)
+    except OSError as exc:
+        lease.release()
+        raise _append_failed(resolved, exc) from exc
     except BaseException:
         lease.release()
         raise
@@ -367,6 +374,27 @@ def append(
         aid, True,
         f"appended {info['length']} {append_dim!r} row(s) at {info['offset']} to {resolved.description} (id {aid})",
         prepared.plan, info["offset"], info["length"], repaired,
+    )
+
+
+def _append_failed(resolved: ResolvedStore, exc: OSError) -> StoreWriteError:
+    """The error for an I/O failure during an append: what readers see now and how to recover."""
+    from .api import describe_cause
+
+    try:
+        committing = cm.pending_journal(resolved.store) is not None
+    except (OSError, ValueError):
+        committing = False
+    if committing:
+        return StoreWriteError(
+            f"appending to {resolved.description} failed while committing: {describe_cause(exc)}. Readers of "
+            "the consolidated metadata still see the data before this append. Fix the cause, then run "
+            "parallelzarr.repair(store) or rerun the same append: either finishes the commit."
+        )
+    return StoreWriteError(
+        f"appending to {resolved.description} failed: {describe_cause(exc)}. Readers still see the data as it "
+        "was before this append (its new chunks lie beyond the stored shape, unpublished). Fix the cause, then "
+        "rerun the same append; parallelzarr.repair(store) drops the unpublished chunks."
     )
 
 

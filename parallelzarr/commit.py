@@ -28,6 +28,7 @@ from .faults import fault_point
 PREFIX = ".parallelzarr"
 LEASE_KEY = f"{PREFIX}/lease.json"
 JOURNAL_KEY = f"{PREFIX}/journal.json"
+WRITE_KEY = f"{PREFIX}/write.json"
 LOG_ATTR = "parallelzarr_appends"
 
 
@@ -226,6 +227,120 @@ def append_log(store: Any) -> list[dict[str, Any]]:
     return list(group.attrs.get(LOG_ATTR, []))
 
 
+# --- new stores: the root metadata is published last -------------------------------------------
+
+#: Root metadata documents of a group (v3, then v2), in the order they are published.
+ROOT_DOCS = (".zattrs", ".zgroup", ".zmetadata", "zarr.json")
+#: Ids of the unpublished writes this process is running; a marker of this process that is not
+#: listed belongs to a write that failed here.
+_RUNNING: set[str] = set()
+
+
+def _holder(operation: str) -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_started": _process_start(os.getpid()),
+        "time": time.time(),
+        "operation": operation,
+    }
+
+
+def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:
+    """Lay down a new store's metadata with its root documents held back until :func:`publish`.
+
+    ``lay_down(staging)`` writes the metadata (and small in-memory values) into an in-memory store;
+    everything but the root documents is copied to ``store``, and the root documents go into the
+    marker ``.parallelzarr/write.json``. Until :func:`publish` runs after the last chunk, readers find
+    no group at the root, as before the write: a failed or killed write is never seen half-written.
+    With ``mode="w"`` the old contents are deleted first (what xarray's ``mode="w"`` does).
+    Returns the write's id, for :func:`write_ended`.
+    """
+    staging = zarr.storage.MemoryStore()
+    lay_down(staging)
+    if mode == "w":
+        sync(store.delete_dir(""))
+    marker = {**_holder("write"), "id": uuid.uuid4().hex, "docs": {}}
+    _RUNNING.add(marker["id"])
+
+    async def _keys() -> list[str]:
+        return [k async for k in staging.list()]
+
+    try:
+        write_json(store, WRITE_KEY, marker)  # first: any later crash leaves the marker behind
+        for key in sorted(sync(_keys())):
+            buf = sync(staging.get(key, prototype=default_buffer_prototype()))
+            if buf is None:
+                continue
+            if key in ROOT_DOCS:
+                marker["docs"][key] = buf.to_bytes().decode()
+            else:
+                sync(store.set(key, buf))
+        write_json(store, WRITE_KEY, marker)
+    except BaseException as exc:
+        write_ended(store, marker["id"], exc)
+        raise
+    return marker["id"]
+
+
+def write_ended(store: Any, write_id: str | None, failure: BaseException | None = None) -> None:
+    """This process no longer runs the write ``write_id``; after a ``failure``, record it in the marker."""
+    if write_id is None:
+        return
+    _RUNNING.discard(write_id)
+    if failure is None:
+        return
+    try:
+        marker = read_json(store, WRITE_KEY)
+        if marker is not None and marker.get("id") == write_id:
+            write_json(store, WRITE_KEY, {**marker, "failed": f"{type(failure).__name__}: {failure}"})
+    except OSError:
+        pass  # best effort (a full disk): in this process _RUNNING already tells, elsewhere the pid
+
+
+def publish(store: Any) -> None:
+    """Publish a new store: write its root metadata documents (the commit point), drop the marker."""
+    marker = read_json(store, WRITE_KEY)
+    if marker is None:
+        return  # already published
+    fault_point("write:data-written")
+    docs = marker.get("docs", {})
+    for key in ROOT_DOCS:
+        if key in docs:
+            sync(store.set(key, cpu.Buffer.from_bytes(docs[key].encode())))
+    delete_key(store, WRITE_KEY)
+
+
+def unpublished_write(store: Any) -> dict[str, Any] | None:
+    """The marker of a new store's write that has not been published (running or interrupted)."""
+    try:
+        return read_json(store, WRITE_KEY)
+    except (OSError, ValueError):
+        return None
+
+
+def write_running(marker: dict[str, Any]) -> bool:
+    """Whether the unpublished write of ``marker`` may still be running."""
+    if marker.get("failed"):
+        return False
+    if marker.get("host") == socket.gethostname() and marker.get("pid") == os.getpid():
+        return marker.get("id") in _RUNNING
+    return holder_alive(marker) is not False
+
+
+def describe_unpublished(marker: dict[str, Any], description: str) -> str:
+    """Say what an unpublished write is and what to do about it."""
+    who = describe_holder(marker)
+    if marker.get("failed"):
+        who += f"; it failed: {marker['failed']}"
+    if write_running(marker):
+        return f"{description} is being written by another process ({who}); wait for it to finish"
+    return (
+        f"{description} holds a write that never finished ({who}; readers see no dataset there); "
+        "rerun the write with mode='w' to replace it"
+    )
+
+
 # --- repair --------------------------------------------------------------------------------------
 
 
@@ -297,6 +412,11 @@ def remove_chunks_beyond_shape(store: Any) -> list[str]:
 def repair_store(store: Any, description: str, *, force: bool = False) -> RepairReport:
     """Roll forward a journal, clear a dead (or, with ``force``, any) lease, drop stray chunks."""
     report = RepairReport(description)
+    unpublished = unpublished_write(store)
+    if unpublished is not None:
+        # Its chunks can only come from the data, which repair does not have.
+        report.problems.append(describe_unpublished(unpublished, description))
+        return report
     lease = read_json(store, LEASE_KEY)
     if lease is not None:
         alive = holder_alive(lease)

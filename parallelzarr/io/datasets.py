@@ -8,6 +8,7 @@ into the exact values xarray would store. parallelzarr only decides how those va
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import xarray as xr
 import zarr
 from xarray.backends.zarr import encode_zarr_variable
 
+from .. import commit as cm
 from ..errors import EncodingError, InvalidNameError, ModeError, RegionError, SchemaMismatchError
 from ..locks import choose_lock_backend, lock_spec
 from ..planning.grid import choose_grid, is_uniform
@@ -168,6 +170,9 @@ def prepare_dataset_write(
     encoding = check_dataset_encoding(ds, encoding)
     resolved = resolve_store(store, storage_options)
     has = store_has_data(resolved.store, resolved.description)
+    unpublished = cm.unpublished_write(resolved.store) if has else None
+    if unpublished is not None and mode != "w":
+        raise ModeError(cm.describe_unpublished(unpublished, resolved.description))
     if mode == "w-" and has:
         raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
     if region is not None or mode == "r+":
@@ -234,11 +239,15 @@ def _prepare_new(
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
         raise EncodingError(f"xarray refused the dataset or its encoding: {exc}") from exc
 
+    info: dict[str, Any] = {"store": resolved.store}
+
     def setup() -> None:
-        template.to_zarr(
-            resolved.store, mode=mode, compute=False, encoding=xr_encoding, zarr_format=zarr_format,
+        # The root metadata is held back until the last chunk is written (commit.publish), so
+        # readers never see a half-written new store, and a failed write leaves none.
+        info["write_id"] = cm.lay_down_unpublished(resolved.store, mode, lambda staging: template.to_zarr(
+            staging, mode="w", compute=False, encoding=xr_encoding, zarr_format=zarr_format,
             consolidated=consolidated, safe_chunks=False,
-        )
+        ))
 
     locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
     plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
@@ -246,7 +255,9 @@ def _prepare_new(
         plan=plan,
         jobs=jobs,
         setup=setup,
+        commit=functools.partial(cm.publish, resolved.store),
         locks=locks,
+        info=info,
     )
 
 

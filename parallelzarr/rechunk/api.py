@@ -8,6 +8,7 @@ that is half written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -20,7 +21,7 @@ import zarr.storage
 from zarr.abc.store import Store
 from zarr.storage import StorePath
 
-from ..errors import EncodingError, StoreError, StoreOverlapError
+from ..errors import EncodingError, StoreError, StoreOverlapError, StoreWriteError
 from ..units import format_bytes, parse_bytes
 from .execute import (
     MARK,
@@ -226,6 +227,7 @@ class Rechunked:
             src: zarr.Array = job.source
             chain = []
             for stage in ap.stages:
+                marker = f"{MARK}/done/{fp}/{idx}/{stage.index}"
                 if stage.write_to == "target":
                     dst = final
                 else:
@@ -234,14 +236,24 @@ class Rechunked:
                     if not resumed:
                         store_delete_prefix(tstore, tpath)  # chunks of an older, different plan
                     temps.append((tstore, tpath, doc))
+                    # The intermediate's codecs depend on the store given (compressed on remote
+                    # stores): a rerun that encodes differently must not trust chunks done before.
+                    marker += "-" + hashlib.sha1(b"".join(k.encode() + v for k, v in sorted(doc.items()))).hexdigest()[:12]
                 chain.append(StageIO(src=src, dst=dst, stage=stage, shape=ap.shape, marker_store=store,
-                                     marker_prefix=f"{MARK}/done/{fp}/{idx}/{stage.index}",
+                                     marker_prefix=marker,
                                      label=f"{job.path or 'array'}/{stage.index}"))
                 src = dst
             chains.append(chain)
 
-        runs = build_graph(chains, fp).compute(**compute_kwargs)
-        self._commit(staging)
+        try:
+            runs = build_graph(chains, fp).compute(**compute_kwargs)
+            self._commit(staging)
+        except OSError as exc:
+            raise StoreWriteError(
+                f"rechunking into {_describe(store)} failed: {type(exc).__name__}: {exc}. The target is not published "
+                "(readers see nothing there: its metadata is written last) and the source is untouched. Fix "
+                "the cause, then rerun the same rechunk: it resumes, skipping the tasks that finished."
+            ) from exc
         for tstore, tpath, doc in temps:
             if keep:
                 for key, value in doc.items():
