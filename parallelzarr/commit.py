@@ -309,6 +309,11 @@ def publish(store: Any) -> None:
         if key in docs:
             sync(store.set(key, cpu.Buffer.from_bytes(docs[key].encode())))
     delete_key(store, WRITE_KEY)
+    if isinstance(store, zarr.storage.LocalStore):
+        try:  # an empty bookkeeping directory would make zarr warn about a foreign object
+            os.rmdir(os.path.join(str(store.root), PREFIX))
+        except OSError:
+            pass  # not empty (a lease of a concurrent append), or already gone
 
 
 def unpublished_write(store: Any) -> dict[str, Any] | None:
