@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from .errors import ParallelZarrError
+from .errors import ParallelZarrError, StoreWriteError
 from .redact import is_secret_key, redact, url_credentials
 
 __all__ = ["main"]
@@ -61,6 +61,10 @@ class _Group(click.Group):
             raise
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except StoreWriteError as exc:  # an I/O failure during the run, not bad input: exit 1
+            if ctx.meta.get("pz.traceback"):
+                _print_traceback()
+            raise RunFailure(_redact(str(exc))) from exc
         except ParallelZarrError as exc:
             if ctx.meta.get("pz.traceback"):
                 _print_traceback()

@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 import zarr
 import zarr.storage
-from fault_cells import CORRECT, OPS, RECOVERABLE, CellSkip, make_ds, run_cell
+from fault_cells import CORRECT, OPS, RECOVERABLE, CellSkip, make_ds, run_cell, tmpfs
 from zarr.core.buffer import cpu
 from zarr.core.sync import sync
 
@@ -127,3 +127,23 @@ def test_compute_false_publishes_the_template_at_once(tmp_path):
     assert np.isnan(xr.open_zarr(path).temp.values).all()
     delayed.compute(scheduler="threads")
     xr.testing.assert_identical(xr.open_zarr(path).load(), make_ds(0, 8).load())
+
+
+def test_cli_reports_a_full_disk_as_a_run_failure(tmp_path):
+    """Exit 1 (failure during the run) with the recovery step, not exit 2 (bad input, nothing written)."""
+    from click.testing import CliRunner
+
+    from parallelzarr.cli import main
+
+    src = tmp_path / "src.zarr"
+    arr = zarr.create_array(src, shape=(64, 256), chunks=(1, 256), dtype="f8", compressors=None)
+    arr[...] = np.random.default_rng(0).standard_normal((64, 256))
+    try:
+        with tmpfs(tmp_path / "fs", 48 * 1024):
+            target = tmp_path / "fs" / "t.zarr"
+            args = ["rechunk", str(src), str(target), "--chunks", "64,8", "--max-mem", "64MB", "--cluster", "threads"]
+            res = CliRunner().invoke(main, args)
+            assert res.exit_code == 1, res.output
+            assert "No space left on device" in res.output and "rerun the same rechunk" in res.output
+    except CellSkip as exc:
+        pytest.skip(str(exc))
