@@ -210,6 +210,15 @@ def to_zarr(
     -------
     WritePlan or Delayed
         The plan that was carried out, or the lazy write when ``compute=False``.
+
+    Raises
+    ------
+    ParallelZarrError
+        Bad input, before any byte is written.
+    StoreWriteError
+        An I/O error during the run. A new Dataset publishes its root metadata after the last
+        chunk, so readers see no dataset (rerun with ``mode="w"``); after a region write each value
+        in the region is its old or its new value and metadata is unchanged (rerun the same write).
     """
     if append_dim is not None and mode == "a":
         from .append import append

@@ -295,6 +295,12 @@ def append(
     Returns
     -------
     AppendResult or Delayed
+
+    Raises
+    ------
+    StoreWriteError
+        An I/O error during the run; readers still see the data before this append. Rerun the same
+        append (or :func:`repair`) once the cause is fixed.
     """
     from .api import to_zarr
 
