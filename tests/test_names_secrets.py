@@ -209,18 +209,18 @@ def test_redact_helper() -> None:
 
 def test_plan_write_and_result(moto_s3: dict[str, Any], captured: pytest.LogCaptureFixture) -> None:
     ds = small()
-    plan = pz.plan_write(ds, "s3://archive/plan.zarr", storage_options=moto_s3)
-    written = pz.to_zarr(ds, "s3://archive/ds.zarr", storage_options=moto_s3, scheduler="threads")
-    arr = pz.to_zarr(da.arange(10, chunks=5), "s3://archive/arr.zarr", storage_options=moto_s3,
+    plan = pz.plan_write(ds, "s3://archive/secrets-plan.zarr", storage_options=moto_s3)
+    written = pz.to_zarr(ds, "s3://archive/secrets-ds.zarr", storage_options=moto_s3, scheduler="threads")
+    arr = pz.to_zarr(da.arange(10, chunks=5), "s3://archive/secrets-arr.zarr", storage_options=moto_s3,
                      scheduler="threads")
     for p in (plan, written, arr):
         assert_clean(str(p), repr(p), p.to_dict(), json.dumps(p.to_dict()))
-    assert "s3://archive/ds.zarr" in str(written)
+    assert "s3://archive/secrets-ds.zarr" in str(written)
     assert_clean(captured.text, *(r.getMessage() for r in captured.records))
 
 
 def test_append_result_and_repair(moto_s3: dict[str, Any], captured: pytest.LogCaptureFixture) -> None:
-    url = "s3://archive/append.zarr"
+    url = "s3://archive/secrets-append.zarr"
     first = pz.append(small(), url, "x", storage_options=moto_s3, scheduler="threads")
     second = pz.append(small().assign_coords(x=np.arange(6, 12)), url, "x", storage_options=moto_s3,
                        scheduler="threads")
@@ -235,22 +235,22 @@ def test_append_result_and_repair(moto_s3: dict[str, Any], captured: pytest.LogC
 
 
 def test_rechunk_plan(moto_s3: dict[str, Any], captured: pytest.LogCaptureFixture) -> None:
-    src_url = "s3://archive/rsrc.zarr"
+    src_url = "s3://archive/secrets-rsrc.zarr"
     pz.to_zarr(da.arange(40, chunks=10, dtype="f4"), src_url, encoding={"chunks": (10,)}, storage_options=moto_s3,
                scheduler="threads")
     source = zarr.open_array(zarr.storage.FsspecStore.from_url(src_url, storage_options=moto_s3), mode="r")
-    job = pz.rechunk(source, (20,), "64MB", "s3://archive/rdst.zarr", storage_options=moto_s3,
-                     temp_store="s3://archive/rtmp.zarr")
+    job = pz.rechunk(source, (20,), "64MB", "s3://archive/secrets-rdst.zarr", storage_options=moto_s3,
+                     temp_store="s3://archive/secrets-rtmp.zarr")
     result = job.execute(scheduler="threads")
     assert_clean(str(job.plan), repr(job), json.dumps(job.plan.to_dict(), default=str), result.per_stage)
     assert_clean(captured.text)
 
 
 def test_info(moto_s3: dict[str, Any]) -> None:
-    pz.to_zarr(small(), "s3://archive/info.zarr", storage_options=moto_s3, scheduler="threads")
-    data = inspect_store("s3://archive/info.zarr", storage_options=moto_s3)
+    pz.to_zarr(small(), "s3://archive/secrets-info.zarr", storage_options=moto_s3, scheduler="threads")
+    data = inspect_store("s3://archive/secrets-info.zarr", storage_options=moto_s3)
     assert_clean(data, format_info(data, attrs=True))
-    assert data["store"] == "s3://archive/info.zarr"
+    assert data["store"] == "s3://archive/secrets-info.zarr"
 
 
 def wrong_endpoint(options: dict[str, Any]) -> dict[str, Any]:
@@ -261,16 +261,16 @@ def wrong_endpoint(options: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("case", ["missing-bucket", "wrong-endpoint", "url-credentials", "bad-option",
                                   "url-credentials-info", "missing-store-info"])
 def test_errors_do_not_leak(moto_s3: dict[str, Any], case: str, captured: pytest.LogCaptureFixture) -> None:
-    embedded = f"s3://{S3_KEY}:{S3_SECRET}@archive/e.zarr"
+    embedded = f"s3://{S3_KEY}:{S3_SECRET}@archive/secrets-e.zarr"
     calls = {
         "missing-bucket": lambda: pz.to_zarr(small(), "s3://nobucket/x.zarr", storage_options=moto_s3),
-        "wrong-endpoint": lambda: pz.to_zarr(small(), "s3://archive/w.zarr", storage_options=wrong_endpoint(moto_s3)),
+        "wrong-endpoint": lambda: pz.to_zarr(small(), "s3://archive/secrets-w.zarr", storage_options=wrong_endpoint(moto_s3)),
         "url-credentials": lambda: pz.to_zarr(small(), embedded,
                                               storage_options={"endpoint_url": moto_s3["endpoint_url"]}),
-        "bad-option": lambda: pz.append(small(), "s3://archive/b.zarr", "x",
+        "bad-option": lambda: pz.append(small(), "s3://archive/secrets-b.zarr", "x",
                                         storage_options={**moto_s3, "no_such_option": S3_SECRET}),
         "url-credentials-info": lambda: inspect_store(embedded, storage_options={"endpoint_url": moto_s3["endpoint_url"]}),
-        "missing-store-info": lambda: inspect_store("s3://archive/none.zarr", storage_options=moto_s3),
+        "missing-store-info": lambda: inspect_store("s3://archive/secrets-none.zarr", storage_options=moto_s3),
     }
     with pytest.raises(StoreError) as info:
         calls[case]()
@@ -299,13 +299,13 @@ def test_cli_outputs(moto_s3: dict[str, Any], tmp_path: Path, monkeypatch: pytes
     opts = so_args(moto_s3)
     outputs = []
     for args in (
-        ["write", "in.zarr", "s3://archive/cli.zarr", *opts, "--cluster", "threads", "--json"],
-        ["write", "in.zarr", "s3://archive/cli2.zarr", *opts, "--cluster", "threads"],
-        ["write", "in.zarr", "s3://archive/cli3.zarr", *opts, "--dry-run", "--json"],
-        ["info", "s3://archive/cli.zarr", *opts, "--json"],
-        ["info", "s3://archive/cli.zarr", *opts, "--attrs"],
-        ["repair", "s3://archive/cli.zarr", *opts, "--json"],
-        ["rechunk", "s3://archive/cli.zarr", "local.zarr", "--chunks", "x=2", *opts, "--cluster", "threads",
+        ["write", "in.zarr", "s3://archive/secrets-cli.zarr", *opts, "--cluster", "threads", "--json"],
+        ["write", "in.zarr", "s3://archive/secrets-cli2.zarr", *opts, "--cluster", "threads"],
+        ["write", "in.zarr", "s3://archive/secrets-cli3.zarr", *opts, "--dry-run", "--json"],
+        ["info", "s3://archive/secrets-cli.zarr", *opts, "--json"],
+        ["info", "s3://archive/secrets-cli.zarr", *opts, "--attrs"],
+        ["repair", "s3://archive/secrets-cli.zarr", *opts, "--json"],
+        ["rechunk", "s3://archive/secrets-cli.zarr", "local.zarr", "--chunks", "x=2", *opts, "--cluster", "threads",
          "--json"],
     ):
         result = invoke(*args)
@@ -323,9 +323,9 @@ def test_cli_errors(moto_s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest
     opts = so_args(moto_s3)
     args = {
         "missing-bucket": ["write", "in.zarr", "s3://nobucket/x.zarr", *opts, "--cluster", "threads"],
-        "url-credentials": ["write", "in.zarr", f"s3://{S3_KEY}:{S3_SECRET}@archive/x.zarr",
+        "url-credentials": ["write", "in.zarr", f"s3://{S3_KEY}:{S3_SECRET}@archive/secrets-x.zarr",
                             "-o", f"endpoint_url={moto_s3['endpoint_url']}", "--cluster", "threads", "--json"],
-        "wrong-endpoint": ["info", "s3://archive/x.zarr", *opts[:-4], "-o", "endpoint_url=http://127.0.0.1:1",
+        "wrong-endpoint": ["info", "s3://archive/secrets-x.zarr", *opts[:-4], "-o", "endpoint_url=http://127.0.0.1:1",
                            "-o", "config_kwargs.retries.max_attempts=1"],
         "traceback": ["--traceback", "append", "in.zarr", "s3://nobucket/x.zarr", "--append-dim", "x", *opts,
                       "--cluster", "threads"],
