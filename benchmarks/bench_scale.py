@@ -205,16 +205,17 @@ def workers_run(n_workers: int, blocks: int, root: Path) -> list[dict[str, Any]]
 
     import parallelzarr as pz
 
-    # Blocks of 20 x 50 x 50 over zarr chunks of 30 x 50 x 50: every other cell is gathered.
-    shape = (20 * blocks // 16, 200, 200)
-    data = synthetic_dask(shape, (20, 50, 50))
+    # Small blocks (4 x 20 x 20, 16 per time row) so the run measures per-task overhead, not codecs;
+    # zarr chunks of 6 x 20 x 20 make every other cell a gathered one.
+    shape = (max(8, 4 * blocks // 16), 80, 80)
+    data = synthetic_dask(shape, (4, 20, 20))
     rows = []
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, worker_dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0", worker_dashboard_address=None) as cluster, Client(cluster) as client:
         worker_pids = [p for p in client.run(os.getpid).values()]
         # A region write over the middle, starting and ending mid-cell, from another source.
-        lo, hi = 7, shape[0] - 11
-        patch = synthetic_dask((hi - lo, *shape[1:]), (20, 50, 50), seed=1)
+        lo, hi = 3, shape[0] - 5
+        patch = synthetic_dask((hi - lo, *shape[1:]), (4, 20, 20), seed=1)
 
         def run_delayed(delayed: Any) -> int:
             tasks = len(delayed.__dask_graph__())  # every task the scheduler receives (lazy len: arithmetic)
@@ -222,7 +223,7 @@ def workers_run(n_workers: int, blocks: int, root: Path) -> list[dict[str, Any]]
             return tasks
 
         ops = {
-            "write": lambda: run_delayed(pz.to_zarr(data, str(root / "w.zarr"), encoding={"chunks": (30, 50, 50)},
+            "write": lambda: run_delayed(pz.to_zarr(data, str(root / "w.zarr"), encoding={"chunks": (6, 20, 20)},
                                                     mode="w", compute=False)),
             "region": lambda: run_delayed(pz.to_zarr(patch, str(root / "w.zarr"), compute=False,
                                                      region=(slice(lo, hi), slice(None), slice(None)))),

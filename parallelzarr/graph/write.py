@@ -27,7 +27,7 @@ from ..faults import count_write
 from ..locks import LockSpec
 from ..planning.grid import Segment, block_offsets
 from ..planning.write import VariablePlan
-from .lazy import GridKeys, KeySpace, LazyLayer, as_hlg, data_layer, stack_layers, tree_sum_layers
+from .lazy import GridKeys, KeySpace, LazyLayer, as_hlg, chain_sum_layers, data_layer, stack_layers
 
 Box = tuple[slice, ...]
 
@@ -237,7 +237,7 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
             layers.append((piece_name, LazyLayer(pieces, make_piece), set(data_layers)))
         layers.append((name, LazyLayer(writes, make_write), data_layers | {target_key} | ({piece_name} if len(pieces) else set())))
 
-    sums, final = tree_sum_layers(f"pz-done-{plan.name}-{token}", writes)
+    sums, final = chain_sum_layers(f"pz-done-{plan.name}-{token}", writes)
     below = name
     for layer_name, layer in sums:
         layers.append((layer_name, layer, {below}))

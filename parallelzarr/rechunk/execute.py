@@ -23,7 +23,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from ..faults import count_write
-from ..graph.lazy import GridKeys, LazyLayer, data_layer, stack_layers, tree_sum_layers
+from ..graph.lazy import GridKeys, LazyLayer, chain_sum_layers, data_layer, stack_layers
 from .plan import StagePlan, split_region
 
 __all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store_get", "store_set",
@@ -163,7 +163,7 @@ def build_graph(chains: Sequence[Sequence[StageIO]], token: str) -> Delayed:
 
             tasks = GridKeys(base, (io.stage.n_tasks,))
             layers.append((base, LazyLayer(tasks, make), {io_key} | ({barrier} if barrier else set())))
-            sums, total = tree_sum_layers(f"{base}-total", tasks)
+            sums, total = chain_sum_layers(f"{base}-total", tasks)
             below = base
             for layer_name, layer in sums:
                 layers.append((layer_name, layer, {below}))
