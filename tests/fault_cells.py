@@ -367,13 +367,18 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip()}"
 
 
-def _check_clean_error(exc: BaseException, op: str, cause: str) -> None:
-    """The error a user sees is documented and says what happened and what to do."""
+def _check_clean_error(exc: BaseException, op: str, cause: str | list[str]) -> None:
+    """The error a user sees is documented and says what happened and what to do.
+
+    ``cause``: text the message must contain, or a list of which it must contain one (with several
+    threads, more than one write can fail and whichever fails first is reported).
+    """
     if not isinstance(exc, StoreWriteError):
         raise AssertionError(f"{op}: expected a StoreWriteError, got {_first_line(exc)}") from exc
     msg = str(exc)
-    if cause not in msg:
-        raise AssertionError(f"{op}: the error does not name the cause {cause!r}: {msg}") from exc
+    causes = [cause] if isinstance(cause, str) else cause
+    if not any(c in msg for c in causes):
+        raise AssertionError(f"{op}: the error names none of the causes {causes!r}: {msg}") from exc
     if not any(step in msg for step in ("rerun", "repair", "resume")):
         raise AssertionError(f"{op}: the error names no recovery step: {msg}") from exc
 
@@ -439,7 +444,7 @@ def store_error(op: Operation, fail_at: int | None = None) -> CellResult:
         result.error = _first_line(exc)
         if not store.failed_keys:
             raise AssertionError(f"the operation failed before the fault: {result.error}") from exc
-        _check_clean_error(exc, op.name, store.failed_keys[0])
+        _check_clean_error(exc, op.name, list(store.failed_keys))
     else:
         raise AssertionError(f"the operation succeeded although the store refused chunk write #{fail_at}")
     op.check_as_before()
