@@ -8,6 +8,7 @@ marker exists, which makes the whole rechunk resumable and every task idempotent
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,7 +123,31 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
     count_write()  # test-only fault hook (PARALLELZARR_FAULT=write:K); a lookup when unset
     # The marker goes last: a crash before it means the block is simply redone.
     store_set(io.marker_store, key, b"")
+    del data
+    release_freed_memory()
     return 1
+
+
+def _glibc_trim() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_malloc_trim = _glibc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the task back to the OS (glibc keeps it in per-thread arenas otherwise).
+
+    Blocks are hundreds of MB; with several threads glibc retained ~0.1-0.3 GB beyond the plan's
+    budget in a 20 GB rechunk. distributed's nannies do the same with ``MALLOC_TRIM_THRESHOLD_``,
+    which the threaded scheduler lacks.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _report(names: Sequence[str], *counts: int) -> dict[str, int]:
