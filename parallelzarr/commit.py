@@ -136,20 +136,24 @@ def describe_holder(holder: dict[str, Any]) -> str:
     return f"{holder.get('operation', 'append')} by pid {holder.get('pid')} on {holder.get('host')}, taken {age:.0f}s ago"
 
 
-def acquire_lease(store: Any, description: str, operation: str = "append") -> Lease:
-    """Take the append lease or raise :class:`LeaseError` naming the holder.
-
-    A lease whose holder provably died (same host, process gone) is broken and reported; a lease
-    held from another host is never broken here (``repair(force=True)`` does that).
-    """
-    holder = {
-        "id": uuid.uuid4().hex,
+def _holder(operation: str) -> dict[str, Any]:
+    """Who is doing ``operation``: host, process (with its start time, against pid reuse), time."""
+    return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "pid_started": _process_start(os.getpid()),
         "time": time.time(),
         "operation": operation,
     }
+
+
+def acquire_lease(store: Any, description: str, operation: str = "append") -> Lease:
+    """Take the append lease or raise :class:`LeaseError` naming the holder.
+
+    A lease whose holder provably died (same host, process gone) is broken and reported; a lease
+    held from another host is never broken here (``repair(force=True)`` does that).
+    """
+    holder = {"id": uuid.uuid4().hex, **_holder(operation)}
     broke = None
     for _ in range(2):
         if create_exclusive(store, LEASE_KEY, holder):
@@ -234,16 +238,6 @@ ROOT_DOCS = (".zattrs", ".zgroup", ".zmetadata", "zarr.json")
 #: Ids of the unpublished writes this process is running; a marker of this process that is not
 #: listed belongs to a write that failed here.
 _RUNNING: set[str] = set()
-
-
-def _holder(operation: str) -> dict[str, Any]:
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "pid_started": _process_start(os.getpid()),
-        "time": time.time(),
-        "operation": operation,
-    }
 
 
 def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:

@@ -24,9 +24,9 @@ FAN_IN = 32
 
 
 class KeySpace(AbstractSet):
-    name: str
-
     """A set of keys described by arithmetic; ``key_at(i)`` gives the ``i``-th in iteration order."""
+
+    name: str
 
     def key_at(self, i: int) -> Key:  # pragma: no cover - interface
         raise NotImplementedError

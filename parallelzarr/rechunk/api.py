@@ -150,6 +150,21 @@ class Rechunked:
 
     # ------------------------------------------------------------------ helpers
 
+    def _check_target(self) -> bool:
+        """Whether the target holds an interrupted run of this plan (to resume).
+
+        Raises :class:`StoreError` when it holds other zarr data instead.
+        """
+        record = store_get(self._target, f"{MARK}/plan.json")
+        if record is not None and json.loads(record).get("fingerprint") == self.plan.fingerprint():
+            return True
+        if self._has_metadata():
+            raise StoreError(
+                f"target store {_describe(self._target)} already holds zarr data; rechunk writes a new target, "
+                "so give an empty location or delete it first"
+            )
+        return False
+
     def _has_metadata(self) -> bool:
         return any(store_exists(self._target, k) for k in _METADATA_NAMES)
 
@@ -206,14 +221,8 @@ class Rechunked:
         keep = self.keep_temp if keep_temp is None else keep_temp
         store = self._target
         fp = self.plan.fingerprint()
-        record = store_get(store, f"{MARK}/plan.json")
-        resumed = record is not None and json.loads(record).get("fingerprint") == fp
+        resumed = self._check_target()
         if not resumed:
-            if self._has_metadata():
-                raise StoreError(
-                    f"target store {store} already holds zarr data; rechunk writes a new target, so "
-                    "give an empty location or delete it first"
-                )
             store_delete_prefix(store, MARK)  # leftovers of another plan are useless now
             store_set(store, f"{MARK}/plan.json", plan_record(fp, self.plan.to_dict()))
 
@@ -364,13 +373,7 @@ def rechunk(
     temp = as_store(temp_store, storage_options) if temp_store is not None else None
     _check_overlap(info, tstore, temp)
     job = Rechunked(info, plan, tstore, temp, temp_options, keep_temp)
-    record = store_get(tstore, f"{MARK}/plan.json")
-    resumable = record is not None and json.loads(record).get("fingerprint") == plan.fingerprint()
-    if not resumable and job._has_metadata():
-        raise StoreError(
-            f"target store {_describe(tstore)} already holds zarr data; rechunk writes a new target, so give an "
-            "empty location or delete it first"
-        )
+    job._check_target()  # refuse an occupied target now, before the caller plans around it
     return job
 
 
