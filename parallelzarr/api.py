@@ -5,6 +5,7 @@ Every function validates all of its input and plans the whole write before it wr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,14 +16,26 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from . import commit as cm
-from .errors import ModeError, PlanningError, StoreWriteError
+from .errors import DataTypeError, ModeError, PlanningError, StoreWriteError
 from .graph.write import build_write_graph, total
 from .io.validate import check_mode
+from .kwargs import check_compute_kwargs
 from .planning.write import WritePlan
 from .prepared import PreparedWrite
 from .units import parse_bytes
 
 __all__ = ["to_zarr", "plan_write", "build_graph", "prepare"]
+
+
+def check_data(data: Any) -> None:
+    """Refuse a file name given as data: it would otherwise be stored as a 0-d string array."""
+    if isinstance(data, str | bytes | os.PathLike):
+        raise DataTypeError(
+            f"data is a {type(data).__name__} ({os.fsdecode(data)[:200]!r}), not an array or Dataset; to convert "
+            "files open them first: xr.open_dataset(path) for one file, xr.open_mfdataset(paths, "
+            "data_vars='minimal', coords='minimal', compat='override') for several (or use the CLI: "
+            "parallelzarr write 'files/*.nc' out.zarr)"
+        )
 
 
 def _is_xarray(data: Any) -> bool:
@@ -49,6 +62,7 @@ def prepare(
     lock: str | None = None,
 ) -> PreparedWrite:
     """Validate and plan a write without writing anything (the shared first half of the API)."""
+    check_data(data)
     check_mode(mode)
     if region is not None and mode == "w-":
         mode = "r+"  # as in xarray: a region always writes into existing arrays
@@ -204,7 +218,8 @@ def to_zarr(
         Lock backend for ``strategy="lock"``: ``"file"``, ``"distributed"`` or ``"threading"``
         (default: the first that works here, in that order).
     **compute_kwargs
-        Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...).
+        Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...); any other keyword raises
+        ``TypeError`` naming it (a typo must not vanish silently).
 
     Returns
     -------
@@ -220,6 +235,7 @@ def to_zarr(
         chunk, so readers see no dataset (rerun with ``mode="w"``); after a region write each value
         in the region is its old or its new value and metadata is unchanged (rerun the same write).
     """
+    check_compute_kwargs("to_zarr", compute_kwargs)
     if append_dim is not None and mode == "a":
         from .append import append
 

@@ -17,6 +17,7 @@ __all__ = [
     "StoreOverlapError",
     "ModeError",
     "SchemaMismatchError",
+    "DataTypeError",
     "StrategyError",
     "MemoryBudgetError",
     "AppendError",
@@ -66,6 +67,10 @@ class ModeError(PlanningError):
 
 class SchemaMismatchError(PlanningError):
     """Dimensions, shapes or dtypes of the data disagree with the stored arrays."""
+
+
+class DataTypeError(PlanningError, TypeError):
+    """The data to write is not an array or Dataset (a file name, say); a ``TypeError`` too."""
 
 
 class StrategyError(PlanningError):
