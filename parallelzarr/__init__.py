@@ -6,4 +6,7 @@ from .planning.write import VariablePlan, WritePlan  # noqa: F401
 from .rechunk import Rechunked, plan_rechunk, rechunk  # noqa: F401
 
 __version__ = "0.1.0"
+from .accessor import register as _register_accessor  # noqa: E402
 from .append import AppendResult, append, plan_append, repair  # noqa: F401,E402
+
+_register_accessor()
