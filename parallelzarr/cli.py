@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from .cluster import ClusterStartError
 from .errors import ParallelZarrError, StoreWriteError
 from .redact import is_secret_key, redact, url_credentials
 
@@ -61,7 +62,7 @@ class _Group(click.Group):
             raise
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except StoreWriteError as exc:  # an I/O failure during the run, not bad input: exit 1
+        except (StoreWriteError, ClusterStartError) as exc:  # the run or its cluster failed, not the input: exit 1
             if ctx.meta.get("pz.traceback"):
                 _print_traceback()
             raise RunFailure(_redact(str(exc))) from exc
