@@ -21,6 +21,7 @@ from xarray.backends.zarr import encode_zarr_variable
 from .. import commit as cm
 from ..errors import EncodingError, InvalidNameError, ModeError, RegionError, SchemaMismatchError
 from ..locks import choose_lock_backend, lock_spec
+from ..planning.chunks import chunk_limit, fit_chunks
 from ..planning.grid import choose_grid, is_uniform
 from ..planning.write import WritePlan
 from ..prepared import PreparedWrite, plan_job
@@ -94,8 +95,11 @@ def check_dataset_encoding(ds: xr.Dataset, encoding: Any) -> dict[str, Any]:
     return dict(encoding)
 
 
-def _new_chunks(name: str, var: xr.Variable, user: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
-    """Zarr chunks and shards of a new dask variable: encoding, else source encoding, else dask chunks."""
+def _new_chunks(
+    name: str, var: xr.Variable, user: Mapping[str, Any], max_mem: int | None = None,
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Zarr chunks and shards of a new dask variable: encoding, else source encoding, else dask chunks
+    (split by :func:`~parallelzarr.planning.chunks.fit_chunks` when larger than the default limit)."""
     dims = tuple(str(d) for d in var.dims)
     spec = user.get("chunks")
     if spec is None:
@@ -108,6 +112,7 @@ def _new_chunks(name: str, var: xr.Variable, user: Mapping[str, Any]) -> tuple[t
             max(1, ch[0]) if is_uniform(ch) else choose_grid(ch, n)
             for ch, n in zip(var.chunks, var.shape, strict=True)
         )
+        chunks = fit_chunks(chunks, np.dtype(var.dtype).itemsize, chunk_limit(max_mem))
     shards = normalize_chunk_spec(name, "shards", user.get("shards", var.encoding.get("shards")), var.shape, dims)
     return chunks, shards
 
@@ -209,7 +214,7 @@ def _prepare_new(
         user = xr_encoding.get(name, {})
         if not isinstance(var.data, da.Array):
             continue
-        chunks, shards = _new_chunks(name, var, user)
+        chunks, shards = _new_chunks(name, var, user, max_mem)
         # xarray replaces a variable's own encoding by the one passed for it, so pass (and encode
         # with) exactly one dict: the user's, else the variable's own valid keys.
         base = dict(user) if name in xr_encoding else {
