@@ -22,6 +22,7 @@ from zarr.abc.store import Store
 from zarr.storage import StorePath
 
 from ..errors import EncodingError, StoreError, StoreOverlapError, StoreWriteError
+from ..kwargs import check_compute_kwargs
 from ..units import format_bytes, parse_bytes
 from .execute import (
     MARK,
@@ -42,6 +43,24 @@ from .source import SourceInfo, as_store, resolve_source
 __all__ = ["rechunk", "plan_rechunk", "Rechunked", "RechunkResult"]
 
 _METADATA_NAMES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+#: Keywords :func:`rechunk` and :func:`plan_rechunk` pass to the planner (``plan_array``).
+PLANNER_KNOBS = frozenset({"max_tasks", "min_tasks", "target_task_bytes", "target_intermediate_bytes"})
+
+
+def _check_knobs(func: str, knobs: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming keywords that are not planner knobs.
+
+    Compute keywords (``scheduler=``...) get their own message: planning runs nothing, so they
+    belong to :meth:`Rechunked.execute`.
+    """
+    check_compute_kwargs(func, knobs, extra=PLANNER_KNOBS)
+    misplaced = sorted(k for k in knobs if k not in PLANNER_KNOBS)
+    if misplaced:
+        raise TypeError(
+            f"{func}() got unexpected keyword argument(s) {', '.join(map(repr, misplaced))}: {func}() only "
+            f"plans; pass dask.compute keywords to .execute() (planner keywords are {', '.join(sorted(PLANNER_KNOBS))})"
+        )
 
 
 def _threads_per_worker() -> int:
@@ -66,6 +85,7 @@ def plan_rechunk(
     *,
     target_options: Mapping[str, Any] | None = None,
     threads_per_worker: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     **knobs: Any,
 ) -> RechunkPlan:
     """Plan a rechunk without writing anything.
@@ -79,18 +99,27 @@ def plan_rechunk(
         As in :func:`rechunk`.
     threads_per_worker
         For the per-worker memory estimate; detected from the active scheduler if None.
+    storage_options
+        fsspec options used to reopen a Dataset source's store when it is a URL.
     **knobs
-        Planner knobs (``max_tasks``, ``min_tasks``, ``target_task_bytes``).
+        Planner knobs (``max_tasks``, ``min_tasks``, ``target_task_bytes``,
+        ``target_intermediate_bytes``).
 
     Returns
     -------
     RechunkPlan
+
+    Raises
+    ------
+    TypeError
+        On keywords that are not planner knobs.
     """
+    _check_knobs("plan_rechunk", knobs)
     tpw = threads_per_worker or _threads_per_worker()
     model = MemoryModel(io_concurrency=int(zarr.config.get("async.concurrency")))
     if isinstance(source, Sequence) and all(isinstance(s, ArraySpec) for s in source):
         return _plan_specs(list(source), max_mem, threads_per_worker=tpw, model=model, **knobs)
-    info = resolve_source(source, target_chunks, target_options)
+    info = resolve_source(source, target_chunks, target_options, storage_options)
     return _plan_specs([j.spec for j in info.jobs], max_mem, threads_per_worker=tpw, model=model, **knobs)
 
 
@@ -216,7 +245,10 @@ class Rechunked:
         StoreError
             If the target already holds zarr metadata that no interrupted run of this
             plan left behind.
+        TypeError
+            On keywords ``dask.compute`` does not take.
         """
+        check_compute_kwargs("Rechunked.execute", compute_kwargs)
         start = time.perf_counter()
         keep = self.keep_temp if keep_temp is None else keep_temp
         store = self._target
@@ -343,13 +375,15 @@ def rechunk(
         ``compressors`` for the intermediates (default: none on local/memory stores,
         zarr's default on remote stores).
     storage_options
-        fsspec options for URL stores.
+        fsspec options for URL stores: the target, the temp store and a Dataset source's store
+        (reopened from its ``encoding["source"]``).
     keep_temp
         Keep intermediates after success.
     threads_per_worker
         Scales the per-worker memory estimate; detected from the scheduler if None.
     **knobs
-        Planner knobs (``max_tasks``, ``min_tasks``, ``target_task_bytes``).
+        Planner knobs (``max_tasks``, ``min_tasks``, ``target_task_bytes``,
+        ``target_intermediate_bytes``).
 
     Returns
     -------
@@ -361,14 +395,17 @@ def rechunk(
         If ``max_mem`` cannot be kept; nothing has been written.
     ChunkSpecError, PlanningError
         On bad chunk requests or sources.
+    TypeError
+        On keywords that are not planner knobs (compute keywords go to :meth:`Rechunked.execute`).
     """
+    _check_knobs("rechunk", knobs)
     parse_bytes(max_mem)
     if temp_options is not None and (not isinstance(temp_options, Mapping)
                                      or set(temp_options) - {"compressors"}):
         raise EncodingError(f"temp_options must be a dict with only the key 'compressors', got {temp_options!r}")
     plan = plan_rechunk(source, target_chunks, max_mem, target_options=target_options,
-                        threads_per_worker=threads_per_worker, **knobs)
-    info = resolve_source(source, target_chunks, target_options)
+                        threads_per_worker=threads_per_worker, storage_options=storage_options, **knobs)
+    info = resolve_source(source, target_chunks, target_options, storage_options)
     tstore = as_store(target_store, storage_options)
     temp = as_store(temp_store, storage_options) if temp_store is not None else None
     _check_overlap(info, tstore, temp)

@@ -109,7 +109,9 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
     k = io.stage.io_chunks
     reads = split_region(region, io.stage.read_grid, k)
     if len(reads) == 1:
-        data = io.src[region]
+        # A 0-d selection comes back as a scalar (a ``str`` for string arrays, which cannot be
+        # indexed by a tuple below): keep it an array.
+        data = np.asarray(io.src[region])
     else:
         # Read piece by piece straight into the block buffer: no per-piece copies.
         data = np.empty(tuple(s.stop - s.start for s in region), dtype=io.src.dtype)

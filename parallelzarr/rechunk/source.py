@@ -310,6 +310,7 @@ def resolve_source(
     source: Any,
     target_chunks: Any,
     target_options: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> SourceInfo:
     """Describe ``source`` as array jobs with the requested target chunking.
 
@@ -323,6 +324,9 @@ def resolve_source(
         dict of dimension name -> size applied to every array with that dimension.
     target_options
         ``zarr_format``, ``shards``, ``compressors`` ... globally or per array name.
+    storage_options
+        fsspec options for reopening a Dataset's store when ``encoding["source"]`` is a URL
+        (xarray keeps only the URL, not the options it was opened with).
 
     Raises
     ------
@@ -360,9 +364,10 @@ def resolve_source(
             )
         problem = None
         try:
-            group = zarr.open_group(where, mode="r")
+            group = _open_dataset_group(where, storage_options)
         except Exception as exc:
-            problem = redact(f"cannot open the Dataset's source store {where!r} as a zarr group: {exc}")
+            problem = redact(f"cannot open the Dataset's source store {where!r} as a zarr group: {exc}",
+                             storage_options)
         if problem is not None:  # raised outside the handler: the chained error could hold credentials
             raise PlanningError(problem)
         names = set(map(str, source.variables))
@@ -377,6 +382,18 @@ def resolve_source(
         f"cannot rechunk a {type(source).__name__}; give a zarr.Array, a zarr.Group or an xarray.Dataset "
         "opened from zarr"
     )
+
+
+def _open_dataset_group(where: Any, storage_options: Mapping[str, Any] | None) -> zarr.Group:
+    """Open the zarr group a Dataset was read from, read-only, with the caller's fsspec options."""
+    if isinstance(where, str | os.PathLike):
+        from ..io.stores import resolve_store
+
+        text = os.fspath(where)
+        is_url = "://" in text and not text.startswith("file://")
+        # Options given for a remote target do not apply to a local source (and fsspec would refuse them).
+        where = resolve_store(text, dict(storage_options or {}) if is_url else None, read_only=True).store
+    return zarr.open_group(where, mode="r")
 
 
 def _resolve_group(
