@@ -51,6 +51,8 @@ DEFAULT_MIN_TASKS = 16
 DEFAULT_TARGET_TASK_BYTES = 64 * 2**20
 DEFAULT_TARGET_INTERMEDIATE_BYTES = 16 * 2**20
 SMALL_INTERMEDIATE_BYTES = 2**20
+#: Read amplification above which the printed plan warns (the CLI's --dry-run prints the plan).
+AMPLIFICATION_WARNING = 2.0
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,10 @@ class ArrayPlan:
     strategy
         ``"copy"``, ``"one-pass"``, ``"one-pass-amplified"`` or ``"two-pass"``.
     reason
-        One sentence on why this strategy was chosen.
+        One sentence on why this strategy was chosen, with the bytes each alternative moves.
+    alternatives
+        ``(strategy, bytes_read, bytes_written)`` of every plan considered that keeps the budget,
+        the chosen one included (empty when one aligned pass fits: nothing moves fewer bytes).
     """
 
     name: str
@@ -184,6 +189,7 @@ class ArrayPlan:
     stages: tuple[StagePlan, ...]
     strategy: str
     reason: str
+    alternatives: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def passes(self) -> int:
@@ -276,7 +282,9 @@ class RechunkPlan:
     def fingerprint(self) -> str:
         """Return a short hash that changes whenever the plan would do something else."""
         # Scheduler facts (threads per worker) do not change what tasks do, so they stay out.
-        text = json.dumps([self.max_mem, [asdict(a) for a in self.arrays]], sort_keys=True, default=str)
+        # Nor do the alternatives the planner weighed.
+        arrays = [{k: v for k, v in asdict(a).items() if k != "alternatives"} for a in self.arrays]
+        text = json.dumps([self.max_mem, arrays], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __str__(self) -> str:
@@ -309,6 +317,13 @@ class RechunkPlan:
             for s in a.stages:
                 if s.note:
                     lines.append(f"  {'':<14} stage {s.index}: {s.note}")
+            for s in a.stages:
+                if s.read_amplification > AMPLIFICATION_WARNING:
+                    lines.append(
+                        f"  {'':<14} WARNING: stage {s.index} reads its {s.read_from.split('-')[0]} "
+                        f"{_times(s.read_amplification)} over: {format_bytes(s.bytes_read)} read to write "
+                        f"{format_bytes(s.bytes_written)}; a larger max_mem reads less"
+                    )
         return "\n".join(lines)
 
 
@@ -744,27 +759,58 @@ def _plan_array(
         return ArrayPlan(**common, intermediate_chunks=None, stages=(stage,), strategy=strategy,
                          reason=reason)
 
-    # 2. One pass with blocks aligned to the target only: source chunks on block edges
-    #    are read by several tasks.
-    unit_a = tuple(min(n, b) for n, b in zip(shape, w, strict=True))
-    need_a = mem(unit_a, r, w, sharded)
-    amplified = None
-    if need_a <= budget:
-        block = grow(unit_a, r, w, sharded)
-        amplified = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded, budget)
+    # 2. Otherwise compare every plan that keeps the budget by the bytes it moves: one pass whose
+    #    blocks split some source chunks (each task rereads the pieces it needs), or two passes
+    #    through an intermediate array. Each stage picks, per axis, whole read cells where they fit.
+    def best_stage(index: int, read_from: str, write_to: str, rg: Sequence[int], wg: Sequence[int],
+                   ws: bool) -> StagePlan | None:
+        """The stage reading the fewest bytes among blocks aligned to ``rg`` on any subset of axes."""
+        whole = [min(n, math.lcm(a, b)) for n, a, b in zip(shape, rg, wg, strict=True)]
+        least = [min(n, b) for n, b in zip(shape, wg, strict=True)]
+        free = [i for i in range(ndim) if whole[i] != least[i]]
+        # Subsets of axes kept whole, most first; past 6 free axes only all or none (64 subsets at most).
+        subsets = ([set(c) for k in range(len(free), -1, -1) for c in itertools.combinations(free, k)]
+                   if len(free) <= 6 else [set(free), set()])
+        best: StagePlan | None = None
+        for keep in subsets:
+            unit = tuple(whole[i] if i in keep else least[i] for i in range(ndim))
+            if mem(unit, rg, wg, ws) > budget:
+                continue
+            # Split read cells make larger blocks cheaper (fewer rereads): also try the largest that fit.
+            for tb in ((target_bytes,) if len(keep) == len(free) else (target_bytes, budget)):
+                block = _grow_block(shape, unit, lambda b: mem(b, rg, wg, ws) <= budget, itemsize,
+                                    max_tasks=max_tasks, min_tasks=min_tasks, target_bytes=tb)
+                st = _stage(index, read_from, write_to, shape, itemsize, rg, wg, block, model, ws, budget)
+                if best is None or st.bytes_read < best.bytes_read:
+                    best = st
+            if best is not None and best.read_amplification == 1.0:
+                break  # nothing reads less
+        return best
 
-    # 3. Two passes through an intermediate array whose chunks chain with both grids.
+    candidates: list[tuple[str, tuple[int, ...] | None, tuple[StagePlan, ...]]] = []
+    one = best_stage(0, "source", "target", r, w, sharded)
+    if one is not None:
+        candidates.append(("one-pass-amplified", None, (one,)))
+    need_a = mem(tuple(min(n, b) for n, b in zip(shape, w, strict=True)), r, w, sharded)
+
+    # Two passes through an intermediate array whose chunks chain with both grids.
     cands = [_intermediate_candidates(n, a, b) for n, a, b in zip(shape, r, w, strict=True)]
-    m = [c[0] for c in cands]  # the gcd (or 1): smallest stage blocks
 
-    def two_pass_mem(mm: Sequence[int]) -> tuple[int, int]:
+    def aligned_mem(mm: Sequence[int]) -> int:
         b1 = tuple(min(n, math.lcm(a, c)) for n, a, c in zip(shape, r, mm, strict=True))
         b2 = tuple(min(n, math.lcm(c, b)) for n, c, b in zip(shape, mm, w, strict=True))
-        return mem(b1, r, mm, False), mem(b2, mm, w, sharded)
+        return max(mem(b1, r, mm, False), mem(b2, mm, w, sharded))
 
-    need2 = max(two_pass_mem(m))
-    two = None
-    if need2 <= budget:
+    def least_mem(mm: Sequence[int]) -> int:
+        b1 = tuple(min(n, c) for n, c in zip(shape, mm, strict=True))
+        b2 = tuple(min(n, b) for n, b in zip(shape, w, strict=True))
+        return max(mem(b1, r, mm, False), mem(b2, mm, w, sharded))
+
+    def grow_intermediate(fits: Any) -> tuple[int, ...] | None:
+        """Grow intermediate chunks along the candidate chains while ``fits`` (None if even the smallest fails)."""
+        m = [c[0] for c in cands]
+        if not fits(m):
+            return None
         pos = [0] * ndim
         while math.prod(m) * itemsize < target_intermediate_bytes:
             best = None
@@ -773,7 +819,7 @@ def _plan_array(
                     continue
                 trial = list(m)
                 trial[i] = cands[i][pos[i] + 1]
-                if max(two_pass_mem(trial)) <= budget:
+                if fits(trial):
                     size = math.prod(trial)
                     if best is None or size > best[0]:
                         best = (size, i)
@@ -782,19 +828,60 @@ def _plan_array(
             i = best[1]
             pos[i] += 1
             m[i] = cands[i][pos[i]]
-        mm = tuple(m)
-        b1 = tuple(min(n, math.lcm(a, c)) for n, a, c in zip(shape, r, mm, strict=True))
-        b2 = tuple(min(n, math.lcm(c, b)) for n, c, b in zip(shape, mm, w, strict=True))
-        small = math.prod(mm) * itemsize < SMALL_INTERMEDIATE_BYTES
-        note = (f"intermediate chunks are small ({format_bytes(math.prod(mm) * itemsize)}); a larger "
-                "budget makes them larger" if small else "")
-        s1 = _stage(0, "source", "intermediate", shape, itemsize, r, mm, grow(b1, r, mm, False),
-                    model, False, budget, note)
-        s2 = _stage(1, "intermediate", "target", shape, itemsize, mm, w, grow(b2, mm, w, sharded),
-                    model, sharded, budget)
-        two = (mm, s1, s2)
+        return tuple(m)
 
-    if amplified is None and two is None:
+    memo: dict[tuple[int, ...], tuple[StagePlan, StagePlan] | None] = {}
+
+    def two_pass(mm: tuple[int, ...]) -> tuple[StagePlan, StagePlan] | None:
+        if mm not in memo:
+            s1 = best_stage(0, "source", "intermediate", r, mm, False)
+            s2 = best_stage(1, "intermediate", "target", mm, w, sharded) if s1 is not None else None
+            memo[mm] = None if s2 is None else (s1, s2)
+        return memo[mm]
+
+    def moved(stages: Sequence[StagePlan]) -> int:
+        return sum(s.bytes_read + s.bytes_written for s in stages)
+
+    smallest_m = [c[0] for c in cands]
+    need2 = min(aligned_mem(smallest_m), least_mem(smallest_m))
+    nbytes = math.prod(shape) * itemsize
+    # Intermediates whose stages both read whole cells (every chunk read once per pass, 4x the array:
+    # no two-pass plan moves less), else the largest that fit at all (stages then split cells)...
+    found = None
+    for fits in (lambda mm: aligned_mem(mm) <= budget, lambda mm: least_mem(mm) <= budget):
+        mm = grow_intermediate(fits)
+        pair = two_pass(mm) if mm is not None else None
+        if pair is not None and (found is None or moved(pair) < moved(found[1])):
+            found = (mm, pair)
+        if found is not None and moved(found[1]) <= 4 * nbytes:
+            break
+    # ... improved one axis at a time: move it to whichever of its candidates moves the fewest bytes,
+    # until no axis helps (coordinate descent; a few dozen stage evaluations per round).
+    rounds = 0
+    while found is not None and moved(found[1]) > 4 * nbytes and rounds < 16:
+        rounds += 1
+        mm, pair = found
+        better = found
+        for i in range(ndim):
+            for c in cands[i]:
+                if c != mm[i]:
+                    trial = mm[:i] + (c,) + mm[i + 1:]
+                    got = two_pass(trial)
+                    # Fewer bytes, or as few in larger intermediate chunks (fewer objects).
+                    if got is not None and (moved(got), -math.prod(trial)) < (moved(better[1]),
+                                                                               -math.prod(better[0])):
+                        better = (trial, got)
+        if better is found:
+            break
+        found = better
+    if found is not None:
+        mm, (s1, s2) = found
+        if math.prod(mm) * itemsize < SMALL_INTERMEDIATE_BYTES:
+            s1 = replace(s1, note=f"intermediate chunks are small ({format_bytes(math.prod(mm) * itemsize)}); "
+                                  "a larger budget makes them larger")
+        candidates.append(("two-pass", mm, (s1, s2)))
+
+    if not candidates:
         smallest = min(need1, need_a, need2)
         raise MemoryBudgetError(
             f"cannot rechunk array {name or '<array>'} (shape {shape}, {dtype or f'{itemsize}-byte items'}) "
@@ -803,24 +890,47 @@ def _plan_array(
             f"{'shard' if sharded else 'chunk'}. The smallest budget that works is "
             f"{format_bytes(smallest)} ({smallest} bytes); raise max_mem or choose smaller chunks."
         )
-    # Compare bytes moved: amplified one pass reads A*N and writes N; two passes move 4N.
-    if amplified is not None and (two is None or amplified.read_amplification + 1 <= 4):
-        reason = (f"no block covering whole source and target chunks fits the budget (needs "
-                  f"{format_bytes(need1)}); one pass reading each source chunk "
-                  f"{amplified.read_amplification:.2f} times on average moves fewer bytes than two passes")
-        amp_note = ("source chunks straddle block edges, so tasks sharing them each read them "
-                    f"(amplification {amplified.read_amplification:.2f})")
-        stage = StagePlan(**{**asdict(amplified), "note": amp_note})
-        return ArrayPlan(**common, intermediate_chunks=None, stages=(stage,),
-                         strategy="one-pass-amplified", reason=reason)
-    assert two is not None
-    mm, s1, s2 = two
-    reason = (f"no block covering whole source and target chunks fits the budget (needs "
-              f"{format_bytes(need1)}); two passes through intermediate chunks {mm} read every chunk once"
-              + ("" if amplified is None else
-                 f" (one pass would read each source chunk {amplified.read_amplification:.2f} times)"))
-    return ArrayPlan(**common, intermediate_chunks=mm, stages=(s1, s2), strategy="two-pass",
-                     reason=reason)
+
+    # Fewest bytes moved wins; on a tie the earlier (fewer passes) candidate.
+    strategy, mm, stages = min(candidates, key=lambda c: moved(c[2]))
+    one_c = next((c for c in candidates if c[0] != "two-pass"), None)
+    two_c = next((c for c in candidates if c[0] == "two-pass"), None)
+    parts = []
+    if one_c is not None:
+        s = one_c[2][0]
+        parts.append(f"one pass reads {format_bytes(s.bytes_read)} ({_times(s.read_amplification)}) + writes "
+                     f"{format_bytes(s.bytes_written)}")
+    else:
+        parts.append(f"one pass does not fit (needs {format_bytes(need_a)})")
+    if two_c is not None:
+        rd = sum(s.bytes_read for s in two_c[2])
+        wr = sum(s.bytes_written for s in two_c[2])
+        amps = "/".join(_times(s.read_amplification) for s in two_c[2])
+        parts.append(f"two passes through intermediate chunks {two_c[1]} read {format_bytes(rd)} ({amps}) + "
+                     f"write {format_bytes(wr)}")
+    else:
+        parts.append(f"two passes do not fit (need {format_bytes(need2)})")
+    chose = "one pass" if strategy != "two-pass" else "two passes"
+    reason = (f"no block covering whole source and target chunks fits the budget (needs {format_bytes(need1)}); "
+              + "; ".join(parts) + f"; chose {chose}, moving {format_bytes(moved(stages))} "
+              f"({moved(stages) / nbytes:.2f}x the array)")
+    out = []
+    for s in stages:
+        if s.read_amplification > 1.0:
+            what = "source" if s.read_from == "source" else "intermediate"
+            amp_note = (f"{what} chunks straddle block edges, so tasks sharing them each read them "
+                        f"(amplification {s.read_amplification:.2f})")
+            s = replace(s, note=f"{s.note}; {amp_note}" if s.note else amp_note)
+        out.append(s)
+    alternatives = tuple((c[0], sum(s.bytes_read for s in c[2]), sum(s.bytes_written for s in c[2]))
+                         for c in candidates)
+    return ArrayPlan(**common, intermediate_chunks=mm, stages=tuple(out), strategy=strategy, reason=reason,
+                     alternatives=alternatives)
+
+
+def _times(amp: float) -> str:
+    """``1x``, ``2.5x``, ``132x``: an amplification as the reader says it."""
+    return f"{amp:.2f}".rstrip("0").rstrip(".") + "x"
 
 
 @dataclass(frozen=True)
