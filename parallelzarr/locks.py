@@ -111,24 +111,46 @@ def _threaded_scheduler() -> bool:
     return sched is None or "threaded" in name or "get_sync" in name or "local" in name
 
 
-def choose_lock_backend(local_path: str | None, requested: str | None = None) -> tuple[str | None, str | None]:
+def choose_lock_backend(
+    local_path: str | None,
+    requested: str | None = None,
+    *,
+    cross_process: bool = False,
+    in_memory: bool = False,
+) -> tuple[str | None, str | None]:
     """Pick the lock backend that works here; return ``(backend, None)`` or ``(None, why_not)``.
 
     A filesystem store prefers file locks, which also exclude independent processes and batch jobs
     writing the same store; otherwise a distributed Client's locks; otherwise in-process locks when
     the scheduler runs tasks as threads of this process.
+
+    Parameters
+    ----------
+    local_path
+        The store's directory on a filesystem, or ``None``.
+    requested
+        A backend the user asked for, or ``None`` to choose.
+    cross_process
+        The lock must also exclude writers outside this process (region writes: another job may
+        write the rest of a cell). In-process locks then only qualify for an in-memory store,
+        which no other process can reach.
+    in_memory
+        The store lives in this process's memory.
     """
     client = active_client()
     threaded = client is None and _threaded_scheduler()
     feasible = {
         "file": local_path is not None,
         "distributed": client is not None,
-        "threading": threaded,
+        "threading": threaded and (in_memory or not cross_process),
     }
     why = {
         "file": "file locks need a store on a (shared) filesystem",
         "distributed": "distributed locks need an active distributed Client",
-        "threading": "threading locks only work with the threaded or synchronous scheduler in this process",
+        "threading": (
+            "threading locks only exclude writers in this process, and other processes can write this store"
+            if threaded else "threading locks only work with the threaded or synchronous scheduler in this process"
+        ),
     }
     if requested is not None:
         if requested not in feasible:
@@ -137,6 +159,8 @@ def choose_lock_backend(local_path: str | None, requested: str | None = None) ->
     for backend in ("file", "distributed", "threading"):
         if feasible[backend]:
             return backend, None
+    if cross_process and threaded:
+        return None, "the store is not on a filesystem and no distributed Client is active"
     return None, "the store is not on a filesystem, no distributed Client is active, and the scheduler is not threaded"
 
 

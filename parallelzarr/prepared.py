@@ -53,6 +53,7 @@ def plan_job(
     max_mem: int | None = None,
     lock_backend: str | None = None,
     lock_problem: str | None = None,
+    partial_cells_shared: bool = False,
 ) -> ArrayJob:
     """Plan the write of ``values`` into one array and return the job (values cast and, for the
     ``rechunk`` strategy, rechunked as the plan says)."""
@@ -73,6 +74,7 @@ def plan_job(
         max_mem=max_mem,
         lock_backend=lock_backend,
         lock_problem=lock_problem,
+        partial_cells_shared=partial_cells_shared,
     )
     if vplan.strategy == "rechunk":
         values = values.rechunk(vplan.write_chunks)

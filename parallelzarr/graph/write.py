@@ -11,6 +11,7 @@ segments per axis), whatever the number of chunks.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -39,20 +40,35 @@ def write_box(target: Any, box: Box, value: np.ndarray) -> int:
     return int(np.asarray(value).nbytes)
 
 
-def write_part(target: Any, box: Box, block: np.ndarray, local: Box) -> int:
-    """Write ``block[local]`` (the part of a dask block inside one segment) into ``target[box]``."""
-    return write_box(target, box, block[local])
+def write_part(target: Any, box: Box, block: np.ndarray, local: Box,
+               lock_names: Sequence[str] = (), locks: LockSpec | None = None) -> int:
+    """Write ``block[local]`` (the part of a dask block inside one segment) into ``target[box]``,
+    holding ``lock_names`` (partly covered cells of a region write) while it writes."""
+    with _holding(locks, lock_names):
+        return write_box(target, box, block[local])
 
 
-def assemble_and_write(target: Any, box: Box, dtype: str, wheres: Sequence[Box], pieces: Sequence[np.ndarray]) -> int:
-    """Assemble the pieces of shared grid cells into one buffer and write it once."""
+def assemble_and_write(target: Any, box: Box, dtype: str, wheres: Sequence[Box], pieces: Sequence[np.ndarray],
+                       lock_names: Sequence[str] = (), locks: LockSpec | None = None) -> int:
+    """Assemble the pieces of shared grid cells into one buffer and write it once (under ``lock_names``)."""
     shape = tuple(s.stop - s.start for s in box)
     buf = np.empty(shape, dtype=dtype)
     for where, piece in zip(wheres, pieces, strict=True):
         buf[where] = piece
-    target[box] = buf
-    count_write()
+    with _holding(locks, lock_names):
+        target[box] = buf
+        count_write()
     return int(buf.nbytes)
+
+
+def _holding(locks: LockSpec | None, names: Sequence[str]) -> Any:
+    return locks.hold_all(list(names)) if locks is not None and names else contextlib.nullcontext()
+
+
+def cell_lock_names(plan_name: str, segs: Sequence[Segment]) -> list[str]:
+    """Lock names of every grid cell in a product of segments: the same for every writer of a cell."""
+    cells = itertools.product(*(range(s.cell_start, s.cell_stop) for s in segs))
+    return [f"{plan_name}/" + ".".join(map(str, c)) for c in cells]
 
 
 def write_with_locks(target: Any, block: np.ndarray, parts: Sequence[tuple[Box, Box, list[str]]], locks: LockSpec) -> int:
@@ -171,8 +187,10 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
     """
     if tuple(tuple(c) for c in data.chunks) != plan.write_chunks:
         raise ValueError(f"{plan.name!r}: data chunks {data.chunks} differ from the plan's {plan.write_chunks}")
-    if plan.strategy == "lock" and locks is None:
-        raise ValueError("the lock strategy needs a lock backend")
+    if (plan.strategy == "lock" or plan.lock_backend) and locks is None:
+        raise ValueError(f"{plan.name!r}: the plan locks cells ({plan.lock_backend}) but no lock backend was given")
+    # Region writes lock their partly covered cells whatever the strategy (see plan_variable).
+    lock_partial = plan.strategy != "lock" and plan.lock_backend is not None
     token = tokenize(plan.name, data.name, plan.strategy, plan.region, id(target), str(target))
     name = f"pz-write-{plan.name}-{token}"
     target_key = f"pz-target-{plan.name}-{token}"
@@ -199,8 +217,7 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
                 # so every writer of a cell names the same lock whatever its own segments are.
                 lock_names: list[str] = []
                 if any(s.shared or not s.full for s in segs):
-                    cells = itertools.product(*(range(s.cell_start, s.cell_stop) for s in segs))
-                    lock_names = [f"{plan.name}/" + ".".join(map(str, c)) for c in cells]
+                    lock_names = cell_lock_names(plan.name, segs)
                 parts.append((local, axes.box(local, bidx), lock_names))
             return Task(key, write_with_locks, target_ref, TaskRef((data.name, *bidx)), parts, TaskRef(locks_key))
 
@@ -216,26 +233,34 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
             # A separate slicing task keeps only the edge slab, not the whole block, in transit.
             return Task(key, _getitem, TaskRef((data.name, *bidx)), axes.local(axes.segs(seg_idx), bidx))
 
+        if lock_partial:
+            locks_key = f"pz-locks-{plan.name}-{token}"
+            layers.append((locks_key, data_layer(locks_key, locks), set()))
+
         def make_write(key: Any) -> Task:
             seg_idx = key[1:]
             segs = axes.segs(seg_idx)
             box = tuple(slice(s.start, s.stop) for s in segs)
             blocks = list(_blocks(segs))
+            extra: tuple[Any, ...] = ()
+            if lock_partial and any(not s.full for s in segs):
+                extra = (cell_lock_names(plan.name, segs), TaskRef(locks_key))
             if len(blocks) == 1:
                 bidx = blocks[0]
-                return Task(key, write_part, target_ref, box, TaskRef((data.name, *bidx)), axes.local(segs, bidx))
+                return Task(key, write_part, target_ref, box, TaskRef((data.name, *bidx)), axes.local(segs, bidx), *extra)
             wheres = []
             refs = []
             for bidx in blocks:
                 local = axes.local(segs, bidx)
                 wheres.append(tuple(slice(b.start - s.start, b.stop - s.start) for s, b in zip(segs, axes.box(local, bidx), strict=True)))
                 refs.append(TaskRef((piece_name, *seg_idx, *bidx)))
-            return Task(key, assemble_and_write, target_ref, box, plan.dtype, wheres, List(*refs))
+            return Task(key, assemble_and_write, target_ref, box, plan.dtype, wheres, List(*refs), *extra)
 
         writes = GridKeys(name, [len(s) for s in axes.segments])
         if len(pieces):
             layers.append((piece_name, LazyLayer(pieces, make_piece), set(data_layers)))
-        layers.append((name, LazyLayer(writes, make_write), data_layers | {target_key} | ({piece_name} if len(pieces) else set())))
+        deps = data_layers | {target_key} | ({piece_name} if len(pieces) else set()) | ({locks_key} if lock_partial else set())
+        layers.append((name, LazyLayer(writes, make_write), deps))
 
     sums, final = chain_sum_layers(f"pz-done-{plan.name}-{token}", writes)
     below = name

@@ -16,7 +16,7 @@ from ..locks import choose_lock_backend, lock_spec
 from ..planning.grid import choose_grid, is_uniform
 from ..planning.write import WritePlan
 from ..prepared import PreparedWrite, plan_job
-from .stores import ResolvedStore, resolve_store, store_has_data
+from .stores import ResolvedStore, is_in_memory, resolve_store, store_has_data
 from .validate import ARRAY_ENCODING_KEYS, check_encoding_keys, normalize_chunk_spec, normalize_region
 
 ARRAY_NAME = "array"
@@ -190,12 +190,19 @@ def prepare_array_write(
                 "first or choose a compatible dtype"
             )
 
-    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
+    # Writes into an existing array may share partly covered cells with other writers (regions).
+    into_existing = existing is not None
+    if strategy == "lock" or into_existing:
+        backend, problem = choose_lock_backend(
+            resolved.local_path, lock, cross_process=into_existing, in_memory=is_in_memory(resolved.store)
+        )
+    else:
+        backend, problem = None, None
     created: dict[str, zarr.Array] = {}
     job = plan_job(
         ARRAY_NAME, darr, shape=shape, dims=dims, dtype=dtype, chunks=chunks, shards=shards, start=start,
         strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-        open_target=lambda: created["array"],
+        open_target=lambda: created["array"], partial_cells_shared=into_existing,
     )
     vplan = job.plan
     plan = WritePlan(target=resolved.description, mode=mode, variables={ARRAY_NAME: vplan}, max_mem=max_mem)

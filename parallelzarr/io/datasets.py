@@ -25,7 +25,7 @@ from ..planning.chunks import chunk_limit, fit_chunks
 from ..planning.grid import choose_grid, is_uniform
 from ..planning.write import WritePlan
 from ..prepared import PreparedWrite, plan_job
-from .stores import ResolvedStore, resolve_store, store_has_data
+from .stores import ResolvedStore, is_in_memory, resolve_store, store_has_data
 from .validate import (
     DATASET_ENCODING_KEYS,
     check_encoding_keys,
@@ -321,7 +321,10 @@ def _prepare_region(
             f"variable(s) {outside} share no dimension with the region {sorted(region_dims)}; drop them "
             "from the dataset before a region write"
         )
-    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
+    # Always resolved: whether a region needs locks is only known per variable, from its grid.
+    backend, problem = choose_lock_backend(
+        resolved.local_path, lock, cross_process=True, in_memory=is_in_memory(resolved.store)
+    )
     plans = {}
     jobs = []
     for name, var in ds.variables.items():
@@ -348,12 +351,13 @@ def _prepare_region(
         job = plan_job(
             name, values, shape=arr.shape, dims=dims, dtype=arr.dtype, chunks=arr.chunks, shards=arr.shards,
             start=start, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            open_target=_opener(resolved, name),
+            open_target=_opener(resolved, name), partial_cells_shared=True,
         )
         plans[name] = job.plan
         jobs.append(job)
 
-    locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
+    locked = any(p.lock_backend for p in plans.values())
+    locks = lock_spec(backend if locked else None, resolved.description, resolved.local_path)
     plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
     return PreparedWrite(
         plan=plan,

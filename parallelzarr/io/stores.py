@@ -112,11 +112,34 @@ def resolve_store(store: Any, storage_options: dict[str, Any] | None = None, *, 
         return ResolvedStore(store, str(store.root), str(store.root))
     if isinstance(store, zarr.storage.FsspecStore):
         return ResolvedStore(store, _strip_credentials(f"{store.fs.protocol}://{store.path}"), None)
+    if isinstance(store, zarr.storage.WrapperStore):
+        # A wrapper (logging, counting, fault injection) writes where its inner store does: the
+        # inner store's directory is where file locks must live.
+        inner = resolve_store(unwrap_store(store), read_only=read_only)
+        return ResolvedStore(store, f"{type(store).__name__}({inner.description})", inner.local_path)
     if isinstance(store, zarr.abc.store.Store):
         return ResolvedStore(store, type(store).__name__, None)
     raise StoreError(
         f"cannot use {type(store).__name__} as a store; give a path, an fsspec URL or a zarr store"
     )
+
+
+def unwrap_store(store: Any) -> Any:
+    """The innermost store under any ``zarr.storage.WrapperStore`` layers."""
+    while isinstance(store, zarr.storage.WrapperStore):
+        store = store._store
+    return store
+
+
+def is_in_memory(store: Any) -> bool:
+    """Whether ``store`` lives in this process's memory (no other process can write it)."""
+    store = unwrap_store(store)
+    if isinstance(store, zarr.storage.MemoryStore):
+        return True
+    fs = getattr(store, "fs", None)
+    protocol = getattr(fs, "protocol", None)
+    protocols = protocol if isinstance(protocol, tuple | list) else (protocol,)
+    return isinstance(store, zarr.storage.FsspecStore) and "memory" in protocols
 
 
 def store_has_data(store: Any, description: str | None = None) -> bool:

@@ -163,6 +163,17 @@ def _edge_task_bytes(axes: Sequence[AxisLayout], itemsize: int) -> int:
     return worst * itemsize
 
 
+def _partial_cells_text(axes: Sequence[AxisLayout]) -> str:
+    """Where the partly covered cells are: per axis with any, the covered ranges that end mid-cell."""
+    parts = []
+    for ax in axes:
+        spans = [f"{s.start}:{s.stop}" for s in ax.segments if not s.full]
+        if spans:
+            shown = ", ".join(spans[:4]) + (", ..." if len(spans) > 4 else "")
+            parts.append(f"along {ax.name!r} (grid {ax.grid}) the write covers {shown} of those cells")
+    return "; ".join(parts)
+
+
 def plan_variable(
     name: str,
     *,
@@ -178,6 +189,7 @@ def plan_variable(
     max_mem: int | None = None,
     lock_backend: str | None = None,
     lock_problem: str | None = None,
+    partial_cells_shared: bool = False,
 ) -> VariablePlan:
     """Plan the write of one array.
 
@@ -206,10 +218,22 @@ def plan_variable(
         Lock backend that can work here (``threading``, ``distributed``, ``file``) or ``None``.
     lock_problem
         Why no lock backend works, used in the error if ``strategy="lock"``.
+    partial_cells_shared
+        ``True`` for region writes: a grid cell the write covers only partly may be written at the
+        same time by another writer (a neighbouring region, possibly another process), and each
+        write of a cell rewrites all of it. Such cells are then written under their cell's lock
+        whatever the strategy (``lock_backend`` must work across those writers), and the write
+        is refused when no lock backend works. ``False`` (new arrays, appends under their
+        lease): partial cells are read, merged and written by the one task that owns them.
 
     Returns
     -------
     VariablePlan
+
+    Raises
+    ------
+    StrategyError
+        Partly covered cells of a region write cannot be synchronised (no lock backend).
     """
     ndim = len(shape)
     dims = tuple(dims) if dims else tuple(f"dim_{i}" for i in range(ndim))
@@ -245,11 +269,27 @@ def plan_variable(
     total_bytes = _prod([sum(c) for c in dask_chunks]) * itemsize
     moved_bytes = total_bytes - _prod([ax.owned_length for ax in axes]) * itemsize
 
+    partial_before = _prod([ax.ncells for ax in axes]) - _prod([ax.full_cells for ax in axes])
     reason = ""
     chosen = strategy
+    # Region writes: cells the write covers only in part are shared with whoever writes the rest.
+    lock_partial = bool(partial_cells_shared and partial_before)
+    if lock_partial and lock_backend is None:
+        raise StrategyError(
+            f"{name!r}: this region covers {partial_before} grid cell(s) only in part ({_partial_cells_text(axes)}); "
+            "other writers of the rest of those cells would race with it and lose updates, and no lock works here "
+            f"({lock_problem or 'no lock backend'}). Fix: align the region to the write grid {tuple(grid)} "
+            "(start and stop on multiples of it, or the array's end), split the work at grid boundaries, or "
+            "write under a lock (a store on a shared filesystem with lock='file', or a distributed Client "
+            "shared by every writer with lock='distributed')"
+        )
     if strategy == "auto":
         if aligned:
             chosen, reason = "direct", "every dask block covers whole grid cells"
+            if partial_before:
+                reason = "no grid cell is written by two dask blocks"
+                if not lock_partial:
+                    reason += f"; {partial_before} partly covered cell(s) are read, merged and rewritten by their owner"
         elif (fanin := _prod([max(s.block_stop - s.block_start for s in ax.segments) for ax in axes])) > GATHER_FANIN_FOR_RECHUNK:
             chosen = "rechunk"
             reason = (
@@ -318,6 +358,14 @@ def plan_variable(
         locks = cells - _prod([sum(s.ncells for s in ax.segments if not s.shared and s.full) for ax in axes])
         moved_bytes = 0
 
+    if lock_partial:
+        # Whatever the strategy, a task writing a partly covered cell holds that cell's lock.
+        if chosen != "lock":
+            locks = partial
+        reason += (
+            f"; the region covers {partial} grid cell(s) only in part ({_partial_cells_text(axes)}), which "
+            f"neighbouring writers may share: they are written under {lock_backend} locks"
+        )
     plan = VariablePlan(
         name=name,
         shape=tuple(int(s) for s in shape),
@@ -340,7 +388,7 @@ def plan_variable(
         bytes_total=total_bytes,
         bytes_moved=moved_bytes,
         locks=locks,
-        lock_backend=lock_backend if chosen == "lock" else None,
+        lock_backend=lock_backend if chosen == "lock" or lock_partial else None,
         peak_memory_per_task=peak,
     )
     if max_mem is not None and peak > max_mem:
