@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,18 @@ from zarr.core.array import Array, AsyncArray
 
 from . import commit as cm
 from .api import build_graph
-from .errors import AppendError, EncodingError, SchemaMismatchError, StoreWriteError
+from .errors import (
+    AlreadyAppliedError,
+    AppendError,
+    EncodingError,
+    SchemaMismatchError,
+    StoreError,
+    StoreWriteError,
+)
 from .faults import fault_point
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
 from .io.stores import ResolvedStore, resolve_store, store_has_data
+from .kwargs import check_compute_kwargs
 from .planning.write import WritePlan
 from .prepared import PreparedWrite, plan_job
 from .units import parse_bytes
@@ -125,6 +134,50 @@ def _comparable(a: np.dtype, b: np.dtype) -> bool:
     return kinds <= set("biuf") or len(kinds) == 1
 
 
+def _check_dimension_agreement(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> None:
+    """Refuse an append after which the stored variables would disagree on the length of a dimension.
+
+    Only variables with ``dim`` grow; so each stored variable with ``dim`` must be appended with it,
+    and an appended variable with ``dim`` must be stored with it. ``xr.open_mfdataset`` (default
+    ``data_vars='all'``) broadcasts static variables such as a land-sea mask along the concatenated
+    dimension, so one file opened alone and the concatenation of several disagree there.
+    """
+    for name, old in stored.variables.items():
+        if name not in ds.variables:
+            continue
+        new = ds.variables[name]
+        old_dims, new_dims = tuple(map(str, old.dims)), tuple(map(str, new.dims))
+        if dim in old_dims and dim not in new_dims:
+            expand = f"ds[{str(name)!r}] = ds[{str(name)!r}].expand_dims({dim}=ds[{dim!r}])"
+            if old_dims[0] != dim:
+                expand += f".transpose{old_dims!r}"
+            raise SchemaMismatchError(
+                f"{str(name)!r} is stored with dimension {dim!r} {old_dims} but the appended {str(name)!r} has dims "
+                f"{new_dims} without it: it would not grow, leaving {str(name)!r} shorter than {dim!r} and the store "
+                f"unreadable. The stored one was probably broadcast along {dim!r} by xr.open_mfdataset. Broadcast the "
+                f"appended one the same way ({expand}), or rewrite the store with {str(name)!r} off the {dim!r} "
+                f"dimension (open the files with xr.open_mfdataset(..., data_vars='minimal'))"
+            )
+        if dim in new_dims and dim not in old_dims:
+            raise SchemaMismatchError(
+                f"the appended {str(name)!r} has dimension {dim!r} {new_dims} but the stored one has {old_dims}: it "
+                f"cannot grow along {dim!r}. It was probably broadcast along {dim!r} by xr.open_mfdataset; open the "
+                f"files with xr.open_mfdataset(..., data_vars='minimal'), or take one copy with "
+                f"ds[{str(name)!r}] = ds[{str(name)!r}].isel({dim}=0, drop=True) (static='verify' checks it is unchanged)"
+            )
+        if dim not in new_dims and new_dims != old_dims:
+            raise SchemaMismatchError(
+                f"{str(name)!r} has dims {new_dims} but the stored variable has {old_dims}; variables without "
+                f"{dim!r} are not appended and must match the store (or be dropped)"
+            )
+        for d in new_dims if dim not in new_dims else ():
+            if new.sizes[d] != old.sizes[d]:
+                raise SchemaMismatchError(
+                    f"{str(name)!r} has size {new.sizes[d]} along {d!r} but the store has {old.sizes[d]}; only "
+                    f"{dim!r} may change in an append (variables without it must match the store, or be dropped)"
+                )
+
+
 def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
     h = hashlib.sha1()
     h.update(dim.encode())
@@ -146,9 +199,15 @@ def prepare_append(
     max_mem: int | None,
     encoding: Mapping[str, Any] | None,
     static: str,
-    log: list[dict[str, Any]] | None = None,
 ) -> PreparedWrite:
     """Validate an append against the store and plan it; read metadata only, write nothing."""
+    conflicts = cm.dimension_conflicts(resolved.store)
+    if conflicts:
+        raise AppendError(
+            f"{resolved.description} is inconsistent: its arrays disagree on the length of "
+            + "; and ".join(cm.describe_conflict(d, sizes) for d, sizes in conflicts.items())
+            + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
+        )
     stored = open_stored(resolved)
     if append_dim not in ds.dims:
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
@@ -170,9 +229,9 @@ def prepare_append(
             f"variable(s) or coordinate(s) {missing} of the store have {append_dim!r} but are missing from the "
             "appended data; include them (e.g. the new coordinate labels)"
         )
+    _check_dimension_agreement(ds, stored, append_dim)
     labels = _check_coordinate(ds, stored, append_dim)
 
-    log = cm.append_log(resolved.store) if log is None else log
     plans = {}
     jobs = []
     offset = int(stored.sizes[append_dim])
@@ -238,12 +297,149 @@ def prepare_append(
         "labels": labels,
         "offset": offset,
         "length": length,
-        "log": log,
         "shapes": {j.plan.name: list(j.plan.shape) for j in jobs},
         "old_shapes": {n: [int(s) for s in stored.variables[n].shape] for n in plans},
     }
     plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
     return PreparedWrite(plan=plan, jobs=jobs, info=info)
+
+
+@dataclass
+class _AppendRun:
+    """What the tasks of one append's graph need: the first takes the lease, the last commits.
+
+    Picklable (a store, ids, shapes), so the tasks may run on dask workers. The lease's id is fixed
+    when the graph is built, so whoever computes it can release the lease, whichever process took it.
+    """
+
+    store: Any
+    description: str
+    lease_id: str
+    operation: str
+    old_shapes: dict[str, list[int]]
+    journal: dict[str, Any]
+    consolidated: bool
+    result: AppendResult
+
+    def check(self) -> None:
+        """Refuse to write if the store moved on since the append was planned."""
+        aid = self.journal["entry"]["id"]
+        if cm.is_recorded(self.store, aid):
+            raise AlreadyAppliedError(f"append {aid} was already applied to {self.description} (computed twice?); nothing written")
+        if cm.pending_journal(self.store) is not None:
+            raise AppendError(
+                f"{self.description} has an interrupted commit that appeared after this append was planned; "
+                "rerun the append (it rolls the commit forward first)"
+            )
+        for name, shape in self.old_shapes.items():
+            now = zarr.open_array(self.store, path=name, mode="r").shape
+            if list(now) != shape:
+                raise AppendError(f"{name!r} changed from {tuple(shape)} to {tuple(now)} while this append was planned; retry")
+
+    def take_lease(self) -> bool:
+        """The graph's first task: take the lease (unless this run already holds it) and check the store."""
+        current = cm.read_json(self.store, cm.LEASE_KEY)
+        if current is not None and current.get("id") == self.lease_id:
+            return True  # taken by append(compute=True) before computing, or by an earlier try of this task
+        lease = cm.acquire_lease(self.store, self.description, self.operation, lease_id=self.lease_id)
+        fault_point("append:leased")
+        try:
+            self.check()
+        except BaseException:
+            lease.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        """Release the lease if this run holds it (a no-op otherwise)."""
+        cm.Lease(self.store, {"id": self.lease_id}).release()
+
+    def finish(self, written: int) -> AppendResult:
+        """The graph's last task, after every chunk is written: journal, commit, release."""
+        try:
+            fault_point("append:data-written")
+            cm.write_journal(self.store, self.journal)
+            fault_point("append:journaled")
+            cm.roll_forward(self.store, self.journal, self.consolidated)
+        except BaseException:
+            self.release()  # a written journal stays: the next append or repair rolls it forward
+            raise
+        self.release()
+        fault_point("append:released")
+        return self.result
+
+
+def _after_lease(block: Any, leased: Any) -> Any:
+    """Pass ``block`` on once the lease task has run (it is a dependency of every written block)."""
+    return block
+
+
+class AppendDelayed(Delayed):
+    """The ``Delayed`` of ``append(compute=False)``: its ``compute()`` releases the lease on failure.
+
+    The lease is taken by the graph's first task and released by its last (the commit). When
+    another task fails, ``compute()`` of this object releases it too; a failure under
+    ``dask.compute(...)`` or ``client.compute(...)`` leaves it held by the computing process, which
+    the next append names (``repair(store, force=True)`` clears it).
+    """
+
+    __slots__ = ("_run",)
+
+    def __init__(self, key: Any, dsk: Any, run: _AppendRun) -> None:
+        super().__init__(key, dsk)
+        self._run = run
+
+    def compute(self, **kwargs: Any) -> Any:
+        try:
+            return super().compute(**kwargs)
+        except BaseException:
+            self._run.release()
+            raise
+
+
+def _lazy_graph(prepared: PreparedWrite, run: _AppendRun) -> AppendDelayed:
+    """One graph: lease task -> every written block -> commit task (returns the AppendResult)."""
+    leased = dask.delayed(run.take_lease, pure=False)(dask_key_name=f"pz-append-lease-{run.lease_id}")
+    token = da.from_delayed(leased, shape=(), dtype=bool)
+    for job in prepared.jobs:
+        # No chunk is written before the lease is held: every block waits for the lease task.
+        ind = tuple(range(job.data.ndim))
+        job.data = da.blockwise(_after_lease, ind, job.data, ind, token, (), dtype=job.data.dtype,
+                                meta=job.data._meta, name=f"pz-leased-{job.data.name}")
+    written = build_graph(prepared)
+    final = dask.delayed(run.finish, pure=False)(written, dask_key_name=f"pz-append-commit-{run.lease_id}")
+    return AppendDelayed(final.key, final.dask, run)
+
+
+@dataclass
+class _FirstAppend:
+    """A first append (into an empty store) run as one task: :func:`to_zarr` computes inside it."""
+
+    ds: xr.Dataset
+    resolved: ResolvedStore
+    append_dim: str
+    restart: bool
+    append_id: str
+    labels: tuple[str, str] | None
+    options: dict[str, Any]
+
+    def __call__(self, compute_kwargs: Mapping[str, Any] | None = None) -> AppendResult:
+        from .api import to_zarr
+
+        if compute_kwargs is None:
+            try:  # on a distributed worker: compute through the cluster without blocking a thread
+                from distributed import get_worker, worker_client
+
+                get_worker()
+            except (ImportError, ValueError):
+                return self({})
+            with worker_client() as client:
+                return self({"scheduler": client})
+        n = int(self.ds.sizes[self.append_dim])
+        plan = to_zarr(self.ds, self.resolved.store, mode="w" if self.restart else "w-", **self.options, **compute_kwargs)
+        # After the publish, as for any append: a record never names data readers cannot see.
+        cm.write_record(self.resolved.store, _entry(self.append_id, self.append_dim, 0, n, self.labels))
+        return AppendResult(self.append_id, True, f"created {self.resolved.description} with {n} {self.append_dim!r} rows", plan, 0, n)
 
 
 def append(
@@ -279,8 +475,14 @@ def append(
     consolidated
         Update consolidated metadata (the commit point for consolidated readers).
     compute
-        If ``False``, return a ``Delayed`` that writes and commits when computed (the lease is held
-        from now until then).
+        If ``False``, validate and plan now (reading metadata only; an interrupted earlier commit is
+        rolled forward first) and return a ``dask.delayed.Delayed`` that writes and commits when
+        computed; it computes to the :class:`AppendResult`. Always a ``Delayed``: also for a first
+        append (into an empty store) and for an append already applied. No lease is held until it
+        runs: the graph's first task takes the store's lease and its commit task releases it, so a
+        ``Delayed`` that is never computed leaves the store free. If its computation fails,
+        ``.compute()`` releases the lease; after ``dask.compute``/``client.compute`` failures the
+        next append names the lease as held by this process (clear it with ``repair(store, force=True)``).
     storage_options
         fsspec options for URL stores.
     max_mem
@@ -289,8 +491,10 @@ def append(
         Encoding for variables new to the store (stored variables keep their encoding; giving one is an error).
     static
         ``"ignore"`` variables without ``append_dim`` or ``"verify"`` that they equal the stored ones.
+        Either way, a variable stored with ``append_dim`` must be appended with it (and the other
+        way round): an append after which arrays disagree on a dimension's length is refused.
     **compute_kwargs
-        Passed to ``dask.compute``.
+        Passed to ``dask.compute``; any other keyword raises ``TypeError`` naming it.
 
     Returns
     -------
@@ -298,12 +502,15 @@ def append(
 
     Raises
     ------
+    AppendError, SchemaMismatchError
+        The data does not continue the store (both are ``ValueError``); nothing is written.
+    LeaseError
+        Another append (or a lazy one of this process) holds the store's lease.
     StoreWriteError
         An I/O error during the run; readers still see the data before this append. Rerun the same
         append (or :func:`repair`) once the cause is fixed.
     """
-    from .api import to_zarr
-
+    check_compute_kwargs("append", compute_kwargs)
     ds = as_dataset(data)
     if append_dim not in ds.dims:
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
@@ -314,13 +521,16 @@ def append(
     unpublished = cm.unpublished_write(resolved.store)
     restart = unpublished is not None and not cm.write_running(unpublished)
     if restart or not store_has_data(resolved.store):
+        from .api import plan_write
+
         labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
-        plan = to_zarr(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, consolidated=consolidated,
-                       max_mem=max_mem, **compute_kwargs)
-        aid = append_id or _derive_id(ds, append_dim, labels)
-        entry = _entry(aid, append_dim, 0, int(ds.sizes[append_dim]), labels)
-        cm.roll_forward(resolved.store, {"shapes": {}, "entry": entry, "consolidated": consolidated}, consolidated)
-        return AppendResult(aid, True, f"created {resolved.description} with {ds.sizes[append_dim]} {append_dim!r} rows", plan, 0, int(ds.sizes[append_dim]))
+        options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem}
+        first = _FirstAppend(ds, resolved, append_dim, restart, append_id or _derive_id(ds, append_dim, labels), labels, options)
+        if compute:
+            return first(compute_kwargs)
+        # Validate now (metadata only); the store is created when the Delayed runs.
+        plan_write(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
+        return dask.delayed(first, pure=False, traverse=False)(dask_key_name=f"pz-first-append-{uuid.uuid4().hex}")
 
     repaired: list[str] = []
     dead = cm.clear_dead_lease(resolved.store)
@@ -337,50 +547,42 @@ def append(
 
     aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
     # The id check comes first: the same append again overlaps the stored labels by design.
-    log = cm.append_log(resolved.store)
-    if any(e.get("id") == aid for e in log):
-        return AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
+    if cm.is_recorded(resolved.store, aid):
+        done = AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
                             repaired=repaired)
-    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding,
-                                    static=static, log=log)
+        return done if compute else dask.delayed(done, traverse=False)
+    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
     info = prepared.info
-
-    lease = cm.acquire_lease(resolved.store, resolved.description)
-    if lease.broke_stale:
-        repaired.append(f"broke the lease of a dead process ({cm.describe_holder(lease.broke_stale)})")
-    fault_point("append:leased")
-    try:
-        for name, shape in info["old_shapes"].items():
-            now = zarr.open_array(resolved.store, path=name, mode="r").shape
-            if list(now) != shape:
-                raise AppendError(f"{name!r} changed from {tuple(shape)} to {tuple(now)} while this append was planned; retry")
-        entry = _entry(aid, append_dim, info["offset"], info["length"], info["labels"])
-        journal = {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated}
-
-        def commit() -> None:
-            fault_point("append:data-written")
-            cm.write_journal(resolved.store, journal)
-            fault_point("append:journaled")
-            cm.roll_forward(resolved.store, journal, consolidated)
-            lease.release()
-            fault_point("append:released")
-
-        prepared.commit = commit
-        delayed = build_graph(prepared)
-        if not compute:
-            return delayed
-        dask.compute(delayed, **compute_kwargs)
-    except OSError as exc:
-        lease.release()
-        raise _append_failed(resolved, exc) from exc
-    except BaseException:
-        lease.release()
-        raise
-    return AppendResult(
+    entry = _entry(aid, append_dim, info["offset"], info["length"], info["labels"])
+    result = AppendResult(
         aid, True,
         f"appended {info['length']} {append_dim!r} row(s) at {info['offset']} to {resolved.description} (id {aid})",
         prepared.plan, info["offset"], info["length"], repaired,
     )
+    run = _AppendRun(
+        resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
+        info["old_shapes"], {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated}, consolidated, result,
+    )
+    graph = _lazy_graph(prepared, run)
+    if not compute:
+        return graph
+
+    # Eagerly here: a held lease is reported before any input is read. The lease task then finds
+    # its own id and does nothing.
+    lease = cm.acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id)
+    if lease.broke_stale:
+        repaired.append(f"broke the lease of a dead process ({cm.describe_holder(lease.broke_stale)})")
+    fault_point("append:leased")
+    try:
+        run.check()
+        dask.compute(graph, **compute_kwargs)
+    except OSError as exc:
+        run.release()
+        raise _append_failed(resolved, exc) from exc
+    except BaseException:
+        run.release()
+        raise
+    return result
 
 
 def _append_failed(resolved: ResolvedStore, exc: OSError) -> StoreWriteError:
@@ -454,11 +656,16 @@ def _entry(aid: str, dim: str, offset: int, length: int, labels: tuple[str, str]
     }
 
 
-def repair(store: Any, *, force: bool = False, storage_options: Mapping[str, Any] | None = None) -> cm.RepairReport:
+def repair(
+    store: Any, *, force: bool = False, truncate: bool = False, storage_options: Mapping[str, Any] | None = None
+) -> cm.RepairReport:
     """Bring a store back to a consistent state after an interrupted append.
 
     Rolls forward an interrupted commit from its journal, clears a lease whose holder is gone (any
-    lease with ``force=True``), and removes unreferenced chunks beyond each array's shape.
+    lease with ``force=True``), and removes unreferenced chunks beyond each array's shape. Then
+    checks that the arrays agree on the length of each dimension they share (xarray refuses a store
+    where they do not, which an append of mismatched data used to leave); such a store is reported
+    with the way out, and changed only with ``truncate=True``.
 
     Parameters
     ----------
@@ -466,6 +673,10 @@ def repair(store: Any, *, force: bool = False, storage_options: Mapping[str, Any
         Path, fsspec URL or zarr store.
     force
         Clear the lease even when its holder cannot be shown to be gone.
+    truncate
+        Cut the arrays that are longer along a disagreeing dimension back to the shortest length
+        there (dropping the rows only some arrays have) and forget the appends whose rows are
+        dropped, so they can be rerun. The report lists every array and append touched.
     storage_options
         fsspec options for URL stores.
 
@@ -473,6 +684,13 @@ def repair(store: Any, *, force: bool = False, storage_options: Mapping[str, Any
     -------
     RepairReport
         What was found and done (``print`` it, or ``.to_dict()``).
+
+    Raises
+    ------
+    StoreError
+        There is no zarr store (group) at ``store``.
     """
     resolved = resolve_store(store, storage_options)
-    return cm.repair_store(resolved.store, resolved.description, force=force)
+    if not store_has_data(resolved.store):
+        raise StoreError(f"no zarr store at {resolved.description}; nothing to repair")
+    return cm.repair_store(resolved.store, resolved.description, force=force, truncate=truncate)

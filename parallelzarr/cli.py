@@ -619,18 +619,22 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
 @main.command()
 @click.argument("target")
 @click.option("--force", is_flag=True, help="Clear the append lease even if its holder may still be alive.")
+@click.option("--truncate", is_flag=True,
+              help="If arrays disagree on a dimension's length, cut the longer ones back to the shortest (drops rows).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 @click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
               help="fsspec option for URL stores (repeatable).")
-def repair(target: str, force: bool, as_json: bool, storage_option: Sequence[str]) -> None:
+def repair(target: str, force: bool, truncate: bool, as_json: bool, storage_option: Sequence[str]) -> None:
     """Repair TARGET after an interrupted append: roll forward, clear stale leases, drop orphan chunks.
 
-    Exits 1 when problems remain (e.g. a live lease: rerun with --force once its holder is gone).
+    Also checks that the arrays agree on each dimension's length (--truncate cuts them back).
+    Exits 1 when problems remain (e.g. a live lease: rerun with --force once its holder is gone),
+    2 when there is no store at TARGET.
     """
     func = _api("repair")
     assert func is not None
     so = parse_storage_options(storage_option)
-    report = _call(func, target, force=force, storage_options=so or None)
+    report = _call(func, target, force=force, truncate=truncate or None, storage_options=so or None)
     if as_json:
         click.echo(_redact(json.dumps({"command": "repair", "target": target, "report": _to_data(report)}, indent=2,
                                       default=str), so))
@@ -647,7 +651,8 @@ def repair(target: str, force: bool, as_json: bool, storage_option: Sequence[str
 @click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
               help="fsspec option for URL stores (repeatable).")
 def info(target: str, as_json: bool, attrs: bool, storage_option: Sequence[str]) -> None:
-    """Show the tree of TARGET: shapes, dtypes, chunks, shards, codecs, sizes and the append log."""
+    """Show the tree of TARGET: shapes, dtypes, chunks, shards, codecs, sizes, the append log, and any
+    held lease (holder, age), interrupted commit (journal) or unpublished write."""
     from .info import format_info, inspect_store
 
     so = parse_storage_options(storage_option)

@@ -2,15 +2,25 @@
 
 All bookkeeping lives under the store's ``.parallelzarr/`` prefix, which zarr and xarray ignore.
 The protocol (DESIGN "Append protocol"): take the lease -> write chunks beyond the stored shape ->
-write the journal -> resize each array's metadata -> update the group (append log + consolidated
-metadata, the commit point) -> delete the journal -> release the lease. A journal found later means
-"roll forward": every step after it is idempotent.
+write the journal -> resize each array's metadata -> consolidate the metadata (the commit point) ->
+record the append -> delete the journal -> release the lease. A journal found later means "roll
+forward": every step after it is idempotent.
+
+The append log is one small JSON object per append under ``.parallelzarr/appends/``, not a group
+attribute: readers (xarray decodes root attributes into ``Dataset.attrs``) never load it, and the root
+metadata does not grow with the number of appends. A record is written only after its append is
+visible and before its journal is deleted, so a record always means "applied", and an applied append
+without a record still has its journal (the roll-forward writes the record). Stores written before
+this layout keep their log in the root attribute ``parallelzarr_appends``; it is read as well, and
+moved into records (and dropped from the attributes) by the next commit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -22,14 +32,17 @@ import zarr.storage
 from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 
-from .errors import LeaseError
+from .errors import LeaseError, StoreError
 from .faults import fault_point
 
 PREFIX = ".parallelzarr"
 LEASE_KEY = f"{PREFIX}/lease.json"
 JOURNAL_KEY = f"{PREFIX}/journal.json"
 WRITE_KEY = f"{PREFIX}/write.json"
-LOG_ATTR = "parallelzarr_appends"
+APPENDS_PREFIX = f"{PREFIX}/appends/"
+#: Root group attribute of the append log in stores written before the log moved to ``APPENDS_PREFIX``.
+LEGACY_LOG_ATTR = "parallelzarr_appends"
+LOG_ATTR = LEGACY_LOG_ATTR  # the old name, for callers that still import it
 
 
 # --- raw key access through any zarr store -------------------------------------------------------
@@ -147,13 +160,20 @@ def _holder(operation: str) -> dict[str, Any]:
     }
 
 
-def acquire_lease(store: Any, description: str, operation: str = "append") -> Lease:
+def held_by_this_process(holder: dict[str, Any]) -> bool:
+    """Whether ``holder`` (a lease or marker) names this very process."""
+    return holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid()
+
+
+def acquire_lease(store: Any, description: str, operation: str = "append", lease_id: str | None = None) -> Lease:
     """Take the append lease or raise :class:`LeaseError` naming the holder.
 
     A lease whose holder provably died (same host, process gone) is broken and reported; a lease
-    held from another host is never broken here (``repair(force=True)`` does that).
+    held from another host is never broken here (``repair(force=True)`` does that). ``lease_id``
+    fixes the holder's id in advance, so the caller can release the lease even when another
+    process (a dask worker) took it.
     """
-    holder = {"id": uuid.uuid4().hex, **_holder(operation)}
+    holder = {"id": lease_id or uuid.uuid4().hex, **_holder(operation)}
     broke = None
     for _ in range(2):
         if create_exclusive(store, LEASE_KEY, holder):
@@ -163,6 +183,14 @@ def acquire_lease(store: Any, description: str, operation: str = "append") -> Le
             delete_key(store, LEASE_KEY)
             broke = current
             continue
+        if held_by_this_process(current):
+            # Not another process at all: most often a lazy append whose graph never finished.
+            raise LeaseError(
+                f"{description} is leased by this process (pid {current.get('pid')}; "
+                f"{describe_holder(current)}), probably an append(compute=False) whose Delayed was never "
+                "computed or whose computation failed or is still running. Compute it (or let it finish), "
+                "or clear the lease with parallelzarr.repair(store, force=True) if nothing is running"
+            )
         state = "stale? run parallelzarr.repair(store, force=True) if it is gone" if holder_alive(current) is None else "still running"
         raise LeaseError(
             f"{description} is being written by another process ({describe_holder(current)}; {state}); "
@@ -188,9 +216,12 @@ def write_journal(store: Any, journal: dict[str, Any]) -> None:
 
 
 def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> list[str]:
-    """Apply a journal: resize arrays, record the append, consolidate, drop the journal.
+    """Apply a journal: resize arrays, consolidate, record the append, drop the journal.
 
-    Every step checks before it acts, so running it twice (or after a crash inside it) is safe.
+    Every step checks before it acts, so running it twice (or after a crash inside it) is safe. The
+    record is written after the consolidation (the commit point for consolidated readers) and
+    before the journal goes: a record never names an append readers cannot see, and an append
+    readers can see but that has no record yet still has its journal, which writes the record.
     """
     done: list[str] = []
     for name, shape in journal["shapes"].items():
@@ -199,20 +230,16 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
             arr.resize(tuple(shape))
             done.append(f"resized {name} to {tuple(shape)}")
         fault_point(f"commit:resized:{name}")
-    # Opened with its consolidated metadata (if any) so the attribute write keeps it: consolidated
-    # readers go on seeing the old shapes until the consolidation below, the commit point.
-    group = zarr.open_group(store, mode="r+", use_consolidated=None if consolidated else False)
-    log = list(group.attrs.get(LOG_ATTR, []))
-    entry = journal["entry"]
-    if not any(e.get("id") == entry["id"] for e in log):
-        log.append(entry)
-        group.attrs[LOG_ATTR] = log
-        done.append(f"recorded append {entry['id']}")
-    fault_point("commit:logged")
+    done += migrate_legacy_log(store, consolidated)
     if consolidated:
         zarr.consolidate_metadata(store)
         done.append("consolidated metadata")
     fault_point("commit:consolidated")
+    entry = journal["entry"]
+    if read_record(store, entry["id"]) is None:
+        write_record(store, entry)
+        done.append(f"recorded append {entry['id']}")
+    fault_point("commit:logged")
     delete_key(store, JOURNAL_KEY)
     fault_point("commit:journal-removed")
     return done
@@ -222,13 +249,124 @@ def pending_journal(store: Any) -> dict[str, Any] | None:
     return read_json(store, JOURNAL_KEY)
 
 
-def append_log(store: Any) -> list[dict[str, Any]]:
-    """The appends recorded in the group's attributes."""
+# --- the append log: one record per append under .parallelzarr/appends/ ---------------------------
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def record_key(append_id: str) -> str:
+    """The key of an append's record: the id itself when it is a safe file name, else its digest."""
+    aid = str(append_id)
+    name = aid if _SAFE_ID.fullmatch(aid) else "sha1-" + hashlib.sha1(aid.encode()).hexdigest()
+    return f"{APPENDS_PREFIX}{name}.json"
+
+
+def read_record(store: Any, append_id: str) -> dict[str, Any] | None:
+    """The record of append ``append_id``, or ``None`` if it was never committed (one key read)."""
+    entry = read_json(store, record_key(append_id))
+    return entry if entry is not None and entry.get("id") == append_id else None
+
+
+def write_record(store: Any, entry: dict[str, Any]) -> None:
+    write_json(store, record_key(entry["id"]), entry)
+
+
+def delete_record(store: Any, append_id: str) -> None:
+    delete_key(store, record_key(append_id))
+
+
+def legacy_log(store: Any) -> list[dict[str, Any]]:
+    """The log kept in the root group attributes by earlier versions (empty for newer stores)."""
     try:
         group = zarr.open_group(store, mode="r", use_consolidated=False)
     except Exception:
         return []
-    return list(group.attrs.get(LOG_ATTR, []))
+    log = group.attrs.get(LEGACY_LOG_ATTR, None)
+    return [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
+
+
+def is_recorded(store: Any, append_id: str) -> bool:
+    """Whether append ``append_id`` was committed (a record, or an entry of a legacy log)."""
+    return read_record(store, append_id) is not None or any(e.get("id") == append_id for e in legacy_log(store))
+
+
+def append_log(store: Any) -> list[dict[str, Any]]:
+    """Every recorded append, oldest first (records and any legacy attribute log, by offset)."""
+
+    async def _keys() -> list[str]:
+        return [k async for k in store.list_prefix(APPENDS_PREFIX)]
+
+    try:
+        keys = sync(_keys())
+    except (FileNotFoundError, OSError):
+        keys = []
+    entries: dict[str, dict[str, Any]] = {str(e.get("id")): e for e in legacy_log(store)}
+    for key in keys:
+        if key.endswith(".json"):
+            entry = read_json(store, key)
+            if entry is not None and "id" in entry:
+                entries[str(entry["id"])] = entry
+    return sorted(entries.values(), key=lambda e: (e.get("offset") or 0, str(e.get("time") or "")))
+
+
+def migrate_legacy_log(store: Any, consolidated: bool) -> list[str]:
+    """Move a legacy attribute log into records, then drop the attribute (idempotent, crash-safe).
+
+    The records are written first, so a crash in between leaves the entries in both places, which
+    :func:`append_log` merges by id. Must run before the consolidation, which copies the root
+    attributes.
+    """
+    entries = legacy_log(store)
+    try:
+        group = zarr.open_group(store, mode="r+", use_consolidated=None if consolidated else False)
+    except Exception:
+        return []
+    if LEGACY_LOG_ATTR not in group.attrs:
+        return []
+    for entry in entries:
+        if "id" in entry and read_record(store, entry["id"]) is None:
+            write_record(store, entry)
+    # Opened with its consolidated metadata (if any) so this write keeps it until the consolidation.
+    del group.attrs[LEGACY_LOG_ATTR]
+    return [f"moved the append log ({len(entries)} entries) from the root attributes to {APPENDS_PREFIX}"]
+
+
+# --- one array-dimension view of a group (repair's consistency check) ------------------------------
+
+
+def _array_dims(arr: zarr.Array) -> tuple[str, ...] | None:
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names and all(n is not None for n in names):
+        return tuple(str(n) for n in names)
+    v2 = arr.attrs.get("_ARRAY_DIMENSIONS")
+    return tuple(str(n) for n in v2) if v2 else None
+
+
+def dimension_lengths(store: Any) -> dict[str, dict[str, int]]:
+    """For each dimension name of the root group's arrays: array name -> its length along it."""
+    group = zarr.open_group(store, mode="r", use_consolidated=False)
+    out: dict[str, dict[str, int]] = {}
+    for name, arr in group.arrays():
+        dims = _array_dims(arr)
+        if dims is None or len(dims) != len(arr.shape):
+            continue
+        for dim, size in zip(dims, arr.shape, strict=True):
+            out.setdefault(dim, {})[str(name)] = int(size)
+    return out
+
+
+def dimension_conflicts(store: Any) -> dict[str, dict[str, int]]:
+    """The dimensions whose length differs between arrays (readers such as xarray refuse those)."""
+    return {d: sizes for d, sizes in dimension_lengths(store).items() if len(set(sizes.values())) > 1}
+
+
+def describe_conflict(dim: str, sizes: dict[str, int]) -> str:
+    """``'time': 96 on t2m, u10, time; 72 on lsm``."""
+    by_len: dict[int, list[str]] = {}
+    for name, n in sizes.items():
+        by_len.setdefault(n, []).append(name)
+    parts = [f"{n} on {', '.join(sorted(names))}" for n, names in sorted(by_len.items(), reverse=True)]
+    return f"{dim!r}: " + "; ".join(parts)
 
 
 # --- new stores: the root metadata is published last -------------------------------------------
@@ -357,7 +495,8 @@ class RepairReport:
 
     def __str__(self) -> str:
         lines = [f"repair {self.store}: {'ok' if self.ok else 'needs attention'}"]
-        lines += [f"  did: {a}" for a in self.actions] or ["  did: nothing (store was consistent)"]
+        nothing = "  did: nothing (store was consistent)" if self.ok else "  did: nothing"
+        lines += [f"  did: {a}" for a in self.actions] or [nothing]
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -408,19 +547,70 @@ def remove_chunks_beyond_shape(store: Any) -> list[str]:
     return removed
 
 
-def repair_store(store: Any, description: str, *, force: bool = False) -> RepairReport:
-    """Roll forward a journal, clear a dead (or, with ``force``, any) lease, drop stray chunks."""
+def _open_root_group(store: Any, description: str) -> zarr.Group:
+    """The root group, or :class:`StoreError` saying there is none (a missing path, a bare array)."""
+    problem = None
+    try:
+        return zarr.open_group(store, mode="r", use_consolidated=False)
+    except zarr.errors.ContainsArrayError:
+        problem = f"{description} holds a single zarr array, not a dataset group; appends never touched it, nothing to repair"
+    except (FileNotFoundError, KeyError, ValueError, zarr.errors.NodeNotFoundError) as exc:
+        problem = f"no zarr store at {description} ({type(exc).__name__}); nothing to repair"
+    raise StoreError(problem)  # outside the handler: no chained zarr traceback for the CLI to show
+
+
+def truncate_to_common_length(store: Any, conflicts: dict[str, dict[str, int]], consolidated: bool) -> list[str]:
+    """Shrink every array along each conflicting dimension to the shortest length found.
+
+    Records of the appends whose rows are dropped go first, so a crash halfway leaves a store that
+    is still refused (and repaired again), never one whose log names rows it does not have.
+    """
+    done: list[str] = []
+    for dim, sizes in conflicts.items():
+        keep = min(sizes.values())
+        migrate_legacy_log(store, consolidated)
+        for entry in append_log(store):
+            if entry.get("dim") == dim and int(entry.get("offset") or 0) + int(entry.get("length") or 0) > keep:
+                delete_record(store, entry["id"])
+                done.append(
+                    f"forgot append {entry['id']} ({dim!r} rows {entry.get('offset')}:"
+                    f"{int(entry.get('offset') or 0) + int(entry.get('length') or 0)}, {entry.get('first')} .. "
+                    f"{entry.get('last')}): rerun it once its data matches the store"
+                )
+        for name, n in sorted(sizes.items()):
+            if n == keep:
+                continue
+            arr = zarr.open_array(store, path=name, mode="r+")
+            dims = _array_dims(arr) or ()
+            shape = tuple(keep if d == dim else s for d, s in zip(dims, arr.shape, strict=True))
+            arr.resize(shape)
+            done.append(f"truncated {name} along {dim!r} from {n} to {keep} (dropped its rows {keep}:{n})")
+    if consolidated:
+        zarr.consolidate_metadata(store)
+        done.append("consolidated metadata")
+    return done
+
+
+def repair_store(store: Any, description: str, *, force: bool = False, truncate: bool = False) -> RepairReport:
+    """Roll forward a journal, clear a dead (or, with ``force``, any) lease, drop stray chunks.
+
+    Then check that all arrays agree on the length of every shared dimension (readers refuse a
+    store where they do not); with ``truncate`` such a store is cut back to the shortest length.
+    Raises :class:`StoreError` when there is no store at all.
+    """
     report = RepairReport(description)
     unpublished = unpublished_write(store)
     if unpublished is not None:
         # Its chunks can only come from the data, which repair does not have.
         report.problems.append(describe_unpublished(unpublished, description))
         return report
+    _open_root_group(store, description)
     lease = read_json(store, LEASE_KEY)
     if lease is not None:
         alive = holder_alive(lease)
         if alive is True and not force:
-            report.problems.append(f"lease held by a running process ({describe_holder(lease)}); not touched")
+            mine = " (this very process: an append(compute=False) not computed yet?)" if held_by_this_process(lease) else ""
+            report.problems.append(f"lease held by a running process{mine} ({describe_holder(lease)}); not touched")
             return report
         if alive is None and not force:
             report.problems.append(
@@ -433,7 +623,33 @@ def repair_store(store: Any, description: str, *, force: bool = False) -> Repair
     if journal is not None:
         steps = roll_forward(store, journal, journal.get("consolidated", True))
         report.actions.append(f"rolled forward append {journal['entry']['id']}: " + "; ".join(steps or ["already applied"]))
+    conflicts = dimension_conflicts(store)
+    if conflicts and truncate:
+        held = acquire_lease(store, description, "repair")
+        try:
+            report.actions += truncate_to_common_length(store, conflicts, _has_consolidated(store))
+        finally:
+            held.release()
+        conflicts = dimension_conflicts(store)
+    for dim, sizes in conflicts.items():
+        keep = min(sizes.values())
+        longer = sorted(n for n, v in sizes.items() if v > keep)
+        report.problems.append(
+            f"arrays disagree on the length of {describe_conflict(dim, sizes)}, so readers (xr.open_zarr) "
+            f"refuse the store. An append probably skipped the shorter arrays (a variable stored with {dim!r} "
+            f"but appended without it). To recover, either cut {', '.join(longer)} back to {keep} along {dim!r} "
+            f"with parallelzarr.repair(store, truncate=True) (CLI: parallelzarr repair --truncate), then redo "
+            f"the appends after row {keep} with data that has every stored variable along {dim!r}; or rewrite "
+            "the store from the source files"
+        )
     removed = remove_chunks_beyond_shape(store)
     if removed:
         report.actions.append(f"removed {len(removed)} unreferenced chunk(s) beyond the stored shape")
     return report
+
+
+def _has_consolidated(store: Any) -> bool:
+    try:
+        return zarr.open_group(store, mode="r").metadata.consolidated_metadata is not None
+    except Exception:
+        return False

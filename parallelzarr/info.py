@@ -1,22 +1,26 @@
-"""Inspect a zarr store: its tree, arrays, chunking, codecs, sizes and append log (``parallelzarr info``)."""
+"""Inspect a zarr store: its tree, arrays, chunking, codecs, sizes, append log and bookkeeping
+(held lease, pending journal, unpublished write) for ``parallelzarr info``."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import zarr
 
+from . import commit as cm
 from .errors import StoreError
 from .redact import redact, url_credentials
 from .units import format_bytes
 
 __all__ = ["inspect_store", "format_info", "APPEND_LOG_ATTR"]
 
-#: Group attribute where appends record their id and coordinate range.
-APPEND_LOG_ATTR = "parallelzarr_appends"
+#: Root group attribute where earlier versions kept the append log (now one record per append under
+#: ``.parallelzarr/appends/``); still read, and moved out by the next append.
+APPEND_LOG_ATTR = cm.LEGACY_LOG_ATTR
 
 
 def _codec_text(codec: Any) -> str:
@@ -95,6 +99,53 @@ def _array_info(path: str, arr: zarr.Array) -> dict[str, Any]:
     }
 
 
+def _holder_info(holder: dict[str, Any]) -> dict[str, Any]:
+    """Who holds a lease or runs a write, how long ago it started, and whether it still runs."""
+    alive = cm.holder_alive(holder)
+    state = {True: "running", False: "holder gone (stale)", None: "unknown (another host)"}[alive]
+    if cm.held_by_this_process(holder):
+        state = "this process"
+    return {
+        "operation": holder.get("operation"),
+        "host": holder.get("host"),
+        "pid": holder.get("pid"),
+        "age_s": round(time.time() - float(holder.get("time", time.time())), 1),
+        "state": state,
+        "description": cm.describe_holder(holder),
+    }
+
+
+def bookkeeping(store: Any) -> dict[str, Any]:
+    """The lease, the journal of an interrupted commit and the marker of an unpublished write (or ``None`` each)."""
+
+    def read(key: str) -> dict[str, Any] | None:
+        try:
+            return cm.read_json(store, key)
+        except (OSError, ValueError):
+            return None
+
+    lease, journal, write = read(cm.LEASE_KEY), read(cm.JOURNAL_KEY), read(cm.WRITE_KEY)
+    out: dict[str, Any] = {"lease": _holder_info(lease) if lease else None, "journal": None, "unpublished_write": None}
+    if journal:
+        entry = journal.get("entry", {})
+        out["journal"] = {
+            "append_id": entry.get("id"),
+            "dim": entry.get("dim"),
+            "offset": entry.get("offset"),
+            "length": entry.get("length"),
+            "shapes": journal.get("shapes"),
+            "hint": "an interrupted commit: parallelzarr.repair(store) or the next append rolls it forward",
+        }
+    if write:
+        out["unpublished_write"] = {
+            **_holder_info(write),
+            "failed": write.get("failed"),
+            "running": cm.write_running(write),
+            "hint": "readers see no dataset until it is published; rerun the write with mode='w' if it is gone",
+        }
+    return out
+
+
 def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Describe every group and array of a zarr store (metadata only, plus a listing for sizes).
 
@@ -110,7 +161,9 @@ def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = Non
     dict
         JSON-able: ``store``, ``zarr_format``, ``consolidated``, ``groups`` (path -> attrs),
         ``arrays`` (list of per-array dicts: shape, dims, dtype, chunks, shards, codecs,
-        ``bytes_raw``, ``bytes_stored``...), totals, and ``appends`` (the append log).
+        ``bytes_raw``, ``bytes_stored``...), totals, ``appends`` (the append log), and the
+        bookkeeping: ``lease`` (holder, ``age_s``, state), ``journal`` (an interrupted commit) and
+        ``unpublished_write`` (a new store's write not yet published), each ``None`` when absent.
 
     Raises
     ------
@@ -129,6 +182,11 @@ def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = Non
         problem = f"no zarr array or group at {where}: {type(exc).__name__}: {exc}"
     except Exception as exc:  # unreachable endpoints, permissions, corrupt metadata
         problem = f"cannot read {where}: {type(exc).__name__}: {exc}"
+    extra = bookkeeping(resolved.store)
+    if problem is not None and extra["unpublished_write"] is not None:
+        # A new store whose write has not published its root metadata: say so instead of "nothing here".
+        return {"store": where, "zarr_format": None, "kind": "unpublished", "consolidated": False, "groups": {},
+                "arrays": [], "bytes_raw": 0, "bytes_stored": None, "appends": [], **extra}
     if problem is not None:  # raised outside the handler: the chained error could hold credentials
         raise StoreError(redact(problem, storage_options, secrets))
     info: dict[str, Any] = {"store": where, "zarr_format": node.metadata.zarr_format}
@@ -148,8 +206,8 @@ def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = Non
                 arrays.append(_array_info(path, member))
             else:
                 groups[path] = _jsonable(dict(member.attrs))
-        appends = list(node.attrs.get(APPEND_LOG_ATTR, []) or [])
-        groups[""].pop(APPEND_LOG_ATTR, None)  # shown on its own
+        appends = cm.append_log(resolved.store)
+        groups[""].pop(APPEND_LOG_ATTR, None)  # a legacy log: shown with the records
     stored = [a["bytes_stored"] for a in arrays]
     info.update(
         groups=groups,
@@ -157,6 +215,7 @@ def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = Non
         bytes_raw=sum(a["bytes_raw"] for a in arrays),
         bytes_stored=sum(stored) if all(s is not None for s in stored) else None,
         appends=_jsonable(appends),
+        **_jsonable(extra),
     )
     return info
 
@@ -182,7 +241,10 @@ def format_info(info: Mapping[str, Any], *, attrs: bool = False) -> str:
         if stored:
             size += f" ({raw / stored:.2f}x)"
     cons = ", consolidated" if info.get("consolidated") else ""
-    lines = [f"{info['store']} (zarr v{info['zarr_format']} {info['kind']}{cons}): {len(info['arrays'])} array(s), {size}"]
+    if info["kind"] == "unpublished":
+        lines = [f"{info['store']}: no dataset published yet (readers see nothing here)"]
+    else:
+        lines = [f"{info['store']} (zarr v{info['zarr_format']} {info['kind']}{cons}): {len(info['arrays'])} array(s), {size}"]
 
     def show_attrs(a: Mapping[str, Any], indent: str) -> None:
         for k, v in a.items():
@@ -222,4 +284,23 @@ def format_info(info: Mapping[str, Any], *, attrs: bool = False) -> str:
                 lines.append(f"  {head}: {rest}")
             else:
                 lines.append(f"  {entry}")
+    lines += _bookkeeping_lines(info)
     return "\n".join(lines)
+
+
+def _bookkeeping_lines(info: Mapping[str, Any]) -> list[str]:
+    lines = []
+    lease = info.get("lease")
+    if lease:
+        lines.append(f"lease: held ({lease['description']}; {lease['state']})")
+    journal = info.get("journal")
+    if journal:
+        lines.append(
+            f"journal: interrupted commit of append {journal['append_id']} ({journal['length']} {journal['dim']!r} "
+            f"row(s) at {journal['offset']}); {journal['hint']}"
+        )
+    write = info.get("unpublished_write")
+    if write:
+        state = "running" if write["running"] else "not running" + (f", failed: {write['failed']}" if write.get("failed") else "")
+        lines.append(f"unpublished write: {write['description']} ({state}); {write['hint']}")
+    return lines
