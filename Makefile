@@ -1,9 +1,9 @@
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast test-newest lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ test: $(STAMP)
 	$(PY) -m ruff check parallelzarr tests benchmarks
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# The same suite on the newest other CPython (>= 3.12) this machine has, in its own venv, with the
+# newest zarr/xarray/dask the registry serves there; says so and passes when there is none.
+test-newest:
+	@py="$$(.ci/newest-python)"; \
+	if [ -z "$$py" ]; then echo "test-newest: no CPython >= 3.12 besides python3 on this machine; skipped"; \
+	else echo "test-newest: $$py"; $(MAKE) test PYTHON="$$py" VENV=.venv-newest; fi
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow"
 
@@ -30,4 +37,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_write.py
 
 clean:
-	rm -rf $(VENV) demo-output benchmarks/results
+	rm -rf $(VENV) .venv-newest demo-output benchmarks/results

@@ -412,7 +412,13 @@ def _wait_for_first_worker(client: Any, spec: str, kind: str, timeout: float, er
 
 
 def _close_quietly(client: Any, cluster: Any) -> None:
-    """Close a cluster that failed to start; its own close can fail on never-started jobs."""
+    """Close a cluster that failed to start; its own close can fail on never-started jobs.
+
+    Its loggers are muted for the rest of the process (which is about to report the start-up
+    error): some versions of distributed and bokeh log tracebacks while tearing down such a cluster.
+    """
+    for name in ("distributed", "distributed.core", "distributed.scheduler", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     for obj in (client, cluster):
         if obj is None:
             continue
