@@ -38,6 +38,81 @@ def check_data(data: Any) -> None:
         )
 
 
+def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
+    """xarray's default ``mode``: ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``."""
+    if mode is not None:
+        return mode
+    return "a" if append_dim is not None else "r+" if region is not None else "w-"
+
+
+def check_bool(name: str, value: Any) -> Any:
+    """Refuse a non-boolean flag (``"false"`` would read as true)."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def in_group(store: Any, group: str | None, storage_options: Mapping[str, Any] | None) -> Any:
+    """``store`` re-rooted at ``group`` (xarray's ``group=``): a path, URL or store one level deeper."""
+    if group is None:
+        return store
+    import zarr.storage
+
+    from .io.validate import check_name
+
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a string path like 'era5' or 'a/b', got {type(group).__name__}")
+    parts = [p for p in group.strip("/").split("/") if p]
+    for part in parts:
+        check_name(part, "group")
+    if not parts:
+        return store
+    sub = "/".join(parts)
+    if isinstance(store, os.PathLike):
+        store = os.fspath(store)
+    if isinstance(store, str):
+        return store.rstrip("/") + "/" + sub
+    if isinstance(store, zarr.storage.LocalStore):
+        return zarr.storage.LocalStore(os.path.join(str(store.root), *parts), read_only=store.read_only)
+    if isinstance(store, zarr.storage.FsspecStore):
+        return zarr.storage.FsspecStore(store.fs, path=f"{store.path.rstrip('/')}/{sub}", read_only=store.read_only)
+    raise NotImplementedError(
+        f"group= is supported for paths, URLs, LocalStore and FsspecStore, not {type(store).__name__}; "
+        "write to a store rooted at the group instead"
+    )
+
+
+def make_parent_groups(store: Any, group: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Create the groups above ``group`` that do not exist, so readers can walk down to it."""
+    import zarr
+
+    from .io.stores import resolve_store
+
+    parts = [p for p in group.strip("/").split("/") if p]
+    root = resolve_store(store[: -len("/".join(parts)) - 1] if isinstance(store, str) else _parent_store(store, len(parts)),
+                         storage_options if isinstance(store, str) else None)
+    for depth in range(len(parts)):
+        path = "/".join(parts[:depth])
+        try:
+            zarr.open_group(root.store, path=path, mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+            zarr.open_group(root.store, path=path, mode="a")
+
+
+def _parent_store(store: Any, levels: int) -> Any:
+    import zarr.storage
+
+    if isinstance(store, zarr.storage.LocalStore):
+        root = str(store.root)
+        for _ in range(levels):
+            root = os.path.dirname(root)
+        return zarr.storage.LocalStore(root)
+    path = store.path.rstrip("/")
+    for _ in range(levels):
+        path = path.rsplit("/", 1)[0] if "/" in path else ""
+    return zarr.storage.FsspecStore(store.fs, path=path)
+
+
 def _is_xarray(data: Any) -> bool:
     try:
         import xarray as xr
@@ -112,16 +187,18 @@ def prepare(
 def plan_write(
     data: Any,
     store: Any,
+    mode: str | None = None,
+    group: str | None = None,
+    encoding: Mapping[str, Any] | None = None,
     *,
-    mode: str = "w-",
     region: Any = None,
     append_dim: str | None = None,
-    encoding: Mapping[str, Any] | None = None,
     strategy: str = "auto",
     max_mem: int | str | None = "256MiB",
     storage_options: Mapping[str, Any] | None = None,
-    zarr_format: int = 3,
+    zarr_format: int | None = None,
     lock: str | None = None,
+    align_chunks: bool = False,
 ) -> WritePlan:
     """Plan a write and return the :class:`~parallelzarr.planning.write.WritePlan`; write nothing.
 
@@ -130,24 +207,30 @@ def plan_write(
     """
     return prepare(
         data,
-        store,
-        mode=mode,
+        in_group(store, group, storage_options),
+        mode=default_mode(mode, append_dim, region),
         region=region,
         append_dim=append_dim,
         encoding=encoding,
-        strategy=strategy,
+        strategy="rechunk" if check_bool("align_chunks", align_chunks) and strategy == "auto" else strategy,
         max_mem=max_mem,
         storage_options=storage_options,
-        zarr_format=zarr_format,
+        zarr_format=zarr_format or 3,
         lock=lock,
     ).plan
 
 
-def build_graph(prepared: PreparedWrite) -> Delayed:
-    """Build one dask graph writing every array of a prepared write, then its commit."""
+def build_graph(prepared: PreparedWrite, array_config: Mapping[str, Any] | None = None) -> Delayed:
+    """Build one dask graph writing every array of a prepared write, then its commit.
+
+    ``array_config``: zarr array runtime configuration for the writes (``write_empty_chunks``).
+    """
     parts: list[Delayed] = []
     for job in prepared.jobs:
-        graph, final = build_write_graph(job.plan, job.data, job.open_target(), prepared.locks)
+        target = job.open_target()
+        if array_config:
+            target = target.with_config(dict(array_config))
+        graph, final = build_write_graph(job.plan, job.data, target, prepared.locks)
         parts.append(Delayed(final, graph))
     name = "pz-write-all-" + tokenize(*(p.key for p in parts))
     refs = [TaskRef(p.key) for p in parts]
@@ -167,18 +250,23 @@ def _commit_after(commit: Any, *counts: int) -> int:
 def to_zarr(
     data: Any,
     store: Any,
+    mode: str | None = None,
+    group: str | None = None,
+    encoding: Mapping[str, Any] | None = None,
     *,
-    mode: str = "w-",
     region: Any = None,
     append_dim: str | None = None,
-    encoding: Mapping[str, Any] | None = None,
     strategy: str = "auto",
-    consolidated: bool = True,
+    consolidated: bool | None = True,
     compute: bool = True,
     storage_options: Mapping[str, Any] | None = None,
-    zarr_format: int = 3,
+    zarr_format: int | None = None,
     max_mem: int | str | None = "256MiB",
     lock: str | None = None,
+    safe_chunks: bool = True,
+    align_chunks: bool = False,
+    write_empty_chunks: bool | None = None,
+    chunkmanager_store_kwargs: Mapping[str, Any] | None = None,
     **compute_kwargs: Any,
 ) -> WritePlan | Delayed:
     """Write ``data`` to a zarr store in parallel, safely for any dask chunking.
@@ -191,7 +279,11 @@ def to_zarr(
         A path, fsspec URL (``s3://...``), zarr store, or (for arrays) a ``zarr.Array`` to write into.
     mode
         ``"w-"`` create (fail if data exists), ``"w"`` overwrite, ``"a"`` append along
-        ``append_dim`` (or add variables), ``"r+"`` write a ``region`` of existing arrays.
+        ``append_dim``, ``"r+"`` write a ``region`` of existing arrays. ``None`` (xarray's default):
+        ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
+    group
+        Path of the group inside ``store`` to write the Dataset to (xarray's ``group``); parent
+        groups are created. Paths and URLs, ``LocalStore`` and ``FsspecStore`` only.
     region
         Dict of slices by dimension (or a tuple of slices for arrays), or ``"auto"`` to find the
         region of a Dataset from its coordinate labels.
@@ -217,6 +309,17 @@ def to_zarr(
     lock
         Lock backend for ``strategy="lock"``: ``"file"``, ``"distributed"`` or ``"threading"``
         (default: the first that works here, in that order).
+    safe_chunks
+        Accepted for xarray compatibility. parallelzarr never writes a grid cell from two tasks
+        without gathering or a lock, so ``False`` (xarray: write misaligned chunks unchecked) gives
+        the same, safe result.
+    align_chunks
+        xarray's ``align_chunks=True`` (rechunk the dask array to the zarr grid first) selects
+        ``strategy="rechunk"`` when ``strategy`` is ``"auto"``.
+    write_empty_chunks
+        Write chunks that hold only the fill value (zarr's array option); ``None``: zarr's default.
+    chunkmanager_store_kwargs
+        Extra keywords for the computation, as in xarray (here: ``dask.compute`` keywords).
     **compute_kwargs
         Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...); any other keyword raises
         ``TypeError`` naming it (a typo must not vanish silently).
@@ -236,9 +339,24 @@ def to_zarr(
         in the region is its old or its new value and metadata is unchanged (rerun the same write).
     """
     check_compute_kwargs("to_zarr", compute_kwargs)
+    if chunkmanager_store_kwargs:
+        check_compute_kwargs("to_zarr(chunkmanager_store_kwargs=...)", chunkmanager_store_kwargs)
+        compute_kwargs = {**chunkmanager_store_kwargs, **compute_kwargs}
+    mode = default_mode(mode, append_dim, region)
+    strategy = "rechunk" if align_chunks and strategy == "auto" else strategy
+    check_bool("safe_chunks", safe_chunks)
+    check_bool("align_chunks", align_chunks)
+    store = in_group(store, group, storage_options)
+    consolidated = True if consolidated is None else consolidated
+    array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
+        if write_empty_chunks is not None else None
     if append_dim is not None and mode == "a":
         from .append import append
 
+        if region is not None:
+            raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
+        if write_empty_chunks is not None or lock is not None:
+            raise ModeError("write_empty_chunks and lock are not taken by appends (they write cells no one else does)")
         return append(
             data,
             store,
@@ -248,6 +366,8 @@ def to_zarr(
             compute=compute,
             storage_options=storage_options,
             max_mem=max_mem,
+            encoding=encoding,
+            zarr_format=zarr_format,
             **compute_kwargs,
         )
     prepared = prepare(
@@ -260,7 +380,7 @@ def to_zarr(
         strategy=strategy,
         max_mem=max_mem,
         storage_options=storage_options,
-        zarr_format=zarr_format,
+        zarr_format=zarr_format or 3,
         consolidated=consolidated,
         lock=lock,
     )
@@ -272,7 +392,9 @@ def to_zarr(
             # region writes, possibly from other processes, then fill), so publish it at once.
             prepared.commit()
             prepared.commit = None
-        delayed = build_graph(prepared)
+        if group is not None:
+            make_parent_groups(store, group, storage_options)
+        delayed = build_graph(prepared, array_config)
         if not compute:
             return delayed
         dask.compute(delayed, **compute_kwargs)

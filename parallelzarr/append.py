@@ -27,6 +27,7 @@ from .errors import (
     AlreadyAppliedError,
     AppendError,
     EncodingError,
+    ModeError,
     SchemaMismatchError,
     StoreError,
     StoreWriteError,
@@ -442,6 +443,16 @@ class _FirstAppend:
         return AppendResult(self.append_id, True, f"created {self.resolved.description} with {n} {self.append_dim!r} rows", plan, 0, n)
 
 
+def _check_stored_format(resolved: ResolvedStore, zarr_format: int) -> None:
+    """Refuse ``zarr_format`` that differs from the stored one (xarray would silently keep the stored one)."""
+    stored = zarr.open_group(resolved.store, mode="r").metadata.zarr_format
+    if stored != zarr_format:
+        raise ModeError(
+            f"zarr_format={zarr_format} but {resolved.description} is stored in zarr format {stored}; an append keeps "
+            f"the stored format: drop zarr_format or pass zarr_format={stored}"
+        )
+
+
 def append(
     data: xr.Dataset | xr.DataArray,
     store: Any,
@@ -455,6 +466,7 @@ def append(
     max_mem: int | str | None = "256MiB",
     encoding: Mapping[str, Any] | None = None,
     static: str = "ignore",
+    zarr_format: int | None = None,
     **compute_kwargs: Any,
 ) -> AppendResult | Delayed:
     """Append ``data`` along ``append_dim`` so that readers only ever see the whole append.
@@ -489,6 +501,9 @@ def append(
         Memory budget per task.
     encoding
         Encoding for variables new to the store (stored variables keep their encoding; giving one is an error).
+    zarr_format
+        Zarr format of the store a first append creates (default 3); for an existing store it must
+        match the stored format (an error otherwise, before any write).
     static
         ``"ignore"`` variables without ``append_dim`` or ``"verify"`` that they equal the stored ones.
         Either way, a variable stored with ``append_dim`` must be appended with it (and the other
@@ -524,14 +539,18 @@ def append(
         from .api import plan_write
 
         labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
-        options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem}
+        options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem,
+                   "zarr_format": zarr_format or 3}
         first = _FirstAppend(ds, resolved, append_dim, restart, append_id or _derive_id(ds, append_dim, labels), labels, options)
         if compute:
             return first(compute_kwargs)
         # Validate now (metadata only); the store is created when the Delayed runs.
-        plan_write(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
+        plan_write(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, max_mem=max_mem,
+                   zarr_format=zarr_format or 3)
         return dask.delayed(first, pure=False, traverse=False)(dask_key_name=f"pz-first-append-{uuid.uuid4().hex}")
 
+    if zarr_format is not None:
+        _check_stored_format(resolved, zarr_format)
     repaired: list[str] = []
     dead = cm.clear_dead_lease(resolved.store)
     if dead is not None:

@@ -43,8 +43,8 @@ def test_accessor_rechunk(tmp_path):
 
 
 def test_accessor_keeps_keyword_checks(tmp_path):
-    with pytest.raises(TypeError, match="'group'"):
-        _ds().pz.to_zarr(str(tmp_path / "x.zarr"), group="g")
+    with pytest.raises(TypeError, match="'grup'"):
+        _ds().pz.to_zarr(str(tmp_path / "x.zarr"), grup="g")
 
 
 def test_reimport_does_not_warn(recwarn):

@@ -26,7 +26,7 @@ def _files(root: str) -> list[str]:
     return sorted(out)
 
 
-@pytest.mark.parametrize("bad", [{"group": "era5"}, {"consolidate": False}, {"safe_chunk": True}])
+@pytest.mark.parametrize("bad", [{"grup": "era5"}, {"consolidate": False}, {"safe_chunk": True}])
 def test_to_zarr_unknown_keyword_is_type_error(tmp_path, bad):
     target = str(tmp_path / "g.zarr")
     with pytest.raises(TypeError, match=repr(next(iter(bad)))):
@@ -50,8 +50,8 @@ def test_unknown_keyword_on_an_existing_store_leaves_it_unchanged(tmp_path):
 
 
 def test_plan_write_unknown_keyword(tmp_path):
-    with pytest.raises(TypeError, match="group"):
-        pz.plan_write(_ds(), str(tmp_path / "p.zarr"), group="x")
+    with pytest.raises(TypeError, match="grup"):
+        pz.plan_write(_ds(), str(tmp_path / "p.zarr"), grup="x")
 
 
 @pytest.mark.parametrize("as_path", [str, os.fsencode, lambda p: __import__("pathlib").Path(p)])
@@ -74,3 +74,81 @@ def test_numpy_string_array_is_still_data(tmp_path):
     values = np.array(["a", "bc", "def"])
     pz.to_zarr(values, target)
     np.testing.assert_array_equal(zarr.open_array(target)[:], values)
+
+
+# --- xarray's keywords, with xarray's meaning ---------------------------------------------------
+
+
+def test_group_writes_into_a_subgroup(tmp_path):
+    root = str(tmp_path / "g.zarr")
+    pz.to_zarr(_ds(), root, group="era5")
+    pz.to_zarr(_ds() * 2, root, mode="w-", group="a/b")
+    xr.testing.assert_identical(xr.open_zarr(root, group="era5").compute(), _ds().compute())
+    xr.testing.assert_identical(xr.open_zarr(root, group="a/b").compute(), (_ds() * 2).compute())
+    assert "t2m" not in zarr.open_group(root, mode="r")  # nothing at the root itself
+    with pytest.raises(ParallelZarrError):
+        pz.to_zarr(_ds(), root, group="../escape")
+
+
+def test_group_on_a_local_store_object(tmp_path):
+    store = zarr.storage.LocalStore(str(tmp_path / "s.zarr"))
+    pz.to_zarr(_ds(), store, group="g")
+    xr.testing.assert_identical(xr.open_zarr(str(tmp_path / "s.zarr"), group="g").compute(), _ds().compute())
+
+
+def test_positional_mode_group_encoding_like_xarray(tmp_path):
+    path = str(tmp_path / "p.zarr")
+    pz.to_zarr(_ds(), path, "w", None, {"t2m": {"chunks": (4, 6)}})
+    assert xr.open_zarr(path)["t2m"].encoding["chunks"] == (4, 6)
+
+
+def test_write_empty_chunks(tmp_path):
+    ds = xr.Dataset({"z": (("x",), da.full(40, np.nan, chunks=10, dtype="f4"))})  # NaN: the fill value
+    for flag, expect_files in ((False, 0), (True, 4)):
+        path = tmp_path / f"e{flag}.zarr"
+        pz.to_zarr(ds, str(path), write_empty_chunks=flag, encoding={"z": {"chunks": (10,)}})
+        chunk_files = [f for f in _files(str(path / "z")) if "/c/" in f]
+        assert len(chunk_files) == expect_files, chunk_files
+        np.testing.assert_array_equal(xr.open_zarr(str(path))["z"].values, np.full(40, np.nan, "f4"))
+
+
+def test_safe_chunks_false_and_align_chunks_still_write_exactly(tmp_path):
+    ds = xr.Dataset({"t": (("x",), da.arange(100, chunks=7, dtype="i4"))})
+    for kwargs in ({"safe_chunks": False}, {"align_chunks": True}):
+        path = str(tmp_path / f"{sorted(kwargs)[0]}.zarr")
+        plan = pz.to_zarr(ds, path, encoding={"t": {"chunks": (10,)}}, **kwargs)
+        np.testing.assert_array_equal(xr.open_zarr(path)["t"].values, np.arange(100))
+        if "align_chunks" in kwargs:
+            assert plan.variables["t"].strategy == "rechunk"
+    with pytest.raises(TypeError, match="safe_chunks"):
+        pz.to_zarr(ds, str(tmp_path / "x.zarr"), safe_chunks="no")
+
+
+def test_chunkmanager_store_kwargs_are_checked_and_used(tmp_path):
+    pz.to_zarr(_ds(), str(tmp_path / "c.zarr"), chunkmanager_store_kwargs={"scheduler": "threads"})
+    with pytest.raises(TypeError, match="'lock'"):
+        pz.to_zarr(_ds(), str(tmp_path / "d.zarr"), chunkmanager_store_kwargs={"lock": True})
+    assert not os.path.exists(tmp_path / "d.zarr")
+
+
+def test_default_mode_follows_xarray(tmp_path):
+    path = str(tmp_path / "m.zarr")
+    pz.to_zarr(_ds().isel(time=slice(0, 2)), path)  # mode None -> "w-"
+    with pytest.raises(ParallelZarrError):
+        pz.to_zarr(_ds().isel(time=slice(0, 2)), path)  # exists
+    pz.to_zarr(_ds().isel(time=slice(2, 4)), path, append_dim="time")  # mode None -> "a"
+    xr.testing.assert_identical(xr.open_zarr(path).compute(), _ds().compute())
+
+
+def test_append_through_to_zarr_keeps_encoding_and_checks_format(tmp_path):
+    path = str(tmp_path / "a.zarr")
+    pz.to_zarr(_ds().isel(time=slice(0, 2)), path, zarr_format=2)
+    with pytest.raises(ParallelZarrError, match="zarr format 2"):
+        pz.to_zarr(_ds().isel(time=slice(2, 4)), path, mode="a", append_dim="time", zarr_format=3)
+    with pytest.raises(ParallelZarrError, match="region"):
+        pz.to_zarr(_ds().isel(time=slice(2, 4)), path, mode="a", append_dim="time", region={"time": slice(2, 4)})
+    extra = _ds().isel(time=slice(2, 4)).assign(v=lambda d: d["t2m"] * 0 + 1)
+    with pytest.raises(ParallelZarrError, match="'t2m'"):  # stored variables keep their encoding
+        pz.to_zarr(extra, path, mode="a", append_dim="time", encoding={"t2m": {"dtype": "f8"}})
+    before = {f: open(f, "rb").read() for f in _files(path)}
+    assert before

@@ -29,7 +29,7 @@ _spec.loader.exec_module(job_array)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("scenario", sorted(job_array.SCENARIOS))
-@pytest.mark.parametrize("round_", range(2))
+@pytest.mark.parametrize("round_", range(1))
 def test_eight_independent_processes_lose_nothing(tmp_path, monkeypatch, scenario, round_):
     monkeypatch.setattr(job_array, "STARTUP_SECONDS", 6.0)
     wrong, total, _ = job_array.run_round(str(tmp_path), scenario, os.environ.copy())
@@ -38,7 +38,7 @@ def test_eight_independent_processes_lose_nothing(tmp_path, monkeypatch, scenari
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("round_", range(int(os.environ.get("PZ_REGION_ROUNDS", "3"))))
+@pytest.mark.parametrize("round_", range(int(os.environ.get("PZ_REGION_ROUNDS", "2"))))
 def test_more_rounds_lose_nothing(tmp_path, monkeypatch, round_):
     monkeypatch.setattr(job_array, "STARTUP_SECONDS", 6.0)
     for scenario in sorted(job_array.SCENARIOS):
