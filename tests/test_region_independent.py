@@ -100,11 +100,16 @@ def test_partial_cells_of_regions_are_always_locked_or_refused(case, strategy, b
         assert plan.lock_backend is None and plan.locks == 0
 
 
-def test_plan_counts_and_reason_agree(tmp_path):
+def _plan_lon_region(tmp_path, lo: int, hi: int):
+    """Plan a region write of longitudes ``lo:hi`` into map-shaped chunks of 96 longitudes."""
     path = str(tmp_path / "p.zarr")
     zarr.create_array(path, shape=(100, 360), chunks=(100, 96), dtype="f4", fill_value=0)
-    plan = pz.plan_write(da.zeros((100, 45), chunks=(100, 45), dtype="f4"), path, mode="r+",
-                         region=(slice(None), slice(45, 90)))
+    return pz.plan_write(da.zeros((100, hi - lo), chunks=(100, hi - lo), dtype="f4"), path, mode="r+",
+                         region=(slice(None), slice(lo, hi)))
+
+
+def test_plan_counts_and_reason_agree(tmp_path):
+    plan = _plan_lon_region(tmp_path, 45, 90)
     v = plan.variables["array"]
     assert v.partial_cells == 1 and v.locks == 1 and v.lock_backend == "file"
     assert "every dask block covers whole grid cells" not in v.reason
@@ -113,11 +118,7 @@ def test_plan_counts_and_reason_agree(tmp_path):
 
 
 def test_aligned_region_takes_no_lock(tmp_path):
-    path = str(tmp_path / "a.zarr")
-    zarr.create_array(path, shape=(100, 360), chunks=(100, 96), dtype="f4", fill_value=0)
-    plan = pz.plan_write(da.zeros((100, 96), chunks=(100, 96), dtype="f4"), path, mode="r+",
-                         region=(slice(None), slice(96, 192)))
-    v = plan.variables["array"]
+    v = _plan_lon_region(tmp_path, 96, 192).variables["array"]
     assert v.strategy == "direct" and v.locks == 0 and v.lock_backend is None
 
 
