@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast test-newest lint bench clean
+.PHONY: venv demo test test-fast test-newest compat lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test-newest:
 	@py="$$(.ci/newest-python)"; \
 	if [ -z "$$py" ]; then echo "test-newest: no CPython >= 3.12 besides python3 on this machine; skipped"; \
 	else echo "test-newest: $$py"; $(MAKE) test PYTHON="$$py" VENV=.venv-newest; fi
+
+# xarray's own zarr tests on xarray, then with to_zarr routed through parallelzarr (tests/compat/).
+compat: $(STAMP)
+	PY=$(PY) tests/compat/run_xarray.sh
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow"

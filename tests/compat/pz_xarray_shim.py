@@ -9,11 +9,14 @@ resolved here, the way xarray resolves it.
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import xarray as xr
 
 _ORIGINAL = {"Dataset": xr.Dataset.to_zarr, "DataArray": xr.DataArray.to_zarr}
+#: parallelzarr itself lays down metadata with xarray's to_zarr: those inner calls go to xarray.
+_INSIDE = contextvars.ContextVar("inside_parallelzarr", default=False)
 
 
 def _shim(self: Any, store: Any = None, mode: Any = None, group: Any = None, encoding: Any = None, *,
@@ -23,6 +26,13 @@ def _shim(self: Any, store: Any = None, mode: Any = None, group: Any = None, enc
           **rest: Any) -> Any:
     import parallelzarr as pz
 
+    if _INSIDE.get():
+        original = _ORIGINAL["Dataset" if isinstance(self, xr.Dataset) else "DataArray"]
+        return original(self, store, mode, group, encoding, compute=compute, consolidated=consolidated,
+                        append_dim=append_dim, region=region, safe_chunks=safe_chunks, align_chunks=align_chunks,
+                        storage_options=storage_options, zarr_format=zarr_format,
+                        write_empty_chunks=write_empty_chunks, chunkmanager_store_kwargs=chunkmanager_store_kwargs,
+                        **rest)
     if mode is None:  # xarray's own default
         mode = "a" if append_dim is not None else "r+" if region is not None else "w-"
     kwargs: dict[str, Any] = {"mode": mode, "compute": compute}
@@ -37,7 +47,11 @@ def _shim(self: Any, store: Any = None, mode: Any = None, group: Any = None, enc
     if align_chunks:
         kwargs["align_chunks"] = align_chunks
     kwargs.update(rest)
-    return pz.to_zarr(self, store, **kwargs)
+    token = _INSIDE.set(True)
+    try:
+        return pz.to_zarr(self, store, **kwargs)
+    finally:
+        _INSIDE.reset(token)
 
 
 def pytest_configure(config: Any) -> None:
