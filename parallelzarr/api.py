@@ -39,8 +39,17 @@ def check_data(data: Any) -> None:
 
 
 def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
-    """xarray's default ``mode``: ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``."""
+    """xarray's default ``mode``: ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
+
+    A region with ``mode="w"``/``"w-"`` is refused as xarray refuses it: it would otherwise be a
+    silent region write where the caller asked to create or replace the store.
+    """
     if mode is not None:
+        if region is not None and mode in ("w", "w-"):
+            raise ModeError(
+                f"cannot set region with mode={mode!r}: a region writes into existing arrays; use mode='r+' "
+                "(or leave mode unset), or drop region to create the store"
+            )
         return mode
     return "a" if append_dim is not None else "r+" if region is not None else "w-"
 

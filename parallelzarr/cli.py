@@ -488,8 +488,9 @@ def _write_text(head: str, plan: Any, seconds: float | None) -> str:
 @click.argument("inputs", nargs=-1, required=True)
 @click.argument("target")
 @_input_options
-@click.option("--mode", type=click.Choice(_MODES), default="w-", show_default=True,
-              help="w- create (fail if the target exists), w overwrite, a add variables, r+ region of existing arrays.")
+@click.option("--mode", type=click.Choice(_MODES), default=None,
+              help="w- create (fail if the target exists; the default), w overwrite, r+ region of existing arrays "
+                   "(the default with --region), a append (the default with --append-dim).")
 @click.option("--region", default=None, metavar="DIM=START:STOP,...|auto", help="Write into this region (mode r+).")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--lock", type=click.Choice(["file", "distributed", "threading"]), default=None,

@@ -152,3 +152,13 @@ def test_append_through_to_zarr_keeps_encoding_and_checks_format(tmp_path):
         pz.to_zarr(extra, path, mode="a", append_dim="time", encoding={"t2m": {"dtype": "f8"}})
     before = {f: open(f, "rb").read() for f in _files(path)}
     assert before
+
+
+@pytest.mark.parametrize("mode", ["w", "w-"])
+def test_region_with_a_create_mode_is_refused_like_xarray(tmp_path, mode):
+    path = str(tmp_path / "r.zarr")
+    pz.to_zarr(_ds(), path)
+    before = {f: open(f, "rb").read() for f in _files(path)}
+    with pytest.raises(ParallelZarrError, match="cannot set region"):
+        pz.to_zarr(_ds().isel(time=slice(0, 2)), path, mode=mode, region={"time": slice(0, 2)})
+    assert {f: open(f, "rb").read() for f in _files(path)} == before
