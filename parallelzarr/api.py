@@ -54,6 +54,15 @@ def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
     return "a" if append_dim is not None else "r+" if region is not None else "w-"
 
 
+def default_zarr_format(zarr_format: int | None) -> int:
+    """``zarr_format``, else zarr's configured default (``zarr.config``'s ``default_zarr_format``), as xarray does."""
+    if zarr_format is not None:
+        return zarr_format
+    import zarr
+
+    return int(zarr.config.get("default_zarr_format", 3))
+
+
 def check_bool(name: str, value: Any) -> Any:
     """Refuse a non-boolean flag (``"false"`` would read as true)."""
     if value is not None and not isinstance(value, bool):
@@ -224,7 +233,7 @@ def plan_write(
         strategy="rechunk" if check_bool("align_chunks", align_chunks) and strategy == "auto" else strategy,
         max_mem=max_mem,
         storage_options=storage_options,
-        zarr_format=zarr_format or 3,
+        zarr_format=default_zarr_format(zarr_format),
         lock=lock,
     ).plan
 
@@ -312,7 +321,7 @@ def to_zarr(
     storage_options
         fsspec options for URL stores (credentials, endpoint).
     zarr_format
-        Zarr format of new stores (2 or 3).
+        Zarr format of new stores (2 or 3); ``None``: zarr's configured default (3 unless changed).
     max_mem
         Memory budget per task; a plan that cannot keep it is refused before writing.
     lock
@@ -389,7 +398,7 @@ def to_zarr(
         strategy=strategy,
         max_mem=max_mem,
         storage_options=storage_options,
-        zarr_format=zarr_format or 3,
+        zarr_format=default_zarr_format(zarr_format),
         consolidated=consolidated,
         lock=lock,
     )

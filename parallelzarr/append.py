@@ -22,7 +22,7 @@ from dask.delayed import Delayed
 from zarr.core.array import Array, AsyncArray
 
 from . import commit as cm
-from .api import build_graph
+from .api import build_graph, default_zarr_format
 from .errors import (
     AlreadyAppliedError,
     AppendError,
@@ -540,13 +540,13 @@ def append(
 
         labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
         options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem,
-                   "zarr_format": zarr_format or 3}
+                   "zarr_format": default_zarr_format(zarr_format)}
         first = _FirstAppend(ds, resolved, append_dim, restart, append_id or _derive_id(ds, append_dim, labels), labels, options)
         if compute:
             return first(compute_kwargs)
         # Validate now (metadata only); the store is created when the Delayed runs.
         plan_write(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, max_mem=max_mem,
-                   zarr_format=zarr_format or 3)
+                   zarr_format=default_zarr_format(zarr_format))
         return dask.delayed(first, pure=False, traverse=False)(dask_key_name=f"pz-first-append-{uuid.uuid4().hex}")
 
     if zarr_format is not None:

@@ -162,3 +162,12 @@ def test_region_with_a_create_mode_is_refused_like_xarray(tmp_path, mode):
     with pytest.raises(ParallelZarrError, match="cannot set region"):
         pz.to_zarr(_ds().isel(time=slice(0, 2)), path, mode=mode, region={"time": slice(0, 2)})
     assert {f: open(f, "rb").read() for f in _files(path)} == before
+
+
+def test_zarr_format_follows_zarr_config_like_xarray(tmp_path):
+    path = str(tmp_path / "v2.zarr")
+    with zarr.config.set({"default_zarr_format": 2}):
+        pz.to_zarr(_ds(), path)
+    assert zarr.open_group(path, mode="r").metadata.zarr_format == 2
+    pz.to_zarr(_ds(), str(tmp_path / "v3.zarr"))
+    assert zarr.open_group(str(tmp_path / "v3.zarr"), mode="r").metadata.zarr_format == 3
