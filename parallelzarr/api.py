@@ -373,8 +373,8 @@ def to_zarr(
 
         if region is not None:
             raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
-        if write_empty_chunks is not None or lock is not None:
-            raise ModeError("write_empty_chunks and lock are not taken by appends (they write cells no one else does)")
+        if lock is not None:
+            raise ModeError("lock is not taken by appends: they write cells no other writer touches, under a lease")
         return append(
             data,
             store,
@@ -386,6 +386,7 @@ def to_zarr(
             max_mem=max_mem,
             encoding=encoding,
             zarr_format=zarr_format,
+            write_empty_chunks=write_empty_chunks,
             **compute_kwargs,
         )
     prepared = prepare(

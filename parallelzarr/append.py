@@ -398,7 +398,7 @@ class AppendDelayed(Delayed):
             raise
 
 
-def _lazy_graph(prepared: PreparedWrite, run: _AppendRun) -> AppendDelayed:
+def _lazy_graph(prepared: PreparedWrite, run: _AppendRun, array_config: Mapping[str, Any] | None = None) -> AppendDelayed:
     """One graph: lease task -> every written block -> commit task (returns the AppendResult)."""
     leased = dask.delayed(run.take_lease, pure=False)(dask_key_name=f"pz-append-lease-{run.lease_id}")
     token = da.from_delayed(leased, shape=(), dtype=bool)
@@ -407,7 +407,7 @@ def _lazy_graph(prepared: PreparedWrite, run: _AppendRun) -> AppendDelayed:
         ind = tuple(range(job.data.ndim))
         job.data = da.blockwise(_after_lease, ind, job.data, ind, token, (), dtype=job.data.dtype,
                                 meta=job.data._meta, name=f"pz-leased-{job.data.name}")
-    written = build_graph(prepared)
+    written = build_graph(prepared, array_config)
     final = dask.delayed(run.finish, pure=False)(written, dask_key_name=f"pz-append-commit-{run.lease_id}")
     return AppendDelayed(final.key, final.dask, run)
 
@@ -467,6 +467,7 @@ def append(
     encoding: Mapping[str, Any] | None = None,
     static: str = "ignore",
     zarr_format: int | None = None,
+    write_empty_chunks: bool | None = None,
     **compute_kwargs: Any,
 ) -> AppendResult | Delayed:
     """Append ``data`` along ``append_dim`` so that readers only ever see the whole append.
@@ -504,6 +505,8 @@ def append(
     zarr_format
         Zarr format of the store a first append creates (default 3); for an existing store it must
         match the stored format (an error otherwise, before any write).
+    write_empty_chunks
+        Write chunks that hold only the fill value (zarr's array option); ``None``: zarr's default.
     static
         ``"ignore"`` variables without ``append_dim`` or ``"verify"`` that they equal the stored ones.
         Either way, a variable stored with ``append_dim`` must be appended with it (and the other
@@ -540,7 +543,7 @@ def append(
 
         labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
         options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem,
-                   "zarr_format": default_zarr_format(zarr_format)}
+                   "zarr_format": default_zarr_format(zarr_format), "write_empty_chunks": write_empty_chunks}
         first = _FirstAppend(ds, resolved, append_dim, restart, append_id or _derive_id(ds, append_dim, labels), labels, options)
         if compute:
             return first(compute_kwargs)
@@ -582,7 +585,7 @@ def append(
         resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
         info["old_shapes"], {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated}, consolidated, result,
     )
-    graph = _lazy_graph(prepared, run)
+    graph = _lazy_graph(prepared, run, {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None)
     if not compute:
         return graph
 

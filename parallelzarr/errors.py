@@ -12,6 +12,9 @@ __all__ = [
     "PlanningError",
     "ChunkSpecError",
     "EncodingError",
+    "EncodingTypeError",
+    "EncodingNotImplementedError",
+    "encoding_error",
     "RegionError",
     "InvalidNameError",
     "StoreOverlapError",
@@ -42,6 +45,27 @@ class ChunkSpecError(PlanningError):
 
 class EncodingError(PlanningError):
     """An ``encoding`` entry is unknown, malformed or conflicts with the stored one."""
+
+
+class EncodingTypeError(EncodingError, TypeError):
+    """An encoding xarray or zarr refuses with ``TypeError``; still a ``TypeError`` to callers."""
+
+
+class EncodingNotImplementedError(EncodingError, NotImplementedError):
+    """A dataset feature xarray cannot yet store (a MultiIndex...); a ``NotImplementedError`` too."""
+
+
+def encoding_error(message: str, cause: BaseException) -> EncodingError:
+    """The :class:`EncodingError` for a refusal by xarray or zarr, of the built-in type ``cause`` has.
+
+    Code written for xarray catches its ``TypeError``/``NotImplementedError``; wrapping them in a
+    plain ``ValueError`` subclass would slip past those ``except`` clauses.
+    """
+    if isinstance(cause, NotImplementedError):
+        return EncodingNotImplementedError(message)
+    if isinstance(cause, TypeError):
+        return EncodingTypeError(message)
+    return EncodingError(message)
 
 
 class RegionError(PlanningError):

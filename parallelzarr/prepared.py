@@ -58,6 +58,10 @@ def plan_job(
     """Plan the write of ``values`` into one array and return the job (values cast and, for the
     ``rechunk`` strategy, rechunked as the plan says)."""
     dtype = np.dtype(dtype)
+    if not isinstance(values, da.Array):
+        # xarray's encoders compute some variables (object-dtype strings, with a SerializationWarning
+        # as xarray itself gives): write what they produced, one block per grid cell.
+        values = da.from_array(np.asarray(values), chunks=tuple(shards or chunks) or ())
     if values.dtype != dtype:
         values = values.astype(dtype)
     vplan = plan_variable(

@@ -171,3 +171,29 @@ def test_zarr_format_follows_zarr_config_like_xarray(tmp_path):
     assert zarr.open_group(path, mode="r").metadata.zarr_format == 2
     pz.to_zarr(_ds(), str(tmp_path / "v3.zarr"))
     assert zarr.open_group(str(tmp_path / "v3.zarr"), mode="r").metadata.zarr_format == 3
+
+
+def test_object_dtype_dask_strings_round_trip(tmp_path):
+    ds = xr.Dataset({"s": (("y",), np.array(["foo", "bar"], dtype=object))}).chunk()
+    path = str(tmp_path / "o.zarr")
+    with pytest.warns(xr.SerializationWarning, match="dtype=object"):  # xarray's own warning, kept
+        pz.to_zarr(ds, path)
+    xr.testing.assert_identical(xr.open_zarr(path).compute(), ds.compute())
+
+
+def test_write_empty_chunks_on_append(tmp_path):
+    ds = xr.Dataset({"z": (("t",), da.full(20, np.nan, chunks=10, dtype="f4"))}, coords={"t": np.arange(20)})
+    path = tmp_path / "ap.zarr"
+    pz.to_zarr(ds.isel(t=slice(0, 10)), str(path), encoding={"z": {"chunks": (10,)}}, write_empty_chunks=False)
+    pz.to_zarr(ds.isel(t=slice(10, 20)), str(path), append_dim="t", write_empty_chunks=True)
+    assert sorted(os.path.basename(f) for f in _files(str(path / "z")) if "/c/" in f) == ["1"]
+    assert xr.open_zarr(str(path)).sizes["t"] == 20
+
+
+def test_refusals_keep_the_builtin_type_xarray_raises(tmp_path):
+    ds = _ds()
+    ds.attrs["bad"] = {"nested": object()}  # xarray: TypeError("Invalid attribute in Dataset.attrs.")
+    with pytest.raises(TypeError) as info:
+        pz.to_zarr(ds, str(tmp_path / "t.zarr"))
+    assert isinstance(info.value, ParallelZarrError) and "Invalid attribute" in str(info.value)
+    assert not os.path.exists(tmp_path / "t.zarr")

@@ -19,7 +19,14 @@ import zarr
 from xarray.backends.zarr import encode_zarr_variable
 
 from .. import commit as cm
-from ..errors import EncodingError, InvalidNameError, ModeError, RegionError, SchemaMismatchError
+from ..errors import (
+    EncodingError,
+    InvalidNameError,
+    ModeError,
+    RegionError,
+    SchemaMismatchError,
+    encoding_error,
+)
 from ..locks import choose_lock_backend, lock_spec
 from ..planning.chunks import chunk_limit, fit_chunks
 from ..planning.grid import choose_grid, is_uniform
@@ -123,7 +130,7 @@ def _encoded(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_form
     try:
         return encode_zarr_variable(var, name=name, zarr_format=zarr_format)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise EncodingError(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}") from exc
+        raise encoding_error(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}", exc) from exc
 
 
 def _stored_encoding(stored: xr.Dataset, name: str) -> dict[str, Any]:
@@ -242,7 +249,7 @@ def _prepare_new(
             zarr_format=zarr_format, consolidated=False, safe_chunks=False,
         )
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        raise EncodingError(f"xarray refused the dataset or its encoding: {exc}") from exc
+        raise encoding_error(f"xarray refused the dataset or its encoding: {exc}", exc) from exc
 
     info: dict[str, Any] = {"store": resolved.store}
 
@@ -275,7 +282,9 @@ def metadata_template(ds: xr.Dataset) -> xr.Dataset:
     """
     template = ds.copy(deep=False)
     for var in template.variables.values():  # a shallow copy: these Variables are the template's own
-        if isinstance(var.data, da.Array):
+        # Object-dtype variables keep their data: xarray infers their stored dtype (strings) from the
+        # values, and an empty placeholder would be inferred as float.
+        if isinstance(var.data, da.Array) and var.dtype.kind != "O":
             var.data = da.empty(var.shape, dtype=var.dtype, chunks=tuple(max(1, int(n)) for n in var.shape))
     return template
 
