@@ -45,6 +45,11 @@ def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
     silent region write where the caller asked to create or replace the store.
     """
     if mode is not None:
+        if append_dim is not None and mode != "a":
+            raise ModeError(
+                f"append_dim={append_dim!r} needs mode='a' (or leave mode unset), got mode={mode!r}: with "
+                f"mode={mode!r} the rows would replace the store instead of being appended"
+            )
         if region is not None and mode in ("w", "w-"):
             raise ModeError(
                 f"cannot set region with mode={mode!r}: a region writes into existing arrays; use mode='r+' "

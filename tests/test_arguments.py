@@ -197,3 +197,14 @@ def test_refusals_keep_the_builtin_type_xarray_raises(tmp_path):
         pz.to_zarr(ds, str(tmp_path / "t.zarr"))
     assert isinstance(info.value, ParallelZarrError) and "Invalid attribute" in str(info.value)
     assert not os.path.exists(tmp_path / "t.zarr")
+
+
+@pytest.mark.parametrize("mode", ["w", "w-", "r+"])
+def test_append_dim_with_another_mode_is_refused_not_a_replace(tmp_path, mode):
+    path = str(tmp_path / "keep.zarr")
+    pz.to_zarr(_ds().isel(time=slice(0, 2)), path)
+    before = {f: open(f, "rb").read() for f in _files(path)}
+    with pytest.raises(ParallelZarrError, match="needs mode='a'"):
+        pz.to_zarr(_ds().isel(time=slice(2, 4)), path, mode=mode, append_dim="time")
+    assert {f: open(f, "rb").read() for f in _files(path)} == before
+    assert xr.open_zarr(path).sizes["time"] == 2
