@@ -156,7 +156,7 @@ def prepare(
     max_mem: int | str | None = "256MiB",
     storage_options: Mapping[str, Any] | None = None,
     zarr_format: int = 3,
-    consolidated: bool = True,
+    consolidated: bool | None = None,
     lock: str | None = None,
 ) -> PreparedWrite:
     """Validate and plan a write without writing anything (the shared first half of the API)."""
@@ -280,7 +280,7 @@ def to_zarr(
     region: Any = None,
     append_dim: str | None = None,
     strategy: str = "auto",
-    consolidated: bool | None = True,
+    consolidated: bool | None = None,
     compute: bool = True,
     storage_options: Mapping[str, Any] | None = None,
     zarr_format: int | None = None,
@@ -319,7 +319,8 @@ def to_zarr(
     strategy
         ``"auto"`` (default), ``"direct"``, ``"gather-edges"``, ``"rechunk"`` or ``"lock"``.
     consolidated
-        Write consolidated metadata (Datasets).
+        Write consolidated metadata (Datasets); ``None`` (xarray's default): where the store
+        supports it. ``True`` on a store without support is refused before any write.
     compute
         If ``False``, lay down metadata of new arrays and return a ``dask.delayed.Delayed``;
         nothing is written to existing arrays until it is computed.
@@ -370,7 +371,6 @@ def to_zarr(
     check_bool("safe_chunks", safe_chunks)
     check_bool("align_chunks", align_chunks)
     store = in_group(store, group, storage_options)
-    consolidated = True if consolidated is None else consolidated
     array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
         if write_empty_chunks is not None else None
     if append_dim is not None and mode == "a":

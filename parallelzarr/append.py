@@ -34,7 +34,7 @@ from .errors import (
 )
 from .faults import fault_point
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
-from .io.stores import ResolvedStore, resolve_store, store_has_data
+from .io.stores import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
 from .kwargs import check_compute_kwargs
 from .planning.write import WritePlan
 from .prepared import PreparedWrite, plan_job
@@ -460,7 +460,7 @@ def append(
     *,
     strategy: str = "auto",
     append_id: str | None = None,
-    consolidated: bool = True,
+    consolidated: bool | None = None,
     compute: bool = True,
     storage_options: Mapping[str, Any] | None = None,
     max_mem: int | str | None = "256MiB",
@@ -486,7 +486,8 @@ def append(
         Identity of this append; by default derived from the appended coordinate labels. An append
         whose id is already recorded returns without writing.
     consolidated
-        Update consolidated metadata (the commit point for consolidated readers).
+        Update consolidated metadata (the commit point for consolidated readers); ``None``: where
+        the store supports it. ``True`` on a store without support is refused before any write.
     compute
         If ``False``, validate and plan now (reading metadata only; an interrupted earlier commit is
         rolled forward first) and return a ``dask.delayed.Delayed`` that writes and commits when
@@ -534,6 +535,7 @@ def append(
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
     budget = parse_bytes(max_mem) if max_mem is not None else None
     resolved = resolve_store(store, storage_options)
+    consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
     # A first append that was interrupted before it published its new store left nothing readers
     # see: start it again (mode "w" replaces the unpublished leftovers).
     unpublished = cm.unpublished_write(resolved.store)

@@ -208,3 +208,24 @@ def test_append_dim_with_another_mode_is_refused_not_a_replace(tmp_path, mode):
         pz.to_zarr(_ds().isel(time=slice(2, 4)), path, mode=mode, append_dim="time")
     assert {f: open(f, "rb").read() for f in _files(path)} == before
     assert xr.open_zarr(path).sizes["time"] == 2
+
+
+class _NoConsolidatedStore(zarr.storage.MemoryStore):
+    """A store kind without consolidated metadata (as some object-store adapters are)."""
+
+    @property
+    def supports_consolidated_metadata(self) -> bool:
+        return False
+
+
+def test_store_without_consolidated_metadata_appends_and_refuses_up_front():
+    store = _NoConsolidatedStore()
+    pz.to_zarr(_ds().isel(time=slice(0, 2)), store)  # consolidated=None: not consolidated here
+    pz.to_zarr(_ds().isel(time=slice(2, 3)), store, append_dim="time")
+    with pytest.raises(ParallelZarrError, match="consolidated=False"):
+        pz.to_zarr(_ds().isel(time=slice(3, 4)), store, append_dim="time", consolidated=True)
+    pz.append(_ds().isel(time=slice(3, 4)), store, "time")
+    out = xr.open_zarr(store, consolidated=False).compute()
+    xr.testing.assert_identical(out, _ds().compute())
+    report = pz.repair(store)
+    assert report.ok and not report.actions, str(report)

@@ -32,7 +32,7 @@ from ..planning.chunks import chunk_limit, fit_chunks
 from ..planning.grid import choose_grid, is_uniform
 from ..planning.write import WritePlan
 from ..prepared import PreparedWrite, plan_job
-from .stores import ResolvedStore, is_in_memory, resolve_store, store_has_data
+from .stores import ResolvedStore, is_in_memory, resolve_consolidated, resolve_store, store_has_data
 from .validate import (
     DATASET_ENCODING_KEYS,
     check_encoding_keys,
@@ -174,13 +174,14 @@ def prepare_dataset_write(
     max_mem: int | None,
     storage_options: Mapping[str, Any] | None,
     zarr_format: int,
-    consolidated: bool,
+    consolidated: bool | None,
     lock: str | None = None,
 ) -> PreparedWrite:
     """Validate and plan the write of a Dataset; nothing is written here."""
     ds = as_dataset(data)
     encoding = check_dataset_encoding(ds, encoding)
     resolved = resolve_store(store, storage_options)
+    consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
     has = store_has_data(resolved.store, resolved.description)
     unpublished = cm.unpublished_write(resolved.store) if has else None
     if unpublished is not None and mode != "w":

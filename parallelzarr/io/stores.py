@@ -142,6 +142,24 @@ def is_in_memory(store: Any) -> bool:
     return isinstance(store, zarr.storage.FsspecStore) and "memory" in protocols
 
 
+def resolve_consolidated(store: Any, consolidated: bool | None, description: str) -> bool:
+    """Whether to write consolidated metadata: ``None`` means where the store supports it (xarray's rule).
+
+    ``True`` on a store without support is refused here, before any write: found at the commit, it
+    left an append applied for some readers, a journal behind, and every later append failing.
+    """
+    supported = bool(getattr(store, "supports_consolidated_metadata", True))
+    if consolidated is None:
+        return supported
+    if consolidated and not supported:
+        from ..errors import ModeError
+
+        raise ModeError(
+            f"{description} does not support consolidated metadata; pass consolidated=False (or leave it unset)"
+        )
+    return bool(consolidated)
+
+
 def store_has_data(store: Any, description: str | None = None) -> bool:
     """Whether anything is stored at the root of ``store``.
 
