@@ -229,3 +229,11 @@ def test_store_without_consolidated_metadata_appends_and_refuses_up_front():
     xr.testing.assert_identical(out, _ds().compute())
     report = pz.repair(store)
     assert report.ok and not report.actions, str(report)
+
+
+def test_plain_dict_is_an_in_memory_store_like_in_xarray():
+    store: dict = {}
+    pz.to_zarr(_ds().isel(time=slice(0, 2)), store)
+    pz.append(_ds().isel(time=slice(2, 4)), store, "time")
+    assert "zarr.json" in store
+    xr.testing.assert_identical(xr.open_zarr(store).compute(), _ds().compute())

@@ -108,6 +108,9 @@ def resolve_store(store: Any, storage_options: dict[str, Any] | None = None, *, 
             raise StoreError(f"storage_options are only used with URLs (s3://, gs://, ...), not the local path {store!r}")
         path = os.path.abspath(store)
         return ResolvedStore(zarr.storage.LocalStore(path, read_only=read_only), path, path)
+    if isinstance(store, dict):
+        # As zarr and xarray do: a plain dict holds the keys of an in-memory store.
+        return ResolvedStore(zarr.storage.MemoryStore(store_dict=store, read_only=read_only), "MemoryStore(dict)", None)
     if isinstance(store, zarr.storage.LocalStore):
         return ResolvedStore(store, str(store.root), str(store.root))
     if isinstance(store, zarr.storage.FsspecStore):
