@@ -17,6 +17,7 @@ __all__ = [
     "encoding_error",
     "RegionError",
     "InvalidNameError",
+    "InvalidNameTypeError",
     "StoreOverlapError",
     "ModeError",
     "SchemaMismatchError",
@@ -79,6 +80,10 @@ class InvalidNameError(PlanningError):
     and not a zarr metadata document name (``zarr.json``, ``.zarray``...) or parallelzarr's own
     bookkeeping prefix (``.parallelzarr``).
     """
+
+
+class InvalidNameTypeError(InvalidNameError, TypeError):
+    """A name that is not a string at all; a ``TypeError`` too, as xarray raises for it."""
 
 
 class StoreOverlapError(PlanningError):

@@ -237,3 +237,12 @@ def test_plain_dict_is_an_in_memory_store_like_in_xarray():
     pz.append(_ds().isel(time=slice(2, 4)), store, "time")
     assert "zarr.json" in store
     xr.testing.assert_identical(xr.open_zarr(store).compute(), _ds().compute())
+
+
+@pytest.mark.parametrize("name", [0, (4, 5), True])
+def test_non_string_names_are_type_errors_like_xarray(tmp_path, name):
+    ds = xr.Dataset({name: xr.DataArray(np.zeros((2, 2)))})
+    with pytest.raises(TypeError, match="string or None") as info:
+        pz.to_zarr(ds, str(tmp_path / "n.zarr"))
+    assert isinstance(info.value, ParallelZarrError) and repr(name) in str(info.value)
+    assert not os.path.exists(tmp_path / "n.zarr")

@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ChunkSpecError, EncodingError, InvalidNameError, ModeError, RegionError
+from ..errors import (
+    ChunkSpecError,
+    EncodingError,
+    InvalidNameError,
+    InvalidNameTypeError,
+    ModeError,
+    RegionError,
+)
 
 MODES = ("w-", "w", "a", "r+")
 #: Longest chunk or shard length accepted (grid arithmetic stays exact in int64 well below this).
@@ -61,8 +68,9 @@ def check_name(name: Any, what: str = "variable", fix: str = "rename it (ds.rena
         metadata document names and parallelzarr's ``.parallelzarr`` prefix.
     """
     if not isinstance(name, str):
-        raise InvalidNameError(
-            f"{what} name {name!r} is a {type(name).__name__}; zarr node names must be strings, {fix}"
+        raise InvalidNameTypeError(
+            f"{what} name {name!r} is a {type(name).__name__}; names must be a string or None (None: an unnamed "
+            f"DataArray), {fix}"
         )
     problem = None
     if name in ("", ".", ".."):
