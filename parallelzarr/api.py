@@ -45,7 +45,9 @@ def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
     silent region write where the caller asked to create or replace the store.
     """
     if mode is not None:
-        if append_dim is not None and mode != "a":
+        if mode == "a-" and append_dim is None:
+            raise ModeError("mode='a-' appends along append_dim; give append_dim (or use mode='r+' with a region)")
+        if append_dim is not None and mode not in ("a", "a-"):
             raise ModeError(
                 f"append_dim={append_dim!r} needs mode='a' (or leave mode unset), got mode={mode!r}: with "
                 f"mode={mode!r} the rows would replace the store instead of being appended"
@@ -301,8 +303,9 @@ def to_zarr(
     store
         A path, fsspec URL (``s3://...``), zarr store, or (for arrays) a ``zarr.Array`` to write into.
     mode
-        ``"w-"`` create (fail if data exists), ``"w"`` overwrite, ``"a"`` append along
-        ``append_dim``, ``"r+"`` write a ``region`` of existing arrays. ``None`` (xarray's default):
+        ``"w-"`` create (fail if data exists), ``"w"`` overwrite, ``"a"``/``"a-"`` append along
+        ``append_dim`` (variables without it keep their stored values under both: xarray's
+        ``"a"`` would overwrite them), ``"r+"`` write a ``region`` of existing arrays. ``None`` (xarray's default):
         ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
     group
         Path of the group inside ``store`` to write the Dataset to (xarray's ``group``); parent
@@ -373,7 +376,9 @@ def to_zarr(
     store = in_group(store, group, storage_options)
     array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
         if write_empty_chunks is not None else None
-    if append_dim is not None and mode == "a":
+    # "a-" (xarray: append, never overwrite variables without append_dim) is what appends do here:
+    # stored variables without append_dim are kept as they are under both modes.
+    if append_dim is not None and mode in ("a", "a-"):
         from .append import append
 
         if region is not None:

@@ -246,3 +246,12 @@ def test_non_string_names_are_type_errors_like_xarray(tmp_path, name):
         pz.to_zarr(ds, str(tmp_path / "n.zarr"))
     assert isinstance(info.value, ParallelZarrError) and repr(name) in str(info.value)
     assert not os.path.exists(tmp_path / "n.zarr")
+
+
+def test_mode_a_minus_appends(tmp_path):
+    path = str(tmp_path / "am.zarr")
+    pz.to_zarr(_ds().isel(time=slice(0, 2)), path)
+    pz.to_zarr(_ds().isel(time=slice(2, 4)), path, mode="a-", append_dim="time")
+    xr.testing.assert_identical(xr.open_zarr(path).compute(), _ds().compute())
+    with pytest.raises(ParallelZarrError, match="append_dim"):
+        pz.to_zarr(_ds(), path, mode="a-")
