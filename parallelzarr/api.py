@@ -322,8 +322,8 @@ def to_zarr(
     strategy
         ``"auto"`` (default), ``"direct"``, ``"gather-edges"``, ``"rechunk"`` or ``"lock"``.
     consolidated
-        Write consolidated metadata (Datasets); ``None`` (xarray's default): where the store
-        supports it. ``True`` on a store without support is refused before any write.
+        Write consolidated metadata (Datasets), where the store supports it (as xarray; a store
+        without support is written unconsolidated).
     compute
         If ``False``, lay down metadata of new arrays and return a ``dask.delayed.Delayed``;
         nothing is written to existing arrays until it is computed.

@@ -486,8 +486,8 @@ def append(
         Identity of this append; by default derived from the appended coordinate labels. An append
         whose id is already recorded returns without writing.
     consolidated
-        Update consolidated metadata (the commit point for consolidated readers); ``None``: where
-        the store supports it. ``True`` on a store without support is refused before any write.
+        Update consolidated metadata (the commit point for consolidated readers), where the store
+        supports it (a store without support is appended to unconsolidated, as xarray does).
     compute
         If ``False``, validate and plan now (reading metadata only; an interrupted earlier commit is
         rolled forward first) and return a ``dask.delayed.Delayed`` that writes and commits when

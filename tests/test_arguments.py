@@ -218,13 +218,11 @@ class _NoConsolidatedStore(zarr.storage.MemoryStore):
         return False
 
 
-def test_store_without_consolidated_metadata_appends_and_refuses_up_front():
+def test_store_without_consolidated_metadata_writes_and_appends_unconsolidated():
     store = _NoConsolidatedStore()
     pz.to_zarr(_ds().isel(time=slice(0, 2)), store)  # consolidated=None: not consolidated here
     pz.to_zarr(_ds().isel(time=slice(2, 3)), store, append_dim="time")
-    with pytest.raises(ParallelZarrError, match="consolidated=False"):
-        pz.to_zarr(_ds().isel(time=slice(3, 4)), store, append_dim="time", consolidated=True)
-    pz.append(_ds().isel(time=slice(3, 4)), store, "time")
+    pz.append(_ds().isel(time=slice(3, 4)), store, "time", consolidated=True)  # written unconsolidated, as xarray
     out = xr.open_zarr(store, consolidated=False).compute()
     xr.testing.assert_identical(out, _ds().compute())
     report = pz.repair(store)

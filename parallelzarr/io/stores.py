@@ -146,21 +146,17 @@ def is_in_memory(store: Any) -> bool:
 
 
 def resolve_consolidated(store: Any, consolidated: bool | None, description: str) -> bool:
-    """Whether to write consolidated metadata: ``None`` means where the store supports it (xarray's rule).
+    """Whether to write consolidated metadata: only where the store supports it, as xarray does.
 
-    ``True`` on a store without support is refused here, before any write: found at the commit, it
-    left an append applied for some readers, a journal behind, and every later append failing.
+    Decided before any write: a consolidation that failed at the commit left an append applied for
+    some readers, a journal behind, and every later append failing. A store without support (it
+    declares ``supports_consolidated_metadata = False``) is written unconsolidated whatever
+    ``consolidated`` says, which is what xarray does with such a store.
     """
     supported = bool(getattr(store, "supports_consolidated_metadata", True))
     if consolidated is None:
         return supported
-    if consolidated and not supported:
-        from ..errors import ModeError
-
-        raise ModeError(
-            f"{description} does not support consolidated metadata; pass consolidated=False (or leave it unset)"
-        )
-    return bool(consolidated)
+    return bool(consolidated) and supported
 
 
 def store_has_data(store: Any, description: str | None = None) -> bool:
