@@ -83,13 +83,7 @@ def in_group(store: Any, group: str | None, storage_options: Mapping[str, Any] |
         return store
     import zarr.storage
 
-    from .io.validate import check_name
-
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a string path like 'era5' or 'a/b', got {type(group).__name__}")
-    parts = [p for p in group.strip("/").split("/") if p]
-    for part in parts:
-        check_name(part, "group")
+    parts = _group_parts(group)
     if not parts:
         return store
     sub = "/".join(parts)
@@ -107,15 +101,14 @@ def in_group(store: Any, group: str | None, storage_options: Mapping[str, Any] |
     )
 
 
-def make_parent_groups(store: Any, group: str, storage_options: Mapping[str, Any] | None) -> None:
-    """Create the groups above ``group`` that do not exist, so readers can walk down to it."""
+def make_parent_groups(root_store: Any, group: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Create the groups of ``root_store`` above ``group`` that do not exist, so readers can walk down to it."""
     import zarr
 
     from .io.stores import resolve_store
 
-    parts = [p for p in group.strip("/").split("/") if p]
-    root = resolve_store(store[: -len("/".join(parts)) - 1] if isinstance(store, str) else _parent_store(store, len(parts)),
-                         storage_options if isinstance(store, str) else None)
+    parts = _group_parts(group)
+    root = resolve_store(root_store, storage_options if isinstance(root_store, str) else None)
     for depth in range(len(parts)):
         path = "/".join(parts[:depth])
         try:
@@ -124,18 +117,16 @@ def make_parent_groups(store: Any, group: str, storage_options: Mapping[str, Any
             zarr.open_group(root.store, path=path, mode="a")
 
 
-def _parent_store(store: Any, levels: int) -> Any:
-    import zarr.storage
+def _group_parts(group: str) -> list[str]:
+    """The components of a group path (``"a/b"`` -> ``["a", "b"]``), each a valid node name."""
+    from .io.validate import check_name
 
-    if isinstance(store, zarr.storage.LocalStore):
-        root = str(store.root)
-        for _ in range(levels):
-            root = os.path.dirname(root)
-        return zarr.storage.LocalStore(root)
-    path = store.path.rstrip("/")
-    for _ in range(levels):
-        path = path.rsplit("/", 1)[0] if "/" in path else ""
-    return zarr.storage.FsspecStore(store.fs, path=path)
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a string path like 'era5' or 'a/b', got {type(group).__name__}")
+    parts = [p for p in group.strip("/").split("/") if p]
+    for part in parts:
+        check_name(part, "group")
+    return parts
 
 
 def _is_xarray(data: Any) -> bool:
@@ -373,7 +364,7 @@ def to_zarr(
     strategy = "rechunk" if align_chunks and strategy == "auto" else strategy
     check_bool("safe_chunks", safe_chunks)
     check_bool("align_chunks", align_chunks)
-    store = in_group(store, group, storage_options)
+    root_store, store = store, in_group(store, group, storage_options)
     array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
         if write_empty_chunks is not None else None
     # "a-" (xarray: append, never overwrite variables without append_dim) is what appends do here:
@@ -422,7 +413,7 @@ def to_zarr(
             prepared.commit()
             prepared.commit = None
         if group is not None:
-            make_parent_groups(store, group, storage_options)
+            make_parent_groups(root_store, group, storage_options)
         delayed = build_graph(prepared, array_config)
         if not compute:
             return delayed
