@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import zarr
 from dask._task_spec import Task, TaskRef
 from dask.delayed import Delayed
@@ -25,7 +24,8 @@ from zarr.core.sync import sync
 
 from ..faults import count_write
 from ..graph.lazy import GridKeys, LazyLayer, chain_sum_layers, data_layer, stack_layers
-from .plan import StagePlan, split_region
+from ..io.chunk_io import read_region, write_region
+from .plan import StagePlan
 
 __all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store_get", "store_set",
            "store_delete", "store_delete_prefix", "store_keys"]
@@ -107,21 +107,11 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
         return 0
     region = io.stage.block_slices(task, io.shape)
     k = io.stage.io_chunks
-    reads = split_region(region, io.stage.read_grid, k)
-    if len(reads) == 1:
-        # A 0-d selection comes back as a scalar (a ``str`` for string arrays, which cannot be
-        # indexed by a tuple below): keep it an array.
-        data = np.asarray(io.src[region])
-    else:
-        # Read piece by piece straight into the block buffer: no per-piece copies.
-        data = np.empty(tuple(s.stop - s.start for s in region), dtype=io.src.dtype)
-        for piece in reads:
-            local = tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(piece, region, strict=True))
-            out = default_buffer_prototype().nd_buffer.from_ndarray_like(data[local])
-            io.src.get_basic_selection(piece, out=out)
-    for piece in split_region(region, io.stage.write_grid, k):
-        local = tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(piece, region, strict=True))
-        io.dst[piece] = data[local]
+    # Decode, assemble, fill-check, encode and store in this (worker) thread, at most ``k`` objects
+    # in flight on loop-bound stores: zarr's one event-loop thread would otherwise do it all.
+    data = read_region(io.src, region, window=k)
+    # Blocks are whole cells of the write grid, so every object is written whole, never merged.
+    write_region(io.dst, region, data, window=k)
     count_write()  # test-only fault hook (PARALLELZARR_FAULT=write:K); a lookup when unset
     # The marker goes last: a crash before it means the block is simply redone.
     store_set(io.marker_store, key, b"")

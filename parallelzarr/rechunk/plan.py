@@ -60,31 +60,40 @@ class MemoryModel:
     """What one task holds at its peak, as multiples of chunk sizes.
 
     A task reads its block into one assembled buffer (which is also what it writes),
-    so the peak is ``block + max(read transients, write transients)``.  While reading,
-    each in-flight chunk holds its encoded bytes (bounded by raw size) and the decoded
-    chunk.  While writing, each in-flight chunk holds a contiguous raw copy, a boolean
-    scratch array (zarr's empty-chunk test) and the encoded bytes (bounded by raw
-    size); a shard additionally holds its concatenated encoded inner chunks.  A task
-    issues zarr calls of at most ``io_chunks`` cells (the planner picks the most that fit,
-    up to zarr's ``async.concurrency``), reading straight into the block buffer, so at most
-    that many chunks are in flight per task.
+    so the peak is ``block + max(read transients, write transients)``. Chunk I/O runs in the
+    task's thread (:mod:`parallelzarr.io.chunk_io`): it decodes one stored object at a time
+    straight into the block, and encodes one at a time from a contiguous copy (none when the
+    block already holds the object contiguously). On stores driven from zarr's loop (fsspec) up
+    to ``io_chunks`` encoded objects are in flight besides (prefetched reads, queued writes);
+    on local and in-memory stores each operation completes before the next, so the model is an
+    upper bound there. The planner picks the largest ``io_chunks`` that fits, up to zarr's
+    ``async.concurrency``.
+
+    Per task, with ``k`` objects in flight and ``c`` bytes per object (raw):
+    reading holds ``k * c * encoded_factor + c * decode_factor``; writing holds
+    ``k * c * encoded_factor + c * encode_factor`` (plus ``c * shard_extra`` for a shard, whose
+    inner chunks are encoded before they are concatenated).
 
     Attributes
     ----------
+    encoded_factor
+        Bytes of one encoded object in flight, in units of its raw size (compressed data is
+        smaller; incompressible data adds a header of a few bytes).
     decode_factor
-        Bytes held per in-flight chunk while reading, in units of the decoded chunk.
+        Bytes held while one object is decoded: the decoded object (uncompressed data is a view).
     encode_factor
-        Bytes held per in-flight chunk while writing, in units of the raw chunk.
+        Bytes held while one object is encoded: its contiguous copy and the codec's output buffer.
     shard_extra
-        Extra raw-chunk multiples held per in-flight shard when the write grid is sharded.
+        Extra raw multiples held while a shard is encoded (its encoded inner chunks).
     io_concurrency
-        Chunks in flight per zarr call.
+        Most objects in flight per task.
     overhead
         Fixed bytes per task for Python objects, selections and the marker write.
     """
 
-    decode_factor: float = 2.0
-    encode_factor: float = 2.5
+    encoded_factor: float = 1.0
+    decode_factor: float = 1.0
+    encode_factor: float = 2.0
     shard_extra: float = 1.0
     io_concurrency: int = 10
     overhead: int = 2**20
@@ -475,8 +484,8 @@ def task_memory(
     k_r = min(k, touched)
     k_w = min(k, written)
     enc = model.encode_factor + (model.shard_extra if write_sharded else 0.0)
-    read_t = int(k_r * read_cell * model.decode_factor)
-    write_t = int(k_w * write_cell * enc)
+    read_t = int(read_cell * (k_r * model.encoded_factor + model.decode_factor))
+    write_t = int(write_cell * (k_w * model.encoded_factor + enc))
     return {
         "assembled": assembled,
         "read_transient": read_t,
