@@ -168,7 +168,7 @@ def prepare(
     if _is_xarray(data):
         from .io.datasets import prepare_dataset_write
 
-        return prepare_dataset_write(
+        return _resumable(prepare_dataset_write(
             data,
             store,
             mode=mode,
@@ -181,12 +181,12 @@ def prepare(
             zarr_format=zarr_format,
             consolidated=consolidated,
             lock=lock,
-        )
+        ), store, storage_options)
     if append_dim is not None:
         raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
     from .io.arrays import prepare_array_write
 
-    return prepare_array_write(
+    return _resumable(prepare_array_write(
         data,
         store,
         mode=mode,
@@ -197,7 +197,15 @@ def prepare(
         storage_options=storage_options,
         zarr_format=zarr_format,
         lock=lock,
-    )
+    ), store, storage_options)
+
+
+def _resumable(prepared: PreparedWrite, store: Any, storage_options: Mapping[str, Any] | None) -> PreparedWrite:
+    """Attach the resume state (parallelzarr.markers): a rerun of an interrupted write skips its finished tasks."""
+    from .markers import attach_to
+
+    attach_to(prepared, store, storage_options)
+    return prepared
 
 
 def plan_write(
@@ -246,11 +254,17 @@ def build_graph(prepared: PreparedWrite, array_config: Mapping[str, Any] | None 
         target = job.open_target()
         if array_config:
             target = target.with_config(dict(array_config))
-        graph, final = build_write_graph(job.plan, job.data, target, prepared.locks)
+        resume = prepared.info.get("resume")  # parallelzarr.markers: resume and job-array parts
+        select = resume.selection(job.plan.name) if resume is not None else None
+        graph, final = build_write_graph(job.plan, job.data, target, prepared.locks, select=select)
         parts.append(Delayed(final, graph))
     name = "pz-write-all-" + tokenize(*(p.key for p in parts))
     refs = [TaskRef(p.key) for p in parts]
-    if prepared.commit is not None:
+    if prepared.info.get("resume") is not None:
+        from .markers import finish
+
+        task = Task(name, finish, prepared.info["resume"], prepared.commit, *refs)
+    elif prepared.commit is not None:
         task = Task(name, _commit_after, prepared.commit, *refs)
     else:
         task = Task(name, total, *refs)
@@ -406,7 +420,15 @@ def to_zarr(
     )
     publish_last = prepared.commit is not None
     try:
-        prepared.setup()
+        resuming = cm.RESUME.set(prepared.plan.fingerprint)  # keep the chunks of an unfinished same write
+        try:
+            prepared.setup()
+        finally:
+            cm.RESUME.reset(resuming)
+        if prepared.info.get("resume") is not None:  # mode='w' may have replaced the store: list again
+            from .markers import refresh
+
+            refresh(prepared)
         if not compute and prepared.commit is not None:
             # xarray's convention: compute=False lays down readable metadata now (a template that
             # region writes, possibly from other processes, then fill), so publish it at once.
@@ -425,6 +447,9 @@ def to_zarr(
         cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
         raise
     cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
+    from .markers import count_tasks
+
+    prepared.plan.tasks_run = count_tasks(prepared.plan) - prepared.plan.tasks_done  # every other task ran
     return prepared.plan
 
 

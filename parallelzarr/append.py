@@ -576,6 +576,10 @@ def append(
                             repaired=repaired)
         return done if compute else dask.delayed(done, traverse=False)
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
+    from .markers import attach_to  # resume: a rerun after a crash skips the blocks already written
+
+    resume = attach_to(prepared, resolved.store)
+    resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
     info = prepared.info
     entry = _entry(aid, append_dim, info["offset"], info["length"], info["labels"])
     result = AppendResult(
@@ -585,7 +589,8 @@ def append(
     )
     run = _AppendRun(
         resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
-        info["old_shapes"], {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated}, consolidated, result,
+        info["old_shapes"], {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated,
+                             "markers": resume.markers.prefix}, consolidated, result,
     )
     graph = _lazy_graph(prepared, run, {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None)
     if not compute:
@@ -658,6 +663,9 @@ def plan_append(
 
         return plan_write(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
+    from .markers import attach_to
+
+    attach_to(prepared, resolved.store)  # the plan says how many tasks an interrupted run finished
     return prepared.plan
 
 

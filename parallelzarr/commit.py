@@ -17,6 +17,7 @@ moved into records (and dropped from the attributes) by the next commit.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -120,8 +121,8 @@ def _process_start(pid: int) -> float | None:
 
 def holder_alive(holder: dict[str, Any]) -> bool | None:
     """Whether the lease holder still runs: ``True``/``False`` on this host, ``None`` elsewhere."""
-    if holder.get("host") != socket.gethostname():
-        return None
+    if holder.get("host") != socket.gethostname() or holder.get("operation") == "job-array append":
+        return None  # a job array's lease outlives the init process: only finalize releases it
     pid = int(holder.get("pid", -1))
     started = _process_start(pid)
     if started is None:
@@ -240,6 +241,8 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
         write_record(store, entry)
         done.append(f"recorded append {entry['id']}")
     fault_point("commit:logged")
+    if journal.get("markers"):  # the append's resume markers (parallelzarr.markers), no longer needed
+        sync(store.delete_dir(journal["markers"]))
     delete_key(store, JOURNAL_KEY)
     fault_point("commit:journal-removed")
     return done
@@ -390,9 +393,12 @@ def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:
     """
     staging = zarr.storage.MemoryStore()
     lay_down(staging)
-    if mode == "w":
+    resume = RESUME.get()
+    if mode == "w" and not resumes(store, resume):
         sync(store.delete_dir(""))
     marker = {**_holder("write"), "id": uuid.uuid4().hex, "docs": {}}
+    if resume is not None:
+        marker["fingerprint"] = resume
     _RUNNING.add(marker["id"])
 
     async def _keys() -> list[str]:
@@ -413,6 +419,19 @@ def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:
         write_ended(store, marker["id"], exc)
         raise
     return marker["id"]
+
+
+#: The fingerprint of the write whose metadata :func:`lay_down_unpublished` is laying down (set by
+#: ``to_zarr`` and job-array ``init``): an unfinished write of the same fingerprint is resumed, its chunks kept.
+RESUME: contextvars.ContextVar[str | None] = contextvars.ContextVar("parallelzarr_resume", default=None)
+
+
+def resumes(store: Any, fingerprint: str | None) -> bool:
+    """Whether ``store`` holds an unfinished, no longer running write of ``fingerprint`` (keep its chunks)."""
+    if fingerprint is None:
+        return False
+    marker = unpublished_write(store)
+    return marker is not None and marker.get("fingerprint") == fingerprint and not write_running(marker)
 
 
 def write_ended(store: Any, write_id: str | None, failure: BaseException | None = None) -> None:
@@ -645,6 +664,7 @@ def repair_store(store: Any, description: str, *, force: bool = False, truncate:
     removed = remove_chunks_beyond_shape(store)
     if removed:
         report.actions.append(f"removed {len(removed)} unreferenced chunk(s) beyond the stored shape")
+        sync(store.delete_dir(f"{PREFIX}/tasks"))  # resume markers of those chunks must not outlive them
     return report
 
 

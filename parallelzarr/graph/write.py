@@ -165,7 +165,8 @@ class _PieceKeys(KeySpace):
         return any(_nblocks(s) > 1 for s in segs) and all(s.block_start <= b < s.block_stop for s, b in zip(segs, bidx, strict=True))
 
 
-def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: LockSpec | None = None) -> tuple[HighLevelGraph, str]:
+def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: LockSpec | None = None,
+                      select: Any = None) -> tuple[HighLevelGraph, str]:
     """Build the graph writing ``data`` into ``target`` following ``plan``.
 
     Parameters
@@ -179,6 +180,9 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
         A picklable object supporting ``target[box] = value`` (a ``zarr.Array``).
     locks
         Lock backend for the ``lock`` strategy.
+    select
+        A :class:`parallelzarr.markers.Selection`: run only some write tasks (one part of a job
+        array), skip those already done and mark each one done after it writes (resume).
 
     Returns
     -------
@@ -222,6 +226,8 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
             return Task(key, write_with_locks, target_ref, TaskRef((data.name, *bidx)), parts, TaskRef(locks_key))
 
         writes = GridKeys(name, data.numblocks)
+        if select is not None:  # parts and resume (parallelzarr.markers)
+            writes, make_lock_task = select.restrict(writes, make_lock_task)
         layers.append((name, LazyLayer(writes, make_lock_task), data_layers | {target_key, locks_key}))
     else:
         piece_name = f"pz-piece-{plan.name}-{token}"
@@ -257,6 +263,8 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
             return Task(key, assemble_and_write, target_ref, box, plan.dtype, wheres, List(*refs), *extra)
 
         writes = GridKeys(name, [len(s) for s in axes.segments])
+        if select is not None:  # parts and resume (parallelzarr.markers)
+            writes, make_write = select.restrict(writes, make_write)
         if len(pieces):
             layers.append((piece_name, LazyLayer(pieces, make_piece), set(data_layers)))
         deps = data_layers | {target_key} | ({piece_name} if len(pieces) else set()) | ({locks_key} if lock_partial else set())

@@ -410,6 +410,16 @@ class WritePlan:
     append_dim: str | None = None
     max_mem: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: Digest of the write (plan and source graph); markers of a rerun with the same one are reused.
+    fingerprint: str | None = None
+    #: Write tasks already finished by an earlier, interrupted run of this write (skipped now).
+    tasks_done: int = 0
+    #: Write tasks this run executed (set once it finished).
+    tasks_run: int | None = None
+    #: Job-array parts: per part its write tasks and bytes (``plan_write(..., parts=N)``).
+    parts: list[dict[str, Any]] | None = None
+    #: ``(i, N)`` when this plan is the part ``i`` of ``N`` of a job array.
+    part: tuple[int, int] | None = None
 
     @property
     def tasks(self) -> int:
@@ -429,6 +439,11 @@ class WritePlan:
             "tasks": self.tasks,
             "bytes_total": self.bytes_total,
             "notes": list(self.notes),
+            "fingerprint": self.fingerprint,
+            "tasks_done": self.tasks_done,
+            "tasks_run": self.tasks_run,
+            "parts": self.parts,
+            "part": list(self.part) if self.part else None,
             "variables": {k: v.to_dict() for k, v in self.variables.items()},
         }
 
@@ -493,6 +508,17 @@ def format_plan(plan: WritePlan) -> str:
     for v in plan.variables.values():
         region = ", ".join(f"{d}={a}:{b}" for d, (a, b) in zip(v.dims, v.region, strict=True))
         lines.append(f"  {v.name}: {v.strategy}: {v.reason} [writes {region}]")
+    if plan.part is not None:
+        lines.append(f"part {plan.part[0]} of {plan.part[1]} (job array): writes only this part's grid cells")
+    if plan.tasks_done:
+        lines.append(f"resume: {plan.tasks_done} write task(s) already done by an interrupted run of this write "
+                     f"(fingerprint {plan.fingerprint}); they are skipped")
+    if plan.tasks_run is not None:
+        lines.append(f"ran {plan.tasks_run} write task(s)")
+    if plan.parts:
+        lines.append(f"job array: {len(plan.parts)} part(s) split at grid-cell boundaries, balanced by bytes:")
+        for p in plan.parts:
+            lines.append(f"  part {p['part']}: {p['tasks']} task(s), {format_bytes(p['bytes'])}")
     for note in plan.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Resumable writes: SIGKILL a write after about half its tasks, rerun it, count what the rerun writes.
+
+Each dask block is one zarr chunk here, so a write task is one chunk file: the chunk files the
+rerun rewrites (new modification time) are the tasks it ran, counted independently of the plan.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import parallelzarr as pz
+from parallelzarr.markers import TASKS_PREFIX
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, numpy as np, xarray as xr, parallelzarr as pz
+    path, kind = sys.argv[1], sys.argv[2]
+
+    def ds(t0, n):
+        t = np.arange(t0, t0 + n)
+        v = (np.arange(n * 8 * 6).reshape(n, 8, 6) + 1000 * t0).astype("f4")
+        return xr.Dataset({"v": (("time", "y", "x"), v)}, coords={"time": t}).chunk({"time": 4, "y": 4, "x": 3})
+
+    run = dict(scheduler="threads", num_workers=1)
+    if kind == "new":
+        pz.to_zarr(ds(0, 24), path, mode="w", encoding={"v": {"chunks": (4, 4, 3)}}, **run)
+    elif kind == "region":
+        pz.to_zarr((ds(0, 24) * 2)[["v"]], path, region={"time": slice(0, 24)}, **run)
+    elif kind == "append":
+        pz.to_zarr(ds(24, 16), path, append_dim="time", **run)
+    print("finished")
+    """
+)
+
+
+def _ds(t0: int, n: int) -> xr.Dataset:
+    t = np.arange(t0, t0 + n)
+    v = (np.arange(n * 8 * 6).reshape(n, 8, 6) + 1000 * t0).astype("f4")
+    return xr.Dataset({"v": (("time", "y", "x"), v)}, coords={"time": t}).chunk({"time": 4, "y": 4, "x": 3})
+
+
+def _run(script: Path, store: Path, kind: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELZARR_")}
+    if fault:
+        env["PARALLELZARR_FAULT"] = fault
+    return subprocess.run([sys.executable, str(script), str(store), kind], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _chunk_mtimes(store: Path) -> dict[str, int]:
+    out = {}
+    for root, _, files in os.walk(store / "v" / "c"):
+        for f in files:
+            p = os.path.join(root, f)
+            out[p] = os.stat(p).st_mtime_ns
+    return out
+
+
+def _markers(store: Path, variable: str | None = None) -> int:
+    """Finished-task markers of the store (of one variable)."""
+    base = store / TASKS_PREFIX
+    if not base.exists():
+        return 0
+    return sum(len(f) for root, _, f in os.walk(base) if variable is None or os.path.basename(root) == variable)
+
+
+@pytest.mark.parametrize("kind", ["new", "region", "append"])
+def test_sigkill_half_then_rerun_writes_only_the_rest(tmp_path: Path, kind: str) -> None:
+    script = tmp_path / "w.py"
+    script.write_text(SCRIPT)
+    store = tmp_path / "s.zarr"
+    if kind != "new":
+        pz.to_zarr(_ds(0, 24), str(store), encoding={"v": {"chunks": (4, 4, 3)}}, scheduler="threads")
+    total = {"new": 24, "region": 24, "append": 16}[kind]  # chunks of v written (one task each)
+    kill_after = total // 2
+    # The K-th chunk write kills the process before its marker: K - 1 tasks are finished.
+    # (An append also writes its 'time' coordinate chunks; they count as writes too.)
+    killed = _run(script, store, kind, f"write:{kill_after}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    finished = _markers(store)
+    finished_v = _markers(store, "v")
+    assert 0 < finished_v < total
+
+    if kind == "new":  # readers see no dataset before the rerun publishes it
+        with pytest.raises((FileNotFoundError, KeyError, ValueError, zarr.errors.NodeNotFoundError)):
+            xr.open_zarr(str(store))
+    elif kind == "append":  # readers still see the store before the append
+        assert xr.open_zarr(str(store)).sizes["time"] == 24
+
+    before = _chunk_mtimes(store)
+    if kind == "new":
+        plan = pz.plan_write(_ds(0, 24), str(store), mode="w", encoding={"v": {"chunks": (4, 4, 3)}})
+    elif kind == "region":
+        plan = pz.plan_write((_ds(0, 24) * 2)[["v"]], str(store), region={"time": slice(0, 24)})
+    else:
+        plan = pz.plan_append(_ds(24, 16), str(store), "time")
+    assert plan.tasks_done == finished  # the plan says how many tasks are already done
+    assert f"resume: {finished} write task(s) already done" in str(plan)
+
+    rerun = _run(script, store, kind)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = _chunk_mtimes(store)
+    rewritten = [p for p, t in after.items() if before.get(p) != t]
+    # Exactly the chunks of v whose task had not finished were written again; the rest kept their files.
+    assert len(rewritten) == total - finished_v, (len(rewritten), total, finished_v)
+    print(f"{kind}: {total} v tasks, {finished_v} finished before SIGKILL, rerun wrote {len(rewritten)}")
+
+    out = xr.open_zarr(str(store)).compute()
+    if kind == "new":
+        expect = _ds(0, 24).compute()
+    elif kind == "region":
+        expect = (_ds(0, 24) * 2).compute()
+        expect["time"] = _ds(0, 24)["time"]
+    else:
+        expect = xr.concat([_ds(0, 24), _ds(24, 16)], dim="time").compute()
+    np.testing.assert_array_equal(out["v"].values, expect["v"].values)
+    np.testing.assert_array_equal(out["time"].values, expect["time"].values)
+    assert not (store / TASKS_PREFIX).exists() or _markers(store) == 0
+
+
+def test_rerun_of_a_different_write_does_not_skip(tmp_path: Path) -> None:
+    """Markers of an interrupted write are not reused by a write with other data (another fingerprint)."""
+    script = tmp_path / "w.py"
+    script.write_text(SCRIPT)
+    store = tmp_path / "s.zarr"
+    killed = _run(script, store, "new", "write:12")
+    assert killed.returncode == -signal.SIGKILL
+    other = _ds(0, 24) + 1
+    plan = pz.to_zarr(other, str(store), mode="w", encoding={"v": {"chunks": (4, 4, 3)}}, scheduler="threads")
+    assert plan.tasks_done == 0
+    np.testing.assert_array_equal(zarr.open_array(str(store), path="v")[...], other["v"].values)
