@@ -45,8 +45,6 @@ def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
     silent region write where the caller asked to create or replace the store.
     """
     if mode is not None:
-        if mode == "a-" and append_dim is None:
-            raise ModeError("mode='a-' appends along append_dim; give append_dim (or use mode='r+' with a region)")
         if append_dim is not None and mode not in ("a", "a-"):
             raise ModeError(
                 f"append_dim={append_dim!r} needs mode='a' (or leave mode unset), got mode={mode!r}: with "
@@ -429,7 +427,7 @@ def to_zarr(
             from .markers import refresh
 
             refresh(prepared)
-        if not compute and prepared.commit is not None:
+        if not compute and prepared.commit is not None and not prepared.info.get("commit_after_data"):
             # xarray's convention: compute=False lays down readable metadata now (a template that
             # region writes, possibly from other processes, then fill), so publish it at once.
             prepared.commit()
@@ -441,16 +439,26 @@ def to_zarr(
             return delayed
         dask.compute(delayed, **compute_kwargs)
     except OSError as exc:
-        cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
+        _failed(prepared, exc)
+        if prepared.info.get("describe_failure") is not None:  # mode="a"/"r+": staged, then committed
+            raise StoreWriteError(prepared.info["describe_failure"](describe_cause(exc))) from exc
         raise write_failed(prepared.plan, exc, publish_last) from exc
     except BaseException as exc:
-        cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
+        _failed(prepared, exc)
         raise
     cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
     from .markers import count_tasks
 
     prepared.plan.tasks_run = count_tasks(prepared.plan) - prepared.plan.tasks_done  # every other task ran
     return prepared.plan
+
+
+def _failed(prepared: PreparedWrite, exc: BaseException) -> None:
+    """Record a failed write: its unpublished marker, or (mode="a"/"r+") drop its staging and lease."""
+    cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
+    on_failure = prepared.info.get("on_failure")
+    if on_failure is not None:
+        on_failure(exc)
 
 
 def describe_cause(exc: BaseException) -> str:

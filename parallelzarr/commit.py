@@ -224,6 +224,10 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
     before the journal goes: a record never names an append readers cannot see, and an append
     readers can see but that has no record yet still has its journal, which writes the record.
     """
+    if journal.get("kind") == "overwrite":  # mode="a"/"r+" without append_dim (parallelzarr.overwrite)
+        from .overwrite import roll_forward_overwrite
+
+        return roll_forward_overwrite(store, journal)
     done: list[str] = []
     for name, shape in journal["shapes"].items():
         arr = zarr.open_array(store, path=name, mode="r+")
@@ -641,7 +645,11 @@ def repair_store(store: Any, description: str, *, force: bool = False, truncate:
     journal = pending_journal(store)
     if journal is not None:
         steps = roll_forward(store, journal, journal.get("consolidated", True))
-        report.actions.append(f"rolled forward append {journal['entry']['id']}: " + "; ".join(steps or ["already applied"]))
+        report.actions.append(f"rolled forward {journal.get('kind', 'append')} {journal['entry']['id']}: "
+                              + "; ".join(steps or ["already applied"]))
+    from .overwrite import discard_staging  # staging of a mode="a" write that died before its commit point
+
+    report.actions += discard_staging(store)
     conflicts = dimension_conflicts(store)
     if conflicts and truncate:
         held = acquire_lease(store, description, "repair")

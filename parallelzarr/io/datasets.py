@@ -188,17 +188,26 @@ def prepare_dataset_write(
         raise ModeError(cm.describe_unpublished(unpublished, resolved.description))
     if mode == "w-" and has:
         raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
+    if mode == "r+" and region is None and has and not cm.unpublished_write(resolved.store):
+        # xarray's mode="r+" without region overwrites every (stored) variable whole: staged and
+        # committed like mode="a", so a failed write leaves the old data.
+        from ..overwrite import prepare_overwrite
+
+        return prepare_overwrite(ds, resolved, mode="r+", encoding=encoding, strategy=strategy,
+                                 max_mem=max_mem, consolidated=consolidated, lock=lock)
     if region is not None or mode == "r+":
         if encoding:
             raise EncodingError("encoding cannot be given for a region write: the stored encoding is reused")
         if not has:
             raise ModeError(f"region writes need an existing store; {resolved.description} is empty (write it first with mode='w-')")
         return _prepare_region(ds, resolved, region, strategy, max_mem, lock)
-    if mode == "a" and has:
-        raise ModeError(
-            f"mode='a' on the existing store {resolved.description} needs append_dim (to append) or region "
-            "(to overwrite part of it); to replace the store use mode='w'"
-        )
+    if mode in ("a", "a-") and has:
+        # xarray's mode="a" without append_dim: add new variables, overwrite stored ones (staged,
+        # then committed under the store's lease and journal).
+        from ..overwrite import prepare_overwrite
+
+        return prepare_overwrite(ds, resolved, mode=mode, encoding=encoding, strategy=strategy,
+                                 max_mem=max_mem, consolidated=consolidated, lock=lock)
     return _prepare_new(ds, resolved, mode, encoding, strategy, max_mem, zarr_format, consolidated, lock)
 
 

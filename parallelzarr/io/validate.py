@@ -16,7 +16,7 @@ from ..errors import (
     RegionError,
 )
 
-MODES = ("w-", "w", "a", "r+")
+MODES = ("w-", "w", "a", "a-", "r+")
 #: Longest chunk or shard length accepted (grid arithmetic stays exact in int64 well below this).
 MAX_CHUNK_LENGTH = 2**53
 #: Names that would collide with zarr's metadata documents or parallelzarr's bookkeeping.
@@ -100,7 +100,11 @@ def check_path(path: Any, what: str = "store path") -> None:
 
 def check_mode(mode: str) -> str:
     if not isinstance(mode, str) or mode not in MODES:
-        raise ModeError(f"unknown mode {mode!r}; use 'w-' (create), 'w' (overwrite), 'a' (append/add) or 'r+' (region)")
+        raise ModeError(
+            f"The only supported options for mode are 'w', 'w-', 'a', 'a-', and 'r+', but mode={mode!r}: 'w-' "
+            "creates, 'w' overwrites the store, 'a' appends (append_dim) or adds/overwrites variables, 'a-' appends "
+            "without overwriting variables lacking append_dim, 'r+' overwrites stored variables or a region"
+        )
     return mode
 
 

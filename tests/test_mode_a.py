@@ -1,0 +1,144 @@
+"""to_zarr(mode="a"/"a-"/"r+") without append_dim: add variables, overwrite stored ones (xarray's rules)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import parallelzarr as pz
+from parallelzarr import commit as cm
+from parallelzarr.errors import EncodingError, LeaseError, ModeError, SchemaMismatchError
+
+
+def _base(path: str) -> xr.Dataset:
+    ds = xr.Dataset(
+        {"temp": (("time", "x"), np.arange(48.0).reshape(8, 6), {"units": "K"})},
+        coords={"time": np.arange(8), "x": np.arange(6) * 10},
+        attrs={"title": "old"},
+    ).chunk({"time": 3})
+    pz.to_zarr(ds, path, mode="w", encoding={"temp": {"chunks": (4, 3)}})
+    return ds
+
+
+def test_add_variable_keeps_stored_ones(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    rain = xr.DataArray(np.random.default_rng(0).random((8, 6)), dims=("time", "x"), attrs={"units": "mm"})
+    new = old.assign(rain=rain.chunk({"time": 5})).drop_vars("temp").assign_attrs(title="new")
+    pz.to_zarr(new, path, mode="a", encoding={"rain": {"chunks": (2, 6)}})
+    got = xr.open_zarr(path).load()
+    np.testing.assert_array_equal(got.temp.values, old.temp.values)  # not in the Dataset: untouched
+    np.testing.assert_array_equal(got.rain.values, rain.values)
+    assert got.rain.attrs == {"units": "mm"} and got.temp.attrs == {"units": "K"}
+    assert got.attrs == {"title": "new"}  # mode="a" replaces the root attributes, as xarray
+    assert zarr.open_array(path, path="rain").chunks == (2, 6)
+    assert not os.path.exists(os.path.join(path, cm.PREFIX))  # staging, journal and lease are gone
+    assert pz.repair(path).ok
+
+
+def test_overwrite_transposed_keeps_metadata_and_drops_empty_chunks(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    values = -old.temp.values
+    values[0:4, 0:3] = np.nan  # one whole chunk of fill values: its stored chunk must go
+    temp = xr.DataArray(values.T, dims=("x", "time"), attrs={"units": "ignored"}).chunk({"x": 4})
+    pz.to_zarr(xr.Dataset({"temp": temp}), path, mode="a")
+    got = xr.open_zarr(path).load()
+    np.testing.assert_array_equal(got.temp.values, values)
+    assert got.temp.attrs == {"units": "K"}  # stored variables keep their attributes (xarray)
+    arr = zarr.open_array(path, path="temp")
+    assert arr.chunks == (4, 3) and arr.nchunks_initialized == 3
+    assert not os.path.exists(os.path.join(path, "temp", "c", "0", "0"))
+
+
+def test_rplus_overwrites_keeps_attrs_refuses_new(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    pz.to_zarr(xr.Dataset({"temp": old.temp * 2}, attrs={"title": "other"}), path, mode="r+")
+    got = xr.open_zarr(path).load()
+    np.testing.assert_array_equal(got.temp.values, old.temp.values * 2)
+    assert got.attrs == {"title": "old"}
+    with pytest.raises(ValueError, match="dataset contains non-pre-existing variables") as err:
+        pz.to_zarr(xr.Dataset({"rain": old.temp}), path, mode="r+")
+    assert isinstance(err.value, ModeError) and "mode='a'" in str(err.value)
+    assert "rain" not in xr.open_zarr(path)
+
+
+def test_a_minus_without_append_dim_is_a(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    pz.to_zarr(xr.Dataset({"temp": old.temp + 1}), path, mode="a-")
+    np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values + 1)
+
+
+@pytest.mark.parametrize(
+    ("new", "match", "kind"),
+    [
+        (lambda o: xr.Dataset({"temp": (("time", "y"), np.zeros((8, 6)))}), "different dimension names", SchemaMismatchError),
+        (lambda o: o.isel(time=slice(0, 5)), "different dimension sizes", SchemaMismatchError),
+        (lambda o: xr.Dataset({"rain": (("time",), np.zeros(3))}), "length 3 along 'time'", SchemaMismatchError),
+    ],
+)
+def test_refused_before_any_write(tmp_path, new, match, kind):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    before = sorted(os.walk(path))
+    with pytest.raises(kind, match=match):
+        pz.to_zarr(new(old), path, mode="a")
+    assert sorted(os.walk(path)) == before
+    xr.testing.assert_identical(xr.open_zarr(path).load(), old.load())
+
+
+def test_encoding_for_stored_variable_refused(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    with pytest.raises(EncodingError, match="already exists, but encoding was provided"):
+        pz.to_zarr(old, path, mode="a", encoding={"temp": {"chunks": (2, 2)}})
+
+
+def test_fixed_width_strings_must_match(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    pz.to_zarr(xr.Dataset({"s": ("x", np.array(["ab", "cd"], dtype="S2"))}), path, mode="w")
+    with pytest.raises(ValueError, match="Mismatched dtypes for variable s"):
+        pz.to_zarr(xr.Dataset({"s": ("x", np.array(["abc", "d"], dtype="S3"))}), path, mode="a")
+    assert list(xr.open_zarr(path).s.values) == [b"ab", b"cd"]
+
+
+def test_compute_false_holds_lease_until_computed(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    lazy = pz.to_zarr(xr.Dataset({"temp": old.temp * 3}), path, mode="a", compute=False)
+    np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values)  # nothing visible yet
+    with pytest.raises(LeaseError):
+        pz.append(old.isel(time=slice(0, 2)).assign_coords(time=[8, 9]), path, "time")
+    lazy.compute()
+    np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values * 3)
+    assert cm.read_json(zarr.storage.LocalStore(path), cm.LEASE_KEY) is None
+
+
+def test_failed_commit_is_journaled_and_repaired(tmp_path):
+    from parallelzarr.faults import FaultyStore
+
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    # FaultyStore fails the 2nd write of a data key: staged chunks are bookkeeping, so that is a
+    # move of the commit, after the journal.
+    faulty = FaultyStore(zarr.storage.LocalStore(path), fail_at=2)
+    with pytest.raises(pz.errors.StoreWriteError, match="failed while committing.*parallelzarr.repair"):
+        pz.to_zarr(xr.Dataset({"temp": old.temp * 5}), faulty, mode="a")
+    got, before, after = xr.open_zarr(path).temp.values, old.temp.values, old.temp.values * 5
+    for i in (0, 4):  # each stored chunk (4, 3) reads as its old or its new values, never anything else
+        for j in (0, 3):
+            cell = np.s_[i:i + 4, j:j + 3]
+            assert np.array_equal(got[cell], before[cell]) or np.array_equal(got[cell], after[cell])
+    assert cm.pending_journal(zarr.storage.LocalStore(path)) is not None
+    report = pz.repair(path)
+    assert any("rolled forward overwrite" in a for a in report.actions), str(report)
+    np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values * 5)
+    assert not os.path.exists(os.path.join(path, cm.PREFIX, "staging"))
+    pz.to_zarr(xr.Dataset({"temp": old.temp * 6}), path, mode="a")  # not blocked by a lease
+    np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values * 6)
