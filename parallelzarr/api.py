@@ -221,13 +221,16 @@ def plan_write(
     zarr_format: int | None = None,
     lock: str | None = None,
     align_chunks: bool = False,
+    parts: int | None = None,
 ) -> WritePlan:
     """Plan a write and return the :class:`~parallelzarr.planning.write.WritePlan`; write nothing.
 
     Takes the same arguments as :func:`to_zarr`. ``print(plan)`` shows a table per variable;
     ``plan.to_dict()`` gives the same as JSON-able data. Only metadata of an existing store is read.
+    ``parts=N``: also split the write into ``N`` job-array parts (``plan.parts``: tasks and bytes of
+    each; see :mod:`parallelzarr.parts`).
     """
-    return prepare(
+    plan = prepare(
         data,
         in_group(store, group, storage_options),
         mode=default_mode(mode, append_dim, region),
@@ -240,6 +243,11 @@ def plan_write(
         zarr_format=default_zarr_format(zarr_format),
         lock=lock,
     ).plan
+    if parts is not None:  # job arrays (parallelzarr.parts)
+        from .parts import check_parts, split_plan
+
+        plan.parts = split_plan(plan, check_parts(parts))[1]
+    return plan
 
 
 def build_graph(prepared: PreparedWrite, array_config: Mapping[str, Any] | None = None) -> Delayed:
@@ -295,6 +303,7 @@ def to_zarr(
     align_chunks: bool = False,
     write_empty_chunks: bool | None = None,
     chunkmanager_store_kwargs: Mapping[str, Any] | None = None,
+    part: Any = None,
     **compute_kwargs: Any,
 ) -> WritePlan | Delayed:
     """Write ``data`` to a zarr store in parallel, safely for any dask chunking.
@@ -350,6 +359,9 @@ def to_zarr(
         Write chunks that hold only the fill value (zarr's array option); ``None``: zarr's default.
     chunkmanager_store_kwargs
         Extra keywords for the computation, as in xarray (here: ``dask.compute`` keywords).
+    part
+        ``(i, N)`` or ``"i/N"``: write only part ``i`` of the ``N`` parts of a job array initialised
+        with :func:`parallelzarr.parts.init` (publish with :func:`parallelzarr.parts.finalize`).
     **compute_kwargs
         Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...); any other keyword raises
         ``TypeError`` naming it (a typo must not vanish silently).
@@ -372,6 +384,15 @@ def to_zarr(
     if chunkmanager_store_kwargs:
         check_compute_kwargs("to_zarr(chunkmanager_store_kwargs=...)", chunkmanager_store_kwargs)
         compute_kwargs = {**chunkmanager_store_kwargs, **compute_kwargs}
+    if part is not None:  # one part of a job array (parallelzarr.parts)
+        from .parts import write_part
+
+        if not compute:
+            raise ModeError("part= runs the part now (it is marked done when it finished); drop compute=False")
+        return write_part(data, in_group(store, group, storage_options), part, mode, region=region,
+                          append_dim=append_dim, encoding=encoding, strategy=strategy, max_mem=max_mem,
+                          storage_options=storage_options, zarr_format=zarr_format, consolidated=consolidated,
+                          lock=lock, **compute_kwargs)
     mode = default_mode(mode, append_dim, region)
     strategy = "rechunk" if align_chunks and strategy == "auto" else strategy
     check_bool("safe_chunks", safe_chunks)

@@ -495,10 +495,12 @@ def _write_text(head: str, plan: Any, seconds: float | None) -> str:
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--lock", type=click.Choice(["file", "distributed", "threading"]), default=None,
               help="Lock backend for --strategy lock.")
+@click.option("--part", default=None, metavar="I/N",
+              help="Write only part I of N of a job array (after `parallelzarr init --parts N`; then finalize).")
 @run_options
 def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_file: str | None, strategy: str,
           max_mem: str, consolidated: bool, mode: str, region: str | None, zarr_format: str, lock: str | None,
-          run: RunOptions) -> None:
+          run: RunOptions, part: str | None = None) -> None:
     """Write INPUTS (netCDF files, zarr stores or globs) to the zarr store TARGET."""
     import parallelzarr as pz
 
@@ -511,6 +513,12 @@ def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_fil
     if run.dry_run:
         plan = _call(pz.plan_write, ds, target, **options)
         run.emit(str(plan), {**doc, "plan": _to_data(plan)})
+        return
+    if part is not None:  # one part of a job array: validated against init's manifest before any write
+        plan, seconds = _execute(run, lambda kw: _call(pz.to_zarr, ds, target, consolidated=consolidated, part=part,
+                                                       dask_kwargs=kw, **options))
+        run.emit(_write_text(f"wrote part {part} of {target}", plan, seconds),
+                 {**doc, "part": part, "seconds": seconds, "plan": _to_data(plan)})
         return
     if strategy != "lock":
         # Plan once before starting a cluster so bad input fails fast. (Lock plans depend on the
@@ -526,10 +534,13 @@ def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_fil
 @click.argument("target")
 @click.option("--append-dim", required=True, help="Dimension to append along.")
 @click.option("--append-id", default=None, help="Identity of this append (default: from the coordinate labels).")
+@click.option("--part", default=None, metavar="I/N",
+              help="Append only part I of N of a job array (after `parallelzarr init --append-dim ... --parts N`).")
 @_input_options
 @run_options
 def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str | None, chunks: str | None,
-           encoding_file: str | None, strategy: str, max_mem: str, consolidated: bool, run: RunOptions) -> None:
+           encoding_file: str | None, strategy: str, max_mem: str, consolidated: bool, run: RunOptions,
+           part: str | None = None) -> None:
     """Append INPUTS along --append-dim to the zarr store TARGET (crash-safe, idempotent)."""
     import parallelzarr as pz
 
@@ -541,6 +552,13 @@ def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str
         plan = _call(pz.plan_append, ds, target, append_dim, strategy=strategy, max_mem=max_mem,
                      encoding=encoding, storage_options=run.storage_options or None)
         run.emit(str(plan), {**doc, "plan": _to_data(plan)})
+        return
+    if part is not None:  # one part of a job-array append: committed by finalize
+        plan, seconds = _execute(run, lambda kw: _call(pz.to_zarr, ds, target, append_dim=append_dim, part=part,
+                                                       strategy=strategy, max_mem=max_mem, encoding=encoding,
+                                                       storage_options=run.storage_options or None, dask_kwargs=kw))
+        run.emit(_write_text(f"wrote part {part} of the append to {target}", plan, seconds),
+                 {**doc, "part": part, "seconds": seconds, "plan": _to_data(plan)})
         return
     func = _api("append")
     assert func is not None
@@ -615,6 +633,60 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
         result_data.pop("target", None)  # the opened zarr node
     run.emit(_write_text(summary, job.plan, seconds),
              {**doc, "seconds": seconds, "plan": _to_data(job.plan), "result": result_data})
+
+
+# --- job arrays (parallelzarr.parts): init, then `write --part I/N` per task, then finalize ----------
+
+
+@main.command("init")
+@click.argument("inputs", nargs=-1, required=True)
+@click.argument("target")
+@_input_options
+@click.option("--parts", type=click.IntRange(min=1), required=True, help="Number of parts (job-array tasks).")
+@click.option("--mode", type=click.Choice(_MODES), default=None, help="As for write.")
+@click.option("--region", default=None, metavar="DIM=START:STOP,...|auto", help="Parts write into this region.")
+@click.option("--append-dim", default=None, help="The parts append along this dimension (committed at finalize).")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for URL stores (repeatable).")
+def init_parts(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_file: str | None, strategy: str,
+               max_mem: str, consolidated: bool, parts: int, mode: str | None, region: str | None,
+               append_dim: str | None, zarr_format: str, as_json: bool, storage_option: Sequence[str],
+               **source: Any) -> None:
+    """Lay down TARGET's metadata unpublished for a write of INPUTS in --parts parts (a job array).
+
+    Then run `parallelzarr write INPUTS TARGET --part I/N` for I = 0..N-1 (any order, any host,
+    reruns skip finished work) and `parallelzarr finalize TARGET` to publish.
+    """
+    from .parts import init
+
+    so = parse_storage_options(storage_option)
+    ds = open_inputs(inputs, parse_chunks(chunks), so, **source)  # the other input options, as for write
+    status = init(ds, target, parts, mode, region=parse_region(region), append_dim=append_dim,
+                  encoding=_load_encoding(encoding_file), strategy=strategy, max_mem=max_mem,
+                  storage_options=so or None, zarr_format=int(zarr_format), consolidated=consolidated)
+    text = json.dumps({"command": "init", **status.to_dict()}, indent=2, default=str) if as_json else str(status)
+    click.echo(_redact(text, so))
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for URL stores (repeatable).")
+def finalize(target: str, as_json: bool, storage_option: Sequence[str]) -> None:
+    """Publish TARGET's job-array write once every part is done (exit 1 listing the missing parts otherwise)."""
+    from .parts import PartsIncompleteError
+    from .parts import finalize as finalize_parts
+
+    so = parse_storage_options(storage_option)
+    try:
+        status = finalize_parts(target, storage_options=so or None)
+    except PartsIncompleteError as exc:
+        raise RunFailure(_redact(str(exc), so)) from exc
+    text = json.dumps({"command": "finalize", **status.to_dict()}, indent=2, default=str) if as_json else str(status)
+    click.echo(_redact(text, so))
 
 
 @main.command()

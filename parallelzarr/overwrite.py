@@ -454,7 +454,10 @@ def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
     consolidated = bool(journal.get("consolidated"))
     if journal.get("root_attrs") is not None:
         cm.migrate_legacy_log(store, consolidated)
-        group = zarr.open_group(store, mode="r+", use_consolidated=None if consolidated else False)
+        # Written without the consolidated metadata: in zarr 3 both share the root document, and
+        # new attributes beside the old member list would show readers a mix. Until the
+        # consolidation below, readers list the group and find the whole new state.
+        group = zarr.open_group(store, mode="r+", use_consolidated=False)
         group.attrs.put(journal["root_attrs"])
         fault_point("overwrite:attrs")
     if consolidated:
