@@ -93,7 +93,8 @@ def run_peer(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
         r = rechunk(zarr.open_array(src, mode="r"), chunks, cfg["task_mem"], tgt,
                     target_options={"zarr_format": 3}, threads_per_worker=THREADS)
         print(r.plan, file=sys.stderr)
-        res = r.execute(scheduler="threads")
+        r.execute(scheduler="threads")
+        res = r.result
         info = {"passes": r.plan.passes, "tasks": r.plan.n_tasks, "plan_task_memory": r.plan.task_memory,
                 "plan_worker_memory": r.plan.worker_memory, "plan_bytes_read": r.plan.bytes_read,
                 "plan_bytes_written": r.plan.bytes_written, "tasks_run": res.tasks_run}

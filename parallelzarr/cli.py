@@ -620,7 +620,8 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     def work(kw: dict[str, Any]) -> Any:
         job = _call(func, src, target_chunks, max_mem, target, temp_store=temp, target_options=target_options,
                     storage_options=so, keep_temp=keep_temp or None, threads_per_worker=tpw)
-        return job, job.execute(**kw)
+        job.execute(**kw)
+        return job, job.result  # execute() returns the target, as rechunker's does
 
     (job, result), seconds = _execute(run, work)
     summary = f"rechunked {source} -> {target}"

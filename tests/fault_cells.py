@@ -317,7 +317,8 @@ class RechunkOp(Operation):
     def run(self, store: Any, **compute: Any) -> Any:
         with xr.open_zarr(self.source) as src:
             r = pz.rechunk(src, RECHUNK_TO, RECHUNK_MEM, store, threads_per_worker=2, target_task_bytes=1, min_tasks=1)
-            return r.execute(**compute)
+            r.execute(**compute)
+            return r.result
 
     def check_as_before(self) -> None:
         if _digest(self.source) != self.source_before:

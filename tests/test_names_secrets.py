@@ -241,7 +241,8 @@ def test_rechunk_plan(moto_s3: dict[str, Any], captured: pytest.LogCaptureFixtur
     source = zarr.open_array(zarr.storage.FsspecStore.from_url(src_url, storage_options=moto_s3), mode="r")
     job = pz.rechunk(source, (20,), "64MB", "s3://archive/secrets-rdst.zarr", storage_options=moto_s3,
                      temp_store="s3://archive/secrets-rtmp.zarr")
-    result = job.execute(scheduler="threads")
+    job.execute(scheduler="threads")
+    result = job.result
     assert_clean(str(job.plan), repr(job), json.dumps(job.plan.to_dict(), default=str), result.per_stage)
     assert_clean(captured.text)
 

@@ -11,7 +11,6 @@ import xarray as xr
 import zarr
 
 from parallelzarr import rechunk
-from parallelzarr.errors import PlanningError
 
 
 def _dataset() -> xr.Dataset:
@@ -58,7 +57,8 @@ def test_dataset_round_trip(tmp_path: Path, fmt: int) -> None:
     target = tmp_path / "tgt.zarr"
     r = rechunk(ds, {"time": -1, "lat": 5, "lon": 5}, "2MB", str(target))
     print(r.plan)
-    res = r.execute(scheduler="threads")
+    r.execute(scheduler="threads")
+    res = r.result
     assert res.tasks_skipped == 0
 
     out = xr.open_zarr(target)
@@ -81,9 +81,13 @@ def test_dataset_round_trip(tmp_path: Path, fmt: int) -> None:
     assert xr.open_zarr(target, consolidated=True) is not None
 
 
-def test_dataset_not_from_zarr_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(PlanningError, match="not opened from a zarr store"):
-        rechunk(_dataset(), {"time": -1}, "10MB", str(tmp_path / "t.zarr"))
+def test_dataset_not_from_zarr_is_encoded(tmp_path: Path) -> None:
+    # Was refused ("not opened from a zarr store"); rechunker rechunks in-memory Datasets (issue 12).
+    ds = _dataset()
+    rechunk(ds, {"time": -1}, "10MB", str(tmp_path / "t.zarr")).execute()
+    out = xr.open_zarr(tmp_path / "t.zarr")
+    xr.testing.assert_identical(out.load(), ds)
+    assert out["temp"].encoding["chunks"] == (48, 20, 30)
 
 
 def test_dataset_subset_of_variables(tmp_path: Path) -> None:

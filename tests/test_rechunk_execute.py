@@ -57,7 +57,8 @@ def test_target_equals_source(tmp_path_factory: pytest.TempPathFactory, case: tu
         assert not (root / "tgt.zarr").exists()
         return
     event(r.plan.arrays[0].strategy)
-    res = r.execute(scheduler="threads")
+    r.execute(scheduler="threads")
+    res = r.result
     out = zarr.open_array(str(root / "tgt.zarr"), mode="r")
     want = tuple(n if c == -1 else min(c, n) for c, n in zip(tgt_chunks, shape, strict=True))
     assert out.chunks == want
@@ -181,7 +182,9 @@ def test_fsspec_url_target(tmp_path: Path) -> None:
     rechunk(src, (20, 5), "20MB", url).execute()
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "tgt.zarr"))[...], data)
     memstore = zarr.storage.MemoryStore()
-    res = rechunk(src, (20, 5), "20MB", memstore, storage_options={"unused": 1}).execute()
+    job = rechunk(src, (20, 5), "20MB", memstore, storage_options={"unused": 1})
+    job.execute()
+    res = job.result
     np.testing.assert_array_equal(res.target[...], data)
 
 
@@ -189,7 +192,8 @@ def test_distributed_local_cluster(tmp_path: Path, client) -> None:
     src, data = _source(tmp_path / "src.zarr", (40, 64, 64), (4, 64, 64))
     r = rechunk(src, (40, 8, 8), "1.5MB", str(tmp_path / "tgt.zarr"))
     assert r.plan.passes == 2
-    res = r.execute(scheduler=client)
+    r.execute(scheduler=client)
+    res = r.result
     assert res.tasks_run == r.plan.n_tasks
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "tgt.zarr"))[...], data)
     assert not os.path.exists(tmp_path / "tgt.zarr" / MARK)

@@ -44,7 +44,8 @@ def test_strings_and_0d_variables_threads(tmp_path) -> None:
     _era5_like().to_zarr(tmp_path / "src.zarr", mode="w")
     src = xr.open_zarr(tmp_path / "src.zarr")
     r = pz.rechunk(src, {"time": 5}, "16MB", str(tmp_path / "tgt.zarr"))
-    res = r.execute(scheduler="threads")
+    r.execute(scheduler="threads")
+    res = r.result
     assert res.tasks_run == r.plan.n_tasks
     _check(str(tmp_path / "tgt.zarr"), src, 5)
 

@@ -60,7 +60,8 @@ def test_sigkill_then_resume(tmp_path: Path) -> None:
     assert (target / MARK / "plan.json").exists()
 
     r = rechunk(src, (32, 8, 8), "1.2MB", str(target), target_task_bytes=1, min_tasks=1)
-    res = r.execute(scheduler="threads")
+    r.execute(scheduler="threads")
+    res = r.result
     assert res.resumed
     assert res.tasks_skipped >= killed_at
     assert res.tasks_run == r.plan.n_tasks - res.tasks_skipped

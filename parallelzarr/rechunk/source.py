@@ -19,7 +19,7 @@ from zarr.abc.store import Store
 
 from ..errors import ChunkSpecError, EncodingError, PlanningError, StoreError
 from ..io.validate import check_name
-from ..redact import redact
+from .inputs import dask_job_parts, dataset_parts
 from .plan import ArraySpec, normalize_chunks
 
 __all__ = ["ArrayJob", "SourceInfo", "resolve_source", "as_store", "dims_of"]
@@ -34,7 +34,8 @@ class ArrayJob:
     path
         Path of the array inside the source/target hierarchy (``""`` for a lone array).
     source
-        The source :class:`zarr.Array`; its *stored* (encoded) values are copied.
+        The source :class:`zarr.Array` (its *stored*, encoded values are copied) or a
+        zarr array computed from dask (:func:`~.inputs.dask_source`: dask arrays, Datasets not read from zarr).
     spec
         What the planner needs.
     create_kwargs
@@ -64,6 +65,9 @@ class SourceInfo:
         Format of the target.
     consolidated
         Whether to consolidate the target's metadata at commit (the source was).
+    overwrite
+        Per array path, whether ``target_options`` asked to replace an existing target there
+        (rechunker's ``overwrite``).
     """
 
     kind: str
@@ -71,6 +75,7 @@ class SourceInfo:
     groups: list[tuple[str, dict[str, Any]]]
     zarr_format: int
     consolidated: bool
+    overwrite: dict[str, bool] = field(default_factory=dict)
 
 
 def as_store(target: Any, storage_options: Mapping[str, Any] | None = None) -> Store:
@@ -119,16 +124,18 @@ def _itemsize(arr: zarr.Array) -> int:
     return dt.itemsize if dt.kind != "O" and dt.itemsize > 0 else 64
 
 
-def _is_per_array(target_chunks: Any, names: set[str]) -> bool:
+def _is_per_array(target_chunks: Any, names: set[str], dims: set[str] = frozenset()) -> bool:
     """Whether a dict maps array names to chunk specs (rather than dims to sizes)."""
     if not isinstance(target_chunks, Mapping):
         return False
-    # ``None`` reads as a dimension size ("whole axis"), so {"time": None} is dims-keyed even when a
-    # coordinate array is also called "time"; per-array requests are spelled with tuples or dicts.
-    return any(isinstance(v, tuple | list | Mapping) for v in target_chunks.values()) or (
-        bool(target_chunks) and all(k in names for k in target_chunks)
-        and not any(v is None or isinstance(v, int) for v in target_chunks.values())
-    )
+    # ``None`` reads as a dimension size ("whole axis") when the key is also a dimension, so
+    # {"time": None} is dims-keyed even when a coordinate array is also called "time"; keys that name
+    # arrays and no dimension ({"a": None, "b": None}: rechunker's "copy a and b unchanged") are per array.
+    if any(isinstance(v, tuple | list | Mapping) for v in target_chunks.values()):
+        return True
+    if not target_chunks or not all(k in names for k in target_chunks):
+        return False
+    return not all(k in dims for k in target_chunks)
 
 
 def _options_for(options: Mapping[str, Any] | None, path: str, names: set[str]) -> dict[str, Any]:
@@ -176,6 +183,20 @@ def _create_kwargs(
             kw[key] = opts[key]
     if "compressor" in opts:  # rechunker / zarr 2 spelling
         kw["compressors"] = opts["compressor"]
+    return apply_zarr_options(kw, opts)
+
+
+def apply_zarr_options(kw: dict[str, Any], opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Add rechunker's zarr-2 creation options to ``zarr.create_array`` keywords.
+
+    ``order`` and ``write_empty_chunks`` keep their meaning; ``cache_metadata``/``cache_attrs`` were
+    zarr-2 caching hints with no zarr-3 counterpart (no effect on what is stored); ``overwrite`` is
+    handled by the caller (it decides whether an occupied target is replaced).
+    """
+    if opts.get("order") is not None:
+        kw["order"] = opts["order"]
+    if opts.get("write_empty_chunks") is not None:
+        kw["config"] = {**kw.get("config", {}), "write_empty_chunks": bool(opts["write_empty_chunks"])}
     return kw
 
 
@@ -235,7 +256,7 @@ def _make_job(
 #: ``target_options`` keys understood per array (besides ``zarr_format``, which applies to all).
 TARGET_OPTION_KEYS = frozenset(
     {"shards", "compressors", "compressor", "filters", "serializer", "fill_value", "chunk_key_encoding"}
-)
+) | frozenset({"order", "cache_metadata", "cache_attrs", "overwrite", "write_empty_chunks"})  # rechunker's too
 
 
 def _check_target_options(options: Any, names: set[str]) -> None:
@@ -255,7 +276,9 @@ def _check_target_options(options: Any, names: set[str]) -> None:
     for where, opts in groups:
         unknown = sorted(str(k) for k in opts if k not in TARGET_OPTION_KEYS)
         if unknown:
-            raise EncodingError(f"unknown target_options key(s) {unknown}{where}; valid keys are "
+            # rechunker's wording, so code matching its message keeps working.
+            raise EncodingError(f"unknown target_options key(s) {unknown}{where}: Zarr options must not include "
+                                f"{unknown[0]} (got {unknown[0]}={opts[unknown[0]]!r}); valid keys are "
                                 f"{sorted(TARGET_OPTION_KEYS | {'zarr_format'})}")
 
 
@@ -345,8 +368,9 @@ def resolve_source(
             request = request[""]
         dims = dims_of(source)
         _check_dict_keys(request, set(dims or ()), source.ndim, set(), "the array")
-        job = _make_job(source, "", request, fmt, _options_for(target_options, "", set()))
-        info = SourceInfo("array", [job], [], fmt, False)
+        opts = _options_for(target_options, "", set())
+        job = _make_job(source, "", request, fmt, opts)
+        info = SourceInfo("array", [job], [], fmt, False, overwrite={"": bool(opts.get("overwrite"))})
         _validate_target(info)
         return info
     if isinstance(source, zarr.Group):
@@ -356,32 +380,75 @@ def resolve_source(
     except ImportError:  # pragma: no cover - xarray is a dependency
         xr = None
     if xr is not None and isinstance(source, xr.Dataset):
-        where = source.encoding.get("source")
-        if not where:
-            raise PlanningError(
-                "this Dataset was not opened from a zarr store (no encoding['source']); write it with "
-                "to_zarr first, or open it with xarray.open_zarr, then rechunk"
-            )
-        problem = None
-        try:
-            group = _open_dataset_group(where, storage_options)
-        except Exception as exc:
-            problem = redact(f"cannot open the Dataset's source store {where!r} as a zarr group: {exc}",
-                             storage_options)
-        if problem is not None:  # raised outside the handler: the chained error could hold credentials
-            raise PlanningError(problem)
-        names = set(map(str, source.variables))
-        for name, var in source.variables.items():
-            if str(name) not in group or tuple(group[str(name)].shape) != tuple(var.shape):
-                raise PlanningError(
-                    f"variable {name!r} of the Dataset differs from array {name!r} in {where!r}; rechunk "
-                    "copies stored values, so rechunk the store itself or write the modified Dataset first"
-                )
-        return _resolve_group(group, target_chunks, target_options, fmt_opt, "dataset", names)
+        for name, opts in target_options.items():
+            if isinstance(opts, Mapping) and "chunks" in opts:
+                raise EncodingError(f"Chunks must be provided in 'target_chunks' rather than options (variable={name})")
+        group = _stored_group(source, target_options, storage_options)
+        if group is not None:
+            return _resolve_group(group, target_chunks, target_options, fmt_opt, "dataset", set(map(str, source.variables)))
+        return _resolve_xarray(source, target_chunks, target_options, fmt_opt)
+    import dask.array as da
+
+    if isinstance(source, da.Array):
+        _check_target_options(target_options, set())
+        fmt = int(fmt_opt or zarr.config.get("default_zarr_format"))
+        request = target_chunks[""] if isinstance(target_chunks, Mapping) and "" in target_chunks else target_chunks
+        _check_dict_keys(request, set(), source.ndim, set(), "the dask array")
+        opts = _options_for(target_options, "", set())
+        src, spec, kw = dask_job_parts(source, "", request, None, fmt, opts)
+        for key in ("compressors", "filters", "fill_value", "chunk_key_encoding", "serializer"):
+            if key in opts:
+                kw[key] = opts[key]
+        if "compressor" in opts:
+            kw["compressors"] = opts["compressor"]
+        info = SourceInfo("array", [ArrayJob("", src, spec, apply_zarr_options(kw, opts))], [], fmt, False,
+                          overwrite={"": bool(opts.get("overwrite"))})
+        _validate_target(info)
+        return info
     raise PlanningError(
-        f"cannot rechunk a {type(source).__name__}; give a zarr.Array, a zarr.Group or an xarray.Dataset "
-        "opened from zarr"
+        f"Source must be a Zarr Array, Zarr Group, Dask Array or Xarray Dataset (not {type(source)}): "
+        "parallelzarr rechunks those (a Dataset in memory, opened from netCDF or from zarr)"
     )
+
+
+def _stored_group(ds: Any, target_options: Mapping[str, Any], storage_options: Mapping[str, Any] | None) -> Any:
+    """The zarr group a Dataset was opened from, when copying its stored values gives the same result.
+
+    That holds when the Dataset still matches the store (same variables and shapes) and
+    ``target_options`` only holds zarr options (no xarray encodings such as ``dtype`` or
+    ``scale_factor``, which need the values re-encoded). Else None: the Dataset is encoded anew.
+    """
+    where = ds.encoding.get("source")
+    if not where:
+        return None
+    per_array = any(k in ds.variables for k in target_options)
+    groups = target_options.values() if per_array else [target_options]
+    if any(not isinstance(g, Mapping) or set(g) - TARGET_OPTION_KEYS for g in groups):
+        return None
+    try:
+        group = _open_dataset_group(where, storage_options)
+    except Exception:  # not a zarr store (netCDF, ...): encode the Dataset itself
+        return None
+    for name, var in ds.variables.items():
+        node = group.get(str(name))
+        if not isinstance(node, zarr.Array) or tuple(node.shape) != tuple(var.shape):
+            return None  # changed since it was opened: its values, not the stored ones, are wanted
+    return group
+
+
+def _resolve_xarray(ds: Any, target_chunks: Any, target_options: dict[str, Any], fmt_opt: int | None) -> SourceInfo:
+    """A Dataset encoded as ``to_zarr`` encodes it (in memory, from netCDF, or changed since opened)."""
+    names = set(map(str, ds.variables))
+    unknown = sorted(str(k) for k in target_options if str(k) not in names)
+    if unknown or any(not isinstance(v, Mapping) for v in target_options.values()):
+        raise EncodingError(f"for a Dataset, target_options map variable names to encodings (as in to_zarr); got "
+                            f"{sorted(map(str, target_options))}, the Dataset has {sorted(names)}")
+    fmt = int(fmt_opt or zarr.config.get("default_zarr_format"))
+    parts, root_attrs, overwrite = dataset_parts(ds, target_chunks, target_options, fmt)
+    jobs = [ArrayJob(name, src, spec, kw) for name, src, spec, kw in parts]
+    info = SourceInfo("dataset", jobs, [("", root_attrs)], fmt, False, overwrite=overwrite)
+    _validate_target(info)
+    return info
 
 
 def _open_dataset_group(where: Any, storage_options: Mapping[str, Any] | None) -> zarr.Group:
@@ -415,25 +482,28 @@ def _resolve_group(
     names = {p for p, _ in arrays}
     _check_target_options(target_options, names)
     tc = target_chunks if target_chunks is not None else {}
-    per_array = _is_per_array(tc, names)
+    all_dims = {d for _, a in arrays for d in (dims_of(a) or ())}
+    per_array = _is_per_array(tc, names, all_dims)
     if per_array:
         unknown = set(tc) - names
         if unknown:
             raise ChunkSpecError(f"target_chunks names arrays {sorted(unknown)} that the source does not have "
                                  f"(it has {sorted(names)})")
     elif not isinstance(tc, Mapping):
-        raise ChunkSpecError("for a group or Dataset give target_chunks as a dict: array name -> chunks, or "
-                             "dimension name -> size")
+        raise ChunkSpecError(f"You must specify ``target-chunks`` as a dict when rechunking a {kind}: array name -> "
+                             "chunks, or dimension name -> size")
     else:
-        all_dims = {d for _, a in arrays for d in (dims_of(a) or ())}
         _check_dict_keys({k: v for k, v in tc.items() if not isinstance(k, int) or isinstance(k, bool)},
                          all_dims, None, set(), f"the {kind}")
     jobs = []
+    overwrite = {}
     for path, arr in arrays:
         request = tc.get(path) if per_array else tc
         if not per_array and dims_of(arr) is None and tc:
             request = None  # no dimension names: the array keeps its chunks
-        jobs.append(_make_job(arr, path, request, fmt, _options_for(target_options, path, names)))
-    info = SourceInfo(kind, jobs, groups, fmt, _group_consolidated(group))
+        opts = _options_for(target_options, path, names)
+        overwrite[path] = bool(opts.get("overwrite"))
+        jobs.append(_make_job(arr, path, request, fmt, opts))
+    info = SourceInfo(kind, jobs, groups, fmt, _group_consolidated(group), overwrite=overwrite)
     _validate_target(info)
     return info
