@@ -296,6 +296,18 @@ class RechunkPlan:
         text = json.dumps([self.max_mem, arrays], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def _repr_html_(self) -> str:
+        """Notebook view: the printed plan in a preformatted block."""
+        import html
+
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+    def plot(self, ax: Any = None) -> Any:
+        """Draw the stages against the budget (:func:`parallelzarr.plot.plot_rechunk_plan`); needs matplotlib."""
+        from ..plot import plot_rechunk_plan
+
+        return plot_rechunk_plan(self, ax=ax)
+
     def __str__(self) -> str:
         lines = [
             f"RechunkPlan: {len(self.arrays)} array(s), {self.n_tasks} tasks, up to {self.passes} pass(es)",
