@@ -251,5 +251,6 @@ def test_mode_a_minus_appends(tmp_path):
     pz.to_zarr(_ds().isel(time=slice(0, 2)), path)
     pz.to_zarr(_ds().isel(time=slice(2, 4)), path, mode="a-", append_dim="time")
     xr.testing.assert_identical(xr.open_zarr(path).compute(), _ds().compute())
-    with pytest.raises(ParallelZarrError, match="append_dim"):
-        pz.to_zarr(_ds(), path, mode="a-")
+    # without append_dim, xarray's "a-" is "a": the stored variables are overwritten
+    pz.to_zarr(_ds() * 2, path, mode="a-")
+    xr.testing.assert_identical(xr.open_zarr(path).compute(), (_ds() * 2).compute())

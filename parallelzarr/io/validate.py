@@ -101,7 +101,8 @@ def check_path(path: Any, what: str = "store path") -> None:
 def check_mode(mode: str) -> str:
     if not isinstance(mode, str) or mode not in MODES:
         raise ModeError(
-            f"The only supported options for mode are 'w', 'w-', 'a', 'a-', and 'r+', but mode={mode!r}: 'w-' "
+            f"unknown mode {mode!r}. The only supported options for mode are 'w', 'w-', 'a', 'a-', and 'r+', "
+            f"but mode={mode!r}: 'w-' "
             "creates, 'w' overwrites the store, 'a' appends (append_dim) or adds/overwrites variables, 'a-' appends "
             "without overwriting variables lacking append_dim, 'r+' overwrites stored variables or a region"
         )
