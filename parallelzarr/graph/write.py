@@ -20,11 +20,14 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import zarr
 from dask._task_spec import List, Task, TaskRef
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ..faults import count_write
+from ..io.chunk_io import write_parts, write_region
+from ..io.zarr_compat import FAST_KINDS
 from ..locks import LockSpec
 from ..planning.grid import Segment, block_offsets
 from ..planning.write import VariablePlan
@@ -33,9 +36,17 @@ from .lazy import GridKeys, KeySpace, LazyLayer, as_hlg, chain_sum_layers, data_
 Box = tuple[slice, ...]
 
 
+def _store_box(target: Any, box: Box, value: Any) -> None:
+    """``target[box] = value``; for a zarr array, encoded and stored from this (worker) thread."""
+    if isinstance(target, zarr.Array):
+        write_region(target, box, value, window=int(zarr.config.get("async.concurrency")))
+    else:
+        target[box] = value
+
+
 def write_box(target: Any, box: Box, value: np.ndarray) -> int:
     """Write ``value`` into ``target[box]`` and return the number of bytes written."""
-    target[box] = value
+    _store_box(target, box, value)
     count_write()
     return int(np.asarray(value).nbytes)
 
@@ -50,15 +61,23 @@ def write_part(target: Any, box: Box, block: np.ndarray, local: Box,
 
 def assemble_and_write(target: Any, box: Box, dtype: str, wheres: Sequence[Box], pieces: Sequence[np.ndarray],
                        lock_names: Sequence[str] = (), locks: LockSpec | None = None) -> int:
-    """Assemble the pieces of shared grid cells into one buffer and write it once (under ``lock_names``)."""
+    """Assemble the pieces of shared grid cells and write them once (under ``lock_names``).
+
+    A zarr target assembles each stored object straight from the pieces (one copy per object);
+    other targets get one box-sized buffer.
+    """
     shape = tuple(s.stop - s.start for s in box)
-    buf = np.empty(shape, dtype=dtype)
-    for where, piece in zip(wheres, pieces, strict=True):
-        buf[where] = piece
     with _holding(locks, lock_names):
-        target[box] = buf
+        if isinstance(target, zarr.Array) and np.dtype(dtype).kind in FAST_KINDS:
+            parts = [(where, np.asarray(piece)) for where, piece in zip(wheres, pieces, strict=True)]
+            write_parts(target, box, parts, window=int(zarr.config.get("async.concurrency")))
+        else:
+            buf = np.empty(shape, dtype=dtype)
+            for where, piece in zip(wheres, pieces, strict=True):
+                buf[where] = piece
+            target[box] = buf
         count_write()
-    return int(buf.nbytes)
+    return int(math.prod(shape) * np.dtype(dtype).itemsize)
 
 
 def _holding(locks: LockSpec | None, names: Sequence[str]) -> Any:
@@ -77,10 +96,10 @@ def write_with_locks(target: Any, block: np.ndarray, parts: Sequence[tuple[Box, 
     for local, box, lock_names in parts:
         value = block[local]
         if not lock_names:
-            target[box] = value
+            _store_box(target, box, value)
         else:
             with locks.hold_all(lock_names):
-                target[box] = value
+                _store_box(target, box, value)
         count_write()
         nbytes += int(value.nbytes)
     return nbytes

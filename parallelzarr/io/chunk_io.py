@@ -214,9 +214,9 @@ def _aligned(box: Box, grid: Sequence[int], shape: Sequence[int]) -> bool:
 def write_region(arr: zarr.Array, box: Box, value: Any, *, window: int = 1) -> None:
     """Write ``value`` into ``arr[box]``, encoding and storing whole objects from this thread.
 
-    ``box`` should cover whole stored objects (chunks, or shards when sharded), clipped at the
-    array's end; other boxes are written by zarr's setitem (a read-modify-write of the partly
-    covered objects), as are dtypes the fast path does not encode.
+    Objects (chunks, or shards when sharded) that ``box`` covers whole (clipped at the array's
+    end) are encoded here with at most one copy each; objects it covers in part are written by
+    zarr's setitem (a read-modify-write), as are dtypes the fast path does not encode.
 
     Parameters
     ----------
@@ -229,41 +229,103 @@ def write_region(arr: zarr.Array, box: Box, value: Any, *, window: int = 1) -> N
     window
         Encoded objects queued at once on loop-bound stores.
     """
-    codec = array_codec(arr)
     value = np.asarray(value)
     shape = tuple(s.stop - s.start for s in box)
-    if not (_fast(codec, arr.ndim) and value.shape == shape and _aligned(box, codec.grid, codec.shape)):
+    if value.shape != shape:  # a scalar or broadcast value: zarr broadcasts it
         _zarr_set(arr, box, value)
+        return
+    write_parts(arr, box, [(tuple(slice(0, n) for n in shape), value)], window=window)
+
+
+def write_parts(arr: zarr.Array, box: Box, parts: Sequence[tuple[Box, np.ndarray]], *, window: int = 1) -> None:
+    """Write pieces that together tile ``arr[box]``, assembling each stored object once.
+
+    Each object is assembled straight from the pieces into its own contiguous buffer (the one
+    copy), so no box-sized buffer is ever built; an object lying whole inside one contiguous
+    piece is encoded where it lies, with no copy at all.
+
+    Parameters
+    ----------
+    arr
+        The target array.
+    box
+        One slice (step 1) per axis: the region the pieces tile.
+    parts
+        ``(where, piece)``: ``where`` is the piece's place, relative to ``box``.
+    window
+        Encoded objects queued at once on loop-bound stores.
+    """
+    codec = array_codec(arr)
+    if not _fast(codec, arr.ndim):
+        _zarr_set(arr, box, _assemble(box, parts, None, np.dtype(arr.dtype)))
         return
     ops = StoreOps(codec.store, window)
     try:
         for coords in _cells(box, codec.grid):
-            local, extent = [], []
+            cell, inter, extent = [], [], []
             for c, g, s, n in zip(coords, codec.grid, box, codec.shape, strict=True):
                 lo, hi = c * g, min((c + 1) * g, n)
-                local.append(slice(lo - s.start, hi - s.start))
+                cell.append(slice(lo, hi))
+                inter.append(slice(max(lo, s.start), min(hi, s.stop)))
                 extent.append(hi - lo)
-            piece = value[tuple(local)]
-            whole = tuple(extent) == codec.grid
-            contiguous = piece.flags.c_contiguous if codec.order == "C" else piece.flags.f_contiguous
-            if whole and contiguous and piece.dtype == codec.dtype:
-                chunk = piece  # already one contiguous object: encode it where it lies
-            elif whole:
-                chunk = np.empty(codec.grid, dtype=codec.dtype, order=codec.order)
-                chunk[...] = piece
-            else:  # an object past the array's end: zarr stores it padded with the fill value
-                chunk = np.full(codec.grid, codec.fill, dtype=codec.dtype, order=codec.order)
-                chunk[tuple(slice(0, e) for e in extent)] = piece
+            if cell != inter:  # part of an object: zarr merges it with what is stored
+                _zarr_set(arr, tuple(inter), _assemble(tuple(inter), parts, box, codec.dtype))
+                continue
+            chunk = _object_buffer(codec, tuple(cell), tuple(extent), box, parts)
             key = codec.key(coords)
             if not codec.write_empty and is_fill(chunk, codec.fill):
                 ops.delete(key)
             else:
                 ops.set(key, codec.encode(chunk))
-            del chunk, piece
+            del chunk
     except BaseException:
         ops.drain()  # nothing of this call may still be writing once it has failed
         raise
     ops.flush()
+
+
+def _overlaps(region: Box, box: Box, parts: Sequence[tuple[Box, np.ndarray]]) -> Iterator[tuple[Box, Box, np.ndarray]]:
+    """``(within region, within piece, piece)`` for each piece overlapping ``region`` (array coordinates)."""
+    for where, piece in parts:
+        dst, src = [], []
+        for r, w, b in zip(region, where, box, strict=True):
+            lo, hi = max(r.start, b.start + w.start), min(r.stop, b.start + w.stop)
+            if hi <= lo:
+                break
+            dst.append(slice(lo - r.start, hi - r.start))
+            src.append(slice(lo - b.start - w.start, hi - b.start - w.start))
+        else:
+            yield tuple(dst), tuple(src), piece
+
+
+def _object_buffer(codec: ArrayCodec, cell: Box, extent: tuple[int, ...], box: Box,
+                   parts: Sequence[tuple[Box, np.ndarray]]) -> np.ndarray:
+    """One stored object's contiguous buffer, padded with the fill value past the array's end."""
+    hits = list(_overlaps(cell, box, parts))
+    whole = extent == codec.grid
+    if whole and len(hits) == 1:
+        piece = hits[0][2][hits[0][1]]
+        contiguous = piece.flags.c_contiguous if codec.order == "C" else piece.flags.f_contiguous
+        if contiguous and piece.dtype == codec.dtype and piece.shape == codec.grid:
+            return piece  # already one contiguous object: encode it where it lies
+    if whole:
+        chunk = np.empty(codec.grid, dtype=codec.dtype, order=codec.order)
+    else:  # an object past the array's end: zarr stores it padded with the fill value
+        chunk = np.full(codec.grid, codec.fill, dtype=codec.dtype, order=codec.order)
+    for dst, src, piece in hits:
+        chunk[dst] = piece[src]
+    return chunk
+
+
+def _assemble(region: Box, parts: Sequence[tuple[Box, np.ndarray]], box: Box | None, dtype: np.dtype) -> np.ndarray:
+    """The values of ``region`` from the pieces (``box`` None: the pieces tile ``region`` itself)."""
+    box = region if box is None else box
+    if len(parts) == 1 and region == box:
+        return parts[0][1]
+    out = np.empty(tuple(s.stop - s.start for s in region), dtype=dtype)
+    for dst, src, piece in _overlaps(region, box, parts):
+        out[dst] = piece[src]
+    return out
 
 
 def _zarr_set(arr: zarr.Array, box: Box, value: Any) -> None:
