@@ -42,8 +42,8 @@ def _cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess:
 
 def _spawn(*args: str, fault: str | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELZARR_")}
-    if fault:
-        env["PARALLELZARR_FAULT"] = fault
+    if fault:  # on the sync scheduler the first task is marked done before the second write kills it
+        env.update(PARALLELZARR_FAULT=fault, PARALLELZARR_CLUSTER="sync")
     return subprocess.Popen([sys.executable, "-m", "parallelzarr.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -171,3 +171,20 @@ def test_plan_properties(case: tuple) -> None:
             assert (inner[region] == 1).all() and inner.sum() == cover[region].size
     if a.strategy == "one-pass":
         assert a.stages[0].read_amplification == 1.0
+
+
+@pytest.mark.parametrize("budget", ["64MB", "256MB", "1GB"])
+def test_two_pass_stages_are_balanced_for_the_workers(budget: str) -> None:
+    """A large budget does not make few huge tasks: at 256 MB stage 0 was five 200 MB tasks."""
+    spec = ArraySpec("a", (1000, 500, 500), "float32", 4, (10, 500, 500), (1000, 25, 25))
+    plan = plan_rechunk([spec], budget, threads_per_worker=2)
+    a = plan.arrays[0]
+    assert a.strategy == "two-pass"
+    for s in a.stages:
+        assert s.n_tasks >= 8, s
+        assert math.prod(s.block) * 4 <= 64 * 2**20, s
+        assert s.read_amplification == 1.0
+    assert "tasks for every worker" in str(plan)
+    # The knob still wins: asking for larger tasks gives larger tasks.
+    big = plan_rechunk([spec], budget, threads_per_worker=2, target_task_bytes=256 * 2**20).arrays[0]
+    assert max(math.prod(s.block) for s in big.stages) >= max(math.prod(s.block) for s in a.stages)

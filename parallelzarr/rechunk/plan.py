@@ -51,6 +51,11 @@ DEFAULT_MIN_TASKS = 16
 DEFAULT_TARGET_TASK_BYTES = 64 * 2**20
 DEFAULT_TARGET_INTERMEDIATE_BYTES = 16 * 2**20
 SMALL_INTERMEDIATE_BYTES = 2**20
+#: Two-pass plans first try intermediates whose stage tasks are at most about 64 MB (or 1/BALANCE_TASKS
+#: of the array, not below BALANCE_MIN_BYTES), so every stage has enough tasks for the workers: at
+#: 256 MB a larger intermediate made stage 0 five 200 MB tasks on two threads.
+BALANCE_TASKS = 8
+BALANCE_MIN_BYTES = 4 * 2**20
 #: Read amplification above which the printed plan warns (the CLI's --dry-run prints the plan).
 AMPLIFICATION_WARNING = 2.0
 
@@ -868,12 +873,24 @@ def _plan_array(
     nbytes = math.prod(shape) * itemsize
     # Intermediates whose stages both read whole cells (every chunk read once per pass, 4x the array:
     # no two-pass plan moves less), else the largest that fit at all (stages then split cells)...
+    # Balanced first: both stages' whole-cell units at most ``balance`` bytes (enough tasks per stage).
+    balance = min(target_task_bytes or DEFAULT_TARGET_TASK_BYTES, max(nbytes // BALANCE_TASKS, BALANCE_MIN_BYTES))
+
+    def units_bytes(mm: Sequence[int]) -> int:
+        b1 = math.prod(min(n, math.lcm(a, c)) for n, a, c in zip(shape, r, mm, strict=True))
+        b2 = math.prod(min(n, math.lcm(c, b)) for n, c, b in zip(shape, mm, w, strict=True))
+        return max(b1, b2) * itemsize
+
     found = None
-    for fits in (lambda mm: aligned_mem(mm) <= budget, lambda mm: least_mem(mm) <= budget):
+    balanced = False
+    tiers = (lambda mm: aligned_mem(mm) <= budget and units_bytes(mm) <= balance,
+             lambda mm: aligned_mem(mm) <= budget, lambda mm: least_mem(mm) <= budget)
+    for tier, fits in enumerate(tiers):
         mm = grow_intermediate(fits)
         pair = two_pass(mm) if mm is not None else None
         if pair is not None and (found is None or moved(pair) < moved(found[1])):
             found = (mm, pair)
+            balanced = tier == 0
         if found is not None and moved(found[1]) <= 4 * nbytes:
             break
     # ... improved one axis at a time: move it to whichever of its candidates moves the fewest bytes,
@@ -897,6 +914,10 @@ def _plan_array(
         found = better
     if found is not None:
         mm, (s1, s2) = found
+        if balanced and found[1][0].n_tasks > 1:
+            why = (f"intermediate chunks keep every task at most {format_bytes(balance)} (about 64 MB, or 1/"
+                   f"{BALANCE_TASKS} of the array), so each stage has tasks for every worker")
+            s1 = replace(s1, note=f"{s1.note}; {why}" if s1.note else why)
         if math.prod(mm) * itemsize < SMALL_INTERMEDIATE_BYTES:
             s1 = replace(s1, note=f"intermediate chunks are small ({format_bytes(math.prod(mm) * itemsize)}); "
                                   "a larger budget makes them larger")
