@@ -238,6 +238,8 @@ class RechunkPlan:
     max_mem: int
     threads_per_worker: int
     memory_model: MemoryModel = field(default_factory=MemoryModel)
+    #: How intermediates are encoded (e.g. "Blosc lz4 level 5"), printed with two-pass plans; "" if not given.
+    intermediate_codec: str = ""
 
     @property
     def n_tasks(self) -> int:
@@ -275,6 +277,7 @@ class RechunkPlan:
             "max_mem": self.max_mem,
             "threads_per_worker": self.threads_per_worker,
             "memory_model": asdict(self.memory_model),
+            "intermediate_codec": self.intermediate_codec,
             "n_tasks": self.n_tasks,
             "passes": self.passes,
             "task_memory": self.task_memory,
@@ -320,6 +323,8 @@ class RechunkPlan:
             f"per task, {format_bytes(self.worker_memory)} per worker ({self.threads_per_worker} thread(s))",
             f"  reads {format_bytes(self.bytes_read)}, writes {format_bytes(self.bytes_written)}",
         ]
+        if self.intermediate_codec and self.passes > 1:
+            lines.append(f"  intermediates encoded with {self.intermediate_codec} (temp_options overrides)")
         header = (
             f"  {'array':<14} {'stage':<24} {'read grid':<18} {'write grid':<18} {'block':<20} "
             f"{'tasks':>8} {'amp':>5} {'read':>10} {'written':>10} {'mem/task':>10}"
@@ -1003,6 +1008,7 @@ def plan_rechunk(
     *,
     threads_per_worker: int = 1,
     model: MemoryModel | None = None,
+    intermediate_codec: str = "",
     **knobs: Any,
 ) -> RechunkPlan:
     """Plan several arrays under one per-task budget.
@@ -1017,6 +1023,8 @@ def plan_rechunk(
         Threads sharing a worker's memory; scales the per-worker estimate.
     model
         Memory model.
+    intermediate_codec
+        Description of the intermediates' codecs, for the printed plan.
     **knobs
         Passed to :func:`plan_array` (``max_tasks``, ``min_tasks``, ...).
 
@@ -1034,4 +1042,4 @@ def plan_rechunk(
         for a in arrays
     )
     return RechunkPlan(arrays=plans, max_mem=budget, threads_per_worker=max(1, int(threads_per_worker)),
-                       memory_model=model)
+                       memory_model=model, intermediate_codec=intermediate_codec)
