@@ -20,7 +20,8 @@ import xarray as xr
 CONFIGS = Path(__file__).resolve().parent.parent / "cluster-configs"
 N = 3
 
-# Runs the array tasks one after the other (task FAKE_KILL_INDEX dies at its 2nd chunk write).
+# Runs the array tasks one after the other; task FAKE_KILL_INDEX (on the sync scheduler, so its first task
+# is marked done) dies at its 2nd chunk write.
 SBATCH = r"""#!/bin/bash
 array=""; wrap=""
 for a in "$@"; do
@@ -30,7 +31,7 @@ echo "$*" >> "$FAKE_LOG"
 if [ -n "$array" ]; then
   for i in $(seq ${array%-*} ${array#*-}); do
     if [ "$i" = "${FAKE_KILL_INDEX:-}" ]; then
-      SLURM_ARRAY_TASK_ID=$i PARALLELZARR_FAULT=write:2 bash -c "$wrap" > "$FAKE_DIR/task-$i.log" 2>&1 || true
+      SLURM_ARRAY_TASK_ID=$i PARALLELZARR_CLUSTER=sync PARALLELZARR_FAULT=write:2 bash -c "$wrap" > "$FAKE_DIR/task-$i.log" 2>&1 || true
     else
       SLURM_ARRAY_TASK_ID=$i bash -c "$wrap" > "$FAKE_DIR/task-$i.log" 2>&1 || true
     fi
@@ -48,7 +49,7 @@ echo "$*" >> "$FAKE_LOG"
 if [ -n "$array" ]; then
   for i in $(seq ${array%-*} ${array#*-}); do
     if [ "$i" = "${FAKE_KILL_INDEX:-}" ]; then
-      PBS_ARRAY_INDEX=$i PARALLELZARR_FAULT=write:2 bash "$script" > "$FAKE_DIR/task-$i.log" 2>&1 || true
+      PBS_ARRAY_INDEX=$i PARALLELZARR_CLUSTER=sync PARALLELZARR_FAULT=write:2 bash "$script" > "$FAKE_DIR/task-$i.log" 2>&1 || true
     else
       PBS_ARRAY_INDEX=$i bash "$script" > "$FAKE_DIR/task-$i.log" 2>&1 || true
     fi
