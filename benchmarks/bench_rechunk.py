@@ -1,23 +1,37 @@
-"""Benchmark parallelzarr.rechunk against its peers on the same bytes.
+"""Benchmark parallelzarr.rechunk against rechunker 0.5.4, dask and a floor, interleaved.
 
 Usage::
 
-    python benchmarks/bench_rechunk.py            # 2GB array
-    python benchmarks/bench_rechunk.py --size 200MB
+    python benchmarks/bench_rechunk.py --quick                 # ~1 min: 128 MB, one budget, 1 rep
+    python benchmarks/bench_rechunk.py                         # 1 GB, budgets 64MB,256MB,1GB, 3 reps
+    python benchmarks/bench_rechunk.py --before /tmp/pz-before # adds the old engine as a contender
 
-Data: float32 smooth field plus noise, shape (T, 1000, 1000) (T from ``--size``),
-source chunks (10, 500, 500) in zarr format 2 (so rechunker 0.5.4, which needs
-``zarr<3``, reads the same bytes).  Targets are zarr format 3 with default codecs,
-except rechunker's (zarr 2, its default codecs).
+Data: float32 smooth field plus noise, shape (T, 500, 500) (T from ``--size``), source chunks
+(10, 500, 500) in zarr format 2 with zarr's default codec (Zstd level 0), so rechunker 0.5.4
+(``zarr<3``, its own venv ``benchmarks/.venv-rechunker``) reads the same bytes. Target chunks
+(T, 25, 25): the time-series rechunk that needs two passes.
 
-Cases: (a) time-to-pixel -> (T, 25, 25); (b) milder -> (100, 100, 100);
-(c) out of core: (a) with a budget of 1/8 of the array.
+Modes
+-----
+parity
+    Every tool gets the same target and temp codec (Blosc lz4, clevel 5, byte shuffle) and writes
+    zarr format 2.
+defaults
+    Every tool as it comes: parallelzarr keeps the source's codecs (intermediates as its default),
+    rechunker writes zarr 2.18's default (Blosc lz4), dask ``to_zarr`` writes zarr 3 defaults.
 
-Peers: parallelzarr, dask rechunk + to_zarr (threads), dask P2P rechunk on a
-LocalCluster of 2 workers, rechunker 0.5.4 (own venv), and the floor (read all into
-memory, write with the target chunks).  Every peer runs in its own child process; a
-sampler thread records the peak RSS of the child's whole process tree and its I/O
-(read/write syscall bytes).  Prints a table, writes benchmarks/results/rechunk.json.
+Contenders: ``parallelzarr`` (``max_mem`` = the budget), ``rechunker`` (``max_mem`` = the budget),
+``dask`` (``rechunk().to_zarr``, threads, no budget), ``floor`` (read and decode every source chunk
+once, encode and write every target chunk once, same codecs, the same 2 threads, numcodecs and
+files directly: no intermediate, no framework) and, with ``--before DIR``, ``pz-before`` (the
+parallelzarr package found in DIR). Runs are interleaved: each repetition runs every contender of
+every mode and budget, in an order rotated per repetition. Each run is a child process; the parent
+records wall seconds, CPU seconds (user + system of the child and its children, from ``wait4``),
+peak RSS of the child's process tree, and the load average. parallelzarr children also report the
+CPU of zarr's event-loop thread (per-thread ``/proc`` stats) as a share of their CPU.
+
+Prints medians, ratios (vs the fastest peer, vs the floor) and the issue-15 aims as a table; writes
+``benchmarks/results/rechunk.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,102 +54,269 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 RECHUNKER_VENV = HERE / ".venv-rechunker"
-THREADS = os.cpu_count() or 2
-PEERS = ["parallelzarr", "dask-threads", "dask-p2p", "rechunker", "floor"]
+THREADS = 2
+PLANE = (500, 500)
+SOURCE_CHUNKS = (10, 500, 500)
+FLOORS = ("floor", "floor-2pass")
+LZ4 = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``"2GB"``/``"200MB"``."""
+    """Bytes from ``"1GB"``/``"200MB"``."""
     import dask.utils
 
     return int(dask.utils.parse_bytes(text))
 
 
+def fmt_bytes(n: float) -> str:
+    """``"624.0MiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1024
+    return str(n)
+
+
 # --------------------------------------------------------------------------- data
 
 
-def make_source(path: Path, shape: tuple[int, int, int], chunks: tuple[int, int, int]) -> None:
-    """Write the float32 smooth field plus noise, slab by slab, in zarr format 2."""
+def make_source(path: Path, shape: tuple[int, int, int]) -> None:
+    """Write the float32 smooth field plus noise, slab by slab, in zarr format 2 (Zstd level 0)."""
     import numpy as np
     import zarr
 
-    arr = zarr.create_array(str(path), shape=shape, chunks=chunks, dtype="f4", zarr_format=2,
-                            overwrite=True)
+    arr = zarr.create_array(str(path), shape=shape, chunks=SOURCE_CHUNKS, dtype="f4", zarr_format=2, overwrite=True)
     rng = np.random.default_rng(42)
     y = np.linspace(0, 4 * np.pi, shape[1], dtype="f4")[:, None]
     x = np.linspace(0, 6 * np.pi, shape[2], dtype="f4")[None, :]
-    step = chunks[0]
+    step = SOURCE_CHUNKS[0]
     for t0 in range(0, shape[0], step):
         t = np.arange(t0, min(t0 + step, shape[0]), dtype="f4")[:, None, None]
         field = 280 + 15 * np.sin(y + t / 50) * np.cos(x - t / 30)
         arr[t0:t0 + len(t)] = (field + rng.normal(0, 0.5, field.shape)).astype("f4")
 
 
-# --------------------------------------------------------------------------- peers (child side)
+# --------------------------------------------------------------------------- child side
+
+
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds per thread of this process (Linux /proc)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return out
+
+
+def _loop_share(before: dict[int, float]) -> dict[str, Any]:
+    """CPU of zarr's event-loop thread since ``before``, and its share of the process's CPU."""
+    from zarr.core import sync as zsync
+
+    after = _thread_cpu()
+    thread = zsync.iothread[0]
+    loop = 0.0
+    if thread is not None and thread.native_id in after:
+        loop = after[thread.native_id] - before.get(thread.native_id, 0.0)
+    total = sum(after.values()) - sum(v for k, v in before.items() if k in after)
+    return {"loop_cpu_s": round(loop, 3), "loop_share": round(loop / total, 4) if total > 0 else None}
+
+
+def _numcodec(spec: dict[str, Any] | None) -> Any:
+    import numcodecs
+
+    return None if spec is None else numcodecs.get_codec(dict(spec))
+
+
+def floor_run(src: str, tgt: str, chunks: tuple[int, ...], codec: dict[str, Any] | None) -> dict[str, Any]:
+    """Read+decode every source chunk once into memory, then encode+write every target chunk once.
+
+    Two threads, numcodecs and plain files: the least work any zarr v2 rechunk with these codecs
+    can do (it skips the intermediate a bounded-memory rechunk needs).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import zarr
+
+    s = zarr.open_array(src, mode="r")
+    shape, schunks = s.shape, s.chunks
+    dec = _numcodec(s.metadata.compressor.get_config()) if s.metadata.compressor else None
+    data = np.empty(shape, dtype="f4")
+    sep = s.metadata.dimension_separator
+
+    def grid(sh: tuple[int, ...], ch: tuple[int, ...]) -> list[tuple[int, ...]]:
+        import itertools
+
+        return list(itertools.product(*(range(-(-n // c)) for n, c in zip(sh, ch, strict=True))))
+
+    def read_one(idx: tuple[int, ...]) -> None:
+        with open(os.path.join(src, sep.join(map(str, idx))), "rb") as f:
+            raw = f.read()
+        buf = np.frombuffer(dec.decode(raw) if dec else raw, dtype="f4").reshape(schunks)
+        sel = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, schunks, shape, strict=True))
+        data[sel] = buf[tuple(slice(0, x.stop - x.start) for x in sel)]
+
+    t = zarr.create_array(tgt, shape=shape, chunks=chunks, dtype="f4", zarr_format=2, overwrite=True,
+                          compressors=_numcodec(codec))
+    enc = _numcodec(codec)
+    tsep = t.metadata.dimension_separator
+
+    def write_one(idx: tuple[int, ...]) -> None:
+        sel = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, chunks, shape, strict=True))
+        block = np.zeros(chunks, dtype="f4")
+        block[tuple(slice(0, x.stop - x.start) for x in sel)] = data[sel]
+        out = enc.encode(block) if enc else block.tobytes()
+        with open(os.path.join(tgt, tsep.join(map(str, idx))), "wb") as f:
+            f.write(out)
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(read_one, grid(shape, schunks)))
+        list(pool.map(write_one, grid(shape, chunks)))
+    return {}
+
+
+def floor_two_pass(src: str, tgt: str, temp: str, chunks: tuple[int, ...], codec: dict[str, Any] | None) -> dict[str, Any]:
+    """The least work of a bounded-memory (two-pass) rechunk: decode+encode through an intermediate.
+
+    Stage 1 decodes each source chunk and writes it as intermediate chunks (10, 125, 125) with the
+    temp codec; stage 2 reads each (T, 125, 125) column of intermediates and writes its target
+    chunks. Two threads, numcodecs and plain files, every chunk read and written once per pass.
+    """
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import zarr
+
+    s = zarr.open_array(src, mode="r")
+    shape, schunks = s.shape, s.chunks
+    dec = _numcodec(s.metadata.compressor.get_config()) if s.metadata.compressor else None
+    enc = _numcodec(codec)
+    mid = (SOURCE_CHUNKS[0], 125, 125)
+    os.makedirs(temp, exist_ok=True)
+    t = zarr.create_array(tgt, shape=shape, chunks=chunks, dtype="f4", zarr_format=2, overwrite=True,
+                          compressors=_numcodec(codec))
+    sep = "."
+
+    def stage1(idx: tuple[int, ...]) -> None:
+        with open(os.path.join(src, sep.join(map(str, idx))), "rb") as f:
+            raw = f.read()
+        buf = np.frombuffer(dec.decode(raw) if dec else raw, dtype="f4").reshape(schunks)
+        t0 = idx[0] * schunks[0]
+        for j, k in itertools.product(range(shape[1] // mid[1]), range(shape[2] // mid[2])):
+            piece = np.ascontiguousarray(buf[:, j * mid[1]:(j + 1) * mid[1], k * mid[2]:(k + 1) * mid[2]])
+            # intermediate object (t0 // 10, j, k): each source slab is its own temp object
+            with open(os.path.join(temp, f"{t0 // schunks[0]}.{j}.{k}"), "wb") as f:
+                f.write(enc.encode(piece) if enc else piece.tobytes())
+
+    def stage2(jk: tuple[int, int]) -> None:
+        j, k = jk
+        col = np.empty((shape[0], mid[1], mid[2]), dtype="f4")
+        for i in range(-(-shape[0] // schunks[0])):
+            with open(os.path.join(temp, f"{i}.{j}.{k}"), "rb") as f:
+                raw = f.read()
+            n = min(schunks[0], shape[0] - i * schunks[0])
+            col[i * schunks[0]:i * schunks[0] + n] = np.frombuffer(enc.decode(raw) if enc else raw, dtype="f4").reshape(
+                (schunks[0], mid[1], mid[2]))[:n]
+        for a, b in itertools.product(range(mid[1] // chunks[1]), range(mid[2] // chunks[2])):
+            piece = np.ascontiguousarray(col[:, a * chunks[1]:(a + 1) * chunks[1], b * chunks[2]:(b + 1) * chunks[2]])
+            key = f"0.{j * (mid[1] // chunks[1]) + a}.{k * (mid[2] // chunks[2]) + b}"
+            with open(os.path.join(tgt, key), "wb") as f:
+                f.write(enc.encode(piece) if enc else piece.tobytes())
+
+    del t
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(stage1, list(itertools.product(*(range(-(-n // c)) for n, c in zip(shape, schunks, strict=True))))))
+        list(pool.map(stage2, list(itertools.product(range(shape[1] // mid[1]), range(shape[2] // mid[2])))))
+    return {}
 
 
 def run_peer(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run one peer in this (child) process; return facts to report."""
-    src, tgt = cfg.get("source"), cfg.get("target")
-    chunks = tuple(cfg.get("target_chunks", ()))
+    """Run one contender in this (child) process; return facts to report."""
+    src, tgt, temp = cfg["source"], cfg["target"], cfg["temp"]
+    chunks = tuple(cfg["target_chunks"])
+    parity = cfg["mode"] == "parity"
     info: dict[str, Any] = {}
-    if name == "idle":  # interpreter + libraries only: the RSS every peer starts from
+    if name == "idle":  # interpreter + libraries only: the RSS every contender starts from
         import dask.array  # noqa: F401
-        import distributed  # noqa: F401
+        import zarr  # noqa: F401
 
         import parallelzarr  # noqa: F401
 
-        time.sleep(0.3)  # long enough for the sampler to see it
-    elif name == "parallelzarr":
+        time.sleep(0.3)
+    elif name in ("parallelzarr", "pz-before"):
+        if name == "pz-before":
+            sys.path.insert(0, cfg["before"])
+        import numcodecs
         import zarr
 
+        import parallelzarr
         from parallelzarr import rechunk
 
-        r = rechunk(zarr.open_array(src, mode="r"), chunks, cfg["task_mem"], tgt,
-                    target_options={"zarr_format": 3}, threads_per_worker=THREADS)
+        info["package"] = os.path.dirname(parallelzarr.__file__)
+        zarr.config.set({"threading.max_workers": THREADS})
+        src_arr = zarr.open_array(src, mode="r")
+        kw: dict[str, Any] = {}
+        if parity:
+            kw = {"target_options": {"compressor": numcodecs.get_codec(dict(LZ4))},
+                  "temp_options": {"compressors": numcodecs.get_codec(dict(LZ4))}}
+        before, t0, c0 = _thread_cpu(), time.perf_counter(), _cpu()
+        r = rechunk(src_arr, chunks, cfg["budget"], tgt, temp_store=temp, threads_per_worker=THREADS, **kw)
         print(r.plan, file=sys.stderr)
-        r.execute(scheduler="threads")
-        res = r.result
-        info = {"passes": r.plan.passes, "tasks": r.plan.n_tasks, "plan_task_memory": r.plan.task_memory,
-                "plan_worker_memory": r.plan.worker_memory, "plan_bytes_read": r.plan.bytes_read,
-                "plan_bytes_written": r.plan.bytes_written, "tasks_run": res.tasks_run}
-    elif name in ("dask-threads", "dask-p2p"):
+        r.execute(scheduler="threads", num_workers=THREADS)  # returns the target; figures in r.result
+        info.update({"run_s": round(time.perf_counter() - t0, 3), "run_cpu_s": round(_cpu() - c0, 3)})
+        info.update(_loop_share(before))
+        info.update({"passes": r.plan.passes, "tasks": r.plan.n_tasks, "plan_worker_memory": r.plan.worker_memory,
+                     "tasks_run": r.result.tasks_run})
+    elif name == "dask":
         import dask
         import dask.array as da
-
-        x = da.from_zarr(src)
-        if name == "dask-threads":
-            with dask.config.set(scheduler="threads"):
-                x.rechunk(chunks).to_zarr(tgt, overwrite=True, zarr_format=3)
-        else:
-            from distributed import Client, LocalCluster
-
-            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address=None) as cluster, Client(cluster):
-                with dask.config.set({"array.rechunk.method": "p2p"}):
-                    x.rechunk(chunks).to_zarr(tgt, overwrite=True, zarr_format=3)
-    elif name == "floor":
+        import numcodecs
         import zarr
 
-        data = zarr.open_array(src, mode="r")[...]
-        zarr.create_array(tgt, data=data, chunks=chunks, zarr_format=3, overwrite=True)
+        zarr.config.set({"threading.max_workers": THREADS})
+        before, t0, c0 = _thread_cpu(), time.perf_counter(), _cpu()
+        x = da.from_zarr(src)
+        with dask.config.set(scheduler="threads", num_workers=THREADS):
+            if parity:
+                out = zarr.create_array(tgt, shape=x.shape, chunks=chunks, dtype="f4", zarr_format=2,
+                                        compressors=numcodecs.get_codec(dict(LZ4)), overwrite=True)
+                x.rechunk(chunks).to_zarr(out)
+            else:
+                x.rechunk(chunks).to_zarr(tgt, overwrite=True)
+        info.update({"run_s": round(time.perf_counter() - t0, 3), "run_cpu_s": round(_cpu() - c0, 3)})
+        info.update(_loop_share(before))
+    elif name in ("floor", "floor-2pass"):
+        codec = dict(LZ4) if parity else {"id": "zstd", "level": 0}
+        t0, c0 = time.perf_counter(), _cpu()
+        info = floor_run(src, tgt, chunks, codec) if name == "floor" else floor_two_pass(src, tgt, temp, chunks, codec)
+        info.update({"run_s": round(time.perf_counter() - t0, 3), "run_cpu_s": round(_cpu() - c0, 3)})
     else:
-        raise SystemExit(f"unknown peer {name}")
+        raise SystemExit(f"unknown contender {name}")
     return info
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 # --------------------------------------------------------------------------- parent side
 
 
 class TreeSampler(threading.Thread):
-    """Sample RSS (summed over the process tree) and per-process I/O counters."""
+    """Sample RSS summed over a process tree."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.root = psutil.Process(pid)
         self.interval = interval
         self.peak_rss = 0
-        self.io: dict[int, tuple[int, int]] = {}
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -147,65 +329,60 @@ class TreeSampler(threading.Thread):
             for p in procs:
                 try:
                     rss += p.memory_info().rss
-                    io = p.io_counters()
-                    self.io[p.pid] = (io.read_chars, io.write_chars)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
             self.peak_rss = max(self.peak_rss, rss)
-            time.sleep(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
 
-    @property
-    def bytes_read(self) -> int:
-        return sum(r for r, _ in self.io.values())
 
-    @property
-    def bytes_written(self) -> int:
-        return sum(w for _, w in self.io.values())
-
-
-def measure(cmd: list[str], timeout: float) -> dict[str, Any]:
-    """Run ``cmd``; return wall time, peak tree RSS, I/O bytes, status and its JSON output."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = TreeSampler(proc.pid)
-    sampler.start()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
-    except subprocess.TimeoutExpired:
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            child.kill()
-        proc.kill()
-        out, err = proc.communicate()
-        status = f"failed (timeout {timeout:.0f}s)"
-    wall = time.perf_counter() - start
-    sampler.stop()
+def run_child(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd``; wall, CPU (wait4 rusage: the child and its waited-for children), peak tree RSS."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        deadline = start + timeout
+        status = None
+        while status is None:
+            pid, code, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                status = code
+                break
+            if time.perf_counter() > deadline:
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    child.kill()
+                proc.kill()
+                pid, code, usage = os.wait4(proc.pid, 0)
+                status = -1
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status) if status != -1 else -9
+        sampler.stop()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     info: dict[str, Any] = {}
-    for line in out.splitlines()[::-1]:
+    for line in stdout.splitlines()[::-1]:
         if line.startswith("{"):
             info = json.loads(line)
             break
-    res = {"status": status, "wall_s": round(wall, 2), "peak_rss": sampler.peak_rss,
-           "bytes_read": sampler.bytes_read, "bytes_written": sampler.bytes_written, **info}
-    if status != "ok":
-        res["error"] = err.strip().splitlines()[-1] if err.strip() else ""
+    ok = proc.returncode == 0
+    res = {"status": "ok" if ok else f"failed (exit {proc.returncode})", "wall_s": round(wall, 3),
+           "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss": sampler.peak_rss,
+           "load": round(os.getloadavg()[0], 2), **info}
+    if not ok:
+        res["error"] = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     return res
 
 
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1024
-    return str(n)
-
-
 def verify(target: str, source: str, sample: int = 4) -> bool:
-    """Spot-check a target against the source on a few slabs."""
+    """Spot-check a target against the source on a few slabs (any zarr format)."""
     import numpy as np
     import zarr
 
@@ -213,18 +390,84 @@ def verify(target: str, source: str, sample: int = 4) -> bool:
     t = zarr.open_array(target, mode="r")
     if t.shape != s.shape:
         return False
-    n = s.shape[1]
-    for i in np.linspace(0, n - 1, sample).astype(int):
+    for i in np.linspace(0, s.shape[1] - 1, sample).astype(int):
         if not np.array_equal(s[:, i, :], t[:, i, :]):
             return False
     return True
 
 
+def _median(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarise(rows: list[dict[str, Any]], budgets: list[int], modes: list[str]) -> list[dict[str, Any]]:
+    """Medians per (mode, budget, contender), with ratios against the fastest peer and the floor."""
+    out = []
+    for mode in modes:
+        for budget in budgets:
+            def pick(peer: str, mode: str = mode, budget: int = budget) -> list[dict[str, Any]]:
+                # dask and the floor have no budget: their runs count for every budget.
+                return [r for r in rows if r["mode"] == mode and r["peer"] == peer and r["status"] == "ok"
+                        and (r["budget"] == budget or r["budget"] is None)]
+
+            med = {}
+            for peer in sorted({r["peer"] for r in rows if r["mode"] == mode}):
+                got = pick(peer)
+                if got:
+                    med[peer] = {k: _median(got, k) for k in ("run_s", "run_cpu_s", "wall_s", "cpu_s", "peak_rss",
+                                                              "loop_share")}
+                    med[peer]["runs"] = len(got)
+                    med[peer]["correct"] = all(r.get("correct") for r in got)
+            others = [p for p in med if p not in FLOORS + ("parallelzarr", "pz-before")]
+            fastest = min(others, key=lambda p: med[p]["run_s"], default=None)
+            floor = med.get("floor")
+            floor2 = med.get("floor-2pass")
+            for peer, m in med.items():
+                row = {"mode": mode, "budget": budget, "peer": peer, **m}
+                if fastest:
+                    row["fastest_peer"] = fastest
+                    row["time_vs_fastest"] = round(m["run_s"] / med[fastest]["run_s"], 2)
+                    row["rss_vs_fastest"] = round(m["peak_rss"] / med[fastest]["peak_rss"], 2)
+                if floor:
+                    row["time_vs_floor"] = round(m["run_s"] / floor["run_s"], 2)
+                    row["cpu_vs_floor"] = round(m["run_cpu_s"] / floor["run_cpu_s"], 2)
+                if floor2:
+                    row["time_vs_floor2"] = round(m["run_s"] / floor2["run_s"], 2)
+                out.append(row)
+    return out
+
+
+def aims(summary: list[dict[str, Any]]) -> list[str]:
+    """The issue-15 rechunk aims, met or not, per budget (codec parity)."""
+    lines = []
+    for r in summary:
+        if r["peer"] != "parallelzarr" or r["mode"] != "parity":
+            continue
+        checks = []
+        if "time_vs_fastest" in r:
+            checks.append(("time <= 0.75x fastest peer", r["time_vs_fastest"] <= 0.75, f"{r['time_vs_fastest']}x {r['fastest_peer']}"))
+            checks.append(("peak RSS <= 0.5x that peer", r["rss_vs_fastest"] <= 0.5, f"{r['rss_vs_fastest']}x"))
+        if "time_vs_floor" in r:
+            checks.append(("time <= 1.3x floor", r["time_vs_floor"] <= 1.3, f"{r['time_vs_floor']}x"))
+        if "time_vs_floor2" in r:
+            checks.append(("time <= 1.3x two-pass floor", r["time_vs_floor2"] <= 1.3, f"{r['time_vs_floor2']}x"))
+        if r.get("loop_share") is not None:
+            checks.append(("zarr loop thread <= 10% of CPU", r["loop_share"] <= 0.10, f"{r['loop_share']:.1%}"))
+        for what, ok, got in checks:
+            lines.append(f"  budget {fmt_bytes(r['budget']):>9}: {what:<32} {'MET' if ok else 'NOT MET':<8} ({got})")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="2GB", help="array size, e.g. 2GB or 200MB")
-    ap.add_argument("--cases", default="a,b,c")
-    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--size", default="1GB", help="array size, e.g. 1GB or 200MB")
+    ap.add_argument("--budgets", default="64MB,256MB,1GB", help="max_mem values, comma separated")
+    ap.add_argument("--modes", default="parity,defaults")
+    ap.add_argument("--peers", default="parallelzarr,rechunker,dask,floor,floor-2pass")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions (medians are reported)")
+    ap.add_argument("--quick", action="store_true", help="128MB, budget 64MB, parity only, 1 repetition")
+    ap.add_argument("--before", default=None, help="directory holding an older parallelzarr package: adds 'pz-before'")
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", default=str(HERE / "results" / "rechunk.json"))
@@ -233,100 +476,95 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.peer:  # child mode
-        info = run_peer(args.peer, json.loads(args.config))
-        print(json.dumps(info))
+        print(json.dumps(run_peer(args.peer, json.loads(args.config))))
         return
+    if args.quick:
+        args.size, args.budgets, args.modes, args.reps = "128MB", "64MB", "parity", 1
 
     size = parse_size(args.size)
-    ny = nx = 1000
-    nt = max(10, round(size / (4 * ny * nx) / 10) * 10)
-    shape = (nt, ny, nx)
+    nt = max(10, round(size / (4 * math.prod(PLANE)) / 10) * 10)
+    shape = (nt, *PLANE)
     nbytes = math.prod(shape) * 4
-    src_chunks = (10, 500, 500)
-    cases = {
-        "a": {"title": "time-to-pixel", "target_chunks": [nt, 25, 25], "budget": nbytes // 2},
-        "b": {"title": "milder", "target_chunks": [min(100, nt), 100, 100], "budget": nbytes // 2},
-        "c": {"title": "out-of-core (budget = array/8)", "target_chunks": [nt, 25, 25], "budget": nbytes // 8},
-    }
+    chunks = [nt, 25, 25]
+    budgets = [parse_size(b) for b in args.budgets.split(",")]
+    modes = args.modes.split(",")
+    peers = args.peers.split(",") + (["pz-before"] if args.before else [])
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-rechunk-"))
     work.mkdir(parents=True, exist_ok=True)
     source = work / "source.zarr"
-    print(f"writing source {shape} float32 ({fmt_bytes(nbytes)}), chunks {src_chunks}, zarr format 2 ...")
-    make_source(source, shape, src_chunks)
-
-    rechunker_python = RECHUNKER_VENV / "bin" / "python"
-    baseline = {"main venv": measure([sys.executable, str(Path(__file__).resolve()), "--peer", "idle",
-                                      "--config", "{}"], 120)["peak_rss"]}
-    if rechunker_python.exists():
-        baseline["rechunker venv"] = measure(
-            [str(rechunker_python), "-c", "import zarr, dask.array, rechunker, time; time.sleep(0.3)"], 120
-        )["peak_rss"]
+    print(f"load average at start: {os.getloadavg()}")
+    print(f"writing source {shape} float32 ({fmt_bytes(nbytes)}), chunks {SOURCE_CHUNKS}, zarr format 2 ...", flush=True)
+    make_source(source, shape)
+    rk_python = RECHUNKER_VENV / "bin" / "python"
+    me = [sys.executable, str(Path(__file__).resolve())]
+    idle = run_child([*me, "--peer", "idle", "--config", json.dumps({"source": "", "target": "", "temp": "",
+                                                                      "target_chunks": [], "mode": ""})], 120)
+    # One run list per repetition: every mode x budget x contender (budget-free contenders once per mode).
+    plan: list[tuple[str, int | None, str]] = []
+    for mode in modes:
+        for peer in peers:
+            for budget in (budgets if peer in ("parallelzarr", "pz-before", "rechunker") else [None]):
+                plan.append((mode, budget, peer))
     rows: list[dict[str, Any]] = []
-    for key in args.cases.split(","):
-        case = cases[key]
-        budget = case["budget"]
-        for peer in args.peers.split(","):
-            target, temp = work / f"{key}-{peer}.zarr", work / f"{key}-{peer}-tmp.zarr"
+    started = time.perf_counter()
+    for rep in range(args.reps):
+        shift = rep % len(plan)
+        for mode, budget, peer in plan[shift:] + plan[:shift]:  # rotated: no contender always goes first
+            target, temp = work / f"{peer}-t.zarr", work / f"{peer}-tmp.zarr"
             for p in (target, temp):
                 shutil.rmtree(p, ignore_errors=True)
-            cfg = {"source": str(source), "target": str(target), "temp": str(temp),
-                   "target_chunks": case["target_chunks"], "task_mem": budget // THREADS}
+            cfg = {"source": str(source), "target": str(target), "temp": str(temp), "target_chunks": chunks,
+                   "budget": budget, "mode": mode, "before": args.before}
             if peer == "rechunker":
-                if not rechunker_python.exists():
-                    rows.append({"case": key, "peer": peer, "status": "skipped (no .venv-rechunker)"})
+                if not rk_python.exists():
+                    rows.append({"rep": rep, "mode": mode, "budget": budget, "peer": peer, "status": "skipped"})
                     continue
-                cmd = [str(rechunker_python), str(HERE / "rechunker_peer.py"), str(source), str(target),
-                       str(temp), json.dumps(case["target_chunks"]), str(budget // THREADS)]
+                cmd = [str(rk_python), str(HERE / "rechunker_peer.py"), str(source), str(target), str(temp),
+                       json.dumps(chunks), str(budget), mode]
             else:
-                cmd = [sys.executable, str(Path(__file__).resolve()), "--peer", peer, "--config",
-                       json.dumps(cfg)]
-            print(f"  case {key} ({case['title']}): {peer} ...", flush=True)
-            # Flush the previous peer's dirty pages so it does not slow this one down.
-            os.sync()
-            time.sleep(1)
-            res = measure(cmd, args.timeout)
+                cmd = [*me, "--peer", peer, "--config", json.dumps(cfg)]
+            os.sync()  # the previous run's dirty pages must not slow this one
+            time.sleep(0.5)
+            res = run_child(cmd, args.timeout)
             if res["status"] == "ok":
                 res["correct"] = verify(str(target), str(source))
-            row = {"case": key, "title": case["title"], "peer": peer, "budget": budget, **res}
+            row = {"rep": rep, "mode": mode, "budget": budget, "peer": peer, **res}
             rows.append(row)
-            print(f"    {row['status']} in {row.get('wall_s')}s, peak RSS {fmt_bytes(row.get('peak_rss', 0))}",
-                  flush=True)
+            share = f", loop {row['loop_share']:.1%}" if row.get("loop_share") is not None else ""
+            print(f"  rep {rep} {mode:<8} {fmt_bytes(budget) if budget else '-':>9} {peer:<12} {row['status']}: "
+                  f"{row.get('run_s')} s ({row.get('run_cpu_s')} s CPU) timed, {row.get('wall_s')} s process, {fmt_bytes(row.get('peak_rss', 0))} "
+                  f"peak{share}, load {row['load']}", flush=True)
             for p in (target, temp):
                 shutil.rmtree(p, ignore_errors=True)
 
-    # Ratios within each case: against the fastest non-floor peer and against the floor.
-    for key in args.cases.split(","):
-        ok = [r for r in rows if r["case"] == key and r.get("status") == "ok"]
-        peers = [r for r in ok if r["peer"] != "floor"]
-        fastest = min((r["wall_s"] for r in peers), default=None)
-        floor = next((r["wall_s"] for r in ok if r["peer"] == "floor"), None)
-        for r in ok:
-            r["vs_fastest"] = round(r["wall_s"] / fastest, 2) if fastest else None
-            r["vs_floor"] = round(r["wall_s"] / floor, 2) if floor else None
-
-    header = (f"{'case':<4} {'peer':<13} {'status':<22} {'wall s':>8} {'peak RSS':>10} {'budget':>10} "
-              f"{'read':>10} {'written':>10} {'/fastest':>8} {'/floor':>7} {'ok':>3}")
+    summary = summarise(rows, budgets, modes)
     print()
-    print(f"rechunk benchmark: {shape} float32 = {fmt_bytes(nbytes)}, source chunks {src_chunks}, "
-          f"{THREADS} cores; budget = whole process tree (per task: budget/{THREADS} for parallelzarr and "
-          f"rechunker); idle interpreter RSS: "
-          + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in baseline.items()))
+    print(f"rechunk {shape} float32 = {fmt_bytes(nbytes)}, source chunks {SOURCE_CHUNKS} -> {tuple(chunks)}, "
+          f"{THREADS} threads, {args.reps} repetition(s) (medians); idle interpreter RSS {fmt_bytes(idle['peak_rss'])}; "
+          f"load average now {os.getloadavg()}; {time.perf_counter() - started:.0f} s of runs")
+    header = (f"{'mode':<8} {'budget':>9} {'contender':<12} {'runs':>4} {'run s':>7} {'CPU s':>7} {'proc s':>7} "
+              f"{'peak RSS':>10} {'loop':>6} {'t/fastest':>9} {'rss/fastest':>11} {'t/floor':>7} {'cpu/floor':>9} "
+              f"{'t/floor2':>8} {'ok':>3}")
     print(header)
     print("-" * len(header))
-    for r in rows:
-        print(f"{r['case']:<4} {r['peer']:<13} {r['status'][:22]:<22} {r.get('wall_s', float('nan')):>8} "
-              f"{fmt_bytes(r.get('peak_rss', 0)):>10} {fmt_bytes(r.get('budget', 0)):>10} "
-              f"{fmt_bytes(r.get('bytes_read', 0)):>10} {fmt_bytes(r.get('bytes_written', 0)):>10} "
-              f"{str(r.get('vs_fastest', '-')):>8} {str(r.get('vs_floor', '-')):>7} "
-              f"{'y' if r.get('correct') else '-':>3}")
+    for r in summary:
+        loop = f"{r['loop_share']:.1%}" if r.get("loop_share") is not None else "-"
+        print(f"{r['mode']:<8} {fmt_bytes(r['budget']):>9} {r['peer']:<12} {r['runs']:>4} {r['run_s']:>7.2f} "
+              f"{r['run_cpu_s']:>7.2f} {r['wall_s']:>7.2f} {fmt_bytes(r['peak_rss']):>10} {loop:>6} "
+              f"{str(r.get('time_vs_fastest', '-')):>9} {str(r.get('rss_vs_fastest', '-')):>11} "
+              f"{str(r.get('time_vs_floor', '-')):>7} {str(r.get('cpu_vs_floor', '-')):>9} "
+              f"{str(r.get('time_vs_floor2', '-')):>8} {'y' if r['correct'] else 'NO':>3}")
+    print("\naims (issue 15, codec parity):")
+    print("\n".join(aims(summary)) or "  (no parity runs)")
     for r in rows:
         if r.get("error"):
-            print(f"  {r['case']}/{r['peer']}: {r['error'][:300]}")
+            print(f"  {r['mode']}/{r['peer']}/{r['budget']}: {r['error'][:300]}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"shape": shape, "dtype": "float32", "nbytes": nbytes, "source_chunks": src_chunks,
-                               "threads": THREADS, "cases": cases, "baseline_rss": baseline,
-                               "rows": rows}, indent=2))
+    out.write_text(json.dumps({"shape": shape, "dtype": "float32", "nbytes": nbytes, "source_chunks": SOURCE_CHUNKS,
+                               "target_chunks": chunks, "threads": THREADS, "reps": args.reps, "budgets": budgets,
+                               "modes": modes, "idle_rss": idle["peak_rss"], "load_average_end": os.getloadavg(),
+                               "rows": rows, "summary": summary, "aims": aims(summary)}, indent=2))
     print(f"\nwrote {out}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
