@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast test-newest compat lint bench clean
+.PHONY: venv demo test test-fast test-newest compat compat-rechunker lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ test-newest:
 	else echo "test-newest: $$py"; $(MAKE) test PYTHON="$$py" VENV=.venv-newest; fi
 
 # xarray's own zarr tests on xarray, then with to_zarr routed through parallelzarr (tests/compat/).
-compat: $(STAMP)
+compat: $(STAMP) compat-rechunker
 	PY=$(PY) tests/compat/run_xarray.sh
+
+# rechunker 0.5.4's tests from its sdist on rechunker (benchmarks/.venv-rechunker) and through parallelzarr.
+compat-rechunker: $(STAMP)
+	PY=$(PY) tests/compat/rechunker/run.sh
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow"

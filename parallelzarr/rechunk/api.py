@@ -239,8 +239,11 @@ class Rechunked:
         temp_path: str = "",
         target_group: zarr.Group | None = None,
         executor_kwargs: Mapping[str, Any] | None = None,
+        publish: str = "last",
     ) -> None:
         self._info = info
+        self._publish = publish
+        self._resumed: bool | None = None  # decided when the target is laid down early
         self.plan = plan
         self._store = target_store
         self._prefix = target_path.strip("/")
@@ -389,7 +392,8 @@ class Rechunked:
 
     # ------------------------------------------------------------------ run
 
-    def execute(self, keep_temp: bool | None = None, *, compute: bool = True, **compute_kwargs: Any) -> Any:
+    def execute(self, keep_temp: bool | None = None, *, compute: bool = True, progress: bool = False,
+                **compute_kwargs: Any) -> Any:
         """Run the rechunk on the active (or given) dask scheduler and return the target.
 
         Chunks are written first and the target's metadata last, so readers see no target until
@@ -404,6 +408,8 @@ class Rechunked:
         compute
             If False, prepare the target and return a :class:`dask.delayed.Delayed` that runs the
             rechunk, publishes the target and returns it when computed.
+        progress
+            Draw a progress bar while computing (:func:`parallelzarr.progress.compute_progress`).
         **compute_kwargs
             Passed to ``dask.compute`` (e.g. ``scheduler="threads"``); they override the executor's.
 
@@ -430,28 +436,50 @@ class Rechunked:
             return dask.delayed(finish, pure=False, name=f"rechunk-commit-{self.plan.fingerprint()}")(graph)
         kwargs = {**self._executor_kwargs, **compute_kwargs}
         try:
-            runs = graph.compute(**kwargs)
+            from ..progress import compute_progress
+
+            with compute_progress(progress, kwargs) as kw:
+                runs = graph.compute(**kw)
         except OSError as exc:
             raise self._write_error(exc) from exc
         return finish(runs)
 
     def _write_error(self, exc: BaseException) -> StoreWriteError:
+        seen = ("The target is not published (readers see nothing there: its metadata is written last)"
+                if self._publish == "last" else
+                "The target was created by rechunk() (publish='early'): readers see it, with the chunks not yet "
+                "written read as the fill value")
         return StoreWriteError(
-            f"rechunking into {_describe(self._store)} failed: {type(exc).__name__}: {exc}. The target is not "
-            "published (readers see nothing there: its metadata is written last) and the source is untouched. Fix "
-            "the cause, then rerun the same rechunk: it resumes, skipping the tasks that finished."
+            f"rechunking into {_describe(self._store)} failed: {type(exc).__name__}: {exc}. {seen}, and the source "
+            "is untouched. Fix the cause, then rerun the same rechunk: it resumes, skipping the tasks that finished."
         )
+
+    def _record_run(self) -> bool:
+        """Check the target, clear what ``overwrite`` replaces, record the plan; return whether resuming."""
+        resumed = self._check_target()
+        if not resumed:
+            self._clear_overwritten()
+            store_delete_prefix(self._store, self._mark)  # leftovers of another plan are useless now
+            store_set(self._store, f"{self._mark}/plan.json",
+                      plan_record(self.plan.fingerprint(), self.plan.to_dict()))
+        return resumed
+
+    def _lay_down_early(self) -> None:
+        """``publish='early'``: create the target's groups and arrays now, as rechunker does."""
+        self._resumed = self._record_run()
+        staging, _ = self._stage_metadata()
+        keys = sorted(store_keys(staging), key=lambda k: (-k.count("/"), k))
+        for key in keys:
+            value = store_get(staging, key)
+            if value is not None:
+                store_set(self._store, key, value)
+        self._opened = self._open_target()
 
     def _prepare(self, keep: bool, start: float) -> tuple[Delayed, Any]:
         """Record the run in the target, build the graph; return it and the function that publishes."""
         store = self._store
         fp = self.plan.fingerprint()
-        resumed = self._check_target()
-        if not resumed:
-            self._clear_overwritten()
-            store_delete_prefix(store, self._mark)  # leftovers of another plan are useless now
-            store_set(store, f"{self._mark}/plan.json", plan_record(fp, self.plan.to_dict()))
-
+        resumed = self._resumed if self._resumed is not None else self._record_run()
         staging, staged = self._stage_metadata()
         chains: list[list[StageIO]] = []
         temps: list[tuple[Store, str, dict[str, bytes]]] = []
@@ -585,6 +613,7 @@ def rechunk(
     storage_options: Mapping[str, Any] | None = None,
     keep_temp: bool = False,
     threads_per_worker: int | None = None,
+    publish: str = "last",
     **knobs: Any,
 ) -> Rechunked:
     """Plan a rechunk of ``source`` into ``target_store`` (rechunker 0.5.4's signature).
@@ -628,6 +657,11 @@ def rechunk(
         Keep intermediates after success.
     threads_per_worker
         Scales the per-worker memory estimate; detected from the scheduler if None.
+    publish
+        ``"last"`` (default): the target's metadata is written when :meth:`Rechunked.execute`
+        has written every chunk, so readers never see a half-written target, and a crash leaves
+        none. ``"early"``: rechunker's behaviour, the target's groups and arrays are created now
+        (readers see unwritten chunks as the fill value until the run ends).
     **knobs
         Planner knobs (``max_tasks``, ``min_tasks``, ``target_task_bytes``,
         ``target_intermediate_bytes``).
@@ -648,6 +682,8 @@ def rechunk(
         On keywords that are not planner knobs (compute keywords go to :meth:`Rechunked.execute`).
     """
     executor_kwargs = resolve_executor(executor)
+    if publish not in ("last", "early"):
+        raise PlanningError(f"publish must be 'last' or 'early', got {publish!r}")
     _check_knobs("rechunk", knobs)
     _check_source_and_name(source, target_store, temp_store, array_name)
     parse_bytes(max_mem)
@@ -669,8 +705,11 @@ def rechunk(
     plan = _plan(info, max_mem, threads_per_worker, knobs)
     _check_overlap(info, tstore, temp, tpath, temp_path)
     job = Rechunked(info, plan, tstore, temp, temp_opts, keep_temp, source=source, target_path=tpath,
-                    temp_path=temp_path, target_group=tgroup, executor_kwargs=executor_kwargs)
-    job._check_target()  # refuse an occupied target now, before the caller plans around it
+                    temp_path=temp_path, target_group=tgroup, executor_kwargs=executor_kwargs, publish=publish)
+    if publish == "early":
+        job._lay_down_early()
+    else:
+        job._check_target()  # refuse an occupied target now, before the caller plans around it
     return job
 
 

@@ -245,6 +245,9 @@ def dataset_parts(
         overwrite[name] = bool(user.get("overwrite", False))
         enc = {k: v for k, v in var.encoding.items() if k in _CARRIED and k != "chunks"}
         enc.update({k: v for k, v in user.items() if k not in DATASET_ONLY_OPTIONS})
+        if "compressor" in enc:  # rechunker's (zarr 2) spelling; xarray on zarr 3 takes ``compressors``
+            one = enc.pop("compressor")
+            enc["compressors"] = None if one is None else [one]
         enc.pop("preferred_chunks", None)
         enc["chunks"] = chunks
         encoding[name] = enc

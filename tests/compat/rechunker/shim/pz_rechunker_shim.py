@@ -11,7 +11,8 @@ the test modules import them. It changes no test body and no parallelzarr behavi
 - ``zarr.core.Array`` and ``zarr.hierarchy.Group``: zarr 2's module paths of ``zarr.Array``/``zarr.Group``.
 - ``Group.ones/zeros/empty/full(name, ...)``: zarr 2 took the array name positionally.
 - the default zarr format is 2, the only one zarr-python 2 wrote (the tests check v2 metadata such
-  as ``encoding["compressor"]``).
+  as ``encoding["compressor"]``), and chunks equal to the fill value are written, as zarr-python 2
+  did by default (the tests compare the bytes on disk of compressed and uncompressed targets).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _install() -> None:
     zarr.hierarchy = hierarchy  # type: ignore[attr-defined]
     for name in ("ones", "zeros", "empty", "full"):
         setattr(zarr.Group, name, _positional_name(getattr(zarr.Group, name)))
-    zarr.config.set({"default_zarr_format": 2})
+    zarr.config.set({"default_zarr_format": 2, "array.write_empty_chunks": True})
 
 
 def pytest_configure(config: Any) -> None:

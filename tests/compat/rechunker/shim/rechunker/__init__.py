@@ -5,9 +5,8 @@ an equivalent for are here. Tests of rechunker's own algorithm module and execut
 they are counted as not applicable, not hidden.
 """
 
-from parallelzarr.rechunk import Rechunked, rechunk
-
 from . import api
+from .api import Rechunked, rechunk
 
 __version__ = "0.5.4+parallelzarr"
 __all__ = ["Rechunked", "rechunk", "api"]
