@@ -23,6 +23,7 @@ import zarr
 import zarr.storage
 from dask.delayed import Delayed
 from zarr.abc.store import Store
+from zarr.core.sync import sync
 from zarr.storage import StorePath
 
 from ..errors import EncodingError, PlanningError, StoreError, StoreOverlapError, StoreWriteError
@@ -198,6 +199,14 @@ def resolve_executor(executor: Any) -> dict[str, Any]:
     raise ExecutorError(f"unrecognized executor {executor!r}; parallelzarr takes 'dask' or 'python'")
 
 
+def _open_now(store: Store | None) -> None:
+    """Open ``store`` in this thread: tasks writing their first chunks at once would each open it,
+    and zarr's LocalStore refuses a second open ("store is already open", seen in rechunker's tests)."""
+    ensure = getattr(store, "_ensure_open", None)
+    if store is not None and ensure is not None and not getattr(store, "_is_open", True):
+        sync(ensure())
+
+
 def _join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
@@ -240,8 +249,10 @@ class Rechunked:
         target_group: zarr.Group | None = None,
         executor_kwargs: Mapping[str, Any] | None = None,
         publish: str = "last",
+        temp_leaf: str | None = None,
     ) -> None:
         self._info = info
+        self._temp_leaf = temp_leaf
         self._publish = publish
         self._resumed: bool | None = None  # decided when the target is laid down early
         self.plan = plan
@@ -356,7 +367,7 @@ class Rechunked:
                 store_delete_prefix(self._store, path)
 
     def _temp_location(self, path: str, fp: str) -> tuple[Store, str]:
-        leaf = path or "array"
+        leaf = path or self._temp_leaf or "array"
         if self._temp is None:
             return self._store, f"{self._mark}/temp/{fp}/{leaf}"
         return self._temp, _join(self._temp_prefix, leaf)
@@ -480,6 +491,8 @@ class Rechunked:
         store = self._store
         fp = self.plan.fingerprint()
         resumed = self._resumed if self._resumed is not None else self._record_run()
+        for each in (store, self._temp):
+            _open_now(each)
         staging, staged = self._stage_metadata()
         chains: list[list[StageIO]] = []
         temps: list[tuple[Store, str, dict[str, bytes]]] = []
@@ -698,14 +711,20 @@ def rechunk(
     if temp_options is None and isinstance(target_options, Mapping):
         # rechunker: temp_options default to target_options; only the codecs matter for intermediates.
         temp_opts = _check_temp_options(_codec_options(target_options, names), names)
-    if array_name is not None and info.kind == "array" and (tgroup is not None or temp_store is not None):
-        job = info.jobs[0]
-        job.path = array_name.strip("/")
-        job.create_kwargs["name"] = job.path
+    temp_leaf = None
+    if array_name is not None and info.kind == "array":
+        # As in rechunker: the name places the array inside a group target or temp store; a
+        # plain target store holds the array at its root.
+        temp_leaf = array_name.strip("/")
+        if tgroup is not None:
+            job = info.jobs[0]
+            job.path = temp_leaf
+            job.create_kwargs["name"] = job.path
     plan = _plan(info, max_mem, threads_per_worker, knobs)
     _check_overlap(info, tstore, temp, tpath, temp_path)
     job = Rechunked(info, plan, tstore, temp, temp_opts, keep_temp, source=source, target_path=tpath,
-                    temp_path=temp_path, target_group=tgroup, executor_kwargs=executor_kwargs, publish=publish)
+                    temp_path=temp_path, target_group=tgroup, executor_kwargs=executor_kwargs, publish=publish,
+                    temp_leaf=temp_leaf)
     if publish == "early":
         job._lay_down_early()
     else:

@@ -40,6 +40,7 @@ class DaskChunkStore(zarr.storage.MemoryStore):
 
     def __init__(self, data: da.Array, docs: Mapping[str, Any]) -> None:
         super().__init__(store_dict=dict(docs), read_only=True)
+        self._is_open = True  # nothing to open; tasks in several threads must not race to open it
         self._data = data
         self._chunks = tuple(int(c[0]) if c else 0 for c in data.chunks)
 
