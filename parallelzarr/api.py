@@ -47,13 +47,15 @@ def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
     if mode is not None:
         if append_dim is not None and mode not in ("a", "a-"):
             raise ModeError(
-                f"append_dim={append_dim!r} needs mode='a' (or leave mode unset), got mode={mode!r}: with "
-                f"mode={mode!r} the rows would replace the store instead of being appended"
+                f"cannot set append_dim unless mode='a' or mode=None: append_dim={append_dim!r} needs mode='a' "
+                f"(or leave mode unset), got mode={mode!r}: with mode={mode!r} the rows would replace the store "
+                "instead of being appended"
             )
         if region is not None and mode in ("w", "w-"):
             raise ModeError(
-                f"cannot set region with mode={mode!r}: a region writes into existing arrays; use mode='r+' "
-                "(or leave mode unset), or drop region to create the store"
+                f"cannot set region unless mode='a', mode='a-', mode='r+' or mode=None, got mode={mode!r}: a "
+                "region writes into existing arrays; use mode='r+' (or leave mode unset), or drop region to "
+                "create the store"
             )
         return mode
     return "a" if append_dim is not None else "r+" if region is not None else "w-"
@@ -93,8 +95,15 @@ def in_group(store: Any, group: str | None, storage_options: Mapping[str, Any] |
         return zarr.storage.LocalStore(os.path.join(str(store.root), *parts), read_only=store.read_only)
     if isinstance(store, zarr.storage.FsspecStore):
         return zarr.storage.FsspecStore(store.fs, path=f"{store.path.rstrip('/')}/{sub}", read_only=store.read_only)
+    if isinstance(store, dict):
+        store = zarr.storage.MemoryStore(store_dict=store)
+    if isinstance(store, zarr.abc.store.Store):
+        # Any other store (memory, zip, wrappers): a view whose keys all lie under the group's path.
+        from .io.substore import SubStore
+
+        return SubStore(store, sub)
     raise NotImplementedError(
-        f"group= is supported for paths, URLs, LocalStore and FsspecStore, not {type(store).__name__}; "
+        f"group= is supported for paths, URLs and zarr stores, not {type(store).__name__}; "
         "write to a store rooted at the group instead"
     )
 
@@ -113,6 +122,21 @@ def make_parent_groups(root_store: Any, group: str, storage_options: Mapping[str
             zarr.open_group(root.store, path=path, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
             zarr.open_group(root.store, path=path, mode="a")
+
+
+def consolidate_root(root_store: Any, group: str | None, storage_options: Mapping[str, Any] | None,
+                     consolidated: bool | None) -> None:
+    """After a write into ``group``, consolidate the root's metadata too (xarray consolidates from the
+    root), so readers opening the root with its consolidated metadata find the group."""
+    if group is None or not _group_parts(group) or consolidated is False:
+        return
+    import zarr
+
+    from .io.stores import resolve_consolidated, resolve_store
+
+    root = resolve_store(root_store, storage_options if isinstance(root_store, str) else None)
+    if resolve_consolidated(root.store, consolidated, root.description):
+        zarr.consolidate_metadata(root.store)
 
 
 def _group_parts(group: str) -> list[str]:
@@ -149,6 +173,7 @@ def prepare(
     zarr_format: int = 3,
     consolidated: bool | None = None,
     lock: str | None = None,
+    write_empty_chunks: bool | None = None,
 ) -> PreparedWrite:
     """Validate and plan a write without writing anything (the shared first half of the API)."""
     check_data(data)
@@ -179,6 +204,7 @@ def prepare(
             zarr_format=zarr_format,
             consolidated=consolidated,
             lock=lock,
+            write_empty_chunks=write_empty_chunks,
         ), store, storage_options)
     if append_dim is not None:
         raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
@@ -406,10 +432,22 @@ def to_zarr(
         from .append import append
 
         if region is not None:
-            raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
+            if _is_xarray(data):
+                from .io.datasets import as_dataset
+                from .io.xarray_checks import check_region
+
+                check_region(as_dataset(data), region, append_dim)  # xarray's refusals, then ours
+            raise ModeError(
+                f"append_dim and region cannot be combined here (append_dim={append_dim!r}, region over "
+                f"{sorted(region) if isinstance(region, Mapping) else region!r}): appends always write after the "
+                "stored data. Append first, then write the region with mode='r+'"
+            )
         if lock is not None:
             raise ModeError("lock is not taken by appends: they write cells no other writer touches, under a lease")
-        return append(
+        from .io.xarray_checks import check_append
+
+        check_append(data, store, append_dim, encoding, storage_options)
+        appended = append(
             data,
             store,
             append_dim,
@@ -423,6 +461,9 @@ def to_zarr(
             write_empty_chunks=write_empty_chunks,
             **compute_kwargs,
         )
+        if compute:
+            consolidate_root(root_store, group, storage_options, consolidated)
+        return appended
     prepared = prepare(
         data,
         store,
@@ -436,6 +477,7 @@ def to_zarr(
         zarr_format=default_zarr_format(zarr_format),
         consolidated=consolidated,
         lock=lock,
+        write_empty_chunks=write_empty_chunks,
     )
     publish_last = prepared.commit is not None
     try:
@@ -468,6 +510,7 @@ def to_zarr(
         _failed(prepared, exc)
         raise
     cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
+    consolidate_root(root_store, group, storage_options, consolidated)
     from .markers import count_tasks
 
     prepared.plan.tasks_run = count_tasks(prepared.plan) - prepared.plan.tasks_done  # every other task ran

@@ -13,9 +13,12 @@ __all__ = [
     "ChunkSpecError",
     "EncodingError",
     "EncodingTypeError",
+    "EncodingKeyError",
     "EncodingNotImplementedError",
     "encoding_error",
     "RegionError",
+    "RegionTypeError",
+    "RegionKeyError",
     "InvalidNameError",
     "InvalidNameTypeError",
     "StoreOverlapError",
@@ -52,6 +55,13 @@ class EncodingTypeError(EncodingError, TypeError):
     """An encoding xarray or zarr refuses with ``TypeError``; still a ``TypeError`` to callers."""
 
 
+class EncodingKeyError(EncodingError, KeyError):
+    """An encoding names a variable the Dataset does not have; a ``KeyError`` too, as in xarray."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
 class EncodingNotImplementedError(EncodingError, NotImplementedError):
     """A dataset feature xarray cannot yet store (a MultiIndex...); a ``NotImplementedError`` too."""
 
@@ -71,6 +81,17 @@ def encoding_error(message: str, cause: BaseException) -> EncodingError:
 
 class RegionError(PlanningError):
     """A ``region`` is out of bounds, has a step, or names unknown dimensions."""
+
+
+class RegionTypeError(RegionError, TypeError):
+    """A ``region`` of the wrong type (not a dict, a value not a slice); a ``TypeError`` too, as in xarray."""
+
+
+class RegionKeyError(RegionError, KeyError):
+    """``region="auto"``: labels of the data are not in the store; a ``KeyError`` too, as in xarray."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
 
 
 class InvalidNameError(PlanningError):

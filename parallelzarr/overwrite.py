@@ -41,7 +41,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from . import commit as cm
-from .errors import EncodingError, ModeError, SchemaMismatchError
+from .errors import ModeError, SchemaMismatchError
 from .faults import fault_point
 from .io.datasets import (
     DATASET_ENCODING_KEYS,
@@ -51,6 +51,7 @@ from .io.datasets import (
     open_stored,
 )
 from .io.stores import ResolvedStore
+from .io.xarray_checks import check_dtype, check_stored_encoding
 from .locks import choose_lock_backend, lock_spec
 from .planning.write import WritePlan
 from .prepared import PreparedWrite, plan_job
@@ -131,16 +132,7 @@ def _check_overwritten(name: str, var: xr.Variable, old: xr.Variable) -> xr.Vari
             f"{dict(var.sizes)}. to_zarr() only supports changing dimension sizes when explicitly appending "
             f"(append_dim=...); to write a subset of the store give region=..., to replace it use mode='w'"
         )
-    new_dtype, old_dtype = np.dtype(var.dtype), np.dtype(old.dtype)
-    easy = (np.issubdtype(new_dtype, np.number) or np.issubdtype(new_dtype, np.datetime64)
-            or np.issubdtype(new_dtype, np.bool_) or new_dtype.kind == "O"
-            or (new_dtype.kind in "SU" and old_dtype.kind == "O"))
-    if not easy and new_dtype != old_dtype:
-        raise SchemaMismatchError(
-            f"Mismatched dtypes for variable {name} between Zarr store on disk and dataset to append. Store has "
-            f"dtype {old_dtype} but dataset to append has dtype {new_dtype}; cast it with "
-            f".astype({str(old_dtype)!r}) (strings would otherwise be cut), or rewrite the store with mode='w'"
-        )
+    check_dtype(name, var.dtype, old.dtype)
     return var
 
 
@@ -183,6 +175,7 @@ def prepare_overwrite(
     max_mem: int | None,
     consolidated: bool,
     lock: str | None = None,
+    write_empty_chunks: bool | None = None,
 ) -> PreparedWrite:
     """Validate and plan a ``mode="a"``/``"r+"`` write into an existing store; write nothing.
 
@@ -197,7 +190,7 @@ def prepare_overwrite(
         (overwrite stored variables only, keep the root attributes).
     encoding
         Encoding of new variables; one for a stored variable is refused, as by xarray.
-    strategy, max_mem, lock
+    strategy, max_mem, lock, write_empty_chunks
         As for :func:`parallelzarr.to_zarr`.
     consolidated
         Whether to consolidate the metadata at the commit (decided for this store already).
@@ -206,12 +199,7 @@ def prepare_overwrite(
     group = zarr.open_group(resolved.store, mode="r", use_consolidated=False)
     stored_arrays = {str(n) for n, _ in group.arrays()}
     zarr_format = group.metadata.zarr_format
-    for name in encoding:
-        if str(name) in stored_arrays:
-            raise EncodingError(
-                f"variable {str(name)!r} already exists, but encoding was provided; a stored variable keeps its "
-                "stored encoding: drop its entry from encoding (or rewrite the store with mode='w')"
-            )
+    check_stored_encoding(encoding, stored_arrays)
     names = [str(n) for n in ds.variables]
     new = [n for n in names if n not in stored_arrays]
     if mode == "r+" and new:
@@ -254,7 +242,7 @@ def prepare_overwrite(
     scratch = zarr.storage.MemoryStore()
     try:
         template.to_zarr(scratch, mode="w", compute=False, encoding=xr_encoding, zarr_format=zarr_format,
-                         consolidated=False, safe_chunks=False)
+                         consolidated=False, safe_chunks=False, write_empty_chunks=write_empty_chunks)
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
         from .errors import encoding_error
 

@@ -142,3 +142,34 @@ def test_failed_commit_is_journaled_and_repaired(tmp_path):
     assert not os.path.exists(os.path.join(path, cm.PREFIX, "staging"))
     pz.to_zarr(xr.Dataset({"temp": old.temp * 6}), path, mode="a")  # not blocked by a lease
     np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values * 6)
+
+
+def test_region_of_transposed_dataset_is_written_in_stored_order(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    part = (old.isel(time=slice(4, 8)) * 10).transpose("x", "time")
+    pz.to_zarr(part.drop_vars(["x"]), path, region={"time": slice(4, 8)})
+    want = old.temp.values.copy()
+    want[4:8] *= 10
+    np.testing.assert_array_equal(xr.open_zarr(path).temp.values, want)
+
+
+def test_group_on_memory_store_and_root_consolidation(tmp_path):
+    store = zarr.storage.MemoryStore()
+    ds = xr.Dataset({"a": ("x", np.arange(4.0))}).chunk(x=2)
+    pz.to_zarr(ds, store, mode="w-")
+    pz.to_zarr(ds * 2, store, group="g1/g2", mode="w")
+    xr.testing.assert_identical(xr.open_zarr(store, group="g1/g2").load(), (ds * 2).load())
+    xr.testing.assert_identical(xr.open_zarr(store).load(), ds.load())  # the root is left as it was
+    path = str(tmp_path / "root.zarr")
+    pz.to_zarr(ds, path, mode="w")  # consolidated at the root
+    pz.to_zarr(ds * 3, path, group="g", mode="w")
+    # opened through the root's consolidated metadata, which must now list the group
+    xr.testing.assert_identical(xr.open_zarr(path, group="g", consolidated=True).load(), (ds * 3).load())
+
+
+def test_variable_named_none_round_trips(tmp_path):
+    path = str(tmp_path / "n.zarr")
+    ds = xr.Dataset({None: (("x", "y"), [[0, 1], [2, 3]])})
+    pz.to_zarr(ds, path, mode="w")
+    xr.testing.assert_identical(xr.open_zarr(path).load(), ds)

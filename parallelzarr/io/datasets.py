@@ -21,9 +21,11 @@ from xarray.backends.zarr import encode_zarr_variable
 from .. import commit as cm
 from ..errors import (
     EncodingError,
+    EncodingKeyError,
     InvalidNameError,
     ModeError,
     RegionError,
+    RegionKeyError,
     SchemaMismatchError,
     encoding_error,
 )
@@ -40,10 +42,13 @@ from .validate import (
     normalize_chunk_spec,
     normalize_region,
 )
+from .xarray_checks import check_region
 
 #: CF keys of a stored variable's encoding that decide its stored values.
 CF_KEYS = ("units", "calendar", "dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
 DATAARRAY_NAME = "__xarray_dataarray_variable__"
+#: The array name xarray gives a variable named ``None``.
+NONE_VAR_NAME = "__values__"
 
 
 def as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
@@ -53,6 +58,9 @@ def as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
     that would not stay one node inside the store.
     """
     ds = _as_dataset(data)
+    if None in ds.variables:
+        # xarray stores a variable named None as "__values__" and reads it back as None.
+        ds = ds.rename_vars({None: NONE_VAR_NAME})
     check_variable_names(ds)
     return ds
 
@@ -91,7 +99,7 @@ def check_dataset_encoding(ds: xr.Dataset, encoding: Any) -> dict[str, Any]:
         )
     for name, enc in encoding.items():
         if name not in ds.variables:
-            raise EncodingError(
+            raise EncodingKeyError(
                 f"encoding names variable {name!r}, which is not in the dataset; variables: {sorted(map(str, ds.variables))}"
             )
         check_encoding_keys(str(name), enc, DATASET_ENCODING_KEYS)
@@ -151,12 +159,16 @@ def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
         pos = old.get_indexer(new)
         if (pos < 0).any():
             missing = list(new[pos < 0][:3])
-            raise RegionError(
-                f"region='auto': labels {missing} of {dim!r} are not in the stored coordinate; "
-                "write only labels that exist, or append new ones with append_dim"
+            raise RegionKeyError(
+                f"Not all values of coordinate {str(dim)!r} in the new array were found in the original store "
+                f"(region='auto': labels {missing} are not in the stored coordinate); write only labels that "
+                "exist, or append new ones with append_dim"
             )
         if len(pos) and not (np.diff(pos) == 1).all():
-            raise RegionError(f"region='auto': the labels of {dim!r} are not one contiguous, increasing run of the stored ones")
+            raise RegionError(
+                f"The auto-detected region of coordinate {str(dim)!r} for writing new data to the original store "
+                "had non-contiguous indices: the labels must be one contiguous, increasing run of the stored ones"
+            )
         start = int(pos[0]) if len(pos) else 0
         region[str(dim)] = slice(start, start + len(pos))
     return region
@@ -176,9 +188,16 @@ def prepare_dataset_write(
     zarr_format: int,
     consolidated: bool | None,
     lock: str | None = None,
+    write_empty_chunks: bool | None = None,
 ) -> PreparedWrite:
-    """Validate and plan the write of a Dataset; nothing is written here."""
+    """Validate and plan the write of a Dataset; nothing is written here.
+
+    ``write_empty_chunks`` reaches the variables xarray writes itself (in-memory ones); the dask
+    ones get it as their arrays' runtime configuration when the graph is built.
+    """
     ds = as_dataset(data)
+    if isinstance(encoding, Mapping) and None in encoding:
+        encoding = {NONE_VAR_NAME if k is None else k: v for k, v in encoding.items()}
     encoding = check_dataset_encoding(ds, encoding)
     resolved = resolve_store(store, storage_options)
     consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
@@ -194,7 +213,8 @@ def prepare_dataset_write(
         from ..overwrite import prepare_overwrite
 
         return prepare_overwrite(ds, resolved, mode="r+", encoding=encoding, strategy=strategy,
-                                 max_mem=max_mem, consolidated=consolidated, lock=lock)
+                                 max_mem=max_mem, consolidated=consolidated, lock=lock,
+                                 write_empty_chunks=write_empty_chunks)
     if region is not None or mode == "r+":
         if encoding:
             raise EncodingError("encoding cannot be given for a region write: the stored encoding is reused")
@@ -207,8 +227,10 @@ def prepare_dataset_write(
         from ..overwrite import prepare_overwrite
 
         return prepare_overwrite(ds, resolved, mode=mode, encoding=encoding, strategy=strategy,
-                                 max_mem=max_mem, consolidated=consolidated, lock=lock)
-    return _prepare_new(ds, resolved, mode, encoding, strategy, max_mem, zarr_format, consolidated, lock)
+                                 max_mem=max_mem, consolidated=consolidated, lock=lock,
+                                 write_empty_chunks=write_empty_chunks)
+    return _prepare_new(ds, resolved, mode, encoding, strategy, max_mem, zarr_format, consolidated, lock,
+                        write_empty_chunks)
 
 
 def _prepare_new(
@@ -221,6 +243,7 @@ def _prepare_new(
     zarr_format: int,
     consolidated: bool,
     lock: str | None,
+    write_empty_chunks: bool | None = None,
 ) -> PreparedWrite:
     xr_encoding: dict[str, dict[str, Any]] = {str(k): dict(v) for k, v in encoding.items()}
     backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
@@ -268,7 +291,7 @@ def _prepare_new(
         # readers never see a half-written new store, and a failed write leaves none.
         info["write_id"] = cm.lay_down_unpublished(resolved.store, mode, lambda staging: template.to_zarr(
             staging, mode="w", compute=False, encoding=xr_encoding, zarr_format=zarr_format,
-            consolidated=consolidated, safe_chunks=False,
+            consolidated=consolidated, safe_chunks=False, write_empty_chunks=write_empty_chunks,
         ))
 
     locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
@@ -326,8 +349,12 @@ def _prepare_region(
         if region != "auto":
             raise RegionError(f"region must be a dict of slices or 'auto', got {region!r}")
         region = auto_region(ds, stored)
-    if not isinstance(region, Mapping):
-        raise RegionError(f"region for a Dataset must be a dict of slices by dimension or 'auto', got {type(region).__name__}")
+    check_region(ds, region)  # xarray's checks and messages first (a TypeError for a non-dict)
+    if any(isinstance(v, str) and v == "auto" for v in region.values()):
+        # xarray's per-dimension "auto": from the labels where the dimension has them, else whole.
+        found = auto_region(ds[[d for d, v in region.items() if v == "auto" and d in ds.indexes]], stored)
+        region = {d: (found.get(d, slice(0, ds.sizes[d])) if isinstance(v, str) else v) for d, v in region.items()}
+        check_region(ds, region)
     unknown = [d for d in region if d not in stored.dims]
     if unknown:
         raise RegionError(f"region names dimension(s) {unknown} that the store does not have; stored dims: {sorted(map(str, stored.dims))}")
@@ -353,8 +380,13 @@ def _prepare_region(
         if name not in stored.variables:
             raise SchemaMismatchError(f"variable {name!r} is not in the store {resolved.description}; region writes only fill existing variables")
         old = stored.variables[name]
+        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)) and set(old.dims) == set(var.dims):
+            var = var.transpose(*old.dims)  # as xarray: written in the stored dimension order
         if tuple(map(str, old.dims)) != tuple(map(str, var.dims)):
-            raise SchemaMismatchError(f"variable {name!r} has dims {var.dims} but the stored one has {old.dims}")
+            raise SchemaMismatchError(
+                f"variable {name!r} already exists with different dimension names {old.dims} != {var.dims}, "
+                "but changing variable dimensions is not supported by to_zarr(); rename the variable"
+            )
         arr = zarr.open_array(resolved.store, path=name, mode="r")
         enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
         if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):

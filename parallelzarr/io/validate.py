@@ -74,7 +74,8 @@ def check_name(name: Any, what: str = "variable", fix: str = "rename it (ds.rena
         )
     problem = None
     if name in ("", ".", ".."):
-        problem = "is a relative path component ('.' or '..') and would escape its group" if name else "is empty"
+        problem = ("is a relative path component ('.' or '..') and would escape its group" if name else
+                   "is empty (string must be length 1 or greater for serialization to zarr)")
     elif "/" in name or "\\" in name:
         problem = "contains a path separator ('/' or '\\') and would escape its group"
     elif "\x00" in name:
@@ -112,14 +113,18 @@ def check_mode(mode: str) -> str:
 def check_encoding_keys(name: str, enc: Mapping[str, Any], allowed: frozenset[str]) -> None:
     """Refuse unknown encoding keys, naming the variable and the valid keys."""
     if not isinstance(enc, Mapping):
-        raise EncodingError(f"encoding for {name!r} must be a dict, got {type(enc).__name__}")
+        raise EncodingError(
+            f"encoding must be castable to a dictionary: the encoding for {name!r} must be a dict of encoding "
+            f"keys, got {type(enc).__name__} {enc!r}"
+        )
     bad = [k for k in enc if not isinstance(k, str)]
     if bad:
         raise EncodingError(f"encoding keys for {name!r} must be strings, got {bad}; valid keys are {sorted(allowed)}")
     unknown = sorted(set(enc) - allowed)
     if unknown:
         raise EncodingError(
-            f"unknown encoding key(s) {unknown} for {name!r}; valid keys are {sorted(allowed)}"
+            f"unexpected encoding parameters for zarr backend: unknown encoding key(s) {unknown} for {name!r}; "
+            f"valid keys are {sorted(allowed)}"
         )
 
 
@@ -224,8 +229,8 @@ def normalize_region(
             )
         if stop - start != m:
             raise RegionError(
-                f"{name!r}: region {d}={start}:{stop} has length {stop - start} but the data has length {m} "
-                f"along {d!r}; make the region match the data"
+                f"variable {name!r} already exists with different dimension sizes: region {d}={start}:{stop} has "
+                f"length {stop - start} but the data has length {m} along {d!r}; make the region match the data"
             )
         starts.append(start)
     return tuple(starts)
