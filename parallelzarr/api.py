@@ -16,6 +16,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from . import commit as cm
+from . import rectilinear as _rectilinear  # noqa: F401  (lets zarr >= 3.2 read rectilinear grids)
 from .errors import DataTypeError, ModeError, PlanningError, StoreWriteError
 from .graph.write import build_write_graph, total
 from .io.validate import check_mode
@@ -176,8 +177,12 @@ def prepare(
     write_empty_chunks: bool | None = None,
 ) -> PreparedWrite:
     """Validate and plan a write without writing anything (the shared first half of the API)."""
+    args = dict(locals())  # the arguments as given, for the rectilinear re-plan below
     check_data(data)
     check_mode(mode)
+    rectilinear = _rectilinear_request(args)
+    if rectilinear is not None:
+        return rectilinear
     if region is not None and mode == "w-":
         mode = "r+"  # as in xarray: a region always writes into existing arrays
     budget = parse_bytes(max_mem) if max_mem is not None else None
@@ -227,9 +232,29 @@ def prepare(
 def _resumable(prepared: PreparedWrite, store: Any, storage_options: Mapping[str, Any] | None) -> PreparedWrite:
     """Attach the resume state (parallelzarr.markers): a rerun of an interrupted write skips its finished tasks."""
     from .markers import attach_to
+    from .rectilinear import finish
 
+    finish(prepared, store, storage_options)  # rectilinear grids: the readers note, the metadata
     attach_to(prepared, store, storage_options)
     return prepared
+
+
+def _rectilinear_request(args: dict[str, Any]) -> PreparedWrite | None:
+    """Plan again with rectilinear ``chunks`` taken out of the encoding and those variables named
+    (parallelzarr.rectilinear), or ``None`` when the write asks for none."""
+    from .planning.write import RECTILINEAR_NAMES
+    from .rectilinear import take_requests
+
+    new_store = args["region"] is None and args["append_dim"] is None and args["mode"] not in ("r+", "a", "a-")
+    data, encoding, names = take_requests(args["data"], args["encoding"], args["strategy"],
+                                          zarr_format=args["zarr_format"], new_store=new_store)
+    if not names:
+        return None
+    token = RECTILINEAR_NAMES.set(names)
+    try:
+        return prepare(**{**args, "data": data, "encoding": encoding})
+    finally:
+        RECTILINEAR_NAMES.reset(token)
 
 
 def plan_write(
@@ -385,6 +410,9 @@ def to_zarr(
         Write chunks that hold only the fill value (zarr's array option); ``None``: zarr's default.
     chunkmanager_store_kwargs
         Extra keywords for the computation, as in xarray (here: ``dask.compute`` keywords).
+    part
+        ``(i, N)`` or ``"i/N"``: write only part ``i`` of the ``N`` parts of a job array initialised
+        with :func:`parallelzarr.parts.init` (publish with :func:`parallelzarr.parts.finalize`).
     part
         ``(i, N)`` or ``"i/N"``: write only part ``i`` of the ``N`` parts of a job array initialised
         with :func:`parallelzarr.parts.init` (publish with :func:`parallelzarr.parts.finalize`).

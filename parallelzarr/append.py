@@ -38,6 +38,7 @@ from .io.stores import ResolvedStore, resolve_consolidated, resolve_store, store
 from .kwargs import check_compute_kwargs
 from .planning.write import WritePlan
 from .prepared import PreparedWrite, plan_job
+from .rectilinear import append_job
 from .units import parse_bytes
 
 __all__ = ["append", "plan_append", "repair", "AppendResult"]
@@ -286,8 +287,8 @@ def prepare_append(
             )
         new_shape = tuple(s + length if i == axis else s for i, s in enumerate(arr.shape))
         target = _appended_array(arr, new_shape)
-        job = plan_job(
-            name, values, shape=new_shape, dims=tuple(map(str, var.dims)), dtype=dst, chunks=arr.chunks,
+        job = append_job(  # onto a rectilinear grid (zarr >= 3.2) the rows are one new chunk
+            plan_job, arr, axis, name, values, shape=new_shape, dims=tuple(map(str, var.dims)), dtype=dst,
             shards=arr.shards, start=tuple(offset if i == axis else 0 for i in range(arr.ndim)), strategy=strategy,
             max_mem=max_mem, lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
             open_target=lambda t=target: t,

@@ -690,6 +690,60 @@ def finalize(target: str, as_json: bool, storage_option: Sequence[str]) -> None:
     click.echo(_redact(text, so))
 
 
+# --- job arrays (parallelzarr.parts): init, then `write --part I/N` per task, then finalize ----------
+
+
+@main.command("init")
+@click.argument("inputs", nargs=-1, required=True)
+@click.argument("target")
+@_input_options
+@click.option("--parts", type=click.IntRange(min=1), required=True, help="Number of parts (job-array tasks).")
+@click.option("--mode", type=click.Choice(_MODES), default=None, help="As for write.")
+@click.option("--region", default=None, metavar="DIM=START:STOP,...|auto", help="Parts write into this region.")
+@click.option("--append-dim", default=None, help="The parts append along this dimension (committed at finalize).")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for URL stores (repeatable).")
+def init_parts(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_file: str | None, strategy: str,
+               max_mem: str, consolidated: bool, parts: int, mode: str | None, region: str | None,
+               append_dim: str | None, zarr_format: str, as_json: bool, storage_option: Sequence[str],
+               **source: Any) -> None:
+    """Lay down TARGET's metadata unpublished for a write of INPUTS in --parts parts (a job array).
+
+    Then run `parallelzarr write INPUTS TARGET --part I/N` for I = 0..N-1 (any order, any host,
+    reruns skip finished work) and `parallelzarr finalize TARGET` to publish.
+    """
+    from .parts import init
+
+    so = parse_storage_options(storage_option)
+    ds = open_inputs(inputs, parse_chunks(chunks), so, **source)  # the other input options, as for write
+    status = init(ds, target, parts, mode, region=parse_region(region), append_dim=append_dim,
+                  encoding=_load_encoding(encoding_file), strategy=strategy, max_mem=max_mem,
+                  storage_options=so or None, zarr_format=int(zarr_format), consolidated=consolidated)
+    text = json.dumps({"command": "init", **status.to_dict()}, indent=2, default=str) if as_json else str(status)
+    click.echo(_redact(text, so))
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for URL stores (repeatable).")
+def finalize(target: str, as_json: bool, storage_option: Sequence[str]) -> None:
+    """Publish TARGET's job-array write once every part is done (exit 1 listing the missing parts otherwise)."""
+    from .parts import PartsIncompleteError
+    from .parts import finalize as finalize_parts
+
+    so = parse_storage_options(storage_option)
+    try:
+        status = finalize_parts(target, storage_options=so or None)
+    except PartsIncompleteError as exc:
+        raise RunFailure(_redact(str(exc), so)) from exc
+    text = json.dumps({"command": "finalize", **status.to_dict()}, indent=2, default=str) if as_json else str(status)
+    click.echo(_redact(text, so))
+
+
 @main.command()
 @click.argument("target")
 @click.option("--force", is_flag=True, help="Clear the append lease even if its holder may still be alive.")

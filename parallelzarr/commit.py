@@ -397,6 +397,9 @@ def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:
     """
     staging = zarr.storage.MemoryStore()
     lay_down(staging)
+    hook = STAGING_HOOK.get()
+    if hook is not None:  # metadata the writers cannot lay down themselves (parallelzarr.rectilinear)
+        hook(staging)
     resume = RESUME.get()
     if mode == "w" and not resumes(store, resume):
         sync(store.delete_dir(""))
@@ -428,6 +431,8 @@ def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:
 #: The fingerprint of the write whose metadata :func:`lay_down_unpublished` is laying down (set by
 #: ``to_zarr`` and job-array ``init``): an unfinished write of the same fingerprint is resumed, its chunks kept.
 RESUME: contextvars.ContextVar[str | None] = contextvars.ContextVar("parallelzarr_resume", default=None)
+#: Called with the staging store after the metadata is laid down there, before it is copied.
+STAGING_HOOK: contextvars.ContextVar[Any] = contextvars.ContextVar("parallelzarr_staging_hook", default=None)
 
 
 def resumes(store: Any, fingerprint: str | None) -> bool:

@@ -32,6 +32,7 @@ from .zarr_compat import (
     FAST_KINDS,
     ArrayCodec,
     array_codec,
+    is_rectilinear,
     loop_free,
     run_inline,
     run_on_zarr_loop,
@@ -181,6 +182,11 @@ def read_region(arr: zarr.Array, region: Box, out: np.ndarray | None = None, *, 
     window
         Objects fetched ahead on loop-bound stores.
     """
+    if is_rectilinear(arr):  # variable-sized chunks (zarr >= 3.2): zarr maps the region to them
+        data = np.asarray(_zarr_get(arr, region))
+        if out is not None:
+            out[...] = data
+        return data if out is None else out
     codec = array_codec(arr)
     shape = tuple(s.stop - s.start for s in region)
     if not _fast(codec, arr.ndim):
@@ -255,6 +261,9 @@ def write_parts(arr: zarr.Array, box: Box, parts: Sequence[tuple[Box, np.ndarray
     window
         Encoded objects queued at once on loop-bound stores.
     """
+    if is_rectilinear(arr):  # variable-sized chunks (zarr >= 3.2): zarr maps the box to them
+        _zarr_set(arr, box, _assemble(box, parts, None, np.dtype(arr.dtype)))
+        return
     codec = array_codec(arr)
     if not _fast(codec, arr.ndim):
         _zarr_set(arr, box, _assemble(box, parts, None, np.dtype(arr.dtype)))

@@ -215,3 +215,41 @@ def array_codec(arr: zarr.Array) -> ArrayCodec:
         write_empty=bool(config.write_empty_chunks), spec=spec, pipeline=aa.codec_pipeline,
         encode_key=meta.encode_chunk_key, raw_bytes=raw,
     )
+
+# --- rectilinear chunk grids (zarr >= 3.2, zarr format 3) -----------------------------------------
+# Added for issue 14 (rectilinear writes); the only zarr-version difference they depend on.
+
+#: zarr-python's version as a tuple, e.g. ``(3, 4, 2)``.
+ZARR_VERSION = tuple(int(p) for p in zarr.__version__.split("+")[0].split(".")[:3] if p.isdigit())
+#: Whether this zarr can store variable-sized ("rectilinear") chunk grids.
+RECTILINEAR_SUPPORTED = ZARR_VERSION >= (3, 2)
+
+
+def enable_rectilinear() -> None:
+    """Let this process's zarr read and write rectilinear metadata (an experimental flag in zarr 3.2-3.4)."""
+    if RECTILINEAR_SUPPORTED:
+        zarr.config.set({"array.rectilinear_chunks": True})
+
+
+def is_rectilinear(arr: Any) -> bool:
+    """Whether ``arr`` (a ``zarr.Array``) has a rectilinear chunk grid (``arr.chunks`` raises on those)."""
+    grid = getattr(getattr(arr, "metadata", None), "chunk_grid", None)
+    return type(grid).__name__ == "RectilinearChunkGridMetadata"
+
+
+def chunk_edges(arr: Any) -> tuple[tuple[int, ...], ...]:
+    """Per axis, the sizes of ``arr``'s chunks (regular or rectilinear), clipped at the array's end."""
+    if is_rectilinear(arr):
+        return tuple(tuple(int(c) for c in axis) for axis in arr.read_chunk_sizes)
+    out = []
+    for n, c in zip(arr.shape, arr.chunks, strict=True):
+        full, rest = divmod(int(n), int(c))
+        out.append((int(c),) * full + ((rest,) if rest else ()))
+    return tuple(out)
+
+
+def nominal_chunks(arr: Any) -> tuple[int, ...]:
+    """``arr.chunks``; for a rectilinear grid (where that raises) the largest chunk per axis."""
+    if is_rectilinear(arr):
+        return tuple(max(e, default=1) for e in chunk_edges(arr))
+    return tuple(int(c) for c in arr.chunks)

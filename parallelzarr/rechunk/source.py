@@ -19,6 +19,7 @@ from zarr.abc.store import Store
 
 from ..errors import ChunkSpecError, EncodingError, PlanningError, StoreError
 from ..io.validate import check_name
+from ..io.zarr_compat import nominal_chunks
 from .inputs import dask_job_parts, dataset_parts
 from .plan import ArraySpec, normalize_chunks
 
@@ -229,7 +230,7 @@ def _make_job(
 ) -> ArrayJob:
     dims = dims_of(src)
     shape = tuple(src.shape)
-    chunks = normalize_chunks(request, shape, dims, default=src.chunks, name=path)
+    chunks = normalize_chunks(request, shape, dims, default=nominal_chunks(src), name=path)  # rectilinear too
     shards = None
     if opts.get("shards") is not None:
         if zarr_format != 3:
@@ -246,7 +247,7 @@ def _make_job(
     dt = np.dtype(src.dtype)
     spec = ArraySpec(
         name=path, shape=shape, dtype=str(dt), itemsize=_itemsize(src),
-        source_chunks=tuple(src.chunks), target_chunks=chunks,
+        source_chunks=nominal_chunks(src), target_chunks=chunks,
         source_read_grid=read_grid, target_shards=shards,
     )
     kwargs = _create_kwargs(src, path, chunks, shards, zarr_format, opts)
