@@ -26,7 +26,16 @@ import xarray as xr
 import zarr
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, format_size, format_table, measure, parse_size, synthetic_numpy, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    counting_store,
+    environment,
+    format_size,
+    format_table,
+    measure,
+    parse_size,
+    synthetic_numpy,
+    write_json,
+)
 
 import parallelzarr as pz  # noqa: E402
 
@@ -57,12 +66,20 @@ def run_small(root: Path, appends: int) -> list[dict]:
     pz.to_zarr(small_step(0), str(ours), encoding=encoding())
     small_step(0).to_zarr(str(theirs), encoding=encoding(), zarr_format=3, consolidated=True)
     times = {"parallelzarr": [], "xarray": []}
+    ops: dict[str, list[dict[str, int]]] = {"parallelzarr": [], "xarray": []}
+    # Every append goes through a store wrapper that counts its operations (same store underneath).
+    our_store = counting_store(zarr.storage.LocalStore(str(ours)))
+    their_store = counting_store(zarr.storage.LocalStore(str(theirs)))
     for i in range(1, appends + 1):
         step = small_step(i)
-        m = measure(lambda s=step: pz.append(s, str(ours), "time"))
+        our_store.counts.clear()
+        m = measure(lambda s=step: pz.append(s, our_store, "time"))
         times["parallelzarr"].append(m.seconds)
-        m = measure(lambda s=step: s.to_zarr(str(theirs), append_dim="time", consolidated=True))
+        ops["parallelzarr"].append(dict(our_store.counts))
+        their_store.counts.clear()
+        m = measure(lambda s=step: s.to_zarr(their_store, append_dim="time", consolidated=True))
         times["xarray"].append(m.seconds)
+        ops["xarray"].append(dict(their_store.counts))
     a = xr.open_zarr(str(ours)).load()
     b = xr.open_zarr(str(theirs)).load()
     same = bool(np.array_equal(a.t2m.values, b.t2m.values) and np.array_equal(a.time.values, b.time.values))
@@ -74,6 +91,9 @@ def run_small(root: Path, appends: int) -> list[dict]:
             "median_s": round(statistics.median(ts), 4),
             "total_s": round(sum(ts), 2),
             "ratio_vs_xarray": round(statistics.median(ts) / base, 3),
+            "store_ops": statistics.median(sum(c.values()) for c in ops[name]),
+            "ops_by_kind": {k: statistics.median(c.get(k, 0) for c in ops[name])
+                            for k in sorted({k for c in ops[name] for k in c})},
             "verified": "ok" if same else "MISMATCH",
         })
     return rows
@@ -135,12 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         if large:
             rows += run_large(root, large)
     cols = [("case", "case"), ("contender", "contender"), ("median_s", "median s"), ("total_s", "total s"),
-            ("ratio_vs_xarray", "vs xarray"), ("GB/s", "GB/s"), ("ratio_vs_floor", "x floor speed"),
+            ("ratio_vs_xarray", "vs xarray"), ("store_ops", "store ops/append"), ("ops_by_kind", "ops by kind"),
+            ("GB/s", "GB/s"), ("ratio_vs_floor", "x floor speed"),
             ("peak_rss", "peak RSS"), ("verified", "verified")]
     print(format_table(rows, cols))
     ratio = next(r["ratio_vs_xarray"] for r in rows if r["contender"] == "parallelzarr" and "ratio_vs_xarray" in r)
     verdict = "PASS" if ratio <= 0.5 else "MISS"
     print(f"aim: median append time <= 0.5x xarray's: {ratio:.3f}x -> {verdict}")
+    n_ops = next(r["store_ops"] for r in rows if r["contender"] == "parallelzarr" and "store_ops" in r)
+    print(f"aim: <= 20 store operations per append: {n_ops} -> {'PASS' if n_ops <= 20 else 'MISS'}")
     write_json(args.out, {"environment": environment(), "rows": rows, "aim_ratio": ratio, "aim": verdict,
                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return 0
