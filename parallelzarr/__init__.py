@@ -2,6 +2,7 @@
 
 from . import errors  # noqa: F401
 from .api import plan_write, to_zarr  # noqa: F401
+from .io.sources import open_sources  # noqa: F401
 from .planning.write import VariablePlan, WritePlan  # noqa: F401
 from .rechunk import Rechunked, plan_rechunk, rechunk  # noqa: F401
 

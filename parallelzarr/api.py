@@ -19,10 +19,12 @@ from . import commit as cm
 from . import rectilinear as _rectilinear  # noqa: F401  (lets zarr >= 3.2 read rectilinear grids)
 from .errors import DataTypeError, ModeError, PlanningError, StoreWriteError
 from .graph.write import build_write_graph, total
+from .io.sources import sources_as_data
 from .io.validate import check_mode
 from .kwargs import check_compute_kwargs
 from .planning.write import WritePlan
 from .prepared import PreparedWrite
+from .progress import compute_progress
 from .units import parse_bytes
 
 __all__ = ["to_zarr", "plan_write", "build_graph", "prepare"]
@@ -282,7 +284,7 @@ def plan_write(
     each; see :mod:`parallelzarr.parts`).
     """
     plan = prepare(
-        data,
+        sources_as_data(data),
         in_group(store, group, storage_options),
         mode=default_mode(mode, append_dim, region),
         region=region,
@@ -354,6 +356,7 @@ def to_zarr(
     align_chunks: bool = False,
     write_empty_chunks: bool | None = None,
     chunkmanager_store_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
     part: Any = None,
     **compute_kwargs: Any,
 ) -> WritePlan | Delayed:
@@ -410,6 +413,9 @@ def to_zarr(
         Write chunks that hold only the fill value (zarr's array option); ``None``: zarr's default.
     chunkmanager_store_kwargs
         Extra keywords for the computation, as in xarray (here: ``dask.compute`` keywords).
+    progress
+        Draw a progress bar while computing (threads or distributed; a widget in Jupyter with
+        ipywidgets): :func:`parallelzarr.progress.compute_progress`.
     part
         ``(i, N)`` or ``"i/N"``: write only part ``i`` of the ``N`` parts of a job array initialised
         with :func:`parallelzarr.parts.init` (publish with :func:`parallelzarr.parts.finalize`).
@@ -435,6 +441,7 @@ def to_zarr(
         in the region is its old or its new value and metadata is unchanged (rerun the same write).
     """
     check_compute_kwargs("to_zarr", compute_kwargs)
+    data = sources_as_data(data)  # a glob or a list of files opens as parallelzarr.open_sources does
     if chunkmanager_store_kwargs:
         check_compute_kwargs("to_zarr(chunkmanager_store_kwargs=...)", chunkmanager_store_kwargs)
         compute_kwargs = {**chunkmanager_store_kwargs, **compute_kwargs}
@@ -487,6 +494,7 @@ def to_zarr(
             encoding=encoding,
             zarr_format=zarr_format,
             write_empty_chunks=write_empty_chunks,
+            progress=progress,
             **compute_kwargs,
         )
         if compute:
@@ -528,7 +536,8 @@ def to_zarr(
         delayed = build_graph(prepared, array_config)
         if not compute:
             return delayed
-        dask.compute(delayed, **compute_kwargs)
+        with compute_progress(progress, compute_kwargs) as kw:
+            dask.compute(delayed, **kw)
     except OSError as exc:
         _failed(prepared, exc)
         if prepared.info.get("describe_failure") is not None:  # mode="a"/"r+": staged, then committed

@@ -16,6 +16,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import xarray as xr
 import zarr
 from dask.delayed import Delayed
@@ -33,11 +34,21 @@ from .errors import (
     StoreWriteError,
 )
 from .faults import fault_point
+from .ingest import (
+    STATIC_POLICIES,
+    STATIC_VERIFY_IN_MEMORY,
+    check_index_coordinates,
+    check_steps,
+    combine_digests,
+    parse_step,
+    row_checksums,
+)
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
 from .io.stores import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
 from .kwargs import check_compute_kwargs
 from .planning.write import WritePlan
 from .prepared import PreparedWrite, plan_job
+from .progress import compute_progress, finish_running_tasks
 from .rectilinear import append_job
 from .units import parse_bytes
 
@@ -60,6 +71,8 @@ class AppendResult:
         Position and length of the appended rows along the append dimension.
     repaired
         What was rolled forward or cleared before this append could start.
+    skipped, overwritten
+        Rows at already stored labels that were identical (skipped) or rewritten (``repeat="overwrite"``).
     """
 
     append_id: str
@@ -69,6 +82,8 @@ class AppendResult:
     offset: int = 0
     length: int = 0
     repaired: list[str] = field(default_factory=list)
+    skipped: int = 0
+    overwritten: int = 0
 
     def __str__(self) -> str:
         lines = [self.message]
@@ -180,6 +195,30 @@ def _check_dimension_agreement(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> 
                 )
 
 
+def _verify_static(name: str, new: xr.Variable, old: xr.Variable, dim: str) -> None:
+    """Refuse a variable without ``dim`` whose values differ from the stored ones (``static="verify"``).
+
+    Up to :data:`~parallelzarr.ingest.STATIC_VERIFY_IN_MEMORY` bytes both are loaded and compared;
+    larger ones are compared block by block with dask (each read once, never whole in memory).
+    """
+    small = max(new.nbytes, old.nbytes) <= STATIC_VERIFY_IN_MEMORY
+    a, b = (new.load(), old.load()) if small else (new.chunk(), old.chunk())
+    if a.dims == b.dims and a.shape == b.shape and a.equals(b):
+        return
+    detail = ""
+    if small and a.shape == b.shape and a.dtype.kind not in "SUO" and b.dtype.kind not in "SUO":
+        differ = ~((np.asarray(a) == np.asarray(b)) | (pd.isna(np.asarray(a)) & pd.isna(np.asarray(b))))
+        if differ.any():
+            detail = f" at {int(differ.sum())} of {differ.size} values"
+    elif small and a.ndim == 0:
+        detail = f": {a.values!r} where the store has {b.values!r}"
+    raise AppendError(
+        f"{name!r} has no {dim!r} dimension and differs from the stored values{detail}; an append cannot change "
+        f"it (it is stored once, not per {dim!r}). Drop it from the appended data if the stored values stand "
+        f"(or pass static='ignore', CLI --static ignore, to keep the stored ones), or write it into a new store"
+    )
+
+
 def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
     h = hashlib.sha1()
     h.update(dim.encode())
@@ -192,6 +231,18 @@ def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
     return h.hexdigest()[:16]
 
 
+def _open_consistent(resolved: ResolvedStore) -> xr.Dataset:
+    """The stored dataset, refusing a store whose arrays disagree on a dimension's length."""
+    conflicts = cm.dimension_conflicts(resolved.store)
+    if conflicts:
+        raise AppendError(
+            f"{resolved.description} is inconsistent: its arrays disagree on the length of "
+            + "; and ".join(cm.describe_conflict(d, sizes) for d, sizes in conflicts.items())
+            + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
+        )
+    return open_stored(resolved)
+
+
 def prepare_append(
     ds: xr.Dataset,
     resolved: ResolvedStore,
@@ -201,22 +252,17 @@ def prepare_append(
     max_mem: int | None,
     encoding: Mapping[str, Any] | None,
     static: str,
+    append_step: Any = None,
+    gaps: str = "refuse",
 ) -> PreparedWrite:
-    """Validate an append against the store and plan it; read metadata only, write nothing."""
-    conflicts = cm.dimension_conflicts(resolved.store)
-    if conflicts:
-        raise AppendError(
-            f"{resolved.description} is inconsistent: its arrays disagree on the length of "
-            + "; and ".join(cm.describe_conflict(d, sizes) for d, sizes in conflicts.items())
-            + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
-        )
-    stored = open_stored(resolved)
+    """Validate an append against the store and plan it; read only metadata and the static variables."""
+    stored = _open_consistent(resolved)
     if append_dim not in ds.dims:
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
     if append_dim not in stored.dims:
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the store; stored dimensions are {sorted(map(str, stored.dims))}")
-    if static not in ("ignore", "verify"):
-        raise AppendError(f"static must be 'ignore' or 'verify', got {static!r}")
+    if static not in STATIC_POLICIES:
+        raise AppendError(f"static must be one of {STATIC_POLICIES}, got {static!r}")
     if encoding is not None and not isinstance(encoding, Mapping):
         raise EncodingError(f"encoding must be a dict of variable name -> encoding, got {type(encoding).__name__}")
     for name in encoding or {}:
@@ -232,18 +278,24 @@ def prepare_append(
             "appended data; include them (e.g. the new coordinate labels)"
         )
     _check_dimension_agreement(ds, stored, append_dim)
+    check_index_coordinates(ds, stored, append_dim)
     labels = _check_coordinate(ds, stored, append_dim)
+    if append_step is not None and append_dim in ds.indexes:
+        old_index = stored.indexes.get(append_dim)
+        last = np.asarray(old_index)[-1] if old_index is not None and len(old_index) else None
+        values = np.asarray(ds.indexes[append_dim])
+        check_steps(values, last, parse_step(append_step, values), gaps, append_dim)
 
     plans = {}
     jobs = []
+    checksums: dict[str, da.Array] = {}
     offset = int(stored.sizes[append_dim])
     length = int(ds.sizes[append_dim])
     for name, var in ds.variables.items():
         name = str(name)
         if append_dim not in var.dims:
             if static == "verify" and name in stored.variables:
-                if not var.load().equals(stored[name].variable.load()):
-                    raise AppendError(f"{name!r} has no {append_dim!r} and differs from the stored values (static='verify')")
+                _verify_static(name, var, stored.variables[name], append_dim)
             continue
         if name not in stored.variables:
             raise AppendError(f"coordinate {name!r} is not in the store; appended data must match the stored variables")
@@ -295,12 +347,15 @@ def prepare_append(
         )
         plans[name] = job.plan
         jobs.append(job)
+        if name != append_dim:  # the digest of each appended label (the labels themselves are the key)
+            checksums[name] = row_checksums(values.astype(dst), axis)
     info = {
         "labels": labels,
         "offset": offset,
         "length": length,
         "shapes": {j.plan.name: list(j.plan.shape) for j in jobs},
         "old_shapes": {n: [int(s) for s in stored.variables[n].shape] for n in plans},
+        "checksums": checksums,
     }
     plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
     return PreparedWrite(plan=plan, jobs=jobs, info=info)
@@ -322,6 +377,7 @@ class _AppendRun:
     journal: dict[str, Any]
     consolidated: bool
     result: AppendResult
+    wait: Any = None  # how long the lease task waits for a lease held by another process
 
     def check(self) -> None:
         """Refuse to write if the store moved on since the append was planned."""
@@ -343,7 +399,7 @@ class _AppendRun:
         current = cm.read_json(self.store, cm.LEASE_KEY)
         if current is not None and current.get("id") == self.lease_id:
             return True  # taken by append(compute=True) before computing, or by an earlier try of this task
-        lease = cm.acquire_lease(self.store, self.description, self.operation, lease_id=self.lease_id)
+        lease = cm.acquire_lease(self.store, self.description, self.operation, lease_id=self.lease_id, wait=self.wait)
         fault_point("append:leased")
         try:
             self.check()
@@ -356,9 +412,14 @@ class _AppendRun:
         """Release the lease if this run holds it (a no-op otherwise)."""
         cm.Lease(self.store, {"id": self.lease_id}).release()
 
-    def finish(self, written: int) -> AppendResult:
-        """The graph's last task, after every chunk is written: journal, commit, release."""
+    def finish(self, written: int, checksums: Mapping[str, np.ndarray] | None = None) -> AppendResult:
+        """The graph's last task, after every chunk is written: journal, commit, release.
+
+        ``checksums`` (per variable, one per appended label) become the record's content digests.
+        """
         try:
+            if checksums:
+                self.journal["entry"]["digests"] = combine_digests(checksums)
             fault_point("append:data-written")
             cm.write_journal(self.store, self.journal)
             fault_point("append:journaled")
@@ -409,7 +470,8 @@ def _lazy_graph(prepared: PreparedWrite, run: _AppendRun, array_config: Mapping[
         job.data = da.blockwise(_after_lease, ind, job.data, ind, token, (), dtype=job.data.dtype,
                                 meta=job.data._meta, name=f"pz-leased-{job.data.name}")
     written = build_graph(prepared, array_config)
-    final = dask.delayed(run.finish, pure=False)(written, dask_key_name=f"pz-append-commit-{run.lease_id}")
+    final = dask.delayed(run.finish, pure=False)(written, prepared.info.get("checksums") or None,
+                                                 dask_key_name=f"pz-append-commit-{run.lease_id}")
     return AppendDelayed(final.key, final.dask, run)
 
 
@@ -466,9 +528,14 @@ def append(
     storage_options: Mapping[str, Any] | None = None,
     max_mem: int | str | None = "256MiB",
     encoding: Mapping[str, Any] | None = None,
-    static: str = "ignore",
+    static: str = "verify",
     zarr_format: int | None = None,
     write_empty_chunks: bool | None = None,
+    append_step: Any = None,
+    gaps: str = "refuse",
+    repeat: str = "skip",
+    wait: Any = None,
+    progress: bool = False,
     **compute_kwargs: Any,
 ) -> AppendResult | Delayed:
     """Append ``data`` along ``append_dim`` so that readers only ever see the whole append.
@@ -510,9 +577,30 @@ def append(
     write_empty_chunks
         Write chunks that hold only the fill value (zarr's array option); ``None``: zarr's default.
     static
-        ``"ignore"`` variables without ``append_dim`` or ``"verify"`` that they equal the stored ones.
-        Either way, a variable stored with ``append_dim`` must be appended with it (and the other
-        way round): an append after which arrays disagree on a dimension's length is refused.
+        ``"verify"`` (default) that variables without ``append_dim`` (a land-sea mask, a 0-d
+        ``expver``) equal the stored ones: up to 64 MiB they are compared in memory, larger ones
+        block by block with dask (both read once). ``"ignore"`` keeps the stored ones unchecked.
+        Index coordinates other than ``append_dim`` (the grid) are compared with the stored ones
+        either way: data on another grid is refused. And a variable stored with ``append_dim``
+        must be appended with it (and the other way round).
+    append_step
+        The expected step between labels along ``append_dim`` (``"1h"``, ``"1D"``; a number for
+        numeric labels), from the last stored label on: uneven steps (not a whole multiple) are
+        refused, and so are gaps unless ``gaps="allow"``. ``None``: not checked.
+    gaps
+        ``"refuse"`` (default) or ``"allow"`` missing labels when ``append_step`` is given. Late
+        data for a gap can only be written if rows for it exist: see the README's "Late data".
+    repeat
+        Data at labels already stored: ``"skip"`` (default) rows identical to the stored ones
+        (content digests kept with each append record), refusing changed rows with their labels;
+        ``"overwrite"`` rewrites changed rows in place, crash-safely (readers see each value old
+        or new); ``"error"`` refuses any repeated label. New labels after the stored ones are
+        appended as usual.
+    wait
+        How long to wait for a lease held by another process (``"30s"``, seconds): polled with
+        a growing interval, then :class:`LeaseError` as without waiting. ``None``: fail at once.
+    progress
+        Show a progress bar while computing (see :func:`parallelzarr.progress.compute_progress`).
     **compute_kwargs
         Passed to ``dask.compute``; any other keyword raises ``TypeError`` naming it.
 
@@ -563,52 +651,96 @@ def append(
         repaired.append(f"cleared the lease of a dead process ({cm.describe_holder(dead)})")
     journal = cm.pending_journal(resolved.store)
     if journal is not None:
-        lease = cm.acquire_lease(resolved.store, resolved.description, "roll-forward")
+        lease = cm.acquire_lease(resolved.store, resolved.description, "roll-forward", wait=wait)
         try:
             steps = cm.roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
             repaired.append(f"rolled forward interrupted append {journal['entry']['id']}: {'; '.join(steps) or 'already applied'}")
         finally:
             lease.release()
 
+    skipped = overwritten = 0
+    repeated = _split_repeats(ds, resolved, append_dim, repeat)
+    if repeated is not None:
+        # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
+        from .repeats import changed_rows, overwrite_rows, refuse_changed
+
+        if repeat == "overwrite" and not compute:
+            raise AppendError("repeat='overwrite' rewrites stored rows at once; it needs compute=True")
+        stored = open_stored(resolved)
+        changed, digests = changed_rows(resolved.store, repeated, stored, append_dim, repeat, compute_kwargs)
+        if changed.any() and repeat != "overwrite":
+            raise refuse_changed(repeated, changed, append_dim, resolved.description)
+        if changed.any():
+            with compute_progress(progress, compute_kwargs) as kw:
+                overwritten = overwrite_rows(resolved.store, resolved.description, repeated, changed, digests, append_dim,
+                                             wait=wait, compute_kwargs=kw, max_mem=max_mem)
+        skipped = int((~changed).sum())
+        ds = repeated.new
+        if not ds.sizes[append_dim]:
+            aid = append_id or _derive_id(repeated.repeated, append_dim, _labels_only(repeated.repeated, append_dim))
+            what = f"rewrote {overwritten} changed row(s)" if overwritten else "nothing written"
+            note = f" ({skipped} {append_dim!r} label(s) already stored with identical content)" if skipped else ""
+            head = f"append {aid} was already applied to {resolved.description}" if not overwritten else \
+                f"all {skipped + overwritten} {append_dim!r} label(s) are stored in {resolved.description}"
+            done = AppendResult(aid, bool(overwritten), f"{head}; {what}{note}", repaired=repaired,
+                                skipped=skipped, overwritten=overwritten)
+            return done if compute else dask.delayed(done, traverse=False)
+
     aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
-    # The id check comes first: the same append again overlaps the stored labels by design.
     if cm.is_recorded(resolved.store, aid):
+        if append_dim in ds.indexes:
+            # Its labels are not stored (those were handled above): reusing an id would drop these rows.
+            raise AppendError(
+                f"append id {aid!r} is already recorded in {resolved.description}, but the data's {append_dim!r} labels "
+                f"{_labels_only(ds, append_dim)} are not stored; give this append a new append_id"
+            )
         done = AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
                             repaired=repaired)
         return done if compute else dask.delayed(done, traverse=False)
-    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
+    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
+                              append_step=append_step, gaps=gaps)
     from .markers import attach_to  # resume: a rerun after a crash skips the blocks already written
 
     resume = attach_to(prepared, resolved.store)
     resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
     info = prepared.info
     entry = _entry(aid, append_dim, info["offset"], info["length"], info["labels"])
+    extra = "".join([f"; skipped {skipped} already stored identical row(s)" if skipped else "",
+                     f"; rewrote {overwritten} changed stored row(s)" if overwritten else ""])
     result = AppendResult(
         aid, True,
-        f"appended {info['length']} {append_dim!r} row(s) at {info['offset']} to {resolved.description} (id {aid})",
-        prepared.plan, info["offset"], info["length"], repaired,
+        f"appended {info['length']} {append_dim!r} row(s) at {info['offset']} to {resolved.description} (id {aid}){extra}",
+        prepared.plan, info["offset"], info["length"], repaired, skipped, overwritten,
     )
     run = _AppendRun(
         resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
         info["old_shapes"], {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated,
                              "markers": resume.markers.prefix}, consolidated, result,
     )
+    run.wait = wait
     graph = _lazy_graph(prepared, run, {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None)
     if not compute:
         return graph
 
     # Eagerly here: a held lease is reported before any input is read. The lease task then finds
     # its own id and does nothing.
-    lease = cm.acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id)
+    lease = cm.acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id, wait=wait)
     if lease.broke_stale:
         repaired.append(f"broke the lease of a dead process ({cm.describe_holder(lease.broke_stale)})")
-    fault_point("append:leased")
     try:
+        fault_point("append:leased")
         run.check()
-        dask.compute(graph, **compute_kwargs)
+        with compute_progress(progress, compute_kwargs) as kw:
+            dask.compute(graph, **kw)
     except OSError as exc:
         run.release()
         raise _append_failed(resolved, exc) from exc
+    except KeyboardInterrupt:
+        # Running tasks go on after an interrupt (the commit among them): the lease is released
+        # only once they are done, so no other append can start while this one still writes.
+        finish_running_tasks()
+        run.release()
+        raise
     except BaseException:
         run.release()
         raise
@@ -645,9 +777,15 @@ def plan_append(
     storage_options: Mapping[str, Any] | None = None,
     max_mem: int | str | None = "256MiB",
     encoding: Mapping[str, Any] | None = None,
-    static: str = "ignore",
+    static: str = "verify",
+    append_step: Any = None,
+    gaps: str = "refuse",
+    repeat: str = "skip",
 ) -> WritePlan:
     """Validate and plan an append like :func:`append` does; read metadata only, write nothing.
+
+    Rows at labels already stored are left out of the plan (``repeat="error"`` refuses them);
+    whether they are identical to the stored ones is decided by :func:`append` (it reads them).
 
     Returns
     -------
@@ -663,11 +801,35 @@ def plan_append(
         from .api import plan_write
 
         return plan_write(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
-    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static)
+    repeated = _split_repeats(ds, resolved, append_dim, repeat)
+    if repeated is not None:
+        ds = repeated.new if repeated.new.sizes[append_dim] else repeated.repeated.isel({append_dim: slice(0, 0)})
+    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
+                              append_step=append_step, gaps=gaps)
     from .markers import attach_to
 
     attach_to(prepared, resolved.store)  # the plan says how many tasks an interrupted run finished
     return prepared.plan
+
+
+def _split_repeats(ds: xr.Dataset, resolved: ResolvedStore, dim: str, repeat: str) -> Any:
+    """The rows of ``ds`` at stored labels (``repeats.Repeats``), or ``None``; ``repeat="error"`` refuses them."""
+    from .ingest import REPEAT_POLICIES
+    from .repeats import split_repeats
+
+    if repeat not in REPEAT_POLICIES:
+        raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
+    if dim not in ds.indexes:
+        return None
+    found = split_repeats(ds, _open_consistent(resolved), dim)
+    if found is not None and repeat == "error":
+        labels = found.repeated.indexes[dim]
+        raise AppendError(
+            f"the appended {dim!r} labels overlap the stored ones: {len(labels)} label(s) from {_label(labels[0])} to "
+            f"{_label(labels[-1])} are already stored (repeat='error'); append only new labels, or pass "
+            "repeat='skip' (identical rows) or repeat='overwrite'"
+        )
+    return found
 
 
 def _labels_only(ds: xr.Dataset, dim: str) -> tuple[str, str] | None:
@@ -686,6 +848,7 @@ def _entry(aid: str, dim: str, offset: int, length: int, labels: tuple[str, str]
         "first": labels[0] if labels else None,
         "last": labels[1] if labels else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time_ns": time.time_ns(),  # orders records (digests of rewritten rows: the latest counts)
     }
 
 

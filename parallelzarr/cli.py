@@ -8,7 +8,6 @@ not the result (progress bars, dashboard links, warnings) goes to stderr.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib
 import inspect
 import json
@@ -26,6 +25,7 @@ import click
 
 from .cluster import ClusterStartError
 from .errors import ParallelZarrError, StoreWriteError
+from .io.sources import MFDATASET_OPTIONS  # noqa: F401  (re-exported: how several inputs combine)
 from .redact import is_secret_key, redact, url_credentials
 
 __all__ = ["main"]
@@ -71,12 +71,56 @@ class _Group(click.Group):
                 _print_traceback()
             raise BadInput(_redact(str(exc))) from exc
         except KeyboardInterrupt:
-            raise
+            # SIGINT (Ctrl-C): say what the store holds now and how to go on, then exit 130.
+            click.echo(_redact(_interrupted(ctx.meta.get("pz.running"))), err=True)
+            raise click.exceptions.Exit(130) from None
         except Exception as exc:
             if ctx.meta.get("pz.traceback"):
                 _print_traceback()
             hint = "" if ctx.meta.get("pz.traceback") else " (rerun with `parallelzarr --traceback ...` for details)"
             raise RunFailure(_redact(f"{type(exc).__name__}: {exc}{hint}")) from exc
+
+
+def _running(command: str, target: str, **details: Any) -> None:
+    """Note what this invocation writes, for the message of an interrupt."""
+    click.get_current_context().meta["pz.running"] = {"command": command, "target": target, **details}
+
+
+def _interrupted(running: Mapping[str, Any] | None) -> str:
+    """What an interrupted command kept and how to resume it (after its running tasks finished)."""
+    from .progress import finish_running_tasks
+
+    finish_running_tasks()
+    if not running:
+        return "Interrupted; nothing was being written."
+    command, target = running["command"], running["target"]
+    head = f"Interrupted: {command} to {target} stopped."
+    if command == "rechunk":
+        return (f"{head} Finished tasks are kept; the target is published only when complete. To resume, rerun the "
+                "same command: finished tasks are skipped.")
+    try:
+        from .info import bookkeeping
+        from .io.stores import resolve_store, store_has_data
+
+        store = resolve_store(target, running.get("storage_options"), read_only=True).store
+        held, has_data = bookkeeping(store), store_has_data(store)
+    except Exception:  # the message must come out whatever the store's state
+        held, has_data = {}, None
+    if held.get("journal"):
+        return (f"{head} Its commit was interrupted: readers of the consolidated metadata still see the data before "
+                "it. `parallelzarr repair TARGET` or rerunning the same command finishes the commit.")
+    if command == "append":
+        return (f"{head} Readers see whole appends only: the data before this append, or with it if its commit had "
+                "finished (`parallelzarr info TARGET` lists the appends). New chunks not committed lie beyond the "
+                "stored shape, unseen. To resume, rerun the same command (rows already stored are skipped as "
+                "identical); `parallelzarr repair TARGET` drops the uncommitted chunks instead.")
+    if running.get("region"):
+        return (f"{head} Each value in the region is its old or its new value; metadata is unchanged. To resume, "
+                "rerun the same command.")
+    if held.get("unpublished_write") or not has_data:
+        return (f"{head} Nothing was published: readers see no dataset at {target} (chunks written so far are kept "
+                "unpublished). To resume, rerun the same command with --mode w.")
+    return f"{head} The write had published {target} before stopping; it is complete (`parallelzarr info TARGET`)."
 
 
 def _argument_secrets(tokens: Sequence[str]) -> list[str]:
@@ -312,71 +356,48 @@ def _execute(run: RunOptions, work: Callable[[dict[str, Any]], Any]) -> tuple[An
 # --- inputs ---------------------------------------------------------------------------------------
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _is_zarr(path: str) -> bool:
-    if path.rstrip("/").endswith(".zarr"):
-        return True
-    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup", ".zarray"))
-
-
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
     """Expand local globs; URLs pass through. Raises :class:`BadInput` when nothing matches."""
-    paths: list[str] = []
-    for item in inputs:
-        if _is_url(item):
-            paths.append(item)
-        elif glob.has_magic(item):
-            found = sorted(glob.glob(item))
-            if not found:
-                raise BadInput(f"no input matches {item!r}")
-            paths += found
-        elif os.path.exists(item):
-            paths.append(item)
-        else:
-            raise BadInput(f"input {item!r} does not exist")
-    return paths
+    from .io.sources import SourceError, expand_sources
+
+    try:
+        return expand_sources(list(inputs))
+    except SourceError as exc:
+        raise BadInput(str(exc)) from None
 
 
-#: How several input files combine. Only variables along the concatenated dimension are concatenated
-#: (``"minimal"``): xarray's default ``"all"`` broadcasts static variables such as a land-sea mask
-#: along time (one copy per step, and an append of a file without it would not fit). Static
-#: variables must agree across files (``compat="no_conflicts"``), so none is silently dropped.
-MFDATASET_OPTIONS: dict[str, Any] = {
-    "combine": "by_coords", "data_vars": "minimal", "coords": "minimal", "compat": "no_conflicts", "join": "outer",
-}
+def _names_option(text: str | None) -> list[str] | None:
+    """``t2m,u10`` -> ``["t2m", "u10"]``."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 
 
-def open_inputs(inputs: Sequence[str], chunks: Any, storage_options: Mapping[str, Any]) -> Any:
+def open_inputs(inputs: Sequence[str], chunks: Any, storage_options: Mapping[str, Any], *,
+                variables: str | None = None, drop_variables: str | None = None, preprocess: str | None = None) -> Any:
     """Open netCDF files and zarr stores (or globs of them) as one lazy xarray Dataset.
 
-    One input opens with ``open_zarr``/``open_dataset``; several with ``open_mfdataset``
-    (combined by coordinates, see :data:`MFDATASET_OPTIONS`). Without ``--chunks``, zarr inputs keep their stored chunks and
-    netCDF inputs use dask's ``auto`` chunking (respecting the file's own chunking).
+    See :func:`parallelzarr.io.sources.open_sources` (the API uses the same): several files
+    combine by coordinates with :data:`MFDATASET_OPTIONS`; without ``--chunks``, zarr inputs keep
+    their stored chunks and netCDF inputs use dask's ``auto`` chunking.
     """
-    import xarray as xr
+    from .io.sources import open_sources
 
-    paths = expand_inputs(inputs)
-    zarrs = [_is_zarr(p) for p in paths]
-    if any(zarrs) and not all(zarrs):
-        raise BadInput("inputs mix zarr stores and other files; give one kind")
-    # Storage options are for URLs; a local input next to a remote target is opened without them.
-    so = dict(storage_options) if any(_is_url(p) for p in paths) else {}
-    try:
-        if all(zarrs):
-            zchunks = {} if chunks is None else chunks
-            if len(paths) == 1:
-                return xr.open_zarr(paths[0], chunks=zchunks, storage_options=so or None)
-            return xr.open_mfdataset(paths, engine="zarr", chunks=zchunks, backend_kwargs={"storage_options": so} if so else None,
-                                     **MFDATASET_OPTIONS)
-        nchunks = "auto" if chunks is None else chunks
-        if len(paths) == 1:
-            return xr.open_dataset(paths[0], chunks=nchunks)
-        return xr.open_mfdataset(paths, chunks=nchunks, **MFDATASET_OPTIONS)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"cannot open input(s) {', '.join(paths)}: {type(exc).__name__}: {exc}") from exc
+    return open_sources(list(inputs), chunks=chunks, variables=_names_option(variables),
+                        drop_variables=_names_option(drop_variables), preprocess=preprocess,
+                        storage_options=storage_options)
+
+
+def _target_chunks(text: str) -> Any:
+    """``rechunk --target-chunks``: inline ``time=-1,latitude=25``, ``100,100``, or a JSON file of them."""
+    if text.strip().endswith(".json") or (os.path.isfile(text) and "=" not in text):
+        try:
+            with open(text) as fh:
+                value = json.load(fh)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInput(f"--target-chunks {text}: cannot read a JSON file of chunks: {exc}") from exc
+        if not isinstance(value, dict | list):
+            raise BadInput(f"--target-chunks {text}: expected a JSON object (dimension or variable -> chunks) or a list")
+        return tuple(value) if isinstance(value, list) else value
+    return parse_chunks(text, allow_auto=False)
 
 
 def _load_encoding(path: str | None) -> dict[str, Any] | None:
@@ -465,6 +486,13 @@ def _input_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed([
         click.option("--chunks", default=None, metavar="DIM=SIZE,...",
                      help="dask chunks for reading the inputs, e.g. time=24,lat=-1 (-1: whole axis; auto)."),
+        click.option("--variables", default=None, metavar="NAME,...",
+                     help="Keep only these data variables of the inputs (coordinates stay)."),
+        click.option("--drop-variables", default=None, metavar="NAME,...",
+                     help="Leave these variables or coordinates of the inputs out (e.g. a static lsm for --region)."),
+        click.option("--preprocess", default=None, metavar="MODULE:FUNCTION",
+                     help="Function applied to each input file's Dataset before combining (open_mfdataset's "
+                          "preprocess); MODULE may be importable or a path/to/file.py."),
         click.option("--encoding", "encoding_file", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="JSON file: variable -> encoding (chunks, shards, compressors, dtype, _FillValue...)."),
         click.option("--strategy", type=click.Choice(_STRATEGIES), default="auto", show_default=True,
@@ -500,11 +528,14 @@ def _write_text(head: str, plan: Any, seconds: float | None) -> str:
 @run_options
 def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_file: str | None, strategy: str,
           max_mem: str, consolidated: bool, mode: str, region: str | None, zarr_format: str, lock: str | None,
-          run: RunOptions, part: str | None = None) -> None:
+          run: RunOptions, part: str | None = None, variables: str | None = None, drop_variables: str | None = None,
+          preprocess: str | None = None) -> None:
     """Write INPUTS (netCDF files, zarr stores or globs) to the zarr store TARGET."""
     import parallelzarr as pz
 
-    ds = open_inputs(inputs, parse_chunks(chunks), run.storage_options)
+    ds = open_inputs(inputs, parse_chunks(chunks), run.storage_options, variables=variables,
+                     drop_variables=drop_variables, preprocess=preprocess)
+    _running("write", target, region=region, storage_options=run.storage_options or None)
     options = dict(mode=mode, region=parse_region(region), encoding=_load_encoding(encoding_file), strategy=strategy,
                    max_mem=max_mem, storage_options=run.storage_options or None, zarr_format=int(zarr_format),
                    lock=lock)
@@ -534,23 +565,40 @@ def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_fil
 @click.argument("target")
 @click.option("--append-dim", required=True, help="Dimension to append along.")
 @click.option("--append-id", default=None, help="Identity of this append (default: from the coordinate labels).")
+@click.option("--append-step", default=None, metavar="STEP",
+              help="Expected step between --append-dim labels (1h, 1D; a number for numeric labels): gaps and "
+                   "uneven steps are refused.")
+@click.option("--gaps", type=click.Choice(["refuse", "allow"]), default="refuse", show_default=True,
+              help="With --append-step: allow missing labels (late data then needs rows filled for it; see README).")
+@click.option("--repeat", type=click.Choice(["skip", "overwrite", "error"]), default="skip", show_default=True,
+              help="Data at labels already stored: skip identical rows (refuse changed ones), overwrite changed "
+                   "rows in place (crash-safe), or refuse any.")
+@click.option("--static", type=click.Choice(["verify", "ignore"]), default="verify", show_default=True,
+              help="Check that variables without --append-dim (lsm, expver) equal the stored ones.")
+@click.option("--wait", default=None, metavar="DURATION",
+              help="Wait this long (30s, 5min) for a lease held by another append, then fail as without it.")
 @click.option("--part", default=None, metavar="I/N",
               help="Append only part I of N of a job array (after `parallelzarr init --append-dim ... --parts N`).")
 @_input_options
 @run_options
 def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str | None, chunks: str | None,
            encoding_file: str | None, strategy: str, max_mem: str, consolidated: bool, run: RunOptions,
-           part: str | None = None) -> None:
+           part: str | None = None, variables: str | None = None, drop_variables: str | None = None,
+           preprocess: str | None = None, append_step: str | None = None, gaps: str = "refuse", repeat: str = "skip",
+           static: str = "verify", wait: str | None = None) -> None:
     """Append INPUTS along --append-dim to the zarr store TARGET (crash-safe, idempotent)."""
     import parallelzarr as pz
 
-    ds = open_inputs(inputs, parse_chunks(chunks), run.storage_options)
+    ds = open_inputs(inputs, parse_chunks(chunks), run.storage_options, variables=variables,
+                     drop_variables=drop_variables, preprocess=preprocess)
+    checks = dict(append_step=append_step, gaps=gaps, repeat=repeat, static=static)
+    _running("append", target, storage_options=run.storage_options or None)
     encoding = _load_encoding(encoding_file)
     doc: dict[str, Any] = {"command": "append", "target": target, "inputs": list(inputs), "dry_run": run.dry_run,
                            "append_dim": append_dim, "storage_option_keys": _option_keys(run.storage_options)}
     if run.dry_run:
         plan = _call(pz.plan_append, ds, target, append_dim, strategy=strategy, max_mem=max_mem,
-                     encoding=encoding, storage_options=run.storage_options or None)
+                     encoding=encoding, storage_options=run.storage_options or None, **checks)
         run.emit(str(plan), {**doc, "plan": _to_data(plan)})
         return
     if part is not None:  # one part of a job-array append: committed by finalize
@@ -564,7 +612,8 @@ def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str
     assert func is not None
     result, seconds = _execute(run, lambda kw: _call(
         func, ds, target, append_dim, strategy=strategy, append_id=append_id, consolidated=consolidated,
-        storage_options=run.storage_options or None, max_mem=max_mem, encoding=encoding, dask_kwargs=kw))
+        storage_options=run.storage_options or None, max_mem=max_mem, encoding=encoding, wait=wait, **checks,
+        dask_kwargs=kw))
     run.emit(_write_text(f"appended to {target}", result, seconds),
              {**doc, "seconds": seconds, "result": _to_data(result)})
 
@@ -572,8 +621,9 @@ def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str
 @main.command()
 @click.argument("source")
 @click.argument("target")
-@click.option("--chunks", required=True, metavar="DIM=SIZE,...",
-              help="Target chunks by dimension (time=-1,lat=25,lon=25) or, for one array, SIZE,SIZE,...")
+@click.option("--target-chunks", "--chunks", "chunks", required=True, metavar="DIM=SIZE,...|FILE.json",
+              help="Target chunks inline by dimension (time=-1,latitude=25,longitude=25), for one array "
+                   "SIZE,SIZE,..., or a JSON file of them ({\"time\": -1, ...}, or variable -> chunks).")
 @click.option("--max-mem", default="1GB", show_default=True, help="Memory budget per task.")
 @click.option("--temp", default=None, help="Store for intermediates (default: inside TARGET, removed at the end).")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default=None, help="Target zarr format (default: the source's).")
@@ -584,7 +634,8 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     """Rechunk the zarr array or group SOURCE into TARGET within --max-mem per task (resumable)."""
     import zarr
 
-    target_chunks = parse_chunks(chunks, allow_auto=False)
+    target_chunks = _target_chunks(chunks)
+    _running("rechunk", target)
     # -1 (whole axis) goes through as -1: in a dimension dict the rechunk API reads None as "keep".
     so = run.storage_options or None
     from .io.stores import resolve_store
@@ -634,60 +685,6 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
         result_data.pop("target", None)  # the opened zarr node
     run.emit(_write_text(summary, job.plan, seconds),
              {**doc, "seconds": seconds, "plan": _to_data(job.plan), "result": result_data})
-
-
-# --- job arrays (parallelzarr.parts): init, then `write --part I/N` per task, then finalize ----------
-
-
-@main.command("init")
-@click.argument("inputs", nargs=-1, required=True)
-@click.argument("target")
-@_input_options
-@click.option("--parts", type=click.IntRange(min=1), required=True, help="Number of parts (job-array tasks).")
-@click.option("--mode", type=click.Choice(_MODES), default=None, help="As for write.")
-@click.option("--region", default=None, metavar="DIM=START:STOP,...|auto", help="Parts write into this region.")
-@click.option("--append-dim", default=None, help="The parts append along this dimension (committed at finalize).")
-@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
-              help="fsspec option for URL stores (repeatable).")
-def init_parts(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_file: str | None, strategy: str,
-               max_mem: str, consolidated: bool, parts: int, mode: str | None, region: str | None,
-               append_dim: str | None, zarr_format: str, as_json: bool, storage_option: Sequence[str],
-               **source: Any) -> None:
-    """Lay down TARGET's metadata unpublished for a write of INPUTS in --parts parts (a job array).
-
-    Then run `parallelzarr write INPUTS TARGET --part I/N` for I = 0..N-1 (any order, any host,
-    reruns skip finished work) and `parallelzarr finalize TARGET` to publish.
-    """
-    from .parts import init
-
-    so = parse_storage_options(storage_option)
-    ds = open_inputs(inputs, parse_chunks(chunks), so, **source)  # the other input options, as for write
-    status = init(ds, target, parts, mode, region=parse_region(region), append_dim=append_dim,
-                  encoding=_load_encoding(encoding_file), strategy=strategy, max_mem=max_mem,
-                  storage_options=so or None, zarr_format=int(zarr_format), consolidated=consolidated)
-    text = json.dumps({"command": "init", **status.to_dict()}, indent=2, default=str) if as_json else str(status)
-    click.echo(_redact(text, so))
-
-
-@main.command()
-@click.argument("target")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-@click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
-              help="fsspec option for URL stores (repeatable).")
-def finalize(target: str, as_json: bool, storage_option: Sequence[str]) -> None:
-    """Publish TARGET's job-array write once every part is done (exit 1 listing the missing parts otherwise)."""
-    from .parts import PartsIncompleteError
-    from .parts import finalize as finalize_parts
-
-    so = parse_storage_options(storage_option)
-    try:
-        status = finalize_parts(target, storage_options=so or None)
-    except PartsIncompleteError as exc:
-        raise RunFailure(_redact(str(exc), so)) from exc
-    text = json.dumps({"command": "finalize", **status.to_dict()}, indent=2, default=str) if as_json else str(status)
-    click.echo(_redact(text, so))
 
 
 # --- job arrays (parallelzarr.parts): init, then `write --part I/N` per task, then finalize ----------

@@ -166,14 +166,51 @@ def held_by_this_process(holder: dict[str, Any]) -> bool:
     return holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid()
 
 
-def acquire_lease(store: Any, description: str, operation: str = "append", lease_id: str | None = None) -> Lease:
+def parse_wait(wait: Any) -> float:
+    """``"30s"``, ``"2min"``, ``45`` (seconds) or ``None`` (do not wait) as seconds."""
+    if wait is None or wait is False:
+        return 0.0
+    if isinstance(wait, int | float) and not isinstance(wait, bool):
+        seconds = float(wait)
+    else:
+        import pandas as pd
+
+        try:
+            seconds = pd.Timedelta(str(wait).strip()).total_seconds()
+        except (TypeError, ValueError) as exc:
+            raise LeaseError(f"wait={wait!r} is not a duration (e.g. '30s', '5min', or seconds as a number)") from exc
+    if not seconds >= 0:
+        raise LeaseError(f"wait must not be negative, got {wait!r}")
+    return seconds
+
+
+def acquire_lease(store: Any, description: str, operation: str = "append", lease_id: str | None = None,
+                  wait: Any = None) -> Lease:
     """Take the append lease or raise :class:`LeaseError` naming the holder.
 
     A lease whose holder provably died (same host, process gone) is broken and reported; a lease
     held from another host is never broken here (``repair(force=True)`` does that). ``lease_id``
     fixes the holder's id in advance, so the caller can release the lease even when another
-    process (a dask worker) took it.
+    process (a dask worker) took it. ``wait`` (``"30s"``, seconds) polls a lease held by another
+    process with a growing interval (0.05 s up to 2 s) until it is free or the time is up, then
+    raises as without it; a lease held by this very process is reported at once (waiting for it
+    could never end).
     """
+    deadline = time.monotonic() + parse_wait(wait)
+    delay = 0.05
+    while True:
+        try:
+            return _acquire_once(store, description, operation, lease_id)
+        except LeaseError:
+            current = read_json(store, LEASE_KEY) or {}
+            left = deadline - time.monotonic()
+            if left <= 0 or held_by_this_process(current):
+                raise
+            time.sleep(min(delay, left))
+            delay = min(delay * 1.5, 2.0)
+
+
+def _acquire_once(store: Any, description: str, operation: str, lease_id: str | None) -> Lease:
     holder = {"id": lease_id or uuid.uuid4().hex, **_holder(operation)}
     broke = None
     for _ in range(2):

@@ -11,7 +11,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["progress", "performance_report", "report_problem", "compute_kwargs", "distributed_get"]
+from .errors import ParallelZarrError
+
+__all__ = ["progress", "compute_progress", "finish_running_tasks", "performance_report", "report_problem", "compute_kwargs", "distributed_get"]
 
 
 def _active_client() -> Any:
@@ -23,7 +25,20 @@ def _active_client() -> Any:
         return None
 
 
-def distributed_get(client: Any, *, out: TextIO | None = None, width: int = 40) -> Any:
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel with ipywidgets (``pip install 'parallelzarr[notebook]'``)."""
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ip = shell.get_ipython()
+        import ipywidgets  # noqa: F401
+    except Exception:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def distributed_get(client: Any, *, out: TextIO | None = None, width: int = 40, widget: bool = False) -> Any:
     """A dask scheduler function that runs on ``client`` and draws a progress bar.
 
     ``dask.compute(..., scheduler=distributed_get(client))`` submits the graph, shows
@@ -39,6 +54,8 @@ def distributed_get(client: Any, *, out: TextIO | None = None, width: int = 40) 
         Stream for the bar (stderr by default).
     width
         Bar width in characters.
+    widget
+        Draw distributed's notebook widget instead (needs ipywidgets).
 
     Returns
     -------
@@ -66,7 +83,12 @@ def distributed_get(client: Any, *, out: TextIO | None = None, width: int = 40) 
         packed = client.get(dsk, keys, sync=False, **kwargs)
         futures = [f for f in flatten(packed) if hasattr(f, "key")]
         try:
-            _Bar(futures, scheduler=client.scheduler.address, width=width, loop=client.loop)
+            if widget:
+                from distributed import progress as _widget
+
+                _widget(futures, notebook=True, multi=False)
+            else:
+                _Bar(futures, scheduler=client.scheduler.address, width=width, loop=client.loop)
             return client.gather(packed)
         finally:
             for f in futures:
@@ -106,6 +128,94 @@ def progress(enabled: bool = True, client: Any = None, *, out: TextIO | None = N
 
     with ProgressBar(minimum=0.5, out=stream):
         yield {}
+
+
+class ProgressError(ParallelZarrError, TypeError):
+    """``progress=`` is not a bool."""
+
+
+class _WidgetBar:
+    """dask's local-scheduler callbacks drawing an ipywidgets bar (the notebook form of ProgressBar)."""
+
+    def __init__(self) -> None:
+        import ipywidgets
+        from dask.callbacks import Callback
+        from IPython.display import display
+
+        bar = ipywidgets.IntProgress(min=0, max=1, description="computing")
+        display(bar)
+
+        def start_state(dsk: Any, state: Any) -> None:
+            bar.max = max(1, len(state["ready"]) + len(state["waiting"]) + len(state["running"]) + len(state["finished"]))
+
+        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            bar.value = len(state["finished"])
+
+        def finish(dsk: Any, state: Any, errored: bool) -> None:
+            bar.value = bar.max
+            bar.bar_style = "danger" if errored else "success"
+
+        self.callback = Callback(start_state=start_state, posttask=posttask, finish=finish)
+
+
+@contextmanager
+def compute_progress(enabled: bool, compute_kwargs: dict[str, Any], *, out: TextIO | None = None) -> Iterator[dict[str, Any]]:
+    """The API's ``progress=True``: yield ``compute_kwargs`` set up to draw a bar while computing.
+
+    On a distributed client (``scheduler=client`` or an active default client) distributed's bar
+    is drawn: its notebook widget in Jupyter with ipywidgets, else a text bar on ``out``. On dask's
+    local schedulers (threads, processes, sync) :class:`dask.diagnostics.ProgressBar` draws one
+    (an ipywidgets bar in Jupyter). ``enabled=False`` yields ``compute_kwargs`` unchanged.
+
+    Parameters
+    ----------
+    enabled
+        Draw a bar.
+    compute_kwargs
+        The caller's ``dask.compute`` keywords (not modified).
+    out
+        Stream of the text bars (default: stdout, as dask's ProgressBar).
+    """
+    if not enabled:
+        yield compute_kwargs
+        return
+    if not isinstance(enabled, bool):
+        raise ProgressError(f"progress must be True or False, got {enabled!r}")
+    stream = out if out is not None else sys.stdout
+    scheduler = compute_kwargs.get("scheduler")
+    client = scheduler if hasattr(scheduler, "gather") and hasattr(scheduler, "scheduler") else None
+    if client is None and scheduler is None:
+        client = _active_client()
+    notebook = in_notebook()
+    if client is not None:
+        yield {**compute_kwargs, "scheduler": distributed_get(client, out=stream, widget=notebook)}
+        return
+    if notebook:
+        with _WidgetBar().callback:
+            yield compute_kwargs
+        return
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar(minimum=0, out=stream):
+        yield compute_kwargs
+
+
+def finish_running_tasks() -> None:
+    """After an interrupt: let the tasks dask's thread pools are running finish, start no more.
+
+    A ``KeyboardInterrupt`` stops only the thread waiting for the results; tasks already running in
+    the pool go on (a chunk write, an append's commit). Waiting for them makes the store's state
+    final before anyone reports it or releases a lease. The pools are made anew by the next compute.
+    """
+    import dask.threaded as threaded
+
+    with threaded.pools_lock:
+        pools = [threaded.default_pool, *(p for per in threaded.pools.values() for p in per.values())]
+        threaded.default_pool = None
+        threaded.pools.clear()
+    for pool in pools:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def compute_kwargs(client: Any, workers: int | None = None, *, single: bool = False) -> dict[str, Any]:

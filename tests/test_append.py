@@ -70,7 +70,10 @@ def stored(tmp_path):
 
 
 BAD = {
-    "overlap": (lambda: rows(8, 5, 5), AppendError, "overlap the stored ones: 2 label"),
+    "overlap changed": (lambda: rows(8, 5, 5).assign(temp=lambda d: d.temp + 1), AppendError,
+                        r"2 appended 'time' label\(s\) are already stored .* with other content"),
+    "gap label": (lambda: rows(12, 2, 2).isel(time=[0]).assign_coords(time=[np.datetime64("2020-01-01T05:30")]),
+                  AppendError, "within the stored range"),
     "not after": (lambda: rows(0, 10, 5).isel(time=slice(0, 0)).pipe(lambda d: rows(3, 1, 1).assign_coords(time=[np.datetime64("2019-01-01")])), AppendError, "not after the last stored"),
     "not monotonic": (lambda: rows(10, 4, 4).isel(time=[0, 2, 1, 3]), AppendError, "strictly increasing"),
     "missing var": (lambda: rows(10, 4, 4).drop_vars("wind"), AppendError, r"\['wind'\] .*missing"),
@@ -80,6 +83,14 @@ BAD = {
     "dims order": (lambda: rows(10, 4, 4).transpose("x", "time"), SchemaMismatchError, "dims"),
     "bad dim": (lambda: rows(10, 4, 4).rename(time="t"), AppendError, "not a dimension"),
 }
+
+
+def test_overlap_refused_with_repeat_error(stored):
+    tmp, path = stored
+    before = snapshot(tmp)
+    with pytest.raises(AppendError, match="overlap the stored ones: 2 label"):
+        pz.append(rows(8, 5, 5), path, "time", repeat="error")
+    assert snapshot(tmp) == before
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
