@@ -489,3 +489,27 @@ def _tidy(store: Any) -> None:
                 os.rmdir(sub)
             except OSError:
                 pass
+
+
+def static_changes(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str) -> tuple[list[str], list[str], bool]:
+    """What xarray's ``mode="a"`` with ``append_dim`` writes besides the appended rows.
+
+    xarray overwrites every variable without ``append_dim`` and replaces the root attributes;
+    here only what would change is rewritten. Returns (new variables without ``append_dim``, stored
+    ones whose values differ, whether the root attributes differ). Values are compared blockwise
+    for dask data, so a large static variable is not loaded whole.
+    """
+    from .io.stores import store_has_data
+
+    if not store_has_data(resolved.store) or cm.unpublished_write(resolved.store) is not None:
+        return [], [], False
+    stored = xr.open_zarr(resolved.store, chunks={}, decode_cf=True)
+    new, changed = [], []
+    for name, var in ds.variables.items():
+        if append_dim in var.dims:
+            continue
+        if name not in stored.variables:
+            new.append(str(name))
+        elif not var.equals(stored.variables[name]):
+            changed.append(str(name))
+    return new, changed, dict(stored.attrs) != dict(ds.attrs)

@@ -173,3 +173,22 @@ def test_variable_named_none_round_trips(tmp_path):
     ds = xr.Dataset({None: (("x", "y"), [[0, 1], [2, 3]])})
     pz.to_zarr(ds, path, mode="w")
     xr.testing.assert_identical(xr.open_zarr(path).load(), ds)
+
+
+def test_append_with_mode_a_overwrites_static_variables(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path).assign(mask=("x", np.zeros(6)))
+    pz.to_zarr(old, path, mode="w")
+    more = old.isel(time=slice(0, 2)).assign_coords(time=[8, 9]).assign(mask=("x", np.ones(6)),
+                                                                           orog=("x", np.arange(6.0)))
+    pz.to_zarr(more, path, mode="a-", append_dim="time")  # a-: mask kept, orog added (xarray)
+    got = xr.open_zarr(path).load()
+    assert got.sizes["time"] == 10 and (got.mask.values == 0).all()
+    np.testing.assert_array_equal(got.orog.values, np.arange(6.0))
+    more = more.assign_coords(time=[10, 11]).assign(orog=("x", np.arange(6.0) + 1))
+    pz.to_zarr(more, path, mode="a", append_dim="time")  # a: mask and orog overwritten (xarray)
+    got = xr.open_zarr(path).load()
+    assert got.sizes["time"] == 12 and (got.mask.values == 1).all()
+    np.testing.assert_array_equal(got.orog.values, np.arange(6.0) + 1)
+    np.testing.assert_array_equal(got.temp.values[10:], old.temp.values[0:2])
+    assert pz.repair(path).ok
