@@ -11,32 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import EncodingError
-
-__all__ = ["DEFAULT_TEMP_CODEC", "check_temp_options", "temp_compressors", "describe_compressors"]
+__all__ = ["DEFAULT_TEMP_CODEC", "temp_compressors", "describe_compressors"]
 
 #: What :func:`temp_compressors` uses when ``temp_options`` names no compressor.
 DEFAULT_TEMP_CODEC = "Blosc lz4 clevel 5 shuffle"
-
-
-def check_temp_options(temp_options: Any) -> dict[str, Any]:
-    """Validate ``temp_options``: a dict with ``compressors`` or rechunker's ``compressor``, not both.
-
-    Raises
-    ------
-    EncodingError
-        On other keys, both spellings at once, or a non-dict.
-    """
-    if temp_options is None:
-        return {}
-    if not isinstance(temp_options, Mapping) or set(temp_options) - {"compressors", "compressor"}:
-        raise EncodingError(
-            f"temp_options must be a dict with only the key 'compressors' (or rechunker's 'compressor'), got "
-            f"{temp_options!r}"
-        )
-    if {"compressors", "compressor"} <= set(temp_options):
-        raise EncodingError("temp_options gives both 'compressor' and 'compressors'; give one of them")
-    return dict(temp_options)
 
 
 def temp_compressors(temp_options: Mapping[str, Any] | None, zarr_format: int) -> Any:
@@ -45,11 +23,12 @@ def temp_compressors(temp_options: Mapping[str, Any] | None, zarr_format: int) -
     Parameters
     ----------
     temp_options
-        ``{"compressors": ...}`` or ``{"compressor": ...}`` (``None`` = uncompressed); absent: lz4.
+        Validated temp options (``rechunk/api.py`` checks them): ``{"compressors": ...}`` or rechunker's
+        ``{"compressor": ...}`` (``None`` = uncompressed); neither: lz4.
     zarr_format
         Format of the intermediate (numcodecs codecs for 2, zarr codecs for 3).
     """
-    opts = check_temp_options(temp_options)
+    opts = dict(temp_options or {})
     if "compressors" in opts:
         return opts["compressors"]
     if "compressor" in opts:
