@@ -369,10 +369,13 @@ def to_zarr(
     store
         A path, fsspec URL (``s3://...``), zarr store, or (for arrays) a ``zarr.Array`` to write into.
     mode
-        ``"w-"`` create (fail if data exists), ``"w"`` overwrite, ``"a"``/``"a-"`` append along
-        ``append_dim`` (variables without it keep their stored values under both: xarray's
-        ``"a"`` would overwrite them), ``"r+"`` write a ``region`` of existing arrays. ``None`` (xarray's default):
-        ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
+        ``"w-"`` create (fail if data exists), ``"w"`` overwrite, ``"a"`` append along
+        ``append_dim``, or without it add variables and overwrite stored ones whole (staged and
+        committed under the store's lease: readers see the old or the new data per chunk, see
+        :mod:`parallelzarr.overwrite`); with ``append_dim``, ``"a"`` also overwrites the variables
+        without it and ``"a-"`` leaves them (both add new ones), as in xarray. ``"r+"`` overwrites
+        stored variables (no new ones) or writes a ``region``. ``None`` (xarray's default): ``"a"``
+        with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
     group
         Path of the group inside ``store`` to write the Dataset to (xarray's ``group``); parent
         groups are created. Paths and URLs, ``LocalStore`` and ``FsspecStore`` only.
@@ -461,8 +464,6 @@ def to_zarr(
     root_store, store = store, in_group(store, group, storage_options)
     array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
         if write_empty_chunks is not None else None
-    # "a-" (xarray: append, never overwrite variables without append_dim) is what appends do here:
-    # stored variables without append_dim are kept as they are under both modes.
     if append_dim is not None and mode in ("a", "a-"):
         from .append import append
 
@@ -482,8 +483,9 @@ def to_zarr(
         from .io.xarray_checks import check_append
 
         check_append(data, store, append_dim, encoding, storage_options)
+        statics = _statics(data, store, append_dim, storage_options, mode) if _is_xarray(data) else None
         appended = append(
-            data,
+            data if statics is None else statics[0],
             store,
             append_dim,
             strategy=strategy,
@@ -495,8 +497,19 @@ def to_zarr(
             zarr_format=zarr_format,
             write_empty_chunks=write_empty_chunks,
             progress=progress,
+            # xarray's meaning: "a-" leaves variables without append_dim as stored; under "a" the
+            # changed ones were taken out above and are overwritten next.
+            static="ignore",
             **compute_kwargs,
         )
+        if statics is not None and statics[1] is not None:
+            # xarray's mode="a" also overwrites the variables without append_dim, both modes add
+            # new ones and replace the root attributes: a second commit, after the append's.
+            kwargs = {"consolidated": consolidated, "storage_options": storage_options, "strategy": strategy,
+                      "max_mem": max_mem, "write_empty_chunks": write_empty_chunks, **compute_kwargs}
+            if not compute:
+                return dask.delayed(_then_overwrite, pure=False)(appended, statics[1], store, kwargs)
+            _then_overwrite(appended, statics[1], store, kwargs)
         if compute:
             consolidate_root(root_store, group, storage_options, consolidated)
         return appended
@@ -552,6 +565,42 @@ def to_zarr(
 
     prepared.plan.tasks_run = count_tasks(prepared.plan) - prepared.plan.tasks_done  # every other task ran
     return prepared.plan
+
+
+def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None,
+             mode: str) -> tuple[Any, Any]:
+    """For an append (``mode`` ``"a"`` or ``"a-"``): (the data to append, the Dataset of variables
+    without ``append_dim`` to write afterwards, or ``None`` when nothing there changes).
+
+    As in xarray, both modes add new variables and replace the root attributes; only ``"a"``
+    overwrites stored variables without ``append_dim``.
+    """
+    from .io.datasets import as_dataset
+    from .io.stores import resolve_store
+    from .overwrite import static_changes
+
+    ds = as_dataset(data)
+    if append_dim not in ds.dims:
+        return data, None  # parallelzarr.append names the problem
+    new, changed, attrs = static_changes(ds, resolve_store(store, storage_options), append_dim)
+    if mode != "a":
+        changed = []
+    if not (new or changed or attrs):
+        return data, None
+    import xarray as xr
+
+    names = [*new, *changed]
+    statics = xr.Dataset({n: ds.variables[n] for n in names if n in ds.data_vars},
+                         coords={n: ds.variables[n] for n in names if n in ds.coords}, attrs=ds.attrs)
+    # The append gets neither: it would refuse new variables, and a changed coordinate off
+    # append_dim (xarray's "a" overwrites it; here by the second commit).
+    return ds.drop_vars(names), statics
+
+
+def _then_overwrite(appended: Any, statics: Any, store: Any, kwargs: dict[str, Any]) -> Any:
+    """Overwrite (or add) the variables without append_dim after an append, as xarray's mode="a" does."""
+    to_zarr(statics, store, mode="a", **kwargs)
+    return appended
 
 
 def _failed(prepared: PreparedWrite, exc: BaseException) -> None:
