@@ -422,9 +422,6 @@ def to_zarr(
     part
         ``(i, N)`` or ``"i/N"``: write only part ``i`` of the ``N`` parts of a job array initialised
         with :func:`parallelzarr.parts.init` (publish with :func:`parallelzarr.parts.finalize`).
-    part
-        ``(i, N)`` or ``"i/N"``: write only part ``i`` of the ``N`` parts of a job array initialised
-        with :func:`parallelzarr.parts.init` (publish with :func:`parallelzarr.parts.finalize`).
     **compute_kwargs
         Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...); any other keyword raises
         ``TypeError`` naming it (a typo must not vanish silently).

@@ -216,6 +216,7 @@ def array_codec(arr: zarr.Array) -> ArrayCodec:
         encode_key=meta.encode_chunk_key, raw_bytes=raw,
     )
 
+
 # --- rectilinear chunk grids (zarr >= 3.2, zarr format 3) -----------------------------------------
 # Added for issue 14 (rectilinear writes); the only zarr-version difference they depend on.
 
