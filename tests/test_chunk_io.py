@@ -223,3 +223,16 @@ def test_is_fill_exits_early_on_large_chunks() -> None:
     assert not is_fill(chunk, np.float32(0))
     chunk[-1] = 0.0
     assert is_fill(chunk, np.float32(0))
+
+
+def test_works_inside_a_running_event_loop(tmp_path: Path) -> None:
+    """A synchronous scheduler inside Jupyter's loop: the private loop cannot run there, zarr's does."""
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=(8, 8), chunks=(4, 4), dtype="i4")
+    data = np.arange(64, dtype="i4").reshape(8, 8)
+
+    async def inside() -> np.ndarray:
+        write_region(arr, (slice(0, 8), slice(0, 8)), data)
+        return read_region(arr, (slice(0, 8), slice(0, 8)))
+
+    np.testing.assert_array_equal(asyncio.run(inside()), data)
+    np.testing.assert_array_equal(arr[...], data)
