@@ -192,3 +192,10 @@ def test_append_with_mode_a_overwrites_static_variables(tmp_path):
     np.testing.assert_array_equal(got.orog.values, np.arange(6.0) + 1)
     np.testing.assert_array_equal(got.temp.values[10:], old.temp.values[0:2])
     assert pz.repair(path).ok
+
+
+def test_dataarray_named_like_its_dimension_round_trips(tmp_path):
+    path = str(tmp_path / "d.zarr")
+    arr = xr.DataArray(np.arange(12).reshape(3, 4), dims=["x", "y"], name="x")
+    pz.to_zarr(arr, path, mode="w")
+    xr.testing.assert_identical(xr.open_dataarray(path, engine="zarr").load(), arr)

@@ -22,7 +22,6 @@ from .. import commit as cm
 from ..errors import (
     EncodingError,
     EncodingKeyError,
-    InvalidNameError,
     ModeError,
     RegionError,
     RegionKeyError,
@@ -69,10 +68,13 @@ def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
     if isinstance(data, xr.DataArray):
         name = data.name if data.name is not None else DATAARRAY_NAME
         check_name(name, "DataArray", "give it a name with .rename('...')")
-        if name in data.coords:
-            raise InvalidNameError(
-                f"DataArray name {name!r} is also the name of one of its coordinates; rename it with .rename('...')"
-            )
+        if name in data.coords or name in data.dims:
+            # As xarray's DataArray.to_zarr: stored under the generic name, the real one in the root
+            # attributes (xr.open_dataarray restores it); stored as "x" it would read back as the
+            # coordinate "x", its data lost.
+            ds = data.to_dataset(name=DATAARRAY_NAME)
+            ds.attrs["__xarray_dataarray_name__"] = name
+            return ds
         return data.to_dataset(name=name)
     if not isinstance(data, xr.Dataset):
         raise SchemaMismatchError(
