@@ -168,6 +168,8 @@ def test_wait_for_a_lease_held_by_another_process(converted: Path) -> None:
     try:
         res = cli("append", str(f), "out.zarr", "--append-dim", "time", cwd=converted)
         assert res.returncode == 2 and "being written by another process" in res.stderr, res.stderr
+        lease = json.loads(cli("info", "out.zarr", "--json", cwd=converted).stdout)["lease"]
+        assert lease["pid"] == holder.pid and lease["state"] == "running" and lease["age_s"] >= 0
         start = time.monotonic()
         res = cli("append", str(f), "out.zarr", "--append-dim", "time", "--wait", "60s", cwd=converted)
         waited = time.monotonic() - start
