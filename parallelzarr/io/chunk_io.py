@@ -207,7 +207,7 @@ def read_region(arr: zarr.Array, region: Box, out: np.ndarray | None = None, *, 
             dest.append(slice(lo - s.start, hi - s.start))
         if data is None:
             out[tuple(dest)] = codec.fill
-        else:
+        elif not codec.decode_into(data, out[tuple(dest)]):  # whole objects decode in place
             out[tuple(dest)] = codec.decode(data)[tuple(inner)]
         del data
     return out

@@ -155,6 +155,10 @@ class ArrayCodec:
     raw_bytes
         True when an object's stored bytes are its raw buffer (zarr v2, no compressor or filters):
         encoding is then a view, not zarr's ``tobytes`` copy.
+    direct
+        The numcodecs compressor of a zarr v2 array without filters, in native byte order: its
+        ``decode(data, out=...)`` writes a whole object straight into a slice of the caller's block
+        (what zarr's V2 codec does, minus the copy out of its own buffer). None otherwise.
     """
 
     store: Any
@@ -169,6 +173,7 @@ class ArrayCodec:
     pipeline: Any
     encode_key: Callable[[tuple[int, ...]], str]
     raw_bytes: bool
+    direct: Any = None
 
     def key(self, coords: tuple[int, ...]) -> str:
         """Store key of the object at grid ``coords``."""
@@ -182,6 +187,16 @@ class ArrayCodec:
         nd = proto.nd_buffer.from_ndarray_like(chunk)
         out = run_inline(self.pipeline.encode([(nd, self.spec)]))
         return list(out)[0]
+
+    def decode_into(self, data: Any, dest: np.ndarray) -> bool:
+        """Decode one whole stored object straight into ``dest`` if it can be; False if not."""
+        contiguous = dest.flags.c_contiguous if self.order == "C" else dest.flags.f_contiguous
+        if self.direct is None or not contiguous or dest.dtype != self.dtype or dest.shape != self.grid:
+            return False
+        got = self.direct.decode(data.as_array_like(), out=dest)
+        if not (isinstance(got, np.ndarray) and np.shares_memory(got, dest)):
+            dest[...] = np.frombuffer(got, dtype=self.dtype).reshape(self.grid, order=self.order)
+        return True
 
     def decode(self, data: Any) -> np.ndarray:
         """Decode one stored object (a zarr Buffer) into an array of the object's shape."""
@@ -199,10 +214,14 @@ def array_codec(arr: zarr.Array) -> ArrayCodec:
     meta = aa.metadata
     config = aa.config
     grid = tuple(int(c) for c in (arr.shards or arr.chunks))
+    native = np.dtype(meta.dtype.to_native_dtype())
+    direct = None
     if meta.zarr_format == 2:
         order = meta.order
         config = dataclasses.replace(config, order=order)
         raw = meta.compressor is None and not meta.filters
+        if meta.compressor is not None and not meta.filters and native.byteorder in "=|" and native.kind in FAST_KINDS:
+            direct = meta.compressor
     else:
         order = config.order
         raw = False
@@ -213,7 +232,7 @@ def array_codec(arr: zarr.Array) -> ArrayCodec:
         store=arr.store, prefix=f"{path}/" if path else "", grid=grid, shape=tuple(arr.shape),
         dtype=np.dtype(meta.dtype.to_native_dtype()), order=order, fill=_fill_value_or_default(spec),
         write_empty=bool(config.write_empty_chunks), spec=spec, pipeline=aa.codec_pipeline,
-        encode_key=meta.encode_chunk_key, raw_bytes=raw,
+        encode_key=meta.encode_chunk_key, raw_bytes=raw, direct=direct,
     )
 
 
