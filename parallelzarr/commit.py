@@ -539,7 +539,7 @@ def describe_unpublished(marker: dict[str, Any], description: str) -> str:
         return f"{description} is being written by another process ({who}); wait for it to finish"
     return (
         f"{description} holds a write that never finished ({who}; readers see no dataset there); "
-        "rerun the write with mode='w' to replace it"
+        "rerun the write with mode='w': the same write resumes (its finished tasks are skipped), any other replaces it"
     )
 
 

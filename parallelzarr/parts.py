@@ -439,7 +439,7 @@ def write_part(
         return prepared.plan
     from .api import build_graph, describe_cause
 
-    if kind == "new" and not _is_dataset(data):  # a bare array: created by init, not by this process
+    if not _is_dataset(data):  # a bare array: opened here (its prepared opener needs the setup, init's job)
         import zarr
 
         for job in prepared.jobs:

@@ -180,6 +180,9 @@ def test_part_errors(tmp_path: Path) -> None:
     with pytest.raises(parts.PartsError, match="0 <= i < N"):
         pz.to_zarr(ds, out, part="2/2")
     parts.init(ds, out, 2)
+    assert "already initialised" in parts.init(ds, out, 2).message  # init again: nothing more
+    with pytest.raises(parts.PartsError, match="another write"):
+        parts.init(ds * 2, out, 3)
     with pytest.raises(parts.PartsError, match="differs from the one initialised"):
         pz.to_zarr(ds.chunk({"t": 2}), out, part=(0, 2), strategy="gather-edges")
     with pytest.raises(parts.PartsError, match="in 2 part"):
