@@ -18,7 +18,8 @@ parity
     zarr format 2.
 defaults
     Every tool as it comes: parallelzarr keeps the source's codecs (intermediates as its default),
-    rechunker writes zarr 2.18's default (Blosc lz4), dask ``to_zarr`` writes zarr 3 defaults.
+    rechunker writes zarr 2.18's default (Blosc lz4), dask ``to_zarr`` writes zarr 3 defaults. The
+    floors then use Zstd level 0 (the source's codec, which parallelzarr's target keeps) throughout.
 
 Contenders: ``parallelzarr`` (``max_mem`` = the budget), ``rechunker`` (``max_mem`` = the budget),
 ``dask`` (``rechunk().to_zarr``, threads, no budget), ``floor`` (read and decode every source chunk
