@@ -133,3 +133,21 @@ def test_ten_million_cells_one_segment_per_block():
     segs = axis_segments((150,) * 66_666 + (100,), 1, 10_000_000)
     assert len(segs) == 66_667 and not any(s.shared for s in segs)
     assert segs[-1].stop == 10_000_000 and segs[-1].ncells == 100
+
+
+def test_rectilinear_plan_one_task_per_block():
+    """strategy='rectilinear': each non-empty dask block is one whole grid cell, written by one task."""
+    import pytest
+
+    from parallelzarr.errors import ChunkSpecError
+    from parallelzarr.planning.write import plan_variable
+
+    p = plan_variable("v", shape=(72, 6), dims=("t", "x"), dtype="f4", itemsize=4,
+                      dask_chunks=((24, 0, 31, 17), (4, 2)), chunks=(24, 6), strategy="rectilinear")
+    assert p.strategy == "rectilinear" and p.grid_edges == ((24, 31, 17), (4, 2))
+    assert p.tasks == p.cells == p.cells_direct == 6 and p.edge_cells == p.partial_cells == p.bytes_moved == 0
+    assert [(s.start, s.stop, s.block_start) for s in p.axes[0].segments] == [(0, 24, 0), (24, 55, 2), (55, 72, 3)]
+    assert all(s.full and not s.shared for ax in p.axes for s in ax.segments)
+    with pytest.raises(ChunkSpecError, match="sharded"):
+        plan_variable("v", shape=(72,), dims=("t",), dtype="f4", itemsize=4, dask_chunks=((24, 48),), chunks=(24,),
+                      shards=(48,), strategy="rectilinear")
