@@ -175,3 +175,15 @@ def test_reprs_and_plot(tmp_path: Path) -> None:
 def test_invalid_source_message(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Source must be a Zarr Array, Zarr Group, Dask Array or Xarray Dataset"):
         rechunk([[1, 2], [3, 4]], (10, 10), 100, tmp_path)
+
+
+def test_in_memory_times_keep_their_values(tmp_path: Path) -> None:
+    # Lazy (dask) times get the units xarray chose for the metadata; other units would read back wrong times.
+    import pandas as pd
+
+    time = pd.date_range("1990-01-01", periods=40, freq="6h")
+    ds = xr.Dataset({"seen": (("time",), time[::-1].values), "lag": (("time",), (time - time[0]).values)},
+                    coords={"time": time})
+    rechunk(ds, {"time": 8}, "10MB", str(tmp_path / "t.zarr")).execute()
+    back = xr.open_zarr(tmp_path / "t.zarr")
+    xr.testing.assert_identical(back.load(), ds)

@@ -269,6 +269,11 @@ def dataset_parts(
     jobs = []
     for name in names:
         var = chunked[name]
+        if var.dtype.kind in "mM":
+            # Lazy times cannot have their units inferred; encode with those xarray chose for the metadata.
+            attrs = group[name].attrs
+            encoding[name].update({k: attrs[k] for k in ("units", "calendar") if k in attrs})
+            encoding[name].setdefault("dtype", np.dtype(group[name].dtype))
         try:
             enc_var = encode_zarr_variable(_with_encoding(var, encoding[name]), name=name, zarr_format=zarr_format)
         except (ValueError, TypeError, OverflowError) as exc:
