@@ -35,6 +35,9 @@ CASES = {
     "v3-write-empty": dict(zarr_format=3, config={"write_empty_chunks": True}),
     "v3-int16-fill": dict(zarr_format=3, dtype="i2", fill_value=3),
     "v2-big-endian": dict(zarr_format=2, dtype=">f8"),
+    "v3-order-F": dict(zarr_format=3, config={"order": "F"}),
+    "v3-bool": dict(zarr_format=3, dtype="bool"),
+    "v3-complex": dict(zarr_format=3, dtype="c8"),
 }
 
 
