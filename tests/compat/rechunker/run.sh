@@ -18,6 +18,11 @@ trap 'rm -rf "$work"' EXIT
 "$py" "$here/extract.py" "$sdist" "$work" || exit 2
 cd "$work/tests-root"
 opts=(-q -p no:cacheprovider -p no:randomly -o addopts= "$@")
+if [ -z "${SKIP_BASELINE:-}" ] && [ ! -x "$peer_py" ] && [ -z "${PEER_PY:-}" ]; then
+  # The peer: rechunker 0.5.4 on zarr 2, pinned as measured (tests/compat/rechunker/peer-requirements.txt).
+  python3 -m venv "$root/benchmarks/.venv-rechunker" \
+    && "$peer_py" -m pip install --quiet -r "$here/peer-requirements.txt" || echo "could not build the peer venv" >&2
+fi
 if [ -z "${SKIP_BASELINE:-}" ]; then
   if [ -x "$peer_py" ]; then
     "$peer_py" -m pytest tests "${opts[@]}" --junitxml="$out/rechunker-baseline.xml" > "$out/rechunker-baseline.log" 2>&1
