@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,7 +241,10 @@ def _open_consistent(resolved: ResolvedStore) -> xr.Dataset:
             + "; and ".join(cm.describe_conflict(d, sizes) for d, sizes in conflicts.items())
             + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
         )
-    return open_stored(resolved)
+    with warnings.catch_warnings():
+        # Our bookkeeping prefix (.parallelzarr/) is not a zarr node; zarr says so when xarray lists the group.
+        warnings.filterwarnings("ignore", message=r"Object at \.parallelzarr\S* is not recognized")
+        return open_stored(resolved)
 
 
 def prepare_append(
@@ -506,6 +510,22 @@ class _FirstAppend:
         return AppendResult(self.append_id, True, f"created {self.resolved.description} with {n} {self.append_dim!r} rows", plan, 0, n)
 
 
+def _wait_until_free(store: Any, wait: Any) -> float:
+    """Poll (growing interval) until no other live process holds the lease, at most ``wait``; return the time left.
+
+    Nothing is taken here: the append takes the lease as usual, with the time left, after planning.
+    """
+    deadline = time.monotonic() + cm.parse_wait(wait)
+    delay = 0.05
+    while True:
+        holder = cm.read_json(store, cm.LEASE_KEY)
+        left = deadline - time.monotonic()
+        if holder is None or cm.holder_alive(holder) is False or cm.held_by_this_process(holder) or left <= 0:
+            return max(0.0, left)
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, 2.0)
+
+
 def _check_stored_format(resolved: ResolvedStore, zarr_format: int) -> None:
     """Refuse ``zarr_format`` that differs from the stored one (xarray would silently keep the stored one)."""
     stored = zarr.open_group(resolved.store, mode="r").metadata.zarr_format
@@ -645,6 +665,9 @@ def append(
 
     if zarr_format is not None:
         _check_stored_format(resolved, zarr_format)
+    if wait is not None and compute:
+        # Before reading the store: the checks must see what the holder commits (its rows, its shape).
+        wait = _wait_until_free(resolved.store, wait)
     repaired: list[str] = []
     dead = cm.clear_dead_lease(resolved.store)
     if dead is not None:

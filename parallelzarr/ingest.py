@@ -98,24 +98,29 @@ def check_steps(new: np.ndarray, last: Any, step: Any, gaps: str, dim: str) -> N
     whole = np.isclose(ratio, np.round(ratio)) & (np.round(ratio) >= 1)
     uneven = np.flatnonzero(~whole)
     gap = np.flatnonzero(whole & (np.round(ratio) > 1))
-    where = ("after the last stored label " if last is not None else "") + "between"
     if len(uneven):
         i = int(uneven[0])
         raise AppendError(
             f"uneven {dim!r} step: {label_text(full[i])} -> {label_text(full[i + 1])} is not a whole multiple of "
-            f"append_step={label_text(step)} ({len(uneven)} such step(s)); fix the labels or append_step"
+            f"append_step={_step_text(step)} ({len(uneven)} such step(s)); fix the labels or append_step"
         )
     if len(gap) and gaps != "allow":
         i = int(gap[0])
         missing = int(round(ratio[i])) - 1
-        first = "" if i or last is None else f" ({where} {label_text(full[0])} and {label_text(full[1])})"
+        first = " (the last stored label and the first appended one)" if i == 0 and last is not None else ""
         raise AppendError(
             f"gap in {dim!r}: {missing} label(s) missing between {label_text(full[i])} and {label_text(full[i + 1])}"
-            f"{first} at append_step={label_text(step)} ({len(gap)} gap(s) in all). Append the missing data first; "
+            f"{first} at append_step={_step_text(step)} ({len(gap)} gap(s) in all). Append the missing data first; "
             "or, to keep room for it, append the rows with the gap filled (ds.reindex(...), missing values) and "
             "write the late data later with a region write (README: 'Late data'); or pass gaps='allow' "
             "(CLI --gaps allow) to store the jump"
         )
+
+
+def _step_text(step: Any) -> str:
+    if np.asarray(step).dtype.kind == "m":
+        return str(pd.Timedelta(step)).replace("0 days ", "")
+    return str(step)
 
 
 def check_index_coordinates(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> None:

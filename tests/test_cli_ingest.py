@@ -164,7 +164,7 @@ def test_other_grid_or_changed_static_refused(converted: Path, change: dict, mes
 
 def test_wait_for_a_lease_held_by_another_process(converted: Path) -> None:
     f = hourly_file(converted, "2024-01-04T00:00", 10)
-    holder = hold_lease(str(converted / "out.zarr"), 4)
+    holder = hold_lease(str(converted / "out.zarr"), 9)
     try:
         res = cli("append", str(f), "out.zarr", "--append-dim", "time", cwd=converted)
         assert res.returncode == 2 and "being written by another process" in res.stderr, res.stderr

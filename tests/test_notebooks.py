@@ -45,6 +45,7 @@ def test_notebooks_exist() -> None:
         "02-incremental-append.ipynb",
         "03-rechunk.ipynb",
         "04-hpc-batch.ipynb",
+        "05-ingest-netcdf.ipynb",
     ]
 
 
