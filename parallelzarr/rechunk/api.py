@@ -43,7 +43,7 @@ from .execute import (
 )
 from .plan import DEFAULT_MAX_TASKS, ArraySpec, MemoryModel, RechunkPlan
 from .plan import plan_rechunk as _plan_specs
-from .source import SourceInfo, as_store, resolve_source
+from .source import SourceInfo, as_store, as_zarr3_codecs, resolve_source
 
 __all__ = ["rechunk", "plan_rechunk", "Rechunked", "RechunkResult", "TargetExistsError", "ExecutorError",
            "RechunkBudgetWarning", "resolve_executor"]
@@ -564,6 +564,8 @@ class Rechunked:
         local = isinstance(tstore, zarr.storage.LocalStore | zarr.storage.MemoryStore)
         opts.setdefault("compressors", None if local else "auto")
         kw = job.create_kwargs
+        if kw["zarr_format"] == 3:
+            opts = {k: as_zarr3_codecs(v) if k in ("compressors", "filters") else v for k, v in opts.items()}
         staged = zarr.create_array(
             staging, name=tpath, shape=job.spec.shape, chunks=tuple(chunks),
             dtype=kw["dtype"], fill_value=kw.get("fill_value"),
@@ -708,7 +710,7 @@ def rechunk(
     info = resolve_source(source, target_chunks, options, storage_options)
     names = {j.path for j in info.jobs}
     temp_opts = _check_temp_options(temp_options, names)
-    if temp_options is None and isinstance(target_options, Mapping):
+    if temp_options is None and isinstance(target_options, Mapping) and info.kind != "dataset":
         # rechunker: temp_options default to target_options; only the codecs matter for intermediates.
         temp_opts = _check_temp_options(_codec_options(target_options, names), names)
     temp_leaf = None

@@ -184,7 +184,29 @@ def _create_kwargs(
             kw[key] = opts[key]
     if "compressor" in opts:  # rechunker / zarr 2 spelling
         kw["compressors"] = opts["compressor"]
+    if zarr_format == 3:
+        for key in ("compressors", "filters"):
+            kw[key] = as_zarr3_codecs(kw.get(key))
     return apply_zarr_options(kw, opts)
+
+
+def as_zarr3_codecs(value: Any) -> Any:
+    """numcodecs codecs (rechunker's ``compressor=Blosc()``) as their zarr-3 wrappers (``numcodecs.zarr3``)."""
+    import numcodecs.abc
+    import numcodecs.zarr3
+
+    def one(codec: Any) -> Any:
+        if not isinstance(codec, numcodecs.abc.Codec):
+            return codec
+        wrapper = getattr(numcodecs.zarr3, type(codec).__name__, None)
+        if wrapper is None:
+            return codec  # zarr judges it (and names it) in _validate_target
+        config = {k: v for k, v in codec.get_config().items() if k != "id"}
+        return wrapper(**config)
+
+    if isinstance(value, list | tuple):
+        return type(value)(one(c) for c in value)
+    return one(value) if value is not None else value
 
 
 def apply_zarr_options(kw: dict[str, Any], opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -402,6 +424,10 @@ def resolve_source(
                 kw[key] = opts[key]
         if "compressor" in opts:
             kw["compressors"] = opts["compressor"]
+        if fmt == 3:
+            for key in ("compressors", "filters"):
+                if key in kw:
+                    kw[key] = as_zarr3_codecs(kw[key])
         info = SourceInfo("array", [ArrayJob("", src, spec, apply_zarr_options(kw, opts))], [], fmt, False,
                           overwrite={"": bool(opts.get("overwrite"))})
         _validate_target(info)
