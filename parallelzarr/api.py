@@ -497,6 +497,10 @@ def to_zarr(
             # xarray's meaning: "a-" leaves variables without append_dim as stored; under "a" the
             # changed ones were taken out above and are overwritten next.
             static="ignore",
+            # xarray appends rows at labels already stored again (duplicate labels); skipping them
+            # silently would leave out rows the caller asked for, so they are refused here
+            # (pz.append(..., repeat="skip") is the idempotent form).
+            repeat="error",
             **compute_kwargs,
         )
         if statics is not None and statics[1] is not None:
@@ -580,10 +584,13 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
     if append_dim not in ds.dims:
         return data, None  # parallelzarr.append names the problem
     new, changed, attrs = static_changes(ds, resolve_store(store, storage_options), append_dim)
+    # "a-" writes only the variables with append_dim (and new ones): the changed ones are neither
+    # overwritten nor handed to the append (which would refuse a changed coordinate off append_dim).
+    ignored = changed if mode != "a" else []
     if mode != "a":
         changed = []
     if not (new or changed or attrs):
-        return data, None
+        return (ds.drop_vars(ignored), None) if ignored else (data, None)
     import xarray as xr
 
     names = [*new, *changed]
@@ -591,7 +598,7 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
                          coords={n: ds.variables[n] for n in names if n in ds.coords}, attrs=ds.attrs)
     # The append gets neither: it would refuse new variables, and a changed coordinate off
     # append_dim (xarray's "a" overwrites it; here by the second commit).
-    return ds.drop_vars(names), statics
+    return ds.drop_vars([*names, *ignored]), statics
 
 
 def _then_overwrite(appended: Any, statics: Any, store: Any, kwargs: dict[str, Any]) -> Any:

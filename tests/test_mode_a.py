@@ -199,3 +199,13 @@ def test_dataarray_named_like_its_dimension_round_trips(tmp_path):
     arr = xr.DataArray(np.arange(12).reshape(3, 4), dims=["x", "y"], name="x")
     pz.to_zarr(arr, path, mode="w")
     xr.testing.assert_identical(xr.open_dataarray(path, engine="zarr").load(), arr)
+
+
+def test_to_zarr_append_of_stored_labels_is_refused_not_skipped(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    old = _base(path)
+    before = xr.open_zarr(path).load()
+    # xarray would append duplicate labels; a silent skip would leave out rows asked for
+    with pytest.raises(ValueError, match="already stored"):
+        pz.to_zarr(old.isel(time=slice(6, 8)), path, append_dim="time")
+    xr.testing.assert_identical(xr.open_zarr(path).load(), before)
