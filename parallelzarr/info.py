@@ -280,7 +280,11 @@ def format_info(info: Mapping[str, Any], *, attrs: bool = False) -> str:
         for entry in info["appends"]:
             if isinstance(entry, Mapping):
                 head = entry.get("id", "?")
-                rest = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "id" and v is not None)
+                # Per-label digests (and an overwrite's positions) are for the checks, not for reading.
+                rest = ", ".join(f"{k}={v}" for k, v in entry.items()
+                                 if k not in ("id", "digests", "positions", "time_ns") and v is not None)
+                if isinstance(entry.get("digests"), list):
+                    rest += f", {len(entry['digests'])} content digest(s)"
                 lines.append(f"  {head}: {rest}")
             else:
                 lines.append(f"  {entry}")
