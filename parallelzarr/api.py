@@ -466,10 +466,11 @@ def to_zarr(
 
         if region is not None:
             if _is_xarray(data):
-                from .io.datasets import as_dataset
+                from .io.datasets import as_dataset, check_auto_region
                 from .io.xarray_checks import check_region
 
                 check_region(as_dataset(data), region, append_dim)  # xarray's refusals, then ours
+                check_auto_region(data, store, region, storage_options)
             raise ModeError(
                 f"append_dim and region cannot be combined here (append_dim={append_dim!r}, region over "
                 f"{sorted(region) if isinstance(region, Mapping) else region!r}): appends always write after the "

@@ -176,6 +176,19 @@ def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
     return region
 
 
+def check_auto_region(data: xr.Dataset | xr.DataArray, store: Any, region: Any,
+                      storage_options: Mapping[str, Any] | None) -> None:
+    """Resolve the ``"auto"`` parts of ``region`` against the store, for their refusals only
+    (:class:`~parallelzarr.errors.RegionKeyError` for labels the store lacks, as in xarray)."""
+    auto = [d for d, v in region.items() if isinstance(v, str) and v == "auto"] if isinstance(region, Mapping) \
+        else (list(as_dataset(data).dims) if region == "auto" else [])
+    resolved = resolve_store(store, storage_options)
+    if not auto or not store_has_data(resolved.store):
+        return
+    ds = as_dataset(data)
+    auto_region(ds[[d for d in auto if d in ds.indexes]], open_stored(resolved))
+
+
 def prepare_dataset_write(
     data: xr.Dataset | xr.DataArray,
     store: Any,
