@@ -8,6 +8,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 py="${PY:-$root/.venv/bin/python}"
 peer_py="${PEER_PY:-$root/benchmarks/.venv-rechunker/bin/python}"
+case "$py" in /*) ;; *) py="$PWD/$py" ;; esac  # the tests run from a scratch directory
+case "$peer_py" in /*) ;; *) peer_py="$PWD/$peer_py" ;; esac
 sdist="${RECHUNKER_SDIST:-/tmp/rk/rechunker-0.5.4.tar.gz}"
 out="${1:-$root/benchmarks/results/compat}"
 shift || true
