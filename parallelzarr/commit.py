@@ -438,6 +438,8 @@ def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:
     if hook is not None:  # metadata the writers cannot lay down themselves (parallelzarr.rectilinear)
         hook(staging)
     resume = RESUME.get()
+    if resume is not None:  # resume only onto the very same metadata (codecs, fill values, format...)
+        resume = f"{resume}:{_digest(staging)}"
     if mode == "w" and not resumes(store, resume):
         sync(store.delete_dir(""))
     marker = {**_holder("write"), "id": uuid.uuid4().hex, "docs": {}}
@@ -470,6 +472,21 @@ def lay_down_unpublished(store: Any, mode: str, lay_down: Any) -> str:
 RESUME: contextvars.ContextVar[str | None] = contextvars.ContextVar("parallelzarr_resume", default=None)
 #: Called with the staging store after the metadata is laid down there, before it is copied.
 STAGING_HOOK: contextvars.ContextVar[Any] = contextvars.ContextVar("parallelzarr_staging_hook", default=None)
+
+
+def _digest(staging: Any) -> str:
+    """A digest of every key and value laid down in ``staging`` (the new store's metadata)."""
+    async def _items() -> list[tuple[str, bytes]]:
+        out = []
+        async for key in staging.list():
+            buf = await staging.get(key, prototype=default_buffer_prototype())
+            out.append((key, b"" if buf is None else buf.to_bytes()))
+        return sorted(out)
+
+    h = hashlib.sha256()
+    for key, value in sync(_items()):
+        h.update(key.encode() + b"\0" + value + b"\0")
+    return h.hexdigest()[:16]
 
 
 def resumes(store: Any, fingerprint: str | None) -> bool:

@@ -29,11 +29,12 @@ from .rechunk.execute import store_delete_prefix, store_keys, store_set
 TASKS_PREFIX = ".parallelzarr/tasks"
 
 
-def plan_fingerprint(plan: Any, data_names: Mapping[str, str] | None = None) -> str:
+def plan_fingerprint(plan: Any, data_names: Mapping[str, str] | None = None, extra: Any = None) -> str:
     """A digest of what a write writes where: its plan (per variable: shape, region, grid, strategy,
     task layout) and, given ``data_names``, the dask names of the values (their source graph).
 
-    ``mode`` ``"w"`` and ``"w-"`` count as the same write: both create the store.
+    ``mode`` ``"w"`` and ``"w-"`` count as the same write: both create the store. ``extra``: more
+    JSON-able facts the write depends on.
     """
     doc = plan.to_dict()
     for key in ("notes", "tasks_done", "tasks_run", "fingerprint", "parts", "part", "readers"):
@@ -44,6 +45,8 @@ def plan_fingerprint(plan: Any, data_names: Mapping[str, str] | None = None) -> 
         var.pop("reason", None)
         var.pop("peak_memory_per_task", None)
     doc["data"] = dict(sorted((data_names or {}).items()))
+    if extra is not None:  # e.g. a job array's encoding (codecs, CF scale/offset) and zarr format
+        doc["extra"] = extra
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

@@ -15,6 +15,7 @@ rest, and a finished part rerun does nothing. ``finalize`` publishes once every 
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import socket
 import time
@@ -167,10 +168,12 @@ def split_plan(plan: WritePlan, nparts: int) -> tuple[list[dict[str, tuple[int, 
 # --- the manifest ----------------------------------------------------------------------------------
 
 
-def _structure(plan: WritePlan) -> str:
-    """The fingerprint every part must share: the plan without the source graph's names (which may
+def _structure(plan: WritePlan, options: Mapping[str, Any]) -> str:
+    """The fingerprint every part must share: the plan and the options that decide the stored values
+    (encoding: codecs, CF scale/offset; zarr format), without the source graph's names (which may
     differ between processes) and without the mode's create/replace distinction."""
-    return plan_fingerprint(plan)
+    facts = {k: options.get(k) for k in ("encoding", "zarr_format", "region", "append_dim")}
+    return plan_fingerprint(plan, extra=json.loads(json.dumps(facts, sort_keys=True, default=repr)))
 
 
 @dataclass
@@ -292,7 +295,7 @@ def init(
     plan_mode = "w" if kind == "new" and existing is not None else mode
     prepared = _prepare(kind, data, store, plan_mode, options)
     spans, table = split_plan(prepared.plan, nparts)
-    fp = _structure(prepared.plan)
+    fp = _structure(prepared.plan, options)
     prepared.plan.parts = table
     if existing is not None:
         if existing.get("fingerprint") == fp and existing.get("parts") == nparts:
@@ -328,7 +331,7 @@ def _init_append(data: Any, store: Any, resolved: Any, nparts: int, mode: str, o
     ds = as_dataset(data)
     if existing is not None:
         prepared = _prepare("append", data, store, mode, options)
-        if existing.get("fingerprint") == _structure(prepared.plan) and existing.get("parts") == nparts:
+        if existing.get("fingerprint") == _structure(prepared.plan, options) and existing.get("parts") == nparts:
             prepared.plan.parts = split_plan(prepared.plan, nparts)[1]
             return PartsStatus(resolved.description, nparts, f"{resolved.description}: job array of {nparts} part(s) "
                                "already initialised for this append; run the parts, then finalize", plan=prepared.plan)
@@ -352,7 +355,7 @@ def _init_append(data: Any, store: Any, resolved: Any, nparts: int, mode: str, o
     prepared = _prepare("append", data, store, mode, options)
     spans, table = split_plan(prepared.plan, nparts)
     prepared.plan.parts = table
-    fp = _structure(prepared.plan)
+    fp = _structure(prepared.plan, options)
     info = prepared.info
     lease_id = uuid.uuid4().hex
     # Held until finalize, by no process: holder_alive() never calls a job array's lease dead.
@@ -420,7 +423,7 @@ def write_part(
             raise PartsError(f"the lease of {resolved.description} is not the job array's (it was cleared or "
                              "taken over); run init again")
     prepared = _prepare(kind, data, store, "w" if kind == "new" else mode, options)
-    fp = _structure(prepared.plan)
+    fp = _structure(prepared.plan, options)
     if fp != manifest.get("fingerprint"):
         raise PartsError(f"part {i}/{nparts}: this write differs from the one initialised at {resolved.description} "
                          "(other data shape, chunks, encoding, strategy or region); pass the arguments and data "

@@ -187,3 +187,6 @@ def test_part_errors(tmp_path: Path) -> None:
         pz.to_zarr(ds.chunk({"t": 2}), out, part=(0, 2), strategy="gather-edges")
     with pytest.raises(parts.PartsError, match="in 2 part"):
         pz.to_zarr(ds, out, part=(0, 3))
+    # The same plan with values stored otherwise (CF packing) would write wrong values: refused.
+    with pytest.raises(parts.PartsError, match="differs from the one initialised"):
+        pz.to_zarr(ds, out, part=(0, 2), encoding={"v": {"scale_factor": 0.5}})

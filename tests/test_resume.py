@@ -139,3 +139,20 @@ def test_rerun_of_a_different_write_does_not_skip(tmp_path: Path) -> None:
     plan = pz.to_zarr(other, str(store), mode="w", encoding={"v": {"chunks": (4, 4, 3)}}, scheduler="threads")
     assert plan.tasks_done == 0
     np.testing.assert_array_equal(zarr.open_array(str(store), path="v")[...], other["v"].values)
+
+
+def test_rerun_with_other_codecs_starts_afresh(tmp_path: Path) -> None:
+    """Same data, same plan, another compressor: the finished chunks hold the other codec's bytes, so
+    nothing is kept (resuming would make them unreadable)."""
+    from zarr.codecs import ZstdCodec
+
+    script = tmp_path / "w.py"
+    script.write_text(SCRIPT)
+    store = tmp_path / "s.zarr"
+    assert _run(script, store, "new", "write:12").returncode == -signal.SIGKILL
+    assert _markers(store, "v") == 11
+    enc = {"v": {"chunks": (4, 4, 3), "compressors": [ZstdCodec(level=5)]}}
+    plan = pz.to_zarr(_ds(0, 24), str(store), mode="w", encoding=enc, scheduler="threads")
+    assert plan.tasks_done == 0 and plan.tasks_run == 24
+    got = xr.open_zarr(str(store))
+    np.testing.assert_array_equal(got["v"].values, _ds(0, 24)["v"].values)
