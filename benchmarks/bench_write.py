@@ -2,8 +2,9 @@
 
 Run as a script (not a test)::
 
-    python benchmarks/bench_write.py --size 200MB          # quick
-    python benchmarks/bench_write.py                       # 2 GB, the reference size
+    python benchmarks/bench_write.py --quick               # 200 MB, 1 repetition, 3 cases
+    python benchmarks/bench_write.py --size 1GB --reps 3   # interleaved repetitions, medians
+    python benchmarks/bench_write.py                       # 2 GB, the reference size, 3 repetitions
 
 The source is a float32 (time, y, x) field (smooth plus noise, see ``_common.synthetic_values``),
 generated once into memory so every contender times the write itself, not the generation.
