@@ -24,8 +24,10 @@ defaults
 Contenders: ``parallelzarr`` (``max_mem`` = the budget), ``rechunker`` (``max_mem`` = the budget),
 ``dask`` (``rechunk().to_zarr``, threads, no budget), ``floor`` (read and decode every source chunk
 once, encode and write every target chunk once, same codecs, the same 2 threads, numcodecs and
-files directly: no intermediate, no framework) and, with ``--before DIR``, ``pz-before`` (the
-parallelzarr package found in DIR). Runs are interleaved: each repetition runs every contender of
+files directly: no intermediate, no framework), ``floor-2pass`` (the same through an lz4
+intermediate: the least work of a bounded-memory rechunk), with ``--before DIR`` ``pz-before`` (the
+parallelzarr package found in DIR), and on request (``--peers``) ``pz-lz4temp`` (parallelzarr with
+lz4 intermediates in defaults mode: the proposed default). Runs are interleaved: each repetition runs every contender of
 every mode and budget, in an order rotated per repetition. Each run is a child process; the parent
 records wall seconds, CPU seconds (user + system of the child and its children, from ``wait4``),
 peak RSS of the child's process tree, and the load average. parallelzarr children also report the
@@ -250,7 +252,7 @@ def run_peer(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
         import parallelzarr  # noqa: F401
 
         time.sleep(0.3)
-    elif name in ("parallelzarr", "pz-before"):
+    elif name in ("parallelzarr", "pz-before", "pz-lz4temp"):
         if name == "pz-before":
             sys.path.insert(0, cfg["before"])
         import numcodecs
@@ -266,6 +268,8 @@ def run_peer(name: str, cfg: dict[str, Any]) -> dict[str, Any]:
         if parity:
             kw = {"target_options": {"compressor": numcodecs.get_codec(dict(LZ4))},
                   "temp_options": {"compressors": numcodecs.get_codec(dict(LZ4))}}
+        elif name == "pz-lz4temp":  # defaults, but lz4 intermediates (the proposed default, temp_codecs.py)
+            kw = {"temp_options": {"compressors": numcodecs.get_codec(dict(LZ4))}}
         before, t0, c0 = _thread_cpu(), time.perf_counter(), _cpu()
         r = rechunk(src_arr, chunks, cfg["budget"], tgt, temp_store=temp, threads_per_worker=THREADS, **kw)
         print(r.plan, file=sys.stderr)
@@ -420,7 +424,7 @@ def summarise(rows: list[dict[str, Any]], budgets: list[int], modes: list[str]) 
                                                               "loop_share")}
                     med[peer]["runs"] = len(got)
                     med[peer]["correct"] = all(r.get("correct") for r in got)
-            others = [p for p in med if p not in FLOORS + ("parallelzarr", "pz-before")]
+            others = [p for p in med if p not in FLOORS + ("parallelzarr", "pz-before", "pz-lz4temp")]
             fastest = min(others, key=lambda p: med[p]["run_s"], default=None)
             floor = med.get("floor")
             floor2 = med.get("floor-2pass")
@@ -504,7 +508,7 @@ def main() -> None:
     plan: list[tuple[str, int | None, str]] = []
     for mode in modes:
         for peer in peers:
-            for budget in (budgets if peer in ("parallelzarr", "pz-before", "rechunker") else [None]):
+            for budget in (budgets if peer in ("parallelzarr", "pz-before", "pz-lz4temp", "rechunker") else [None]):
                 plan.append((mode, budget, peer))
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
