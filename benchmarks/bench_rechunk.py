@@ -24,8 +24,8 @@ defaults
 Contenders: ``parallelzarr`` (``max_mem`` = the budget), ``rechunker`` (``max_mem`` = the budget),
 ``dask`` (``rechunk().to_zarr``, threads, no budget), ``floor`` (read and decode every source chunk
 once, encode and write every target chunk once, same codecs, the same 2 threads, numcodecs and
-files directly: no intermediate, no framework), ``floor-2pass`` (the same through an lz4
-intermediate: the least work of a bounded-memory rechunk), with ``--before DIR`` ``pz-before`` (the
+files directly: no intermediate, no framework), ``floor-2pass`` (the same through an
+intermediate in the mode's codec: the least work of a bounded-memory rechunk), with ``--before DIR`` ``pz-before`` (the
 parallelzarr package found in DIR), and on request (``--peers``) ``pz-lz4temp`` (parallelzarr with
 lz4 intermediates in defaults mode: the proposed default). Runs are interleaved: each repetition runs every contender of
 every mode and budget, in an order rotated per repetition. Each run is a child process; the parent
