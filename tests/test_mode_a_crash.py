@@ -130,3 +130,16 @@ def test_append_after_killed_commit_rolls_it_forward_first(store):
     want = xr.concat([expected("overwrite"), more], dim="time", data_vars="minimal", coords="minimal")
     np.testing.assert_array_equal(got.temp.values, want.temp.values)
     np.testing.assert_array_equal(got.rain.values, want.rain.values)
+
+
+def test_region_write_after_killed_commit_rolls_it_forward_first(store):
+    _kill_at(store, "overwrite", "overwrite:stale-dropped")
+    region = xr.Dataset({"temp": (("time", "x"), np.full((4, 6), 7.0))})
+    pz.to_zarr(region, store, region={"time": slice(4, 8)})
+    # the interrupted commit was finished before the region was written, not after (which would
+    # have moved the older staged chunks over the region)
+    got = xr.open_zarr(store).load()
+    want = expected("overwrite").temp.values.copy()
+    want[4:8] = 7.0
+    np.testing.assert_array_equal(got.temp.values, want)
+    assert cm.pending_journal(zarr.storage.LocalStore(store)) is None

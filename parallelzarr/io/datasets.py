@@ -176,6 +176,29 @@ def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
     return region
 
 
+def finish_overwrite(resolved: ResolvedStore) -> None:
+    """Before a region write: finish an interrupted mode="a" commit, refuse one that is running.
+
+    Its roll-forward moves staged chunks over the stored ones: a region written in between would be
+    replaced by the older staged values.
+    """
+    from ..errors import LeaseError
+
+    lease = cm.read_json(resolved.store, cm.LEASE_KEY)
+    if lease is not None and lease.get("operation") == "overwrite" and cm.holder_alive(lease) is not False:
+        raise LeaseError(
+            f"{resolved.description} is being written with mode='a'/'r+' ({cm.describe_holder(lease)}); its "
+            "commit would replace what a region write puts there now: wait for it to finish, then write the region"
+        )
+    journal = cm.pending_journal(resolved.store)
+    if journal is not None and journal.get("kind") == "overwrite":
+        held = cm.acquire_lease(resolved.store, resolved.description, "roll-forward")
+        try:
+            cm.roll_forward(resolved.store, journal, journal.get("consolidated", True))
+        finally:
+            held.release()
+
+
 def check_auto_region(data: xr.Dataset | xr.DataArray, store: Any, region: Any,
                       storage_options: Mapping[str, Any] | None) -> None:
     """Resolve the ``"auto"`` parts of ``region`` against the store, for their refusals only
@@ -235,6 +258,7 @@ def prepare_dataset_write(
             raise EncodingError("encoding cannot be given for a region write: the stored encoding is reused")
         if not has:
             raise ModeError(f"region writes need an existing store; {resolved.description} is empty (write it first with mode='w-')")
+        finish_overwrite(resolved)
         return _prepare_region(ds, resolved, region, strategy, max_mem, lock)
     if mode in ("a", "a-") and has:
         # xarray's mode="a" without append_dim: add new variables, overwrite stored ones (staged,
