@@ -14,18 +14,31 @@ tests/compat/rechunker/expected.json:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 HERE = Path(__file__).parent / "compat" / "rechunker"
-sys.path.insert(0, str(HERE))
-import compare  # noqa: E402
-import extract  # noqa: E402
+
+
+def _load(name: str) -> Any:
+    """Import a helper of tests/compat/rechunker by path (``compare`` is also the xarray comparer's name)."""
+    spec = importlib.util.spec_from_file_location(f"rechunker_compat_{name}", HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+compare = _load("compare")
+extract = _load("extract")
 
 pytestmark = pytest.mark.timeout(600)
 
