@@ -258,9 +258,13 @@ def prepare_append(
     static: str,
     append_step: Any = None,
     gaps: str = "refuse",
+    stored: xr.Dataset | None = None,
 ) -> PreparedWrite:
-    """Validate an append against the store and plan it; read only metadata and the static variables."""
-    stored = _open_consistent(resolved)
+    """Validate an append against the store and plan it; read only metadata and the static variables.
+
+    ``stored``: the store opened by the caller just before (saves opening it again).
+    """
+    stored = _open_consistent(resolved) if stored is None else stored
     if append_dim not in ds.dims:
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
     if append_dim not in stored.dims:
@@ -682,14 +686,14 @@ def append(
             lease.release()
 
     skipped = overwritten = 0
-    repeated = _split_repeats(ds, resolved, append_dim, repeat)
+    stored = _open_consistent(resolved)
+    repeated = _split_repeats(ds, stored, append_dim, repeat)
     if repeated is not None:
         # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
         from .repeats import changed_rows, overwrite_rows, refuse_changed
 
         if repeat == "overwrite" and not compute:
             raise AppendError("repeat='overwrite' rewrites stored rows at once; it needs compute=True")
-        stored = open_stored(resolved)
         changed, digests = changed_rows(resolved.store, repeated, stored, append_dim, repeat, compute_kwargs)
         if changed.any() and repeat != "overwrite":
             raise refuse_changed(repeated, changed, append_dim, resolved.description)
@@ -721,7 +725,7 @@ def append(
                             repaired=repaired)
         return done if compute else dask.delayed(done, traverse=False)
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
-                              append_step=append_step, gaps=gaps)
+                              append_step=append_step, gaps=gaps, stored=stored)
     from .markers import attach_to  # resume: a rerun after a crash skips the blocks already written
 
     resume = attach_to(prepared, resolved.store)
@@ -824,18 +828,19 @@ def plan_append(
         from .api import plan_write
 
         return plan_write(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
-    repeated = _split_repeats(ds, resolved, append_dim, repeat)
+    stored = _open_consistent(resolved)
+    repeated = _split_repeats(ds, stored, append_dim, repeat)
     if repeated is not None:
         ds = repeated.new if repeated.new.sizes[append_dim] else repeated.repeated.isel({append_dim: slice(0, 0)})
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
-                              append_step=append_step, gaps=gaps)
+                              append_step=append_step, gaps=gaps, stored=stored)
     from .markers import attach_to
 
     attach_to(prepared, resolved.store)  # the plan says how many tasks an interrupted run finished
     return prepared.plan
 
 
-def _split_repeats(ds: xr.Dataset, resolved: ResolvedStore, dim: str, repeat: str) -> Any:
+def _split_repeats(ds: xr.Dataset, stored: xr.Dataset, dim: str, repeat: str) -> Any:
     """The rows of ``ds`` at stored labels (``repeats.Repeats``), or ``None``; ``repeat="error"`` refuses them."""
     from .ingest import REPEAT_POLICIES
     from .repeats import split_repeats
@@ -844,7 +849,7 @@ def _split_repeats(ds: xr.Dataset, resolved: ResolvedStore, dim: str, repeat: st
         raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
     if dim not in ds.indexes:
         return None
-    found = split_repeats(ds, _open_consistent(resolved), dim)
+    found = split_repeats(ds, stored, dim)
     if found is not None and repeat == "error":
         labels = found.repeated.indexes[dim]
         raise AppendError(

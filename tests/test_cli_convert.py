@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from append_helpers import SHOW_WARNINGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +49,7 @@ def era5_like(root: Path, months: int = 3, steps: int = 24, ny: int = 30, nx: in
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "default"}  # a warning would show on stderr
+    env = {**os.environ, "PYTHONWARNINGS": SHOW_WARNINGS}  # a warning would show on stderr
     return subprocess.run([sys.executable, "-m", "parallelzarr.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

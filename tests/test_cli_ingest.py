@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from append_helpers import cli, era5_set, hold_lease, hourly_file
+from append_helpers import SHOW_WARNINGS, cli, era5_set, hold_lease, hourly_file
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def _interrupt(args: list[str], cwd: Path, started: str) -> tuple[int, str]:
     """Run the CLI with slow reads, SIGINT it 1 s after ``started`` (a bookkeeping file) appears."""
     (cwd / "slowprep.py").write_text(SLOW)
     proc = subprocess.Popen([sys.executable, "-m", "parallelzarr.cli", *args, "--preprocess", "slowprep:slow",
-                             "--chunks", "time=4"], cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "default"},
+                             "--chunks", "time=4"], cwd=cwd, env={**os.environ, "PYTHONWARNINGS": SHOW_WARNINGS},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     marker = cwd / "out.zarr" / ".parallelzarr" / started
     deadline = time.monotonic() + 120
