@@ -724,17 +724,20 @@ def init_parts(inputs: tuple[str, ...], target: str, chunks: str | None, encodin
 
 @main.command()
 @click.argument("target")
+@click.option("--abort", is_flag=True, help="Give the job array up instead: publish nothing, drop its bookkeeping "
+              "(an append's unpublished rows and lease too).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 @click.option("--storage-option", "-o", "storage_option", multiple=True, metavar="KEY=VALUE",
               help="fsspec option for URL stores (repeatable).")
-def finalize(target: str, as_json: bool, storage_option: Sequence[str]) -> None:
+def finalize(target: str, as_json: bool, storage_option: Sequence[str], abort: bool = False) -> None:
     """Publish TARGET's job-array write once every part is done (exit 1 listing the missing parts otherwise)."""
     from .parts import PartsIncompleteError
+    from .parts import abort as abort_parts
     from .parts import finalize as finalize_parts
 
     so = parse_storage_options(storage_option)
     try:
-        status = finalize_parts(target, storage_options=so or None)
+        status = (abort_parts if abort else finalize_parts)(target, storage_options=so or None)
     except PartsIncompleteError as exc:
         raise RunFailure(_redact(str(exc), so)) from exc
     text = json.dumps({"command": "finalize", **status.to_dict()}, indent=2, default=str) if as_json else str(status)

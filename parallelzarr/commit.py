@@ -147,7 +147,10 @@ class Lease:
 
 def describe_holder(holder: dict[str, Any]) -> str:
     age = time.time() - float(holder.get("time", time.time()))
-    return f"{holder.get('operation', 'append')} by pid {holder.get('pid')} on {holder.get('host')}, taken {age:.0f}s ago"
+    text = f"{holder.get('operation', 'append')} by pid {holder.get('pid')} on {holder.get('host')}, taken {age:.0f}s ago"
+    if holder.get("operation") == "job-array append":  # held from init to finalize by no one process
+        text += "; finish it with `parallelzarr finalize`, or give it up with `parallelzarr finalize --abort`"
+    return text
 
 
 def _holder(operation: str) -> dict[str, Any]:

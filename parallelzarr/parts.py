@@ -34,7 +34,7 @@ from .kwargs import check_compute_kwargs
 from .markers import Resume, TaskMarkers, plan_fingerprint, remove_empty_dirs
 from .planning.write import WritePlan
 
-__all__ = ["init", "write_part", "finalize", "parse_part", "split_plan", "PartsError", "PartsIncompleteError"]
+__all__ = ["init", "write_part", "finalize", "abort", "status", "parse_part", "split_plan", "PartsError", "PartsIncompleteError"]
 
 PARTS_PREFIX = f"{cm.PREFIX}/parts"
 MANIFEST_KEY = f"{PARTS_PREFIX}/manifest.json"
@@ -529,3 +529,34 @@ def _is_dataset(data: Any) -> bool:
     import xarray as xr
 
     return isinstance(data, xr.Dataset | xr.DataArray)
+
+
+def abort(store: Any, storage_options: Mapping[str, Any] | None = None) -> PartsStatus:
+    """Give up a job array: drop its manifest, part records and task markers, publish nothing.
+
+    A new store stays unpublished (readers see no dataset; a write with ``mode="w"`` replaces it);
+    an append's lease is released and its rows beyond the stored shape are deleted (readers saw
+    the store as before throughout); a region write keeps the values its finished parts wrote.
+    """
+    resolved = _resolved(store, storage_options)
+    manifest = _manifest(resolved.store)
+    if manifest is None:
+        raise PartsError(f"{resolved.description} has no job array to abort")
+    n = int(manifest.get("parts", 0))
+    for i in range(n):
+        rec = cm.read_json(resolved.store, done_key(i)) or {}
+        if rec.get("markers"):
+            TaskMarkers(resolved.store, rec["markers"]).clear()
+    kind = manifest.get("kind")
+    what = "nothing was published"
+    if kind == "append":
+        TaskMarkers(resolved.store, manifest["journal"]["markers"]).clear()
+        removed = cm.remove_chunks_beyond_shape(resolved.store)
+        cm.Lease(resolved.store, {"id": manifest.get("lease_id")}).release()
+        what = f"the append was dropped ({len(removed)} unpublished chunk(s) deleted, the lease released)"
+    elif kind == "new":
+        what = "the new store stays unpublished (write it again with mode='w')"
+    sync(resolved.store.delete_dir(f"{PARTS_PREFIX}/done"))
+    cm.delete_key(resolved.store, MANIFEST_KEY)
+    remove_empty_dirs(resolved.store, f"{PARTS_PREFIX}/done")
+    return PartsStatus(resolved.description, n, f"aborted the job array of {resolved.description}: {what}")

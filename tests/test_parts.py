@@ -18,6 +18,7 @@ import zarr
 
 import parallelzarr as pz
 from parallelzarr import parts
+from parallelzarr.errors import LeaseError
 
 N = 4
 SHAPE = (50, 20, 12)
@@ -190,3 +191,22 @@ def test_part_errors(tmp_path: Path) -> None:
     # The same plan with values stored otherwise (CF packing) would write wrong values: refused.
     with pytest.raises(parts.PartsError, match="differs from the one initialised"):
         pz.to_zarr(ds, out, part=(0, 2), encoding={"v": {"scale_factor": 0.5}})
+
+
+def test_abort_an_append_job_array(tmp_path: Path) -> None:
+    """An abandoned job-array append can be given up: lease released, unpublished rows deleted."""
+    out = str(tmp_path / "o.zarr")
+    a = xr.Dataset({"v": (("t",), np.arange(10.0))}, coords={"t": np.arange(10)}).chunk({"t": 5})
+    b = xr.Dataset({"v": (("t",), np.arange(10.0, 20.0))}, coords={"t": np.arange(10, 20)}).chunk({"t": 5})
+    pz.to_zarr(a, out, encoding={"v": {"chunks": (5,)}})
+    parts.init(b, out, 2, append_dim="t")
+    pz.to_zarr(b, out, part=(0, 2), append_dim="t")
+    assert (Path(out) / "v" / "c" / "2").exists()  # rows beyond the stored shape, unpublished
+    with pytest.raises(LeaseError):  # the job array holds the lease
+        pz.to_zarr(b, out, append_dim="t")
+    r = _cli("finalize", out, "--abort")
+    assert r.returncode == 0 and "the append was dropped" in r.stdout, r.stderr
+    assert not (Path(out) / "v" / "c" / "2").exists()
+    xr.testing.assert_equal(xr.open_zarr(out).compute(), a.compute())
+    pz.to_zarr(b, out, append_dim="t")  # an ordinary append works again
+    xr.testing.assert_equal(xr.open_zarr(out).compute(), xr.concat([a, b], dim="t").compute())
