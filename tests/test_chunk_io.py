@@ -239,3 +239,27 @@ def test_works_inside_a_running_event_loop(tmp_path: Path) -> None:
 
     np.testing.assert_array_equal(asyncio.run(inside()), data)
     np.testing.assert_array_equal(arr[...], data)
+
+
+def test_inline_loops_are_closed_when_threads_end_and_at_exit(tmp_path: Path) -> None:
+    """An unclosed event loop warns when collected (the CLI's stderr once showed that warning)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import gc, threading, numpy as np, zarr
+        from parallelzarr.io.chunk_io import write_region
+        arr = zarr.create_array({str(tmp_path / "a.zarr")!r}, shape=(8, 8), chunks=(4, 4), dtype="f4")
+        def work():
+            write_region(arr, (slice(0, 8), slice(0, 8)), np.ones((8, 8), "f4"))
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        del threads
+        gc.collect()
+        work()  # the main thread's loop lives until exit
+    """)
+    res = subprocess.run([sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "unclosed" not in res.stderr, res.stderr

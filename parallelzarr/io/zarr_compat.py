@@ -15,10 +15,13 @@ the calling thread: zarr's own encoders, so the bytes are zarr's bytes, with no 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import dataclasses
 import os
+import selectors
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,7 +61,36 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         return fut
 
 
+class _LoopHolder:
+    """One thread's inline loop; closes it when the thread's storage is freed, or at exit.
+
+    A select()-based selector holds no kernel object, so a loop inherited through fork can be
+    closed in the child without touching the parent's (an epoll instance would be shared).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+        self.loop.set_default_executor(_InlineExecutor())
+        _holders.add(self)
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 _local = threading.local()
+_holders: weakref.WeakSet[_LoopHolder] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_inline_loops() -> None:
+    """Close every thread's inline loop at exit (an unclosed loop warns when collected)."""
+    for holder in list(_holders):
+        holder.close()
 
 
 def _inline_loop() -> asyncio.AbstractEventLoop | None:
@@ -68,13 +100,13 @@ def _inline_loop() -> asyncio.AbstractEventLoop | None:
         return None  # e.g. a synchronous dask scheduler inside Jupyter's loop thread
     except RuntimeError:
         pass
-    loop = getattr(_local, "loop", None)
-    # A loop inherited through fork shares its selector with the parent: make a new one.
-    if loop is None or _local.pid != os.getpid() or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        loop.set_default_executor(_InlineExecutor())
-        _local.loop, _local.pid = loop, os.getpid()
-    return loop
+    holder = getattr(_local, "holder", None)
+    # A loop inherited through fork belongs to the parent's thread: make a new one.
+    if holder is None or holder.pid != os.getpid() or holder.loop.is_closed():
+        if holder is not None:
+            holder.close()
+        holder = _local.holder = _LoopHolder()
+    return holder.loop
 
 
 def run_inline(coro: Coroutine[Any, Any, T]) -> T:
