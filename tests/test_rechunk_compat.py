@@ -199,3 +199,17 @@ def test_numcodecs_compressor_on_a_zarr3_target(tmp_path: Path) -> None:
                   str(tmp_path / "tmp.zarr")).execute()
     assert "zstd" in repr(out.compressors)
     np.testing.assert_array_equal(out[...], src[...])
+
+
+def test_dataset_changed_since_opened_gives_its_own_values(tmp_path: Path) -> None:
+    # Same shapes and encoding["source"]: copying the stored values would silently give the old data.
+    xr.Dataset({"t": (("x", "y"), np.arange(200.0).reshape(20, 10), {"u": "K"})},
+               coords={"x": np.arange(20)}).to_zarr(tmp_path / "s.zarr")
+    opened = xr.open_zarr(tmp_path / "s.zarr")
+    changed = opened.copy()
+    changed["t"] = opened.t * 2
+    changed = changed.assign_coords(x=np.arange(20) + 100)
+    rechunk(changed, {"x": 5}, "10MB", str(tmp_path / "t.zarr")).execute()
+    xr.testing.assert_identical(xr.open_zarr(tmp_path / "t.zarr").load(), changed.load())
+    same = rechunk(opened, {"x": 5}, "10MB", str(tmp_path / "u.zarr"))
+    assert same._info.jobs[0].source.store.root == (tmp_path / "s.zarr")  # unchanged: stored bytes copied

@@ -254,6 +254,7 @@ class Rechunked:
         self._info = info
         self._temp_leaf = temp_leaf
         self._publish = publish
+        self._replaced: list[str] = []  # nodes deleted because target_options asked to overwrite them
         self._resumed: bool | None = None  # decided when the target is laid down early
         self.plan = plan
         self._store = target_store
@@ -361,10 +362,15 @@ class Rechunked:
         return False
 
     def _clear_overwritten(self) -> None:
-        """Delete what ``overwrite`` replaces (only nodes this rechunk writes)."""
+        """Delete what ``overwrite`` replaces (only nodes this rechunk writes).
+
+        Before any chunk is written: stale chunks of the old array would otherwise show through
+        where the new one has fill values (zarr skips writing those).
+        """
         for path, ok in self._node_paths():
             if ok and _node_kind(self._store, path) is not None:
                 store_delete_prefix(self._store, path)
+                self._replaced.append(path)
 
     def _temp_location(self, path: str, fp: str) -> tuple[Store, str]:
         leaf = path or self._temp_leaf or "array"
@@ -460,9 +466,12 @@ class Rechunked:
                 if self._publish == "last" else
                 "The target was created by rechunk() (publish='early'): readers see it, with the chunks not yet "
                 "written read as the fill value")
+        replaced = (f" The previous contents at {self._replaced} were deleted first, as overwrite asked."
+                    if self._replaced else "")
         return StoreWriteError(
             f"rechunking into {_describe(self._store)} failed: {type(exc).__name__}: {exc}. {seen}, and the source "
             "is untouched. Fix the cause, then rerun the same rechunk: it resumes, skipping the tasks that finished."
+            + replaced
         )
 
     def _record_run(self) -> bool:

@@ -460,7 +460,53 @@ def _stored_group(ds: Any, target_options: Mapping[str, Any], storage_options: M
         node = group.get(str(name))
         if not isinstance(node, zarr.Array) or tuple(node.shape) != tuple(var.shape):
             return None  # changed since it was opened: its values, not the stored ones, are wanted
-    return group
+    return group if _unchanged(ds, group) else None
+
+
+#: Wrappers xarray puts around arrays it reads lazily from a store (values still the stored ones).
+_LAZY_WRAPPERS = ("MemoryCachedArray", "CopyOnWriteArray", "LazilyIndexedArray", "LazilyVectorizedIndexedArray")
+
+
+def _unchanged(ds: Any, group: zarr.Group) -> bool:
+    """Whether every variable of ``ds`` still holds the values and attributes stored in ``group``.
+
+    ``ds["t"] = ds.t * 2`` keeps the Dataset's ``encoding["source"]`` and the shapes: copying the
+    stored values would silently give the old data. A variable counts as unchanged when its dask
+    graph only reads that same variable from the store (xarray's ``open_dataset-<name>`` layers), or
+    its data is still xarray's lazy store wrapper; index coordinates and attributes are compared with
+    the stored ones (small). Anything else is encoded from its values instead.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    try:
+        stored = xr.open_zarr(group.store, group=group.path or None, chunks=None, consolidated=None)
+    except Exception:  # cannot tell: encode the values themselves
+        return False
+    if dict(stored.attrs) != dict(ds.attrs):
+        return False
+    for name, var in ds.variables.items():
+        name = str(name)
+        if name not in stored.variables or not _same_attrs(stored[name].attrs, var.attrs):
+            return False
+        data = var.variable._data if hasattr(var, "variable") else var._data
+        if isinstance(var, xr.IndexVariable) or type(data).__name__ == "PandasIndexingAdapter":
+            if not np.array_equal(np.asarray(stored[name].values), np.asarray(var.values)):
+                return False
+        elif isinstance(var.data, da.Array):
+            layers = list(var.data.dask.layers)
+            if not layers or not all(lay.startswith((f"open_dataset-{name}-", f"original-open_dataset-{name}-"))
+                                     for lay in layers):
+                return False
+        elif type(data).__name__ not in _LAZY_WRAPPERS:
+            return False
+    return True
+
+
+def _same_attrs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    if set(a) != set(b):
+        return False
+    return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
 
 
 def _resolve_xarray(ds: Any, target_chunks: Any, target_options: dict[str, Any], fmt_opt: int | None) -> SourceInfo:
