@@ -248,6 +248,10 @@ def _rectilinear_request(args: dict[str, Any]) -> PreparedWrite | None:
     from .rectilinear import take_requests
 
     new_store = args["region"] is None and args["append_dim"] is None and args["mode"] not in ("r+", "a", "a-")
+    if args["region"] is not None or args["mode"] == "r+":
+        from .rectilinear import refuse_region_into
+
+        refuse_region_into(args["data"], args["store"], args["storage_options"])
     data, encoding, names = take_requests(args["data"], args["encoding"], args["strategy"],
                                           zarr_format=args["zarr_format"], new_store=new_store)
     if not names:

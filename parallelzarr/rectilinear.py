@@ -215,3 +215,44 @@ def append_job(plan_job: Any, arr: Any, axis: int, name: str, values: Any, **kwa
 
 
 enable_rectilinear()  # parallelzarr reads and writes rectilinear stores (zarr >= 3.2; a no-op before)
+
+
+def refuse_region_into(data: Any, store: Any, storage_options: Mapping[str, Any] | None) -> None:
+    """Refuse a region write into arrays stored with a rectilinear grid (not planned yet), before any byte.
+
+    Without this the write would fail inside zarr (``chunks`` is undefined for such arrays).
+    """
+    if not RECTILINEAR_SUPPORTED:
+        return
+    import zarr
+
+    from .io.zarr_compat import is_rectilinear
+    from .markers import resolve_marker_store
+
+    try:
+        import xarray as xr
+
+        is_xr = isinstance(data, xr.Dataset | xr.DataArray)
+    except ImportError:  # pragma: no cover
+        is_xr = False
+    if is_xr:
+        ds = data.to_dataset(name=data.name or "__xarray_dataarray_variable__") if isinstance(data, xr.DataArray) else data
+        names = [str(n) for n in ds.variables]
+    else:
+        names = [""]
+    try:
+        root, base = resolve_marker_store(store, storage_options)
+    except Exception:
+        return  # the write's own checks report a bad store
+    for name in names:
+        path = (base + name).strip("/")
+        try:
+            arr = zarr.open_array(root, path=path, mode="r")
+        except Exception:
+            continue
+        if is_rectilinear(arr):
+            raise RectilinearUnsupportedError(
+                f"{name or 'the array'!r} is stored with a rectilinear (variable-sized) chunk grid; region writes "
+                "into it are not supported (new writes and appends are). Rechunk it to a regular grid first "
+                "(parallelzarr.rechunk), or rewrite it"
+            )

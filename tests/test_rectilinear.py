@@ -125,3 +125,12 @@ def test_roundtrip_property(case: tuple, as_dataset: bool) -> None:
             arr = zarr.open_array(path)
         assert chunk_edges(arr) == chunks
         np.testing.assert_array_equal(arr[...], values)
+
+
+@needs
+def test_region_into_rectilinear_is_refused(tmp_path: Path) -> None:
+    store = str(tmp_path / "a.zarr")
+    pz.to_zarr(_ds(), store, strategy="rectilinear")
+    with pytest.raises(RectilinearUnsupportedError, match="region writes"):
+        pz.to_zarr(_ds()[["v"]].isel(t=slice(0, 24)), store, region={"t": slice(0, 24)})
+    np.testing.assert_array_equal(xr.open_zarr(store)["v"].values, V)  # untouched
