@@ -131,8 +131,9 @@ class StagePlan:
     task_memory
         Estimated peak bytes of one task; ``memory_breakdown`` says what makes it up.
     io_chunks
-        Chunks (cells) per zarr call inside a task: a task reads and writes its block in
-        pieces of at most this many cells, so decode/encode buffers stay bounded.
+        Stored objects a task keeps in flight on stores driven from zarr's loop (fsspec): reads
+        prefetched, encoded writes queued (:mod:`parallelzarr.io.chunk_io`); local and in-memory
+        stores do one at a time. Bounds the task's transient buffers.
     note
         Why this stage looks the way it does.
     """
@@ -572,7 +573,7 @@ def _stage(
     note: str = "",
 ) -> StagePlan:
     nbytes = math.prod(shape) * itemsize
-    # Most cells per zarr call that keep the budget: more in flight means more overlap.
+    # Most objects in flight that keep the budget: more in flight means more overlap on remote stores.
     io_chunks = 1
     for k in range(model.io_concurrency, 0, -1):
         kw = dict(write_sharded=write_sharded, io_chunks=k)
