@@ -704,6 +704,10 @@ def append(
         skipped = int((~changed).sum())
         ds = repeated.new
         if not ds.sizes[append_dim]:
+            if static == "verify":  # no plan follows (it verifies them when new rows remain)
+                for name, var in repeated.repeated.variables.items():
+                    if append_dim not in var.dims and name in stored.variables:
+                        _verify_static(str(name), var, stored.variables[name], append_dim)
             aid = append_id or _derive_id(repeated.repeated, append_dim, _labels_only(repeated.repeated, append_dim))
             what = f"rewrote {overwritten} changed row(s)" if overwritten else "nothing written"
             note = f" ({skipped} {append_dim!r} label(s) already stored with identical content)" if skipped else ""
@@ -847,9 +851,15 @@ def _split_repeats(ds: xr.Dataset, stored: xr.Dataset, dim: str, repeat: str) ->
 
     if repeat not in REPEAT_POLICIES:
         raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
-    if dim not in ds.indexes:
+    if dim not in ds.indexes or dim not in stored.indexes:
         return None
+    if not _comparable(np.asarray(stored.indexes[dim]).dtype, np.asarray(ds.indexes[dim]).dtype):
+        return None  # labels of another kind: refused by the plan's coordinate check
     found = split_repeats(ds, stored, dim)
+    if found is not None:
+        # Repeated rows are compared by content, but only on the stored grid and schema.
+        _check_dimension_agreement(ds, stored, dim)
+        check_index_coordinates(ds, stored, dim)
     if found is not None and repeat == "error":
         labels = found.repeated.indexes[dim]
         raise AppendError(
