@@ -99,8 +99,8 @@ def plan_rechunk(
     Parameters
     ----------
     source
-        A zarr array, group, xarray Dataset opened from zarr, or a sequence of
-        :class:`~parallelzarr.rechunk.plan.ArraySpec` (pure planning, no I/O at all).
+        What :func:`rechunk` takes (zarr array or group, dask array, xarray Dataset), or a
+        sequence of :class:`~parallelzarr.rechunk.plan.ArraySpec` (pure planning, no I/O at all).
     target_chunks, max_mem, target_options
         As in :func:`rechunk`.
     threads_per_worker
