@@ -204,6 +204,12 @@ def test_shifted_grid_is_refused_even_with_static_ignore(era5_store: str) -> Non
         with pytest.raises(SchemaMismatchError, match="'latitude' coordinate differs.*label 0 is 60.1"):
             pz.append(_next(lat_shift=0.1), era5_store, "time", static=static)
     assert xr.open_zarr(era5_store).sizes["time"] == 6
+    # the stored hours again on the shifted grid: refused too, not skipped as "identical" content
+    same_hours = era5_step(pd.date_range("2024-01-01", periods=6, freq="h"), 1, lat_shift=0.1)
+    with pytest.raises(SchemaMismatchError, match="'latitude' coordinate differs"):
+        pz.append(same_hours, era5_store, "time")
+    with pytest.raises(AppendError, match="'lsm' has no 'time' dimension and differs"):
+        pz.append(era5_step(pd.date_range("2024-01-01", periods=6, freq="h"), 1, lsm_flip=True), era5_store, "time")
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
