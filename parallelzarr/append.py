@@ -589,6 +589,7 @@ def append(
         ``Delayed`` that is never computed leaves the store free. If its computation fails,
         ``.compute()`` releases the lease; after ``dask.compute``/``client.compute`` failures the
         next append names the lease as held by this process (clear it with ``repair(store, force=True)``).
+        Rows at stored labels are compared (``repeat``) at once, reading them.
     storage_options
         fsspec options for URL stores.
     max_mem
@@ -835,7 +836,9 @@ def plan_append(
     stored = _open_consistent(resolved)
     repeated = _split_repeats(ds, stored, append_dim, repeat)
     if repeated is not None:
-        ds = repeated.new if repeated.new.sizes[append_dim] else repeated.repeated.isel({append_dim: slice(0, 0)})
+        if not repeated.new.sizes[append_dim]:  # every label is stored: nothing to plan beyond the stored shape
+            return WritePlan(target=resolved.description, mode="a", variables={}, append_dim=append_dim, max_mem=budget)
+        ds = repeated.new
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
                               append_step=append_step, gaps=gaps, stored=stored)
     from .markers import attach_to
