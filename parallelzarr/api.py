@@ -228,16 +228,23 @@ def prepare(
         storage_options=storage_options,
         zarr_format=zarr_format,
         lock=lock,
-    ), store, storage_options)
+    ), store, storage_options, {"encoding": encoding, "zarr_format": zarr_format})
 
 
-def _resumable(prepared: PreparedWrite, store: Any, storage_options: Mapping[str, Any] | None) -> PreparedWrite:
-    """Attach the resume state (parallelzarr.markers): a rerun of an interrupted write skips its finished tasks."""
-    from .markers import attach_to
+def _resumable(prepared: PreparedWrite, store: Any, storage_options: Mapping[str, Any] | None,
+               facts: Mapping[str, Any] | None = None) -> PreparedWrite:
+    """Attach the resume state (parallelzarr.markers): a rerun of an interrupted write skips its finished tasks.
+
+    ``facts``: what else decides the stored bytes (a bare array's encoding and format: its metadata
+    is not staged, so a rerun resumes onto it only when these match).
+    """
+    from .markers import attach_to, keep_unfinished_array
     from .rectilinear import finish
 
     finish(prepared, store, storage_options)  # rectilinear grids: the readers note, the metadata
-    attach_to(prepared, store, storage_options)
+    attach_to(prepared, store, storage_options, extra=facts)
+    if facts is not None:
+        keep_unfinished_array(prepared, store, storage_options)
     return prepared
 
 

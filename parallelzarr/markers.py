@@ -238,13 +238,14 @@ def _flat(tid: str, shape: Sequence[int]) -> int:
     return flat
 
 
-def attach(prepared: Any, store: Any, spans: dict[str, tuple[int, int]] | None = None) -> Resume:
+def attach(prepared: Any, store: Any, spans: dict[str, tuple[int, int]] | None = None, extra: Any = None) -> Resume:
     """Give a prepared write its resume state: fingerprint, markers found, ``plan.tasks_done``.
 
-    ``store`` is the zarr store of the target (a ``Store``, not a path).
+    ``store`` is the zarr store of the target (a ``Store``, not a path); ``extra``: more facts
+    for the fingerprint (see :func:`plan_fingerprint`).
     """
     names = {job.plan.name: str(job.data.name) for job in prepared.jobs}
-    fp = plan_fingerprint(prepared.plan, names)
+    fp = plan_fingerprint(prepared.plan, names, _jsonable(extra) if extra is not None else None)
     markers = TaskMarkers.of(store, fp)
     resume = Resume(fp, markers, markers.done(), spans)
     prepared.info["resume"] = resume
@@ -270,10 +271,10 @@ def resolve_marker_store(store: Any, storage_options: Mapping[str, Any] | None =
 
 
 def attach_to(prepared: Any, store: Any, storage_options: Mapping[str, Any] | None = None,
-              spans: dict[str, tuple[int, int]] | None = None) -> Resume:
+              spans: dict[str, tuple[int, int]] | None = None, extra: Any = None) -> Resume:
     """:func:`attach` for the ``store`` argument of a write (a path, URL, store or ``zarr.Array``)."""
     mstore, base = resolve_marker_store(store, storage_options)
-    resume = attach(prepared, mstore, spans)
+    resume = attach(prepared, mstore, spans, extra)
     if base:
         resume.markers = TaskMarkers(mstore, base + resume.markers.prefix)
         resume.done = resume.markers.done()
@@ -296,3 +297,44 @@ def refresh(prepared: Any) -> None:
     resume: Resume = prepared.info["resume"]
     resume.done = resume.markers.done()
     prepared.plan.tasks_done = resume.tasks_done(prepared.plan)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON data (codec objects by their repr, which names their settings)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+
+
+def keep_unfinished_array(prepared: Any, store: Any, storage_options: Mapping[str, Any] | None = None) -> None:
+    """A bare array rewritten with ``mode="w"`` after an interrupted run of the same write keeps its chunks.
+
+    Its setup would create the array anew (zarr's overwrite deletes the finished chunks and their
+    markers). When markers of this very write (same plan, source, encoding and format: the
+    fingerprint) exist and the stored array has the planned shape, dtype and grid, the setup opens
+    it instead.
+    """
+    resume: Resume | None = prepared.info.get("resume")
+    if resume is None or not resume.done or prepared.plan.mode != "w" or len(prepared.jobs) != 1:
+        return
+    import zarr
+
+    from .io.zarr_compat import chunk_edges
+
+    root, base = resolve_marker_store(store, storage_options)
+    path = base.rstrip("/")
+    job = prepared.jobs[0]
+    vplan = job.plan
+    try:
+        arr = zarr.open_array(root, path=path, mode="r+")
+    except Exception:
+        return
+    grid = vplan.grid_edges or tuple(
+        tuple(c for c in (min(g, n - i) for i in range(0, n, g))) for n, g in zip(vplan.shape, vplan.chunks, strict=True))
+    if (tuple(arr.shape) != vplan.shape or str(arr.dtype) != vplan.dtype or chunk_edges(arr) != tuple(grid)
+            or (tuple(arr.shards) if arr.shards else None) != vplan.shards):
+        return
+
+    def setup() -> None:  # keep the array of the interrupted run: its finished chunks stay valid
+        return None
+
+    prepared.setup = setup
+    job.open_target = lambda: zarr.open_array(root, path=path, mode="r+")

@@ -70,8 +70,8 @@ def take_requests(data: Any, encoding: Mapping[str, Any] | None, strategy: str, 
                 "strategy='rectilinear' lays down a new array's grid; region writes and appends write into the "
                 "stored grid (an append onto a rectilinear axis adds a chunk of its own length by itself)"
             )
-    if not encoding:
-        return data, encoding, frozenset()
+    if not encoding or not isinstance(encoding, Mapping):
+        return data, encoding, frozenset()  # nothing asked (a malformed encoding is refused by the write's checks)
     try:
         import xarray as xr
     except ImportError:  # pragma: no cover - xarray is a dependency

@@ -156,3 +156,34 @@ def test_rerun_with_other_codecs_starts_afresh(tmp_path: Path) -> None:
     assert plan.tasks_done == 0 and plan.tasks_run == 24
     got = xr.open_zarr(str(store))
     np.testing.assert_array_equal(got["v"].values, _ds(0, 24)["v"].values)
+
+
+ARRAY_SCRIPT = textwrap.dedent(
+    """
+    import sys, numpy as np, dask.array as da, parallelzarr as pz
+    v = np.arange(96 * 16, dtype="f4").reshape(96, 16) + float(sys.argv[2])
+    plan = pz.to_zarr(da.from_array(v, chunks=(4, 16)), sys.argv[1], mode="w", scheduler="threads", num_workers=1)
+    print(plan.tasks_done, plan.tasks_run)
+    """
+)
+
+
+def test_bare_array_rerun_keeps_finished_chunks(tmp_path: Path) -> None:
+    """A bare array written with mode='w', killed, rerun: the array is not created anew (which would
+    delete the finished chunks); only the other 13 of 24 tasks run. Other data starts afresh."""
+    script = tmp_path / "a.py"
+    script.write_text(ARRAY_SCRIPT)
+    store = tmp_path / "a.zarr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELZARR_")}
+    run = [sys.executable, str(script), str(store)]
+    killed = subprocess.run([*run, "0"], env={**env, "PARALLELZARR_FAULT": "write:12"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    again = subprocess.run([*run, "0"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.split() == ["11", "13"]
+    expect = np.arange(96 * 16, dtype="f4").reshape(96, 16)
+    np.testing.assert_array_equal(zarr.open_array(str(store))[...], expect)
+    killed = subprocess.run([*run, "0"], env={**env, "PARALLELZARR_FAULT": "write:12"}, capture_output=True)
+    other = subprocess.run([*run, "5"], env=env, capture_output=True, text=True)
+    assert other.stdout.split() == ["0", "24"]
+    np.testing.assert_array_equal(zarr.open_array(str(store))[...], expect + 5)
