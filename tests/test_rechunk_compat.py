@@ -213,3 +213,16 @@ def test_dataset_changed_since_opened_gives_its_own_values(tmp_path: Path) -> No
     xr.testing.assert_identical(xr.open_zarr(tmp_path / "t.zarr").load(), changed.load())
     same = rechunk(opened, {"x": 5}, "10MB", str(tmp_path / "u.zarr"))
     assert same._info.jobs[0].source.store.root == (tmp_path / "s.zarr")  # unchanged: stored bytes copied
+
+
+@pytest.mark.parametrize(("temp_options", "want"), [(None, "lz4"), ({"compressor": None}, "uncompressed")])
+def test_intermediate_codecs(tmp_path: Path, temp_options: dict | None, want: str) -> None:
+    src = zarr.create_array(str(tmp_path / "s.zarr"), shape=(60, 80, 80), chunks=(2, 80, 80), dtype="f4")
+    src[...] = np.arange(60 * 80 * 80, dtype="f4").reshape(60, 80, 80)
+    r = rechunk(src, (60, 8, 8), "2MB", str(tmp_path / "t.zarr"), temp_store=str(tmp_path / "tmp.zarr"),
+                temp_options=temp_options, keep_temp=True)
+    assert r.plan.passes == 2 and want in str(r.plan)
+    r.execute()
+    kept = zarr.open_array(str(tmp_path / "tmp.zarr"), path="array", mode="r")
+    assert ("lz4" in repr(kept.compressors)) == (want == "lz4") and (kept.compressors == ()) == (want != "lz4")
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "t.zarr"))[...], src[...])

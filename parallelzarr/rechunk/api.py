@@ -44,6 +44,7 @@ from .execute import (
 from .plan import DEFAULT_MAX_TASKS, ArraySpec, MemoryModel, RechunkPlan
 from .plan import plan_rechunk as _plan_specs
 from .source import SourceInfo, as_store, as_zarr3_codecs, resolve_source
+from .temp_codecs import describe_compressors, temp_compressors
 
 __all__ = ["rechunk", "plan_rechunk", "Rechunked", "RechunkResult", "TargetExistsError", "ExecutorError",
            "RechunkBudgetWarning", "resolve_executor"]
@@ -126,7 +127,8 @@ def plan_rechunk(
         model = MemoryModel(io_concurrency=int(zarr.config.get("async.concurrency")))
         return _plan_specs(list(source), max_mem, threads_per_worker=tpw, model=model, **knobs)
     info = resolve_source(source, target_chunks, target_options, storage_options)
-    return _plan(info, max_mem, threads_per_worker, knobs)
+    return _plan(info, max_mem, threads_per_worker, knobs,
+                 intermediate_codec=describe_compressors(_temp_codecs(None, info.zarr_format)))
 
 
 @dataclass
@@ -565,16 +567,12 @@ class Rechunked:
         if the intermediate is kept.
         """
         staging = zarr.storage.MemoryStore()
-        opts = dict(self._temp_options)
-        if "compressor" in opts:  # rechunker / zarr 2 spelling
-            opts["compressors"] = opts.pop("compressor")
-        # Intermediates are read once and deleted: on local stores compressing them costs
-        # more CPU than it saves I/O (measured ~1.5x slower), on remote stores bytes matter.
-        local = isinstance(tstore, zarr.storage.LocalStore | zarr.storage.MemoryStore)
-        opts.setdefault("compressors", None if local else "auto")
         kw = job.create_kwargs
-        if kw["zarr_format"] == 3:
-            opts = {k: as_zarr3_codecs(v) if k in ("compressors", "filters") else v for k, v in opts.items()}
+        opts = dict(self._temp_options)
+        # Written once, read once: a fast lz4 Blosc unless temp_options say otherwise (temp_codecs).
+        opts["compressors"] = _temp_codecs(self._temp_options, kw["zarr_format"])
+        if kw["zarr_format"] == 3 and opts.get("filters") is not None:
+            opts["filters"] = as_zarr3_codecs(opts["filters"])
         staged = zarr.create_array(
             staging, name=tpath, shape=job.spec.shape, chunks=tuple(chunks),
             dtype=kw["dtype"], fill_value=kw.get("fill_value"),
@@ -616,6 +614,12 @@ def _target_of(target: Any, storage_options: Mapping[str, Any] | None) -> tuple[
     if isinstance(target, zarr.Group):
         return target.store, target.path, target
     return as_store(target, storage_options), "", None
+
+
+def _temp_codecs(temp_options: Mapping[str, Any] | None, zarr_format: int) -> Any:
+    """``compressors`` of the intermediates: temp_codecs' choice, numcodecs ones wrapped for zarr 3."""
+    chosen = temp_compressors(temp_options, zarr_format)
+    return as_zarr3_codecs(chosen) if zarr_format == 3 else chosen
 
 
 def _data_budget_model(model: MemoryModel) -> MemoryModel:
@@ -731,7 +735,8 @@ def rechunk(
             job = info.jobs[0]
             job.path = temp_leaf
             job.create_kwargs["name"] = job.path
-    plan = _plan(info, max_mem, threads_per_worker, knobs)
+    plan = _plan(info, max_mem, threads_per_worker, knobs,
+                 intermediate_codec=describe_compressors(_temp_codecs(temp_opts, info.zarr_format)))
     _check_overlap(info, tstore, temp, tpath, temp_path)
     job = Rechunked(info, plan, tstore, temp, temp_opts, keep_temp, source=source, target_path=tpath,
                     temp_path=temp_path, target_group=tgroup, executor_kwargs=executor_kwargs, publish=publish,
@@ -771,7 +776,8 @@ def _check_source_and_name(source: Any, target_store: Any, temp_store: Any, arra
         )
 
 
-def _plan(info: SourceInfo, max_mem: int | str, threads_per_worker: int | None, knobs: Mapping[str, Any]) -> RechunkPlan:
+def _plan(info: SourceInfo, max_mem: int | str, threads_per_worker: int | None, knobs: Mapping[str, Any],
+          intermediate_codec: str = "") -> RechunkPlan:
     tpw = threads_per_worker or _threads_per_worker()
     model = MemoryModel(io_concurrency=int(zarr.config.get("async.concurrency")))
     budget = parse_bytes(max_mem)
@@ -783,7 +789,8 @@ def _plan(info: SourceInfo, max_mem: int | str, threads_per_worker: int | None, 
             f"will use about {format_bytes(model.overhead)} more each; give max_mem as the memory a task may use to "
             "have parallelzarr's estimate kept", RechunkBudgetWarning, stacklevel=3)
         model = _data_budget_model(model)
-    plan = _plan_specs(specs, max_mem, threads_per_worker=tpw, model=model, **knobs)
+    plan = _plan_specs(specs, max_mem, threads_per_worker=tpw, model=model, intermediate_codec=intermediate_codec,
+                       **knobs)
     limit = knobs.get("max_tasks", DEFAULT_MAX_TASKS)
     if plan.n_tasks > limit:
         warnings.warn(
