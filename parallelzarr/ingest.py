@@ -147,6 +147,8 @@ def check_index_coordinates(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> Non
 
 # --- content digests -------------------------------------------------------------------------------
 
+#: Elements hashed at a time: the uint64 temporaries stay at a few MB whatever the block size.
+_PIECE = 2**18
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -167,20 +169,46 @@ def _bits(block: np.ndarray) -> np.ndarray:
     return np.asarray(flat, dtype=np.uint64).reshape(arr.shape)
 
 
+def _positions(starts: list[int], strides: list[int], shape: tuple[int, ...], first: int = 0) -> np.ndarray:
+    """mix(global position) of each element of a piece of one row (``first``: offset along its first axis)."""
+    pos = np.zeros(shape, dtype=np.uint64)
+    for k, n in enumerate(shape):
+        begin = starts[k] + (first if k == 0 else 0)
+        idx = np.arange(begin, begin + n, dtype=np.uint64) * np.uint64(strides[k])
+        pos = pos + idx.reshape([-1 if j == k else 1 for j in range(len(shape))])
+    with np.errstate(over="ignore"):
+        return _mix(pos * _GOLD + np.uint64(1))
+
+
 def _block_sums(block: np.ndarray, axis: int, shape: tuple[int, ...], block_info: Any = None) -> np.ndarray:
-    """Per row along ``axis``: the sum of mix(value bits + mix(position)) over this block's elements."""
+    """Per row along ``axis``: the sum of mix(value bits + mix(position)) over this block's elements.
+
+    The position of an element is its global row-major index among the other axes, so the sums
+    of all blocks of a row add up to the same checksum however the array is chunked. Rows are
+    hashed a few MB at a time, whatever the block size.
+    """
     loc = block_info[0]["array-location"]
     others = [i for i in range(block.ndim) if i != axis]
-    # Global position of each element within its row (row-major over the other axes).
-    pos = np.zeros([block.shape[i] if i in others else 1 for i in range(block.ndim)], dtype=np.uint64)
-    stride = 1
-    for i in reversed(others):
-        idx = np.arange(loc[i][0], loc[i][1], dtype=np.uint64) * np.uint64(stride)
-        pos = pos + idx.reshape([-1 if j == i else 1 for j in range(block.ndim)])
-        stride *= shape[i]
+    moved = np.moveaxis(block, axis, 0)
+    strides = [int(np.prod([shape[j] for j in others[k + 1:]], dtype=np.int64)) for k in range(len(others))]
+    starts = [loc[i][0] for i in others]
+    rows, row_shape = moved.shape[0], moved.shape[1:]
+    per_row = int(np.prod(row_shape, dtype=np.int64))
+    sums = np.zeros(rows, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        terms = _mix(_bits(block) + _mix(pos * _GOLD + np.uint64(1)))
-        sums = np.moveaxis(terms, axis, 0).reshape(block.shape[axis], -1).sum(axis=1, dtype=np.uint64)
+        if per_row <= _PIECE:  # whole rows, several at a time, one position mix for all
+            mixed = _positions(starts, strides, row_shape)
+            step = max(1, _PIECE // max(1, per_row))
+            for r in range(0, rows, step):
+                part = _mix(_bits(moved[r:r + step]) + mixed)
+                sums[r:r + step] = part.reshape(part.shape[0], -1).sum(axis=1, dtype=np.uint64)
+        else:  # long rows: pieces along the row's first axis
+            inner = int(np.prod(row_shape[1:], dtype=np.int64))
+            step = max(1, _PIECE // max(1, inner))
+            for a in range(0, row_shape[0], step):
+                mixed = _positions(starts, strides, moved[0, a:a + step].shape, a)
+                for r in range(rows):
+                    sums[r] += _mix(_bits(moved[r, a:a + step]) + mixed).sum(dtype=np.uint64)
     return sums.reshape([block.shape[axis] if i == axis else 1 for i in range(block.ndim)])
 
 
