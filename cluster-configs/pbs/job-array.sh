@@ -18,7 +18,9 @@ INPUTS=${1:?usage: job-array.sh 'INPUT_GLOB' TARGET PARTS [write options...]}
 TARGET=${2:?usage: job-array.sh 'INPUT_GLOB' TARGET PARTS [write options...]}
 PARTS=${3:?usage: job-array.sh 'INPUT_GLOB' TARGET PARTS [write options...]}
 shift 3
-PZ=${PZ:-$(command -v parallelzarr)}
+PZ=${PZ:-$(command -v parallelzarr || true)}
+[ -n "$PZ" ] || { echo "job-array.sh: parallelzarr is not on PATH; activate its environment or set PZ=/path/to/parallelzarr" >&2; exit 1; }
+command -v qsub > /dev/null || { echo "job-array.sh: no qsub here; run this on a login node of the PBS cluster" >&2; exit 1; }
 PZ=$(readlink -f "$PZ")
 case "$TARGET" in *://*) ;; *) TARGET=$(readlink -m "$TARGET") ;; esac
 case "$INPUTS" in /*|*://*) ;; *) INPUTS="$PWD/$INPUTS" ;; esac
