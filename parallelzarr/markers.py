@@ -283,12 +283,15 @@ def attach_to(prepared: Any, store: Any, storage_options: Mapping[str, Any] | No
 
 
 def finish(resume: Resume | None, commit: Callable[[], Any] | None, *counts: int) -> int:
-    """The last task of a write graph: commit (publish), then drop the markers (unless the commit
-    is someone else's: an append's journal or a job array's finalize clears them)."""
+    """The last task of a write graph: commit (publish), then drop the markers of every write of
+    the store (unless the commit is someone else's: an append's journal or a job array's finalize
+    clears them)."""
     if commit is not None:
         commit()
     if resume is not None and resume.clear_at_end:
-        resume.markers.clear()
+        # Every write's markers, not only this one's: cells an interrupted other write had finished
+        # may now hold this write's values, so that write, rerun, must write them again.
+        TaskMarkers(resume.markers.store, resume.markers.prefix.rsplit("/", 1)[0]).clear()
     return int(sum(counts))
 
 

@@ -187,3 +187,18 @@ def test_bare_array_rerun_keeps_finished_chunks(tmp_path: Path) -> None:
     other = subprocess.run([*run, "5"], env=env, capture_output=True, text=True)
     assert other.stdout.split() == ["0", "24"]
     np.testing.assert_array_equal(zarr.open_array(str(store))[...], expect + 5)
+
+
+def test_interrupted_region_rerun_after_another_write_rewrites_all(tmp_path: Path) -> None:
+    """Region write A is killed, write B then fills the same region with other values, A is rerun:
+    A's finished tasks must not be skipped (their cells now hold B's values), so A's rerun writes all."""
+    script = tmp_path / "w.py"
+    script.write_text(SCRIPT)
+    store = tmp_path / "s.zarr"
+    pz.to_zarr(_ds(0, 24), str(store), encoding={"v": {"chunks": (4, 4, 3)}}, scheduler="threads")
+    assert _run(script, store, "region", "write:12").returncode == -signal.SIGKILL  # A: 2 x the data
+    assert _markers(store, "v") == 11
+    pz.to_zarr((_ds(0, 24) * 3)[["v"]], str(store), region={"time": slice(0, 24)}, scheduler="threads")  # B
+    rerun = _run(script, store, "region")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    np.testing.assert_array_equal(xr.open_zarr(str(store))["v"].values, (_ds(0, 24) * 2)["v"].values)
