@@ -114,10 +114,8 @@ def hourly_file(root: Any, when: str, seed: int, name: str | None = None, **kwar
     return write_nc(era5_step(t, seed, **kwargs), out / (name or f"{pd.Timestamp(when):%Y%m%d%H%M}.nc"))
 
 
-#: Every warning shown once per place, deprecations included, so a test sees any on stderr. Not
-#: ResourceWarning: Python hides it by default (a developer's check) and the engine's per-thread
-#: inline event loops (io/zarr_compat.py) are left to the interpreter's exit, which reports them.
-SHOW_WARNINGS = "default,ignore::ResourceWarning"
+#: Every warning shown once per place (deprecations and ResourceWarning included), so a test sees any on stderr.
+SHOW_WARNINGS = "default"
 
 
 def cli(*args: str, cwd: Any, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
