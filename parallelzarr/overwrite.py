@@ -503,7 +503,10 @@ def static_changes(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str) -> 
 
     if not store_has_data(resolved.store) or cm.unpublished_write(resolved.store) is not None:
         return [], [], False
-    stored = xr.open_zarr(resolved.store, chunks={}, decode_cf=True)
+    try:
+        stored = xr.open_zarr(resolved.store, chunks={}, decode_cf=True)
+    except Exception:  # an unreadable or inconsistent store: parallelzarr.append says what is wrong
+        return [], [], False
     new, changed = [], []
     for name, var in ds.variables.items():
         if append_dim in var.dims:
