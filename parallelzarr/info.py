@@ -13,6 +13,7 @@ import zarr
 
 from . import commit as cm
 from .errors import StoreError
+from .io import zarr_compat
 from .redact import redact, url_credentials
 from .units import format_bytes
 
@@ -87,11 +88,14 @@ def _array_info(path: str, arr: zarr.Array) -> dict[str, Any]:
         "shape": list(arr.shape),
         "dims": _dims(arr),
         "dtype": str(arr.dtype),
-        "chunks": list(arr.chunks),
+        # a rectilinear grid has no single chunk shape: list each axis's chunk sizes instead
+        "chunks": ([list(e) for e in zarr_compat.chunk_edges(arr)] if zarr_compat.is_rectilinear(arr)
+                   else list(arr.chunks)),
         "shards": list(arr.shards) if arr.shards else None,
         "codecs": _codecs(arr),
         "fill_value": _jsonable(arr.fill_value),
-        "nchunks": int(arr.nchunks),
+        "nchunks": (math.prod(len(e) for e in zarr_compat.chunk_edges(arr)) if zarr_compat.is_rectilinear(arr)
+                    else int(arr.nchunks)),
         "bytes_raw": nbytes,
         "bytes_stored": stored,
         "ratio": round(nbytes / stored, 2) if stored else None,

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import parallelzarr as pz
+from parallelzarr.info import format_info, inspect_store
 from parallelzarr.io.zarr_compat import RECTILINEAR_SUPPORTED, chunk_edges
 from parallelzarr.rectilinear import RectilinearUnsupportedError
 
@@ -134,3 +135,13 @@ def test_region_into_rectilinear_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RectilinearUnsupportedError, match="region writes"):
         pz.to_zarr(_ds()[["v"]].isel(t=slice(0, 24)), store, region={"t": slice(0, 24)})
     np.testing.assert_array_equal(xr.open_zarr(store)["v"].values, V)  # untouched
+
+
+@needs
+def test_info_lists_rectilinear_chunk_sizes(tmp_path: Path) -> None:
+    """``info`` has no single chunk shape to show for a rectilinear array: it lists each axis's sizes."""
+    pz.to_zarr(_ds(), str(tmp_path / "a.zarr"), strategy="rectilinear")
+    report = inspect_store(str(tmp_path / "a.zarr"))
+    v = next(a for a in report["arrays"] if a["path"] == "v")
+    assert v["chunks"] == [[24, 31, 17], [4, 2]] and v["nchunks"] == 6, v
+    assert "v" in format_info(report)
