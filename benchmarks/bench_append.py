@@ -12,6 +12,7 @@ Prints a table and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -66,6 +67,7 @@ def run_small(root: Path, appends: int) -> list[dict]:
     pz.to_zarr(small_step(0), str(ours), encoding=encoding())
     small_step(0).to_zarr(str(theirs), encoding=encoding(), zarr_format=3, consolidated=True)
     times = {"parallelzarr": [], "xarray": []}
+    cpus: dict[str, list[float]] = {"parallelzarr": [], "xarray": []}
     ops: dict[str, list[dict[str, int]]] = {"parallelzarr": [], "xarray": []}
     # Every append goes through a store wrapper that counts its operations (same store underneath).
     our_store = counting_store(zarr.storage.LocalStore(str(ours)))
@@ -75,10 +77,12 @@ def run_small(root: Path, appends: int) -> list[dict]:
         our_store.counts.clear()
         m = measure(lambda s=step: pz.append(s, our_store, "time"))
         times["parallelzarr"].append(m.seconds)
+        cpus["parallelzarr"].append(m.cpu_seconds)
         ops["parallelzarr"].append(dict(our_store.counts))
         their_store.counts.clear()
         m = measure(lambda s=step: s.to_zarr(their_store, append_dim="time", consolidated=True))
         times["xarray"].append(m.seconds)
+        cpus["xarray"].append(m.cpu_seconds)
         ops["xarray"].append(dict(their_store.counts))
     a = xr.open_zarr(str(ours)).load()
     b = xr.open_zarr(str(theirs)).load()
@@ -91,6 +95,8 @@ def run_small(root: Path, appends: int) -> list[dict]:
             "median_s": round(statistics.median(ts), 4),
             "total_s": round(sum(ts), 2),
             "ratio_vs_xarray": round(statistics.median(ts) / base, 3),
+            "cpu_s": round(statistics.median(cpus[name]), 4),
+            "cpu_ratio_vs_xarray": round(statistics.median(cpus[name]) / statistics.median(cpus["xarray"]), 3),
             "store_ops": statistics.median(sum(c.values()) for c in ops[name]),
             "ops_by_kind": {k: statistics.median(c.get(k, 0) for c in ops[name])
                             for k in sorted({k for c in ops[name] for k in c})},
@@ -155,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         if large:
             rows += run_large(root, large)
     cols = [("case", "case"), ("contender", "contender"), ("median_s", "median s"), ("total_s", "total s"),
-            ("ratio_vs_xarray", "vs xarray"), ("store_ops", "store ops/append"), ("ops_by_kind", "ops by kind"),
+            ("ratio_vs_xarray", "vs xarray"), ("cpu_s", "median CPU s"),
+            ("cpu_ratio_vs_xarray", "CPU vs xarray"), ("store_ops", "store ops/append"), ("ops_by_kind", "ops by kind"),
             ("GB/s", "GB/s"), ("ratio_vs_floor", "x floor speed"),
             ("peak_rss", "peak RSS"), ("verified", "verified")]
     print(format_table(rows, cols))
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
     ratio = next(r["ratio_vs_xarray"] for r in rows if r["contender"] == "parallelzarr" and "ratio_vs_xarray" in r)
     verdict = "PASS" if ratio <= 0.5 else "MISS"
     print(f"aim: median append time <= 0.5x xarray's: {ratio:.3f}x -> {verdict}")

@@ -34,7 +34,7 @@ from .errors import (
     StoreError,
     StoreWriteError,
 )
-from .faults import fault_point
+from .faults import count_write, fault_point
 from .ingest import (
     STATIC_POLICIES,
     STATIC_VERIFY_IN_MEMORY,
@@ -44,6 +44,7 @@ from .ingest import (
     parse_step,
     row_checksums,
 )
+from .io.chunk_io import write_region
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
 from .io.stores import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
 from .kwargs import check_compute_kwargs
@@ -232,9 +233,12 @@ def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
     return h.hexdigest()[:16]
 
 
-def _open_consistent(resolved: ResolvedStore) -> xr.Dataset:
-    """The stored dataset, refusing a store whose arrays disagree on a dimension's length."""
-    conflicts = cm.dimension_conflicts(resolved.store)
+def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None) -> xr.Dataset:
+    """The stored dataset, refusing a store whose arrays disagree on a dimension's length.
+
+    ``zarr_format``: the stored format when known (every open then skips zarr's format probing).
+    """
+    conflicts = cm.dimension_conflicts(resolved.store, zarr_format)
     if conflicts:
         raise AppendError(
             f"{resolved.description} is inconsistent: its arrays disagree on the length of "
@@ -244,7 +248,12 @@ def _open_consistent(resolved: ResolvedStore) -> xr.Dataset:
     with warnings.catch_warnings():
         # Our bookkeeping prefix (.parallelzarr/) is not a zarr node; zarr says so when xarray lists the group.
         warnings.filterwarnings("ignore", message=r"Object at \.parallelzarr\S* is not recognized")
-        return open_stored(resolved)
+        if zarr_format is None:
+            return open_stored(resolved)
+        try:
+            return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
+        except Exception as exc:  # as open_stored reports it
+            raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
 
 
 def prepare_append(
@@ -259,12 +268,14 @@ def prepare_append(
     append_step: Any = None,
     gaps: str = "refuse",
     stored: xr.Dataset | None = None,
+    zarr_format: int | None = None,
 ) -> PreparedWrite:
     """Validate an append against the store and plan it; read only metadata and the static variables.
 
-    ``stored``: the store opened by the caller just before (saves opening it again).
+    ``stored``: the store opened by the caller just before (saves opening it again);
+    ``zarr_format``: the stored format, when known.
     """
-    stored = _open_consistent(resolved) if stored is None else stored
+    stored = _open_consistent(resolved, zarr_format) if stored is None else stored
     if append_dim not in ds.dims:
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
     if append_dim not in stored.dims:
@@ -297,6 +308,7 @@ def prepare_append(
     plans = {}
     jobs = []
     checksums: dict[str, da.Array] = {}
+    axes: dict[str, int] = {}
     offset = int(stored.sizes[append_dim])
     length = int(ds.sizes[append_dim])
     for name, var in ds.variables.items():
@@ -321,7 +333,8 @@ def prepare_append(
             raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
         if (new_kind.kind == "M") != (old_dtype.kind == "M"):
             raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
-        arr = zarr.open_array(resolved.store, path=name, mode="r+")  # r+: the appended view writes through it
+        # r+: the appended view writes through it
+        arr = zarr.open_array(resolved.store, path=name, mode="r+", zarr_format=zarr_format)
         enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
         src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
         if np.dtype(var.dtype).kind in "SU":
@@ -355,6 +368,7 @@ def prepare_append(
         )
         plans[name] = job.plan
         jobs.append(job)
+        axes[name] = axis
         if name != append_dim:  # the digest of each appended label (the labels themselves are the key)
             checksums[name] = row_checksums(values.astype(dst), axis)
     info = {
@@ -364,6 +378,7 @@ def prepare_append(
         "shapes": {j.plan.name: list(j.plan.shape) for j in jobs},
         "old_shapes": {n: [int(s) for s in stored.variables[n].shape] for n in plans},
         "checksums": checksums,
+        "axes": axes,
     }
     plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
     return PreparedWrite(plan=plan, jobs=jobs, info=info)
@@ -386,11 +401,12 @@ class _AppendRun:
     consolidated: bool
     result: AppendResult
     wait: Any = None  # how long the lease task waits for a lease held by another process
+    zarr_format: int | None = None  # the stored format (opens skip zarr's probing)
 
     def check(self) -> None:
         """Refuse to write if the store moved on since the append was planned."""
         aid = self.journal["entry"]["id"]
-        if cm.is_recorded(self.store, aid):
+        if cm.is_recorded(self.store, aid, self.zarr_format):
             raise AlreadyAppliedError(f"append {aid} was already applied to {self.description} (computed twice?); nothing written")
         if cm.pending_journal(self.store) is not None:
             raise AppendError(
@@ -398,7 +414,7 @@ class _AppendRun:
                 "rerun the append (it rolls the commit forward first)"
             )
         for name, shape in self.old_shapes.items():
-            now = zarr.open_array(self.store, path=name, mode="r").shape
+            now = zarr.open_array(self.store, path=name, mode="r", zarr_format=self.zarr_format).shape
             if list(now) != shape:
                 raise AppendError(f"{name!r} changed from {tuple(shape)} to {tuple(now)} while this append was planned; retry")
 
@@ -530,9 +546,8 @@ def _wait_until_free(store: Any, wait: Any) -> float:
         delay = min(delay * 1.5, 2.0)
 
 
-def _check_stored_format(resolved: ResolvedStore, zarr_format: int) -> None:
-    """Refuse ``zarr_format`` that differs from the stored one (xarray would silently keep the stored one)."""
-    stored = zarr.open_group(resolved.store, mode="r").metadata.zarr_format
+def _check_stored_format(resolved: ResolvedStore, zarr_format: int, stored: int) -> None:
+    """Refuse ``zarr_format`` that differs from the ``stored`` one (xarray would silently keep the stored one)."""
     if stored != zarr_format:
         raise ModeError(
             f"zarr_format={zarr_format} but {resolved.description} is stored in zarr format {stored}; an append keeps "
@@ -668,8 +683,9 @@ def append(
                    zarr_format=default_zarr_format(zarr_format))
         return dask.delayed(first, pure=False, traverse=False)(dask_key_name=f"pz-first-append-{uuid.uuid4().hex}")
 
+    stored_format = cm.stored_zarr_format(resolved.store)
     if zarr_format is not None:
-        _check_stored_format(resolved, zarr_format)
+        _check_stored_format(resolved, zarr_format, stored_format)
     if wait is not None and compute:
         # Before reading the store: the checks must see what the holder commits (its rows, its shape).
         wait = _wait_until_free(resolved.store, wait)
@@ -687,7 +703,7 @@ def append(
             lease.release()
 
     skipped = overwritten = 0
-    stored = _open_consistent(resolved)
+    stored = _open_consistent(resolved, stored_format)
     repeated = _split_repeats(ds, stored, append_dim, repeat)
     if repeated is not None:
         # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
@@ -719,7 +735,7 @@ def append(
             return done if compute else dask.delayed(done, traverse=False)
 
     aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
-    if cm.is_recorded(resolved.store, aid):
+    if cm.is_recorded(resolved.store, aid, stored_format):
         if append_dim in ds.indexes:
             # Its labels are not stored (those were handled above): reusing an id would drop these rows.
             raise AppendError(
@@ -730,11 +746,15 @@ def append(
                             repaired=repaired)
         return done if compute else dask.delayed(done, traverse=False)
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
-                              append_step=append_step, gaps=gaps, stored=stored)
-    from .markers import attach_to  # resume: a rerun after a crash skips the blocks already written
+                              append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format)
+    inline = compute and _runs_inline(prepared, budget, compute_kwargs, progress)
+    markers = None
+    if not inline:
+        from .markers import attach_to  # resume: a rerun after a crash skips the blocks already written
 
-    resume = attach_to(prepared, resolved.store)
-    resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
+        resume = attach_to(prepared, resolved.store)
+        resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
+        markers = resume.markers.prefix
     info = prepared.info
     entry = _entry(aid, append_dim, info["offset"], info["length"], info["labels"])
     extra = "".join([f"; skipped {skipped} already stored identical row(s)" if skipped else "",
@@ -747,10 +767,12 @@ def append(
     run = _AppendRun(
         resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
         info["old_shapes"], {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated,
-                             "markers": resume.markers.prefix}, consolidated, result,
+                             "markers": markers, "zarr_format": stored_format}, consolidated, result,
     )
     run.wait = wait
-    graph = _lazy_graph(prepared, run, {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None)
+    run.zarr_format = stored_format
+    array_config = {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None
+    graph = None if inline else _lazy_graph(prepared, run, array_config)
     if not compute:
         return graph
 
@@ -762,8 +784,11 @@ def append(
     try:
         fault_point("append:leased")
         run.check()
-        with compute_progress(progress, compute_kwargs) as kw:
-            dask.compute(graph, **kw)
+        if graph is None:
+            _append_inline(prepared, run, array_config)
+        else:
+            with compute_progress(progress, compute_kwargs) as kw:
+                dask.compute(graph, **kw)
     except OSError as exc:
         run.release()
         raise _append_failed(resolved, exc) from exc
@@ -777,6 +802,66 @@ def append(
         run.release()
         raise
     return result
+
+
+#: Appends of at most this many new bytes (and within ``max_mem``) are written from the calling
+#: thread without a dask graph: for a few small chunks, building and scheduling a graph costs
+#: more than the writes.
+INLINE_APPEND_BYTES = 64 * 2**20
+_LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded", "processes", "multiprocessing"}
+
+
+def _runs_inline(prepared: PreparedWrite, budget: int | None, compute_kwargs: Mapping[str, Any], progress: bool) -> bool:
+    """Whether an append is small enough to write from the calling thread (see :data:`INLINE_APPEND_BYTES`).
+
+    Only with a local scheduler (a distributed client's data is read through its cluster) and no
+    progress bar; ``num_workers`` is then moot (one thread writes).
+    """
+    if progress or set(compute_kwargs) - {"scheduler", "num_workers"}:
+        return False
+    if "scheduler" in compute_kwargs:
+        if compute_kwargs["scheduler"] not in _LOCAL_SCHEDULERS:
+            return False
+    else:
+        default = dask.base.get_scheduler()
+        if default is not None and not str(getattr(default, "__module__", "")).startswith("dask."):
+            return False
+    nbytes = sum(int(job.data.nbytes) for job in prepared.jobs)
+    return nbytes <= INLINE_APPEND_BYTES and (budget is None or 2 * nbytes <= budget)
+
+
+def _append_inline(prepared: PreparedWrite, run: _AppendRun, array_config: Mapping[str, Any] | None) -> None:
+    """Write a small append from this thread (no graph), then commit it like the graph's last task.
+
+    The input and its row digests are computed together (each input block read once), then each
+    array is written in slabs cut at its stored object boundaries along the append axis: every
+    object is encoded and stored once, and each slab counts as one write (the crash tests' points).
+    """
+    checksums = prepared.info.get("checksums") or {}
+    arrays = [job.data for job in prepared.jobs]
+    computed = dask.compute(*arrays, *checksums.values(), scheduler="sync")
+    values, digests = computed[: len(arrays)], dict(zip(checksums, computed[len(arrays):], strict=True))
+    written = 0
+    for job, data in zip(prepared.jobs, values, strict=True):
+        target = job.open_target()
+        if array_config:
+            target = target.with_config(dict(array_config))
+        written += _write_slabs(target, job.plan, prepared.info["axes"][job.plan.name], np.asarray(data))
+    run.finish(written, digests or None)
+
+
+def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> int:
+    """Write ``data`` into ``plan.region`` of ``target``, one slab per stored object along ``axis``."""
+    region = [slice(int(lo), int(hi)) for lo, hi in plan.region]
+    lo, hi = region[axis].start, region[axis].stop
+    step = int((plan.shards or plan.chunks)[axis]) if plan.chunks else 0
+    edges = [lo, *range((lo // step + 1) * step, hi, step), hi] if step > 0 else [lo, hi]
+    for a, b in zip(edges, edges[1:], strict=False):
+        box = tuple(slice(a, b) if i == axis else s for i, s in enumerate(region))
+        local = tuple(slice(a - lo, b - lo) if i == axis else slice(None) for i in range(data.ndim))
+        write_region(target, box, data[local])
+        count_write()
+    return int(data.nbytes)
 
 
 def _append_failed(resolved: ResolvedStore, exc: OSError) -> StoreWriteError:

@@ -58,6 +58,12 @@ def write_json(store: Any, key: str, value: dict[str, Any]) -> None:
     sync(store.set(key, cpu.Buffer.from_bytes(json.dumps(value, sort_keys=True).encode())))
 
 
+def write_metadata_doc(store: Any, key: str, doc: dict[str, Any]) -> None:
+    """Write a zarr metadata document as zarr lays it out (its key order, its ``json_indent``)."""
+    text = json.dumps(doc, indent=zarr.config.get("json_indent", 2), allow_nan=True)
+    sync(store.set(key, cpu.Buffer.from_bytes(text.encode())))
+
+
 def delete_key(store: Any, key: str) -> None:
     sync(store.delete(key))
 
@@ -269,16 +275,27 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
 
         return roll_forward_overwrite(store, journal)
     done: list[str] = []
+    fmt = journal.get("zarr_format") or stored_zarr_format(store)
+    docs: dict[str, dict[str, Any]] = {}
     for name, shape in journal["shapes"].items():
-        arr = zarr.open_array(store, path=name, mode="r+")
-        if tuple(arr.shape) != tuple(shape):
-            arr.resize(tuple(shape))
-            done.append(f"resized {name} to {tuple(shape)}")
+        doc = _grow_shape(store, name, shape, fmt)
+        if doc is None:  # not a plain regular-grid array document: let zarr resize it
+            arr = zarr.open_array(store, path=name, mode="r+", zarr_format=fmt)
+            if tuple(arr.shape) != tuple(shape):
+                arr.resize(tuple(shape))
+                done.append(f"resized {name} to {tuple(shape)}")
+        else:
+            if doc.pop("_resized", False):
+                done.append(f"resized {name} to {tuple(shape)}")
+            docs[name] = doc
         fault_point(f"commit:resized:{name}")
-    done += migrate_legacy_log(store, consolidated)
-    if consolidated:
-        zarr.consolidate_metadata(store)
+    if consolidated and len(docs) == len(journal["shapes"]) and _publish_consolidated(store, docs, fmt):
         done.append("consolidated metadata")
+    else:
+        done += migrate_legacy_log(store, consolidated)
+        if consolidated:
+            zarr.consolidate_metadata(store, zarr_format=fmt)
+            done.append("consolidated metadata")
     fault_point("commit:consolidated")
     entry = journal["entry"]
     if read_record(store, entry["id"]) is None:
@@ -294,6 +311,72 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
 
 def pending_journal(store: Any) -> dict[str, Any] | None:
     return read_json(store, JOURNAL_KEY)
+
+
+def stored_zarr_format(store: Any) -> int:
+    """The zarr format of the store's root group (one key read for format 3, two for format 2)."""
+    if sync(store.get("zarr.json", prototype=default_buffer_prototype())) is not None:
+        return 3
+    if sync(store.get(".zgroup", prototype=default_buffer_prototype())) is not None:
+        return 2
+    raise StoreError("no zarr group at the store's root (neither zarr.json nor .zgroup)")
+
+
+def _array_key(name: str, fmt: int) -> str:
+    return f"{name}/zarr.json" if fmt == 3 else f"{name}/.zarray"
+
+
+def _grow_shape(store: Any, name: str, shape: list[int], fmt: int) -> dict[str, Any] | None:
+    """Set the shape in array ``name``'s own metadata document (one read, at most one write).
+
+    Only a plain document on a regular chunk grid, growing: there the shape is all that changes
+    (zarr's resize rewrites the same document). Anything else returns ``None`` for zarr to resize.
+    The returned document is the one now stored (``"_resized"`` set when it was written).
+    """
+    doc = read_json(store, _array_key(name, fmt))
+    if doc is None or not isinstance(doc.get("shape"), list) or len(doc["shape"]) != len(shape):
+        return None
+    if fmt == 3 and (doc.get("node_type") != "array" or (doc.get("chunk_grid") or {}).get("name") != "regular"):
+        return None
+    if any(int(old) > int(new) for old, new in zip(doc["shape"], shape, strict=True)):
+        return None  # shrinking also deletes chunks: zarr's resize does that
+    if [int(n) for n in doc["shape"]] != [int(n) for n in shape]:
+        doc["shape"] = [int(n) for n in shape]
+        write_metadata_doc(store, _array_key(name, fmt), doc)
+        doc["_resized"] = True
+    return doc
+
+
+def _publish_consolidated(store: Any, docs: dict[str, dict[str, Any]], fmt: int) -> bool:
+    """Put the arrays' new documents into the consolidated metadata with one write (the commit point).
+
+    Only when the consolidated copy exists, lists every one of the arrays and holds no legacy
+    append log (whose migration rewrites the root attributes): then only these arrays' shapes
+    changed since it was written, and the document written equals what ``consolidate_metadata``
+    would write for them. ``False`` otherwise (the caller consolidates the whole hierarchy).
+    """
+    key = "zarr.json" if fmt == 3 else ".zmetadata"
+    root = read_json(store, key)
+    if root is None:
+        return False
+    if fmt == 3:
+        meta = (root.get("consolidated_metadata") or {}).get("metadata")
+        attrs = root.get("attributes") or {}
+        names = list(docs)
+    else:
+        meta = root.get("metadata")
+        attrs = (meta or {}).get(".zattrs") or {}
+        names = [f"{n}/.zarray" for n in docs]
+    if not isinstance(meta, dict) or LEGACY_LOG_ATTR in attrs or any(n not in meta for n in names):
+        return False
+    changed = False
+    for entry, doc in zip(names, docs.values(), strict=True):
+        if meta[entry] != doc:
+            meta[entry] = doc
+            changed = True
+    if changed:
+        write_metadata_doc(store, key, root)
+    return True
 
 
 # --- the append log: one record per append under .parallelzarr/appends/ ---------------------------
@@ -322,8 +405,15 @@ def delete_record(store: Any, append_id: str) -> None:
     delete_key(store, record_key(append_id))
 
 
-def legacy_log(store: Any) -> list[dict[str, Any]]:
-    """The log kept in the root group attributes by earlier versions (empty for newer stores)."""
+def legacy_log(store: Any, zarr_format: int | None = None) -> list[dict[str, Any]]:
+    """The log kept in the root group attributes by earlier versions (empty for newer stores).
+
+    With ``zarr_format`` known, the root attributes are read as one document (no format probing).
+    """
+    if zarr_format in (2, 3):
+        doc = read_json(store, "zarr.json" if zarr_format == 3 else ".zattrs") or {}
+        log = (doc.get("attributes") or {} if zarr_format == 3 else doc).get(LEGACY_LOG_ATTR, None)
+        return [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
     try:
         group = zarr.open_group(store, mode="r", use_consolidated=False)
     except Exception:
@@ -332,9 +422,10 @@ def legacy_log(store: Any) -> list[dict[str, Any]]:
     return [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
 
 
-def is_recorded(store: Any, append_id: str) -> bool:
+def is_recorded(store: Any, append_id: str, zarr_format: int | None = None) -> bool:
     """Whether append ``append_id`` was committed (a record, or an entry of a legacy log)."""
-    return read_record(store, append_id) is not None or any(e.get("id") == append_id for e in legacy_log(store))
+    return read_record(store, append_id) is not None or any(
+        e.get("id") == append_id for e in legacy_log(store, zarr_format))
 
 
 def append_log(store: Any) -> list[dict[str, Any]]:
@@ -389,9 +480,9 @@ def _array_dims(arr: zarr.Array) -> tuple[str, ...] | None:
     return tuple(str(n) for n in v2) if v2 else None
 
 
-def dimension_lengths(store: Any) -> dict[str, dict[str, int]]:
+def dimension_lengths(store: Any, zarr_format: int | None = None) -> dict[str, dict[str, int]]:
     """For each dimension name of the root group's arrays: array name -> its length along it."""
-    group = zarr.open_group(store, mode="r", use_consolidated=False)
+    group = zarr.open_group(store, mode="r", use_consolidated=False, zarr_format=zarr_format)
     out: dict[str, dict[str, int]] = {}
     for name, arr in group.arrays():
         dims = _array_dims(arr)
@@ -402,9 +493,9 @@ def dimension_lengths(store: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def dimension_conflicts(store: Any) -> dict[str, dict[str, int]]:
+def dimension_conflicts(store: Any, zarr_format: int | None = None) -> dict[str, dict[str, int]]:
     """The dimensions whose length differs between arrays (readers such as xarray refuse those)."""
-    return {d: sizes for d, sizes in dimension_lengths(store).items() if len(set(sizes.values())) > 1}
+    return {d: sizes for d, sizes in dimension_lengths(store, zarr_format).items() if len(set(sizes.values())) > 1}
 
 
 def describe_conflict(dim: str, sizes: dict[str, int]) -> str:
