@@ -31,7 +31,7 @@ from .redact import is_secret_key, redact, url_credentials
 __all__ = ["main"]
 
 _STRATEGIES = ("auto", "direct", "gather-edges", "rechunk", "lock")
-_MODES = ("w-", "w", "a", "r+")
+_MODES = ("w-", "w", "a", "a-", "r+")
 
 
 # --- errors and exit codes ------------------------------------------------------------------------
@@ -518,7 +518,8 @@ def _write_text(head: str, plan: Any, seconds: float | None) -> str:
 @_input_options
 @click.option("--mode", type=click.Choice(_MODES), default=None,
               help="w- create (fail if the target exists; the default), w overwrite, r+ region of existing arrays "
-                   "(the default with --region), a append (the default with --append-dim).")
+                   "(the default with --region), a (or a-) add variables or overwrite stored ones, as in xarray. "
+                   "Appends along a dimension: `parallelzarr append`.")
 @click.option("--region", default=None, metavar="DIM=START:STOP,...|auto", help="Write into this region (mode r+).")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--lock", type=click.Choice(["file", "distributed", "threading"]), default=None,

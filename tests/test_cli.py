@@ -309,3 +309,23 @@ def test_s3_with_storage_options(files: Path, tmp_path: Path) -> None:
         assert "s3cret-value-123" not in res.stdout + res.stderr
     finally:
         server.stop()
+
+
+def test_mode_a_adds_and_overwrites_variables(tmp_path: Path) -> None:
+    """``--mode a`` adds a variable to a stored dataset and ``--mode a-`` overwrites one (xarray's meaning of
+    both without an append dim); the other variables stay as stored."""
+    ds = sample()
+    ds.to_zarr(tmp_path / "s.zarr", mode="w")
+    xr.Dataset({"q": (("lat",), np.arange(10.0))}, coords={"lat": ds.lat}).to_netcdf(tmp_path / "q.nc")
+    res = pz("write", "q.nc", "s.zarr", "--mode", "a", "--cluster", "threads", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with xr.open_zarr(tmp_path / "s.zarr") as out:
+        np.testing.assert_array_equal(out["q"].values, np.arange(10.0))
+        np.testing.assert_array_equal(out["t2m"].values, ds["t2m"].values)
+    xr.Dataset({"q": (("lat",), -np.arange(10.0))}, coords={"lat": ds.lat}).to_netcdf(tmp_path / "q2.nc")
+    res = pz("write", "q2.nc", "s.zarr", "--mode", "a-", "--cluster", "threads", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with xr.open_zarr(tmp_path / "s.zarr") as out:
+        np.testing.assert_array_equal(out["q"].values, -np.arange(10.0))
+        np.testing.assert_array_equal(out["t2m"].values, ds["t2m"].values)
+        assert out.sizes["time"] == 30
