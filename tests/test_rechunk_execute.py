@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from parallelzarr import rechunk
 from parallelzarr.errors import ChunkSpecError, MemoryBudgetError, StoreError
+from parallelzarr.rechunk.api import RechunkBudgetWarning
 from parallelzarr.rechunk.execute import MARK, StageIO, run_block
 
 
@@ -117,11 +120,61 @@ def test_measured_task_memory_within_estimate(tmp_path: Path, shape, src_chunks,
 
 
 def test_refuses_impossible_budget_before_writing(tmp_path: Path) -> None:
+    """Below one source chunk (800 KB) even rechunker's reading of max_mem cannot fit: refused, a ValueError."""
     src, _ = _source(tmp_path / "src.zarr", (50, 200, 200), (5, 200, 200))
     target = tmp_path / "tgt.zarr"
-    with pytest.raises(MemoryBudgetError, match=r"smallest budget that works is .*\d+ bytes"):
-        rechunk(src, (50, 10, 10), "1.1MB", str(target))
+    with pytest.raises(MemoryBudgetError, match=r"even read as rechunker reads it.*smallest budget that works is "
+                                                r".*\((\d+) bytes\), read that way") as err:
+        rechunk(src, (50, 10, 10), "700KB", str(target))
+    assert isinstance(err.value, ValueError)
+    assert err.value.smallest == 800_000  # one decoded source chunk
     assert not target.exists()
+
+
+def test_budget_read_as_chunk_data_when_the_peak_cannot_be_kept(tmp_path: Path) -> None:
+    """1.1 MB holds a source chunk (800 KB) but not parallelzarr's peak model: planned in rechunker's
+    meaning with a warning naming the estimated peak and the budget that keeps it; the peak is measured."""
+    src, data = _source(tmp_path / "src.zarr", (50, 200, 200), (5, 200, 200))
+    with pytest.warns(RechunkBudgetWarning, match=r"read as rechunker reads it.*Estimated peak per task: .*"
+                                                  r"\((\d+) bytes\).*raise max_mem to .*\((\d+) bytes\)") as rec:
+        r = rechunk(src, (50, 10, 10), "1.1MB", str(tmp_path / "tgt.zarr"))
+    plan = r.plan
+    assert plan.budget_meaning == "chunk data" and plan.arrays[0].budget_meaning == "chunk data"
+    assert "max_mem read as the chunk data a task holds (rechunker's meaning" in str(plan)
+    assert "max_mem read as chunk data" in repr(r)
+    said = [int(x) for x in re.search(r"\((\d+) bytes\).*\((\d+) bytes\)", str(rec[0].message)).groups()]
+    assert said == [plan.task_memory, plan.peak_budget]
+    assert plan.task_memory > plan.max_mem  # the estimate is stated, not hidden
+    for stage in plan.arrays[0].stages:  # chunk data within the budget, rechunker's meaning
+        assert stage.memory_breakdown["assembled"] <= plan.max_mem
+    np.testing.assert_array_equal(r.execute()[...], data)
+    # The budget the warning names keeps the estimated peak: no warning, read as the peak.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RechunkBudgetWarning)
+        again = rechunk(src, (50, 10, 10), plan.peak_budget, str(tmp_path / "tgt2.zarr"))
+    assert again.plan.budget_meaning == "peak" and again.plan.task_memory <= plan.peak_budget
+    assert "max_mem read as the estimated peak" in str(again.plan)
+    # ... and a plan as lean as the chunk-data one (not tiny tasks rereading the source).
+    assert again.plan.bytes_read <= plan.bytes_read and again.plan.n_tasks <= 10 * plan.n_tasks
+
+
+def test_chunk_data_plan_peak_measured_within_its_estimate(tmp_path: Path) -> None:
+    """The estimated peak a chunk-data plan states bounds what a task really holds (tracemalloc)."""
+    src, _ = _source(tmp_path / "src.zarr", (50, 200, 200), (5, 200, 200))
+    with pytest.warns(RechunkBudgetWarning):
+        r = rechunk(src, (50, 10, 10), "1.1MB", str(tmp_path / "tgt.zarr"))
+    stage = r.plan.arrays[0].stages[0]
+    dst = zarr.create_array(str(tmp_path / "out.zarr"), shape=src.shape, chunks=stage.write_grid, dtype="f4")
+    io = StageIO(src, dst, stage, src.shape, zarr.storage.MemoryStore(), "m")
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        run_block(io, 0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= stage.task_memory, (stage, peak)
+    assert peak > r.plan.max_mem * 0.5  # a real task, not an empty one
 
 
 def test_refuses_existing_target(tmp_path: Path) -> None:

@@ -188,3 +188,30 @@ def test_two_pass_stages_are_balanced_for_the_workers(budget: str) -> None:
     # The knob still wins: asking for larger tasks gives larger tasks.
     big = plan_rechunk([spec], budget, threads_per_worker=2, target_task_bytes=256 * 2**20).arrays[0]
     assert max(math.prod(s.block) for s in big.stages) >= max(math.prod(s.block) for s in a.stages)
+
+
+def test_one_pass_tasks_capped_for_the_workers_when_no_bytes_move_more() -> None:
+    """Aligned one-pass blocks stop at about 1/8 of the array (here 25 MB of 200 MB), not at 64 MB."""
+    spec = ((200, 500, 500), 4, (10, 500, 500), (20, 500, 500))
+    a = plan_array(*spec, "4GB", min_tasks=1)
+    s = a.stages[0]
+    assert a.strategy == "one-pass" and s.read_amplification == 1.0
+    assert math.prod(s.block) * 4 <= 200 * 10**6 // 8 and s.n_tasks >= 8, s
+    assert "tasks capped at" in s.note and "1/8 of the array" in s.note
+    # Same bytes moved as the uncapped plan: every source chunk read once, the array written once.
+    assert s.bytes_read == s.bytes_written == 200 * 500 * 500 * 4
+    # The caller's task size still wins.
+    big = plan_array(*spec, "4GB", min_tasks=1, target_task_bytes=64 * 2**20).stages[0]
+    assert math.prod(big.block) * 4 > 25 * 10**6 and "capped" not in big.note
+
+
+def test_one_pass_whole_array_task_says_why_it_stays_one_task() -> None:
+    """1 GB (10,500,500) -> (1000,25,25) at 4 GB: the smallest aligned block is the whole array; smaller
+    tasks would split source chunks (more bytes), so it stays one task and the plan says so, with numbers."""
+    a = plan_array((1000, 500, 500), 4, (10, 500, 500), (1000, 25, 25), "4GB")
+    s = a.stages[0]
+    assert a.strategy == "one-pass" and s.n_tasks == 1
+    moved = re.search(r"would split source chunks and move ([\d.]+ \w+).*against this plan's ([\d.]+ \w+)", s.note)
+    assert moved, s.note
+    assert "two passes at least 3.73 GiB" in s.note and moved.group(2) == "1.86 GiB"
+    assert s.note in str(RechunkPlan(arrays=(a,), max_mem=4 * 10**9, threads_per_worker=2))

@@ -15,7 +15,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
@@ -41,7 +41,7 @@ from .execute import (
     store_keys,
     store_set,
 )
-from .plan import DEFAULT_MAX_TASKS, ArraySpec, MemoryModel, RechunkPlan
+from .plan import DATA_MEANING, DEFAULT_MAX_TASKS, ArraySpec, MemoryModel, RechunkPlan
 from .plan import plan_rechunk as _plan_specs
 from .source import SourceInfo, as_store, as_zarr3_codecs, resolve_source
 from .temp_codecs import describe_compressors, temp_compressors
@@ -303,7 +303,9 @@ class Rechunked:
             entries.append(f"* Intermediate: {intermediate}")
         entries.append(f"* Target      : {self._describe_target()}")
         entries.append(f"* Plan        : {len(p.arrays)} array(s), {p.n_tasks} tasks, {p.passes} pass(es), peak "
-                       f"{format_bytes(p.task_memory)}/task of {format_bytes(p.max_mem)}")
+                       f"{format_bytes(p.task_memory)}/task of {format_bytes(p.max_mem)}"
+                       + (" (max_mem read as chunk data, rechunker's meaning)" if p.budget_meaning == DATA_MEANING
+                          else ""))
         return "<Rechunked>\n" + "\n".join(entries) + "\n"
 
     def _repr_html_(self) -> str:
@@ -622,11 +624,6 @@ def _temp_codecs(temp_options: Mapping[str, Any] | None, zarr_format: int) -> An
     return as_zarr3_codecs(chosen) if zarr_format == 3 else chosen
 
 
-def _data_budget_model(model: MemoryModel) -> MemoryModel:
-    """rechunker's meaning of ``max_mem``: the chunk data one task holds, nothing else counted."""
-    return replace(model, decode_factor=0.0, encode_factor=0.0, shard_extra=0.0, overhead=0)
-
-
 def rechunk(
     source: Any,
     target_chunks: Any,
@@ -657,10 +654,11 @@ def rechunk(
         = full length; arrays or axes not mentioned keep their chunks.
     max_mem
         Memory budget per task, bytes or a string like ``"1GB"``: parallelzarr's estimate of a
-        task's peak (data, decode/encode buffers and a fixed 1 MiB) stays within it. A budget
-        below that fixed overhead (rechunker's tests use 1,600 bytes) can only mean what
-        rechunker means, the chunk data a task holds: it is planned that way, with a
-        :class:`RechunkBudgetWarning`.
+        task's peak (data, decode/encode buffers and a fixed 1 MiB) stays within it. When no plan
+        can keep that (rechunker's tests give 1,600 bytes, or 25.6 MB for 25.6 MB chunks), it is
+        read as rechunker reads it, the chunk data one task holds, with a
+        :class:`RechunkBudgetWarning` giving the estimated peak and the ``max_mem`` that keeps it;
+        ``plan.budget_meaning`` says which reading was used.
     target_store, temp_store
         Path, fsspec URL, zarr store or :class:`zarr.Group` (arrays are added to the group).
         Without ``temp_store`` intermediates live in the target store under
@@ -701,7 +699,8 @@ def rechunk(
     Raises
     ------
     MemoryBudgetError
-        If ``max_mem`` cannot be kept; nothing has been written.
+        If ``max_mem`` cannot hold even the chunk data of a task (one source and one target chunk):
+        a ``ValueError`` as in rechunker; nothing has been written.
     ChunkSpecError, PlanningError, EncodingError
         On bad chunk requests, sources or options (all ``ValueError``, as in rechunker).
     TargetExistsError
@@ -782,15 +781,19 @@ def _plan(info: SourceInfo, max_mem: int | str, threads_per_worker: int | None, 
     model = MemoryModel(io_concurrency=int(zarr.config.get("async.concurrency")))
     budget = parse_bytes(max_mem)
     specs = [j.spec for j in info.jobs]
-    if budget < model.overhead:
-        warnings.warn(
-            f"max_mem={format_bytes(budget)} is below the {format_bytes(model.overhead)} a task needs besides its data "
-            "(Python objects, zarr calls); it is read as rechunker reads it, the chunk data one task holds. Tasks "
-            f"will use about {format_bytes(model.overhead)} more each; give max_mem as the memory a task may use to "
-            "have parallelzarr's estimate kept", RechunkBudgetWarning, stacklevel=3)
-        model = _data_budget_model(model)
+    # One rule for every budget (1,600 bytes or 25.6 MB alike): keep the estimated peak if any plan can;
+    # else read max_mem as rechunker does, the chunk data a task holds, and say so; refuse only below that.
     plan = _plan_specs(specs, max_mem, threads_per_worker=tpw, model=model, intermediate_codec=intermediate_codec,
-                       **knobs)
+                       chunk_data_fallback=True, **knobs)
+    if plan.budget_meaning == DATA_MEANING:
+        names = ", ".join(a.name or "<array>" for a in plan.arrays if a.budget_meaning == DATA_MEANING)
+        warnings.warn(
+            f"max_mem={format_bytes(budget)} cannot hold parallelzarr's estimate of a task's peak (chunk data, "
+            f"decode/encode buffers and {format_bytes(model.overhead)} of Python objects) for {names}; it is read "
+            "as rechunker reads it, the chunk data one task holds. Estimated peak per task: "
+            f"{format_bytes(plan.task_memory)} ({plan.task_memory} bytes). For a plan whose peak stays within the "
+            f"budget, raise max_mem to {format_bytes(plan.peak_budget)} ({plan.peak_budget} bytes)",
+            RechunkBudgetWarning, stacklevel=3)
     limit = knobs.get("max_tasks", DEFAULT_MAX_TASKS)
     if plan.n_tasks > limit:
         warnings.warn(

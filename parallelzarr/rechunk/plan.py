@@ -94,6 +94,10 @@ class MemoryModel:
         Most objects in flight per task.
     overhead
         Fixed bytes per task for Python objects, selections and the marker write.
+    data_only
+        Count only the chunk data a task holds, as rechunker reads ``max_mem``: the largest of
+        its block, one read cell and one write cell (no buffers, no overhead). Plans made this
+        way are re-estimated with the full model (:func:`estimate_peaks`) before they are shown.
     """
 
     encoded_factor: float = 1.0
@@ -102,6 +106,12 @@ class MemoryModel:
     shard_extra: float = 1.0
     io_concurrency: int = 10
     overhead: int = 2**20
+    data_only: bool = False
+
+
+#: How :class:`ArrayPlan` reads ``max_mem``: parallelzarr's whole estimated peak, or rechunker's meaning.
+PEAK_MEANING = "peak"
+DATA_MEANING = "chunk data"
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,12 @@ class ArrayPlan:
     alternatives
         ``(strategy, bytes_read, bytes_written)`` of every plan considered that keeps the budget,
         the chosen one included (empty when one aligned pass fits: nothing moves fewer bytes).
+    budget_meaning
+        ``"peak"``: every task's estimated peak (data, buffers, overhead) is within ``max_mem``.
+        ``"chunk data"``: no such plan exists, so ``max_mem`` bounds only the chunk data a task
+        holds (rechunker's meaning); ``task_memory`` still gives the estimated peak, above the budget.
+    peak_budget
+        With ``"chunk data"``: the smallest ``max_mem`` whose plan keeps the estimated peak (0 otherwise).
     """
 
     name: str
@@ -205,6 +221,8 @@ class ArrayPlan:
     strategy: str
     reason: str
     alternatives: tuple[tuple[str, int, int], ...] = ()
+    budget_meaning: str = PEAK_MEANING
+    peak_budget: int = 0
 
     @property
     def passes(self) -> int:
@@ -272,10 +290,22 @@ class RechunkPlan:
         """Most stages any array needs."""
         return max((a.passes for a in self.arrays), default=0)
 
+    @property
+    def budget_meaning(self) -> str:
+        """``"peak"`` if every array keeps its estimated peak within ``max_mem``, else ``"chunk data"``."""
+        return DATA_MEANING if any(a.budget_meaning == DATA_MEANING for a in self.arrays) else PEAK_MEANING
+
+    @property
+    def peak_budget(self) -> int:
+        """Smallest ``max_mem`` that keeps every task's estimated peak (``max_mem`` if it already does)."""
+        return max([self.max_mem] + [a.peak_budget for a in self.arrays if a.budget_meaning == DATA_MEANING])
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able description of the plan."""
         return {
             "max_mem": self.max_mem,
+            "budget_meaning": self.budget_meaning,
+            "peak_budget": self.peak_budget,
             "threads_per_worker": self.threads_per_worker,
             "memory_model": asdict(self.memory_model),
             "intermediate_codec": self.intermediate_codec,
@@ -301,7 +331,9 @@ class RechunkPlan:
         """Return a short hash that changes whenever the plan would do something else."""
         # Scheduler facts (threads per worker) do not change what tasks do, so they stay out.
         # Nor do the alternatives the planner weighed.
-        arrays = [{k: v for k, v in asdict(a).items() if k != "alternatives"} for a in self.arrays]
+        # The budget's meaning changes blocks only, which are in; so fingerprints of earlier plans still hold.
+        arrays = [{k: v for k, v in asdict(a).items() if k not in ("alternatives", "budget_meaning", "peak_budget")}
+                  for a in self.arrays]
         text = json.dumps([self.max_mem, arrays], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -322,6 +354,11 @@ class RechunkPlan:
             f"RechunkPlan: {len(self.arrays)} array(s), {self.n_tasks} tasks, up to {self.passes} pass(es)",
             f"  budget {format_bytes(self.max_mem)} per task; estimated peak {format_bytes(self.task_memory)} "
             f"per task, {format_bytes(self.worker_memory)} per worker ({self.threads_per_worker} thread(s))",
+            "  max_mem read as " + (
+                "the estimated peak of a task (data, buffers, overhead)" if self.budget_meaning == PEAK_MEANING
+                else "the chunk data a task holds (rechunker's meaning; no plan keeps the estimated peak within "
+                f"it): for a plan whose peak stays within the budget, raise max_mem to "
+                f"{format_bytes(self.peak_budget)} ({self.peak_budget} bytes)"),
             f"  reads {format_bytes(self.bytes_read)}, writes {format_bytes(self.bytes_written)}",
         ]
         if self.intermediate_codec and self.passes > 1:
@@ -337,6 +374,7 @@ class RechunkPlan:
                 f"  {a.name or '<array>':<14} {a.strategy}: {a.shape} {a.dtype} "
                 f"{a.source_chunks} -> {a.target_chunks}"
                 + (f" shards {a.target_shards}" if a.target_shards else "")
+                + (" [max_mem read as chunk data]" if a.budget_meaning == DATA_MEANING else "")
             )
             for s in a.stages:
                 lines.append(
@@ -509,6 +547,10 @@ def task_memory(
     enc = model.encode_factor + (model.shard_extra if write_sharded else 0.0)
     read_t = int(read_cell * (k_r * model.encoded_factor + model.decode_factor))
     write_t = int(write_cell * (k_w * model.encoded_factor + enc))
+    if model.data_only:
+        # rechunker's meaning: block, read chunk and write chunk each within max_mem, nothing else counted.
+        return {"assembled": assembled, "read_transient": 0, "write_transient": 0, "overhead": 0,
+                "total": max(assembled, read_cell, write_cell)}
     return {
         "assembled": assembled,
         "read_transient": read_t,
@@ -575,7 +617,8 @@ def _stage(
     nbytes = math.prod(shape) * itemsize
     # Most objects in flight that keep the budget: more in flight means more overlap on remote stores.
     io_chunks = 1
-    for k in range(model.io_concurrency, 0, -1):
+    # Read as chunk data only, the budget says nothing about buffers: keep them at their least.
+    for k in range(1 if model.data_only else model.io_concurrency, 0, -1):
         kw = dict(write_sharded=write_sharded, io_chunks=k)
         if task_memory(shape, itemsize, block, read_grid, write_grid, model, **kw)["total"] <= budget:
             io_chunks = k
@@ -785,6 +828,9 @@ def _plan_array(
     if need1 <= budget:
         block = grow(unit1, r, w, sharded)
         stage = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded, budget)
+        if target_task_bytes is None:
+            stage = _balance_one_pass(stage, shape, itemsize, unit1, r, w, sharded, model, budget,
+                                      lambda b: mem(b, r, w, sharded) <= budget, max_tasks, min_tasks, target_bytes)
         strategy = "copy" if r == w else "one-pass"
         reason = ("a block covering whole source and target chunks fits the budget, so one pass "
                   "reads every source chunk once")
@@ -880,7 +926,7 @@ def _plan_array(
     # Intermediates whose stages both read whole cells (every chunk read once per pass, 4x the array:
     # no two-pass plan moves less), else the largest that fit at all (stages then split cells)...
     # Balanced first: both stages' whole-cell units at most ``balance`` bytes (enough tasks per stage).
-    balance = min(target_task_bytes or DEFAULT_TARGET_TASK_BYTES, max(nbytes // BALANCE_TASKS, BALANCE_MIN_BYTES))
+    balance = _balance_bytes(nbytes, target_task_bytes)
 
     def units_bytes(mm: Sequence[int]) -> int:
         b1 = math.prod(min(n, math.lcm(a, c)) for n, a, c in zip(shape, r, mm, strict=True))
@@ -931,7 +977,8 @@ def _plan_array(
 
     if not candidates:
         smallest = min(need1, need_a, need2)
-        raise MemoryBudgetError(
+        raise _budget_error(
+            smallest,
             f"cannot rechunk array {name or '<array>'} (shape {shape}, {dtype or f'{itemsize}-byte items'}) "
             f"from chunks {src} to {tuple(w)} within max_mem={format_bytes(budget)} ({budget} bytes): "
             f"one task must hold at least one decoded source chunk and one encoded target "
@@ -976,6 +1023,77 @@ def _plan_array(
                      alternatives=alternatives)
 
 
+def _balance_bytes(nbytes: int, target_task_bytes: int | None = None) -> int:
+    """Task size that gives every worker work: about 64 MB, or 1/BALANCE_TASKS of the array (not below 4 MiB)."""
+    return min(target_task_bytes or DEFAULT_TARGET_TASK_BYTES, max(nbytes // BALANCE_TASKS, BALANCE_MIN_BYTES))
+
+
+def _balance_one_pass(stage: StagePlan, shape: tuple[int, ...], itemsize: int, unit: Sequence[int],
+                      r: Sequence[int], w: Sequence[int], sharded: bool, model: MemoryModel, budget: int,
+                      fits: Any, max_tasks: int, min_tasks: int, target_bytes: int) -> StagePlan:
+    """Cap an aligned one-pass stage's tasks at :func:`_balance_bytes` where that moves no more bytes.
+
+    Aligned blocks read every source chunk once at any multiple of ``unit``, so they are capped freely
+    (the plan says so). A ``unit`` above the cap cannot shrink without splitting source chunks, which
+    every task sharing them then decodes (more bytes moved): the stage keeps its few large tasks and
+    its note gives the bytes the balanced alternatives would move.
+    """
+    nbytes = math.prod(shape) * itemsize
+    balance = _balance_bytes(nbytes)
+    moved = stage.bytes_read + stage.bytes_written
+
+    def block_bytes(b: Sequence[int]) -> int:
+        return math.prod(min(x, n) for x, n in zip(b, shape, strict=True)) * itemsize
+
+    if block_bytes(stage.block) > balance and block_bytes(unit) <= balance:
+        block = _grow_block(shape, unit, fits, itemsize, max_tasks=max_tasks, min_tasks=min_tasks,
+                            target_bytes=min(target_bytes, balance))
+        capped = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded, budget)
+        why = (f"tasks capped at {format_bytes(balance)} (about 64 MB, or 1/{BALANCE_TASKS} of the array) so "
+               "each stage has tasks for every worker; aligned blocks read every source chunk once at any size")
+        return replace(capped, note=f"{capped.note}; {why}" if capped.note else why)
+    if block_bytes(unit) <= balance or stage.n_tasks >= BALANCE_TASKS:
+        return stage
+    # Too few tasks, and the smallest aligned block is above the cap: try blocks of whole target cells.
+    least = tuple(min(n, b) for n, b in zip(shape, w, strict=True))
+    alt = None
+    if block_bytes(least) <= balance and fits(least):
+        block = _grow_block(shape, least, fits, itemsize, max_tasks=max_tasks, min_tasks=min_tasks,
+                            target_bytes=balance)
+        alt = _stage(0, "source", "target", shape, itemsize, r, w, block, model, sharded, budget)
+        if alt.bytes_read + alt.bytes_written <= moved:
+            return alt
+    why = (f"{stage.n_tasks} task(s) of {format_bytes(block_bytes(stage.block))}: the smallest block covering whole "
+           f"source and target chunks is {format_bytes(block_bytes(unit))}, above {format_bytes(balance)} (about "
+           f"64 MB, or 1/{BALANCE_TASKS} of the array), so fewer tasks than workers may run at once; ")
+    if alt is not None:
+        why += (f"tasks of at most {format_bytes(balance)} would split source chunks and move "
+                f"{format_bytes(alt.bytes_read + alt.bytes_written)} ({_times(alt.read_amplification)} read)")
+    else:
+        why += f"tasks of at most {format_bytes(balance)} would have to split target chunks"
+    why += f", and two passes at least {format_bytes(4 * nbytes)}, against this plan's {format_bytes(moved)}"
+    return replace(stage, note=f"{stage.note}; {why}" if stage.note else why)
+
+
+def _budget_error(smallest: int, message: str) -> MemoryBudgetError:
+    """A :class:`MemoryBudgetError` carrying the smallest budget that works (``.smallest``, bytes)."""
+    err = MemoryBudgetError(message)
+    err.smallest = smallest  # type: ignore[attr-defined]
+    return err
+
+
+def estimate_peaks(plan: ArrayPlan, model: MemoryModel) -> ArrayPlan:
+    """Re-estimate every stage's per-task peak of ``plan`` with ``model`` (same blocks, same ``io_chunks``)."""
+    shape, itemsize = plan.shape, plan.itemsize
+    stages = []
+    for s in plan.stages:
+        sharded = plan.target_shards is not None and s.write_to == "target"
+        mem = task_memory(shape, itemsize, s.block, s.read_grid, s.write_grid, model, write_sharded=sharded,
+                          io_chunks=s.io_chunks)
+        stages.append(replace(s, task_memory=mem["total"], memory_breakdown=mem))
+    return replace(plan, stages=tuple(stages))
+
+
 def _times(amp: float) -> str:
     """``1x``, ``2.5x``, ``132x``: an amplification as the reader says it."""
     return f"{amp:.2f}".rstrip("0").rstrip(".") + "x"
@@ -1010,6 +1128,7 @@ def plan_rechunk(
     threads_per_worker: int = 1,
     model: MemoryModel | None = None,
     intermediate_codec: str = "",
+    chunk_data_fallback: bool = False,
     **knobs: Any,
 ) -> RechunkPlan:
     """Plan several arrays under one per-task budget.
@@ -1026,21 +1145,55 @@ def plan_rechunk(
         Memory model.
     intermediate_codec
         Description of the intermediates' codecs, for the printed plan.
+    chunk_data_fallback
+        If an array's estimated peak cannot be kept within ``max_mem``, plan it with ``max_mem``
+        read as rechunker reads it, the chunk data one task holds (``budget_meaning="chunk data"``,
+        its ``task_memory`` the estimated peak, ``peak_budget`` the budget that keeps it) instead
+        of refusing. Refused only when even that cannot fit.
     **knobs
         Passed to :func:`plan_array` (``max_tasks``, ``min_tasks``, ...).
 
     Raises
     ------
     MemoryBudgetError
-        Naming the first array whose budget cannot be kept.
+        Naming the first array whose budget cannot be kept (a ``ValueError``, as rechunker raises).
     """
     model = model or MemoryModel()
     budget = parse_bytes(max_mem)
-    plans = tuple(
-        plan_array(a.shape, a.itemsize, a.source_chunks, a.target_chunks, budget, name=a.name,
-                   dtype=a.dtype, source_read_grid=a.source_read_grid, target_shards=a.target_shards,
-                   model=model, **knobs)
-        for a in arrays
-    )
-    return RechunkPlan(arrays=plans, max_mem=budget, threads_per_worker=max(1, int(threads_per_worker)),
+
+    def one(a: ArraySpec, m: MemoryModel, limit: int = budget) -> ArrayPlan:
+        return plan_array(a.shape, a.itemsize, a.source_chunks, a.target_chunks, limit, name=a.name,
+                          dtype=a.dtype, source_read_grid=a.source_read_grid, target_shards=a.target_shards,
+                          model=m, **knobs)
+
+    plans = []
+    for a in arrays:
+        try:
+            plans.append(one(a, model))
+        except MemoryBudgetError as err:
+            if not chunk_data_fallback:
+                raise
+            peak = getattr(err, "smallest", 0)
+            try:
+                planned = one(a, replace(model, data_only=True, io_concurrency=1))
+            except MemoryBudgetError as err2:
+                least = getattr(err2, "smallest", 0)
+                raise _budget_error(least, (
+                    f"cannot rechunk array {a.name or '<array>'} (shape {a.shape}, {a.dtype}) from chunks "
+                    f"{a.source_chunks} to {a.target_shards or a.target_chunks} within max_mem="
+                    f"{format_bytes(budget)} ({budget} bytes), even read as rechunker reads it (the chunk data "
+                    f"one task holds: at least one source chunk and one target chunk). The smallest budget that "
+                    f"works is {format_bytes(least)} ({least} bytes), read that way; "
+                    f"{format_bytes(peak)} ({peak} bytes) keeps parallelzarr's estimated peak per task. "
+                    "Raise max_mem or choose smaller chunks.")) from None
+            planned = estimate_peaks(planned, model)
+            # The budget to suggest: this plan's estimated peak, where the planner finds a plan at least as
+            # lean (the smallest budget that works at all may mean tiny tasks rereading their source).
+            peak = max(peak, planned.task_memory)
+            try:
+                one(a, model, peak)
+            except MemoryBudgetError:
+                peak = getattr(err, "smallest", peak)
+            plans.append(replace(planned, budget_meaning=DATA_MEANING, peak_budget=peak))
+    return RechunkPlan(arrays=tuple(plans), max_mem=budget, threads_per_worker=max(1, int(threads_per_worker)),
                        memory_model=model, intermediate_codec=intermediate_codec)

@@ -48,11 +48,6 @@ RULES = [
     Rule(r"::test_no_intermediate_fused$", "not applicable",
          "counts the tasks of rechunker's dask plan object (rechunked.plan[0].dask); parallelzarr's .plan is a "
          "RechunkPlan (plan.n_tasks)", ),
-    Rule(r"", "difference",
-         "max_mem: parallelzarr keeps its estimate of a task's peak (data, decode/encode buffers, 1 MiB) within "
-         "max_mem and refuses a budget it cannot keep before writing anything, naming the smallest that works; "
-         "rechunker bounds only the chunk data (these tests give 25.6 MB for 6.4-25.6 MB chunks)",
-         r"MemoryBudgetError"),
     Rule(r"::test_rechunk_(array|dask_array|group)\[", "difference",
          "the target is published when execute() finishes (metadata last), so a crash never leaves readers a "
          "half-written target; rechunker creates it in rechunk(), and these tests open it before execute()",
@@ -62,10 +57,6 @@ RULES = [
          "parallelzarr needs no temp_store: without one, intermediates live in the target under "
          ".parallelzarr-rechunk/ and are removed at the end; rechunker refuses",
          r"DID NOT RAISE"),
-    Rule(r"::test_rechunk_no_temp_dir_provided_error\[Array\]$", "difference",
-         "max_mem (as above): the 25.6 MB budget is refused with a MemoryBudgetError (a ValueError, but not the "
-         "missing-temp_store message the test matches); with a budget parallelzarr keeps it needs no temp_store",
-         r"Regex pattern did not match"),
     Rule(r"::test_repr\[(Group|Dataset)\]$", "difference",
          "the plan differs: parallelzarr copies these arrays in one pass (fewest bytes moved at 1,600 bytes per "
          "task), so its repr has no Intermediate line; rechunker makes a two-stage plan",
