@@ -19,6 +19,7 @@ from . import commit as cm
 from . import rectilinear as _rectilinear  # noqa: F401  (lets zarr >= 3.2 read rectilinear grids)
 from .errors import DataTypeError, ModeError, PlanningError, StoreWriteError
 from .graph.write import build_write_graph, total
+from .io.notices import quietly
 from .io.sources import sources_as_data
 from .io.validate import check_mode
 from .kwargs import check_compute_kwargs
@@ -270,6 +271,7 @@ def _rectilinear_request(args: dict[str, Any]) -> PreparedWrite | None:
         RECTILINEAR_NAMES.reset(token)
 
 
+@quietly
 def plan_write(
     data: Any,
     store: Any,
@@ -347,6 +349,7 @@ def _commit_after(commit: Any, *counts: int) -> int:
     return int(sum(counts))
 
 
+@quietly
 def to_zarr(
     data: Any,
     store: Any,
