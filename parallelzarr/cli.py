@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 import json
 import os
 import sys
@@ -25,6 +24,7 @@ import click
 
 from .cluster import ClusterStartError
 from .errors import ParallelZarrError, StoreWriteError
+from .io.notices import FixedWidthStringWarning
 from .io.sources import MFDATASET_OPTIONS  # noqa: F401  (re-exported: how several inputs combine)
 from .redact import is_secret_key, redact, url_credentials
 
@@ -413,36 +413,9 @@ def _load_encoding(path: str | None) -> dict[str, Any] | None:
     return enc
 
 
-def _api(name: str, *, required: bool = True) -> Callable[..., Any] | None:
-    """Find ``parallelzarr.<name>`` lazily: other parts of the API may not exist in this version."""
-    import parallelzarr
-
-    obj = getattr(parallelzarr, name, None)
-    if inspect.ismodule(obj):
-        obj = getattr(obj, name, None)
-    if obj is None:
-        for module in (f"parallelzarr.{name}", "parallelzarr.append", "parallelzarr.api"):
-            try:
-                obj = getattr(importlib.import_module(module), name, None)
-            except ModuleNotFoundError:
-                continue
-            if obj is not None:
-                break
-    if obj is None and required:
-        raise RunFailure(f"parallelzarr.{name} is not available in this version of parallelzarr")
-    return obj
-
-
-def _call(func: Callable[..., Any], *args: Any, dask_kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
-    """Call an API function with the options it names (``None`` values left out) plus compute keywords.
-
-    Options a function does not declare are dropped rather than swept into its ``**compute_kwargs``
-    (which go to ``dask.compute``), so the CLI works with older and newer API signatures.
-    """
-    params = inspect.signature(func).parameters
-    named = {k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    kwargs = {k: v for k, v in options.items() if k in named and v is not None}
-    return func(*args, **kwargs, **dict(dask_kwargs or {}))
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave: ``None`` (an unset flag) leaves the API's own default in force."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _to_data(obj: Any) -> Any:
@@ -480,6 +453,7 @@ def main(ctx: click.Context, show_traceback: bool) -> None:
     # zarr warns that fixed-width strings (a 0-d ``expver``) have no v3 spec yet; zarr-python reads
     # them back, which is what the CLI's users read with. The plan and README say so once.
     warnings.filterwarnings("ignore", message=r"The data type \(FixedLength")
+    warnings.filterwarnings("ignore", category=FixedWidthStringWarning)  # the API's one-line form of the same
 
 
 def _input_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -543,21 +517,21 @@ def write(inputs: tuple[str, ...], target: str, chunks: str | None, encoding_fil
     doc: dict[str, Any] = {"command": "write", "target": target, "inputs": list(inputs), "dry_run": run.dry_run,
                            "storage_option_keys": _option_keys(run.storage_options)}
     if run.dry_run:
-        plan = _call(pz.plan_write, ds, target, **options)
+        plan = pz.plan_write(ds, target, **_given(**options))
         run.emit(str(plan), {**doc, "plan": _to_data(plan)})
         return
     if part is not None:  # one part of a job array: validated against init's manifest before any write
-        plan, seconds = _execute(run, lambda kw: _call(pz.to_zarr, ds, target, consolidated=consolidated, part=part,
-                                                       dask_kwargs=kw, **options))
+        plan, seconds = _execute(run, lambda kw: pz.to_zarr(ds, target, **_given(consolidated=consolidated, part=part,
+                                                                            **options), **kw))
         run.emit(_write_text(f"wrote part {part} of {target}", plan, seconds),
                  {**doc, "part": part, "seconds": seconds, "plan": _to_data(plan)})
         return
     if strategy != "lock":
         # Plan once before starting a cluster so bad input fails fast. (Lock plans depend on the
         # scheduler: a distributed Lock needs the client, so those are checked inside the run.)
-        _call(pz.plan_write, ds, target, **options)
-    plan, seconds = _execute(run, lambda kw: _call(pz.to_zarr, ds, target, consolidated=consolidated,
-                                                   dask_kwargs=kw, **options))
+        pz.plan_write(ds, target, **_given(**options))
+    plan, seconds = _execute(run, lambda kw: pz.to_zarr(ds, target, **_given(consolidated=consolidated, **options),
+                                                   **kw))
     run.emit(_write_text(f"wrote {target}", plan, seconds), {**doc, "seconds": seconds, "plan": _to_data(plan)})
 
 
@@ -598,23 +572,21 @@ def append(inputs: tuple[str, ...], target: str, append_dim: str, append_id: str
     doc: dict[str, Any] = {"command": "append", "target": target, "inputs": list(inputs), "dry_run": run.dry_run,
                            "append_dim": append_dim, "storage_option_keys": _option_keys(run.storage_options)}
     if run.dry_run:
-        plan = _call(pz.plan_append, ds, target, append_dim, strategy=strategy, max_mem=max_mem,
-                     encoding=encoding, storage_options=run.storage_options or None, **checks)
+        plan = pz.plan_append(ds, target, append_dim, **_given(strategy=strategy, max_mem=max_mem, encoding=encoding,
+                                                               storage_options=run.storage_options or None,
+                                                               **checks))
         run.emit(str(plan), {**doc, "plan": _to_data(plan)})
         return
     if part is not None:  # one part of a job-array append: committed by finalize
-        plan, seconds = _execute(run, lambda kw: _call(pz.to_zarr, ds, target, append_dim=append_dim, part=part,
-                                                       strategy=strategy, max_mem=max_mem, encoding=encoding,
-                                                       storage_options=run.storage_options or None, dask_kwargs=kw))
+        plan, seconds = _execute(run, lambda kw: pz.to_zarr(ds, target, **_given(
+            append_dim=append_dim, part=part, strategy=strategy, max_mem=max_mem, encoding=encoding,
+            storage_options=run.storage_options or None), **kw))
         run.emit(_write_text(f"wrote part {part} of the append to {target}", plan, seconds),
                  {**doc, "part": part, "seconds": seconds, "plan": _to_data(plan)})
         return
-    func = _api("append")
-    assert func is not None
-    result, seconds = _execute(run, lambda kw: _call(
-        func, ds, target, append_dim, strategy=strategy, append_id=append_id, consolidated=consolidated,
-        storage_options=run.storage_options or None, max_mem=max_mem, encoding=encoding, wait=wait, **checks,
-        dask_kwargs=kw))
+    result, seconds = _execute(run, lambda kw: pz.append(ds, target, append_dim, **_given(
+        strategy=strategy, append_id=append_id, consolidated=consolidated,
+        storage_options=run.storage_options or None, max_mem=max_mem, encoding=encoding, wait=wait, **checks), **kw))
     run.emit(_write_text(f"appended to {target}", result, seconds),
              {**doc, "seconds": seconds, "result": _to_data(result)})
 
@@ -635,6 +607,8 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     """Rechunk the zarr array or group SOURCE into TARGET within --max-mem per task (resumable)."""
     import zarr
 
+    import parallelzarr as pz
+
     target_chunks = _target_chunks(chunks)
     _running("rechunk", target)
     # -1 (whole axis) goes through as -1: in a dimension dict the rechunk API reads None as "keep".
@@ -654,24 +628,16 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     doc: dict[str, Any] = {"command": "rechunk", "source": source, "target": target, "dry_run": run.dry_run,
                            "storage_option_keys": _option_keys(run.storage_options)}
     if run.dry_run:
-        planner = _api("plan_rechunk", required=False)
-        if planner is not None:
-            plan = _call(planner, src, target_chunks, max_mem, target_options=target_options,
-                         threads_per_worker=run.threads_per_worker)
-        else:
-            func = _api("rechunk")
-            assert func is not None
-            plan = func(src, target_chunks, max_mem, target, temp_store=temp, target_options=target_options,
-                        storage_options=so).plan
+        plan = pz.plan_rechunk(src, target_chunks, max_mem, **_given(target_options=target_options,
+                                                                     threads_per_worker=run.threads_per_worker))
         run.emit(str(plan), {**doc, "plan": _to_data(plan)})
         return
-    func = _api("rechunk")
-    assert func is not None
     tpw = run.threads_per_worker or (run.workers if run.cluster.strip() == "threads" else None)
 
     def work(kw: dict[str, Any]) -> Any:
-        job = _call(func, src, target_chunks, max_mem, target, temp_store=temp, target_options=target_options,
-                    storage_options=so, keep_temp=keep_temp or None, threads_per_worker=tpw)
+        job = pz.rechunk(src, target_chunks, max_mem, target, **_given(
+            temp_store=temp, target_options=target_options, storage_options=so, keep_temp=keep_temp or None,
+            threads_per_worker=tpw))
         job.execute(**kw)
         return job, job.result  # execute() returns the target, as rechunker's does
 
@@ -760,10 +726,10 @@ def repair(target: str, force: bool, truncate: bool, as_json: bool, storage_opti
     Exits 1 when problems remain (e.g. a live lease: rerun with --force once its holder is gone),
     2 when there is no store at TARGET.
     """
-    func = _api("repair")
-    assert func is not None
+    import parallelzarr as pz
+
     so = parse_storage_options(storage_option)
-    report = _call(func, target, force=force, truncate=truncate or None, storage_options=so or None)
+    report = pz.repair(target, **_given(force=force, truncate=truncate or None, storage_options=so or None))
     if as_json:
         click.echo(_redact(json.dumps({"command": "repair", "target": target, "report": _to_data(report)}, indent=2,
                                       default=str), so))
