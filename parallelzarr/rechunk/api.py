@@ -118,14 +118,14 @@ def plan_rechunk(
 
     Raises
     ------
+    MemoryBudgetError
+        If ``max_mem`` cannot hold even a task's chunk data (see :func:`rechunk`).
     TypeError
         On keywords that are not planner knobs.
     """
     _check_knobs("plan_rechunk", knobs)
     if isinstance(source, Sequence) and all(isinstance(s, ArraySpec) for s in source):
-        tpw = threads_per_worker or _threads_per_worker()
-        model = MemoryModel(io_concurrency=int(zarr.config.get("async.concurrency")))
-        return _plan_specs(list(source), max_mem, threads_per_worker=tpw, model=model, **knobs)
+        return _plan_with_warnings(list(source), max_mem, threads_per_worker, knobs)
     info = resolve_source(source, target_chunks, target_options, storage_options)
     return _plan(info, max_mem, threads_per_worker, knobs,
                  intermediate_codec=describe_compressors(_temp_codecs(None, info.zarr_format)))
@@ -777,10 +777,14 @@ def _check_source_and_name(source: Any, target_store: Any, temp_store: Any, arra
 
 def _plan(info: SourceInfo, max_mem: int | str, threads_per_worker: int | None, knobs: Mapping[str, Any],
           intermediate_codec: str = "") -> RechunkPlan:
+    return _plan_with_warnings([j.spec for j in info.jobs], max_mem, threads_per_worker, knobs, intermediate_codec)
+
+
+def _plan_with_warnings(specs: list[ArraySpec], max_mem: int | str, threads_per_worker: int | None,
+                        knobs: Mapping[str, Any], intermediate_codec: str = "") -> RechunkPlan:
     tpw = threads_per_worker or _threads_per_worker()
     model = MemoryModel(io_concurrency=int(zarr.config.get("async.concurrency")))
     budget = parse_bytes(max_mem)
-    specs = [j.spec for j in info.jobs]
     # One rule for every budget (1,600 bytes or 25.6 MB alike): keep the estimated peak if any plan can;
     # else read max_mem as rechunker does, the chunk data a task holds, and say so; refuse only below that.
     plan = _plan_specs(specs, max_mem, threads_per_worker=tpw, model=model, intermediate_codec=intermediate_codec,
