@@ -108,14 +108,19 @@ def _appended_array(arr: zarr.Array, new_shape: tuple[int, ...]) -> zarr.Array:
     return Array(AsyncArray(metadata=aa.metadata.update_shape(new_shape), store_path=aa.store_path, config=aa.config))
 
 
-def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> tuple[str, str] | None:
-    """Check the appended labels continue the stored ones; return (first, last) labels."""
+def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
+                      old: pd.Index | None = None) -> tuple[str, str] | None:
+    """Check the appended labels continue the stored ones; return (first, last) labels.
+
+    ``old``: the stored labels to check against (default: the stored index; the fast path passes
+    only the first and last stored label, see :func:`_stored_ends`).
+    """
     if dim not in ds.indexes:
         return None
     new = ds.indexes[dim]
     if len(new) == 0:
         raise AppendError(f"nothing to append: the data has length 0 along {dim!r}")
-    old = stored.indexes.get(dim)
+    old = stored.indexes.get(dim) if old is None else old
     values = np.asarray(new)
     if old is not None and len(old) and not _comparable(np.asarray(old).dtype, values.dtype):
         raise AppendError(
@@ -221,6 +226,37 @@ def _verify_static(name: str, new: xr.Variable, old: xr.Variable, dim: str) -> N
     )
 
 
+def _full_index(stored: xr.Dataset, dim: str) -> xr.Dataset:
+    """``stored`` with its index along ``dim`` (reading every stored label)."""
+    if dim in stored.indexes or dim not in stored.coords or stored[dim].dims != (dim,):
+        return stored
+    return stored.set_xindex(dim)
+
+
+def _stored_ends(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> pd.Index | None:
+    """The first and last stored label when every appended label lies beyond the last one, else ``None``.
+
+    Reads two labels (the first and last index chunk), not the whole index. Appends keep the
+    stored labels strictly monotonic, so then no appended label can be stored already: the
+    repeat comparison has nothing to do and the continuity checks need only these two. ``None``
+    (the caller reads the whole index): labels that may overlap, another kind of labels, fewer
+    than two stored labels, or an index already built.
+    """
+    if dim in stored.indexes or dim not in ds.indexes or dim not in stored.coords or stored[dim].dims != (dim,):
+        return None
+    if stored.sizes[dim] < 2 or ds.sizes[dim] == 0:
+        return None
+    ends = pd.Index(np.asarray(stored[dim].variable[[0, -1]].values))
+    new = np.asarray(ds.indexes[dim])
+    if not _comparable(np.asarray(ends).dtype, new.dtype) or pd.isna(ends).any() or ends[0] == ends[1]:
+        return None
+    try:
+        beyond = new.min() > ends[1] if ends[1] > ends[0] else new.max() < ends[1]
+    except TypeError:
+        return None
+    return ends if bool(beyond) else None
+
+
 def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
     h = hashlib.sha1()
     h.update(dim.encode())
@@ -233,10 +269,12 @@ def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
     return h.hexdigest()[:16]
 
 
-def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None) -> xr.Dataset:
+def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no_index: str | None = None) -> xr.Dataset:
     """The stored dataset, refusing a store whose arrays disagree on a dimension's length.
 
     ``zarr_format``: the stored format when known (every open then skips zarr's format probing).
+    ``no_index``: a dimension whose index is not built (its labels are not all read; the other
+    dimensions' indexes are); :func:`_full_index` builds it when needed.
     """
     conflicts = cm.dimension_conflicts(resolved.store, zarr_format)
     if conflicts:
@@ -251,7 +289,14 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None) ->
         if zarr_format is None:
             return open_stored(resolved)
         try:
-            return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
+            if no_index is None:
+                return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
+            stored = xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format,
+                                  create_default_indexes=False)
+            for name in stored.dims:
+                if name != no_index and name in stored.coords and stored[name].dims == (name,):
+                    stored = stored.set_xindex(str(name))
+            return stored
         except Exception as exc:  # as open_stored reports it
             raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
 
@@ -269,11 +314,13 @@ def prepare_append(
     gaps: str = "refuse",
     stored: xr.Dataset | None = None,
     zarr_format: int | None = None,
+    stored_ends: pd.Index | None = None,
 ) -> PreparedWrite:
     """Validate an append against the store and plan it; read only metadata and the static variables.
 
     ``stored``: the store opened by the caller just before (saves opening it again);
-    ``zarr_format``: the stored format, when known.
+    ``zarr_format``: the stored format, when known; ``stored_ends``: the first and last stored
+    label when ``stored`` has no index along ``append_dim`` (see :func:`_stored_ends`).
     """
     stored = _open_consistent(resolved, zarr_format) if stored is None else stored
     if append_dim not in ds.dims:
@@ -298,9 +345,9 @@ def prepare_append(
         )
     _check_dimension_agreement(ds, stored, append_dim)
     check_index_coordinates(ds, stored, append_dim)
-    labels = _check_coordinate(ds, stored, append_dim)
+    labels = _check_coordinate(ds, stored, append_dim, stored_ends)
     if append_step is not None and append_dim in ds.indexes:
-        old_index = stored.indexes.get(append_dim)
+        old_index = stored.indexes.get(append_dim) if stored_ends is None else stored_ends
         last = np.asarray(old_index)[-1] if old_index is not None and len(old_index) else None
         values = np.asarray(ds.indexes[append_dim])
         check_steps(values, last, parse_step(append_step, values), gaps, append_dim)
@@ -703,8 +750,11 @@ def append(
             lease.release()
 
     skipped = overwritten = 0
-    stored = _open_consistent(resolved, stored_format)
-    repeated = _split_repeats(ds, stored, append_dim, repeat)
+    stored = _open_consistent(resolved, stored_format, no_index=append_dim)
+    ends = _stored_ends(ds, stored, append_dim)
+    if ends is None:  # labels that may be stored already (or of another kind): compare with every stored label
+        stored = _full_index(stored, append_dim)
+    repeated = _split_repeats(ds, stored, append_dim, repeat) if ends is None else _check_repeat_policy(repeat)
     if repeated is not None:
         # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
         from .repeats import changed_rows, overwrite_rows, refuse_changed
@@ -746,7 +796,8 @@ def append(
                             repaired=repaired)
         return done if compute else dask.delayed(done, traverse=False)
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
-                              append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format)
+                              append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format,
+                              stored_ends=ends)
     inline = compute and _runs_inline(prepared, budget, compute_kwargs, progress)
     markers = None
     if not inline:
@@ -930,6 +981,14 @@ def plan_append(
 
     attach_to(prepared, resolved.store)  # the plan says how many tasks an interrupted run finished
     return prepared.plan
+
+
+def _check_repeat_policy(repeat: str) -> None:
+    """Refuse an unknown ``repeat`` (also when no label repeats)."""
+    from .ingest import REPEAT_POLICIES
+
+    if repeat not in REPEAT_POLICIES:
+        raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
 
 
 def _split_repeats(ds: xr.Dataset, stored: xr.Dataset, dim: str, repeat: str) -> Any:
