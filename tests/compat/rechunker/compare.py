@@ -50,7 +50,8 @@ RULES = [
          "RechunkPlan (plan.n_tasks)", ),
     Rule(r"::test_rechunk_(array|dask_array|group)\[", "difference",
          "the target is published when execute() finishes (metadata last), so a crash never leaves readers a "
-         "half-written target; rechunker creates it in rechunk(), and these tests open it before execute()",
+         "half-written target; rechunker creates it in rechunk(), and these tests open it before execute() "
+         "(publish=\"early\" opts in to rechunker's behaviour)",
          r"(GroupNotFoundError|ArrayNotFoundError|NodeNotFoundError|FileNotFoundError|KeyError|not found|"
          r"assert '[\w/]+' in <Group)"),
     Rule(r"::test_rechunk_no_temp_dir_provided_error\[", "difference",
