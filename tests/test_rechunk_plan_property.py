@@ -130,3 +130,48 @@ def test_amplified_one_pass_is_flagged_in_text_and_cli(tmp_path) -> None:
                                     "--max-mem", "1200kB", "--dry-run"])
     assert res.exit_code == 0, res.output
     assert "WARNING" in res.output and "x over" in res.output, res.output
+
+
+@st.composite
+def _tight_cases(draw: st.DrawFn) -> tuple:
+    """Budgets from below one chunk to a few: where the peak model fails and rechunker's meaning may not."""
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 60)) for _ in range(ndim))
+    src = tuple(draw(st.integers(1, n)) for n in shape)
+    tgt = tuple(draw(st.integers(1, n)) for n in shape)
+    itemsize = draw(st.sampled_from([1, 4, 8]))
+    cell = max(math.prod(src), math.prod(tgt)) * itemsize
+    return shape, itemsize, src, tgt, max(1, int(cell * draw(st.floats(0.5, 4.0))))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_tight_cases())
+def test_chunk_data_fallback_keeps_rechunkers_meaning(case: tuple) -> None:
+    """With the fallback (what ``rechunk`` uses), a budget is kept in one of the two stated meanings,
+    or refused exactly when rechunker would refuse it: a source or target chunk larger than max_mem."""
+    shape, itemsize, src, tgt, budget = case
+    spec = ArraySpec("v", shape, "x", itemsize, src, tgt)
+    model = MemoryModel()  # the real model: its 1 MiB overhead alone exceeds these budgets
+    chunk = max(math.prod(src), math.prod(tgt)) * itemsize
+    try:
+        plan = plan_rechunk([spec], budget, model=model, chunk_data_fallback=True, min_tasks=1)
+    except MemoryBudgetError as err:
+        assert chunk > budget, (case, str(err))
+        assert "even read as rechunker reads it" in str(err) and err.smallest > budget
+        plan_rechunk([spec], err.smallest, model=model, chunk_data_fallback=True, min_tasks=1)
+        return
+    a = plan.arrays[0]
+    if a.budget_meaning == "peak":  # a budget of a few MB can hold the full model
+        assert plan.task_memory <= budget and "max_mem read as the estimated peak" in str(plan)
+        return
+    assert a.budget_meaning == "chunk data"
+    assert "max_mem read as the chunk data a task holds" in str(plan)
+    for s in a.stages:
+        assert s.memory_breakdown["assembled"] <= budget
+        assert math.prod(s.read_grid) * itemsize <= budget and math.prod(s.write_grid) * itemsize <= budget
+        # The stated peak is the full model's estimate of these very blocks.
+        full = task_memory(shape, itemsize, s.block, s.read_grid, s.write_grid, model, io_chunks=s.io_chunks)
+        assert s.task_memory == full["total"] > budget
+    # The suggested budget keeps the peak.
+    again = plan_rechunk([spec], plan.peak_budget, model=model, chunk_data_fallback=True, min_tasks=1)
+    assert again.budget_meaning == "peak" and again.task_memory <= plan.peak_budget
