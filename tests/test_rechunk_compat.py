@@ -53,6 +53,7 @@ def test_dask_source_with_a_tiny_budget(tmp_path: Path) -> None:
     data = dsa.arange(8000, chunks=200, dtype="f4").reshape(80, 100).rechunk((2, 100))
     with pytest.warns(RechunkBudgetWarning, match="read as rechunker reads it"):
         r = rechunk(data, (40, 5), 1600, str(tmp_path / "t.zarr"), temp_store=str(tmp_path / "tmp.zarr"))
+    assert r.plan.budget_meaning == "chunk data" and "rechunker's meaning" in str(r.plan)
     out = r.execute()
     assert out.chunks == (40, 5)
     np.testing.assert_array_equal(out[...], data.compute())
@@ -63,7 +64,7 @@ def test_impossible_tiny_budget_is_refused(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RechunkBudgetWarning)
         with pytest.raises(ValueError, match="smallest budget that works"):
-            rechunk(dsa.ones(1000, chunks=500), (10,), 1600, str(tmp_path / "t.zarr"))
+            rechunk(dsa.ones(1000, chunks=500), (10,), 1600, str(tmp_path / "t.zarr"))  # 4,000-byte chunks
     assert not (tmp_path / "t.zarr").exists()
 
 
