@@ -96,6 +96,7 @@ def run_small(root: Path, appends: int) -> list[dict]:
             "total_s": round(sum(ts), 2),
             "ratio_vs_xarray": round(statistics.median(ts) / base, 3),
             "cpu_s": round(statistics.median(cpus[name]), 4),
+            "total_cpu_s": round(sum(cpus[name]), 2),
             "cpu_ratio_vs_xarray": round(statistics.median(cpus[name]) / statistics.median(cpus["xarray"]), 3),
             "store_ops": statistics.median(sum(c.values()) for c in ops[name]),
             "ops_by_kind": {k: statistics.median(c.get(k, 0) for c in ops[name])
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_large(root, large)
     cols = [("case", "case"), ("contender", "contender"), ("median_s", "median s"), ("total_s", "total s"),
             ("ratio_vs_xarray", "vs xarray"), ("cpu_s", "median CPU s"),
-            ("cpu_ratio_vs_xarray", "CPU vs xarray"), ("store_ops", "store ops/append"), ("ops_by_kind", "ops by kind"),
+            ("cpu_ratio_vs_xarray", "CPU vs xarray"), ("total_cpu_s", "total CPU s"), ("store_ops", "store ops/append"), ("ops_by_kind", "ops by kind"),
             ("GB/s", "GB/s"), ("ratio_vs_floor", "x floor speed"),
             ("peak_rss", "peak RSS"), ("verified", "verified")]
     print(format_table(rows, cols))

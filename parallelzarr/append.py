@@ -43,6 +43,7 @@ from .ingest import (
     combine_digests,
     parse_step,
     row_checksums,
+    row_checksums_of,
 )
 from .io.chunk_io import write_region
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
@@ -274,9 +275,11 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no
 
     ``zarr_format``: the stored format when known (every open then skips zarr's format probing).
     ``no_index``: a dimension whose index is not built (its labels are not all read; the other
-    dimensions' indexes are); :func:`_full_index` builds it when needed.
+    dimensions' indexes are); :func:`_full_index` builds it when needed. With a known format the
+    lengths are those readers see: from the consolidated metadata where there is one (which the
+    commit keeps equal to each array's own, one read instead of one per array).
     """
-    conflicts = cm.dimension_conflicts(resolved.store, zarr_format)
+    conflicts = cm.dimension_conflicts(resolved.store, zarr_format, None if zarr_format else False)
     if conflicts:
         raise AppendError(
             f"{resolved.description} is inconsistent: its arrays disagree on the length of "
@@ -354,7 +357,7 @@ def prepare_append(
 
     plans = {}
     jobs = []
-    checksums: dict[str, da.Array] = {}
+    digest_inputs: dict[str, tuple[da.Array, np.dtype, int]] = {}  # made into row checksums by the run
     axes: dict[str, int] = {}
     offset = int(stored.sizes[append_dim])
     length = int(ds.sizes[append_dim])
@@ -417,14 +420,14 @@ def prepare_append(
         jobs.append(job)
         axes[name] = axis
         if name != append_dim:  # the digest of each appended label (the labels themselves are the key)
-            checksums[name] = row_checksums(values.astype(dst), axis)
+            digest_inputs[name] = (values, dst, axis)
     info = {
         "labels": labels,
         "offset": offset,
         "length": length,
         "shapes": {j.plan.name: list(j.plan.shape) for j in jobs},
         "old_shapes": {n: [int(s) for s in stored.variables[n].shape] for n in plans},
-        "checksums": checksums,
+        "digest_inputs": digest_inputs,
         "axes": axes,
     }
     plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
@@ -460,8 +463,10 @@ class _AppendRun:
                 f"{self.description} has an interrupted commit that appeared after this append was planned; "
                 "rerun the append (it rolls the commit forward first)"
             )
+        # The lease is held: no commit is under way, so the consolidated shapes (one read) are current.
+        published = cm.published_shapes(self.store, self.zarr_format) if self.consolidated else {}
         for name, shape in self.old_shapes.items():
-            now = zarr.open_array(self.store, path=name, mode="r", zarr_format=self.zarr_format).shape
+            now = published.get(name) or zarr.open_array(self.store, path=name, mode="r", zarr_format=self.zarr_format).shape
             if list(now) != shape:
                 raise AppendError(f"{name!r} changed from {tuple(shape)} to {tuple(now)} while this append was planned; retry")
 
@@ -541,7 +546,8 @@ def _lazy_graph(prepared: PreparedWrite, run: _AppendRun, array_config: Mapping[
         job.data = da.blockwise(_after_lease, ind, job.data, ind, token, (), dtype=job.data.dtype,
                                 meta=job.data._meta, name=f"pz-leased-{job.data.name}")
     written = build_graph(prepared, array_config)
-    final = dask.delayed(run.finish, pure=False)(written, prepared.info.get("checksums") or None,
+    checksums = {n: row_checksums(v.astype(d), a) for n, (v, d, a) in prepared.info["digest_inputs"].items()}
+    final = dask.delayed(run.finish, pure=False)(written, checksums or None,
                                                  dask_key_name=f"pz-append-commit-{run.lease_id}")
     return AppendDelayed(final.key, final.dask, run)
 
@@ -888,10 +894,12 @@ def _append_inline(prepared: PreparedWrite, run: _AppendRun, array_config: Mappi
     array is written in slabs cut at its stored object boundaries along the append axis: every
     object is encoded and stored once, and each slab counts as one write (the crash tests' points).
     """
-    checksums = prepared.info.get("checksums") or {}
+    inputs = prepared.info["digest_inputs"]
     arrays = [job.data for job in prepared.jobs]
-    computed = dask.compute(*arrays, *checksums.values(), scheduler="sync")
-    values, digests = computed[: len(arrays)], dict(zip(checksums, computed[len(arrays):], strict=True))
+    computed = dask.compute(*arrays, *(v for v, _, _ in inputs.values()), scheduler="sync")
+    values = computed[: len(arrays)]
+    digests = {name: row_checksums_of(np.asarray(v).astype(d), a)
+               for (name, (_, d, a)), v in zip(inputs.items(), computed[len(arrays):], strict=True)}
     written = 0
     for job, data in zip(prepared.jobs, values, strict=True):
         target = job.open_target()

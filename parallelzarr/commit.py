@@ -322,6 +322,19 @@ def stored_zarr_format(store: Any) -> int:
     raise StoreError("no zarr group at the store's root (neither zarr.json nor .zgroup)")
 
 
+def published_shapes(store: Any, zarr_format: int | None) -> dict[str, list[int]]:
+    """Each array's shape in the consolidated metadata (one read; empty without it or a known format)."""
+    if zarr_format not in (2, 3):
+        return {}
+    root = read_json(store, "zarr.json" if zarr_format == 3 else ".zmetadata") or {}
+    meta = (root.get("consolidated_metadata") or {}).get("metadata") if zarr_format == 3 else root.get("metadata")
+    if not isinstance(meta, dict):
+        return {}
+    if zarr_format == 3:
+        return {k: list(v["shape"]) for k, v in meta.items() if isinstance(v, dict) and v.get("node_type") == "array"}
+    return {k[: -len("/.zarray")]: list(v["shape"]) for k, v in meta.items() if k.endswith("/.zarray") and "shape" in v}
+
+
 def _array_key(name: str, fmt: int) -> str:
     return f"{name}/zarr.json" if fmt == 3 else f"{name}/.zarray"
 
@@ -480,9 +493,13 @@ def _array_dims(arr: zarr.Array) -> tuple[str, ...] | None:
     return tuple(str(n) for n in v2) if v2 else None
 
 
-def dimension_lengths(store: Any, zarr_format: int | None = None) -> dict[str, dict[str, int]]:
-    """For each dimension name of the root group's arrays: array name -> its length along it."""
-    group = zarr.open_group(store, mode="r", use_consolidated=False, zarr_format=zarr_format)
+def dimension_lengths(store: Any, zarr_format: int | None = None, use_consolidated: bool | None = False
+                      ) -> dict[str, dict[str, int]]:
+    """For each dimension name of the root group's arrays: array name -> its length along it.
+
+    ``use_consolidated``: as zarr's (``False``, the default: each array's own metadata).
+    """
+    group = zarr.open_group(store, mode="r", use_consolidated=use_consolidated, zarr_format=zarr_format)
     out: dict[str, dict[str, int]] = {}
     for name, arr in group.arrays():
         dims = _array_dims(arr)
@@ -493,9 +510,11 @@ def dimension_lengths(store: Any, zarr_format: int | None = None) -> dict[str, d
     return out
 
 
-def dimension_conflicts(store: Any, zarr_format: int | None = None) -> dict[str, dict[str, int]]:
+def dimension_conflicts(store: Any, zarr_format: int | None = None, use_consolidated: bool | None = False
+                        ) -> dict[str, dict[str, int]]:
     """The dimensions whose length differs between arrays (readers such as xarray refuse those)."""
-    return {d: sizes for d, sizes in dimension_lengths(store, zarr_format).items() if len(set(sizes.values())) > 1}
+    lengths = dimension_lengths(store, zarr_format, use_consolidated)
+    return {d: sizes for d, sizes in lengths.items() if len(set(sizes.values())) > 1}
 
 
 def describe_conflict(dim: str, sizes: dict[str, int]) -> str:
