@@ -114,7 +114,7 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
     """Check the appended labels continue the stored ones; return (first, last) labels.
 
     ``old``: the stored labels to check against (default: the stored index; the fast path passes
-    only the first and last stored label, see :func:`_stored_ends`).
+    only the last two stored labels, see :func:`_stored_ends`).
     """
     if dim not in ds.indexes:
         return None
@@ -235,9 +235,9 @@ def _full_index(stored: xr.Dataset, dim: str) -> xr.Dataset:
 
 
 def _stored_ends(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> pd.Index | None:
-    """The first and last stored label when every appended label lies beyond the last one, else ``None``.
+    """The last two stored labels when every appended label lies beyond the last one, else ``None``.
 
-    Reads two labels (the first and last index chunk), not the whole index. Appends keep the
+    Reads two labels (the last index chunk, or two), not the whole index. Appends keep the
     stored labels strictly monotonic, so then no appended label can be stored already: the
     repeat comparison has nothing to do and the continuity checks need only these two. ``None``
     (the caller reads the whole index): labels that may overlap, another kind of labels, fewer
@@ -247,7 +247,8 @@ def _stored_ends(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> pd.Index | Non
         return None
     if stored.sizes[dim] < 2 or ds.sizes[dim] == 0:
         return None
-    ends = pd.Index(np.asarray(stored[dim].variable[[0, -1]].values))
+    # The last two labels (mostly one index chunk) give the stored order and the last label.
+    ends = pd.Index(np.asarray(stored[dim].variable[[-2, -1]].values))
     new = np.asarray(ds.indexes[dim])
     if not _comparable(np.asarray(ends).dtype, new.dtype) or pd.isna(ends).any() or ends[0] == ends[1]:
         return None
@@ -322,8 +323,8 @@ def prepare_append(
     """Validate an append against the store and plan it; read only metadata and the static variables.
 
     ``stored``: the store opened by the caller just before (saves opening it again);
-    ``zarr_format``: the stored format, when known; ``stored_ends``: the first and last stored
-    label when ``stored`` has no index along ``append_dim`` (see :func:`_stored_ends`).
+    ``zarr_format``: the stored format, when known; ``stored_ends``: the last two stored
+    labels when ``stored`` has no index along ``append_dim`` (see :func:`_stored_ends`).
     """
     stored = _open_consistent(resolved, zarr_format) if stored is None else stored
     if append_dim not in ds.dims:
@@ -359,6 +360,7 @@ def prepare_append(
     jobs = []
     digest_inputs: dict[str, tuple[da.Array, np.dtype, int]] = {}  # made into row checksums by the run
     axes: dict[str, int] = {}
+    group = zarr.open_group(resolved.store, mode="r+", zarr_format=zarr_format) if zarr_format else None
     offset = int(stored.sizes[append_dim])
     length = int(ds.sizes[append_dim])
     for name, var in ds.variables.items():
@@ -383,8 +385,11 @@ def prepare_append(
             raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
         if (new_kind.kind == "M") != (old_dtype.kind == "M"):
             raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
-        # r+: the appended view writes through it
-        arr = zarr.open_array(resolved.store, path=name, mode="r+", zarr_format=zarr_format)
+        # r+: the appended view writes through it. From the group's consolidated metadata (what
+        # the stored dataset above was read from) when the format is known: no read per array.
+        member = group.get(name) if group is not None else None
+        arr = member if isinstance(member, zarr.Array) else zarr.open_array(resolved.store, path=name, mode="r+",
+                                                                            zarr_format=zarr_format)
         enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
         src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
         if np.dtype(var.dtype).kind in "SU":
