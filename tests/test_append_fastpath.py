@@ -1,0 +1,111 @@
+"""The append fast path: what a small append reads and writes, on both zarr formats."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from zarr.storage import LocalStore, WrapperStore
+
+import parallelzarr as pz
+from parallelzarr import commit as cm
+
+ap = importlib.import_module("parallelzarr.append")  # the module (pz.append is the function)
+
+
+class KeyLog(WrapperStore):
+    """A real local store that records the key of every get and set (it changes nothing)."""
+
+    def __init__(self, inner, log=None):
+        super().__init__(inner)
+        self.log = log if log is not None else []
+        self._lock = threading.Lock()
+
+    def _with_store(self, inner):
+        return type(self)(inner, self.log)
+
+    async def get(self, key, prototype, byte_range=None):
+        with self._lock:
+            self.log.append(("get", key))
+        return await self._store.get(key, prototype, byte_range)
+
+    async def set(self, key, value):
+        with self._lock:
+            self.log.append(("set", key))
+        await self._store.set(key, value)
+
+
+def _rows(start: int, n: int) -> xr.Dataset:
+    v = (np.arange(start, start + n)[:, None] * 10.0 + np.arange(6)[None, :]).astype("f4")
+    return xr.Dataset({"v": (("t", "x"), v)}, coords={"t": np.arange(start, start + n), "x": np.arange(6)})
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_small_append_reads_no_index_chunk_but_the_last_and_writes_each_document_once(tmp_path, fmt):
+    path = str(tmp_path / "s.zarr")
+    pz.to_zarr(_rows(0, 40), path, encoding={"v": {"chunks": (2, 6)}, "t": {"chunks": (2,)}}, zarr_format=fmt)
+    store = KeyLog(LocalStore(path))
+    result = pz.append(_rows(40, 3), store, "t")
+    assert result.applied and result.offset == 40
+    gets = [k for op, k in store.log if op == "get"]
+    sets = [k for op, k in store.log if op == "set"]
+    index_chunks = {k for k in gets if k.startswith("t/") and not k.rsplit("/", 1)[-1].startswith((".", "zarr"))}
+    # 20 index chunks are stored: validation reads the last ones only (xarray's time-free decode
+    # peeks at the first and last; we read the last two labels), never all of them.
+    assert len(index_chunks) <= 3, sorted(index_chunks)
+    docs = [k for k in sets if k.endswith(("zarr.json", ".zarray", ".zmetadata"))]
+    assert len(docs) == len(set(docs)), docs  # roll-forward writes each metadata document once
+    assert not any("/tasks/" in k for k in sets)  # inline: no resume markers
+    # Both kinds of readers see the whole append.
+    for consolidated in (True, False):
+        got = xr.open_zarr(path, consolidated=consolidated).load()
+        assert got.sizes["t"] == 43
+        np.testing.assert_array_equal(got.v.values, _rows(0, 43).v.values)
+    if fmt == 3:
+        root = json.load(open(f"{path}/zarr.json"))
+        assert root["consolidated_metadata"]["metadata"]["v"]["shape"] == [43, 6]
+
+
+def test_inline_and_graph_appends_give_the_same_store_and_digests(tmp_path):
+    paths = [str(tmp_path / "inline.zarr"), str(tmp_path / "graph.zarr")]
+    for p in paths:
+        pz.to_zarr(_rows(0, 5), p, encoding={"v": {"chunks": (4, 6)}})
+    assert ap._runs_inline(ap.prepare_append(_rows(5, 7), ap.resolve_store(paths[0], None), "t", strategy="auto",
+                                             max_mem=None, encoding=None, static="verify"), None, {}, False)
+    pz.append(_rows(5, 7), paths[0], "t")  # inline
+    pz.append(_rows(5, 7).chunk({"t": 3}), paths[1], "t", progress=True)  # progress: through the graph
+    a, b = (xr.open_zarr(p).load() for p in paths)
+    assert a.identical(b)
+    records = [cm.append_log(LocalStore(p))[-1] for p in paths]
+    assert records[0]["digests"] == records[1]["digests"] and len(records[0]["digests"]) == 7
+    # Identical rows appended again are recognised by those digests (skipped), whichever path wrote them.
+    for p in paths:
+        again = pz.append(_rows(5, 7), p, "t")
+        assert not again.applied and again.skipped == 7
+
+
+def test_labels_inside_the_stored_range_still_read_the_whole_index(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    pz.to_zarr(_rows(0, 10), path, encoding={"v": {"chunks": (2, 6)}})
+    changed = _rows(8, 4)
+    changed["v"][:] = -1.0
+    with pytest.raises(ValueError, match=r"\b8\b"):  # the changed stored rows are named
+        pz.append(changed, path, "t")
+    assert xr.open_zarr(path).sizes["t"] == 10
+
+
+def test_large_appends_keep_the_graph(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    pz.to_zarr(_rows(0, 4), path)
+    prepared = ap.prepare_append(_rows(4, 4), ap.resolve_store(path, None), "t", strategy="auto", max_mem=None,
+                                 encoding=None, static="verify")
+    assert ap._runs_inline(prepared, None, {"scheduler": "threads"}, False)
+    assert not ap._runs_inline(prepared, 100, {}, False)  # more than half the budget
+    assert not ap._runs_inline(prepared, None, {"scheduler": "threads"}, True)  # progress bar
+    assert not ap._runs_inline(prepared, None, {"scheduler": object()}, False)  # a client's scheduler
+    assert zarr.open_group(path).attrs == {}
