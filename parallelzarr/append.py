@@ -461,15 +461,15 @@ class _AppendRun:
     def check(self) -> None:
         """Refuse to write if the store moved on since the append was planned."""
         aid = self.journal["entry"]["id"]
-        if cm.is_recorded(self.store, aid, self.zarr_format):
+        # The lease is held: no commit is under way, so the consolidated shapes (one read) are current.
+        published, root_attrs = cm.published_view(self.store, self.zarr_format) if self.consolidated else ({}, None)
+        if cm.is_recorded(self.store, aid, self.zarr_format, root_attrs):
             raise AlreadyAppliedError(f"append {aid} was already applied to {self.description} (computed twice?); nothing written")
         if cm.pending_journal(self.store) is not None:
             raise AppendError(
                 f"{self.description} has an interrupted commit that appeared after this append was planned; "
                 "rerun the append (it rolls the commit forward first)"
             )
-        # The lease is held: no commit is under way, so the consolidated shapes (one read) are current.
-        published = cm.published_shapes(self.store, self.zarr_format) if self.consolidated else {}
         for name, shape in self.old_shapes.items():
             now = published.get(name) or zarr.open_array(self.store, path=name, mode="r", zarr_format=self.zarr_format).shape
             if list(now) != shape:

@@ -324,12 +324,22 @@ def stored_zarr_format(store: Any) -> int:
 
 def published_shapes(store: Any, zarr_format: int | None) -> dict[str, list[int]]:
     """Each array's shape in the consolidated metadata (one read; empty without it or a known format)."""
+    return published_view(store, zarr_format)[0]
+
+
+def published_view(store: Any, zarr_format: int | None) -> tuple[dict[str, list[int]], dict[str, Any] | None]:
+    """The consolidated shapes and the root attributes, from one read (``({}, None)`` without them)."""
     if zarr_format not in (2, 3):
-        return {}
+        return {}, None
     root = read_json(store, "zarr.json" if zarr_format == 3 else ".zmetadata") or {}
     meta = (root.get("consolidated_metadata") or {}).get("metadata") if zarr_format == 3 else root.get("metadata")
     if not isinstance(meta, dict):
-        return {}
+        return {}, None
+    attrs = root.get("attributes") if zarr_format == 3 else meta.get(".zattrs")
+    return _shapes_of(meta, zarr_format), attrs if isinstance(attrs, dict) else {}
+
+
+def _shapes_of(meta: dict[str, Any], zarr_format: int) -> dict[str, list[int]]:
     if zarr_format == 3:
         return {k: list(v["shape"]) for k, v in meta.items() if isinstance(v, dict) and v.get("node_type") == "array"}
     return {k[: -len("/.zarray")]: list(v["shape"]) for k, v in meta.items() if k.endswith("/.zarray") and "shape" in v}
@@ -435,10 +445,21 @@ def legacy_log(store: Any, zarr_format: int | None = None) -> list[dict[str, Any
     return [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
 
 
-def is_recorded(store: Any, append_id: str, zarr_format: int | None = None) -> bool:
-    """Whether append ``append_id`` was committed (a record, or an entry of a legacy log)."""
-    return read_record(store, append_id) is not None or any(
-        e.get("id") == append_id for e in legacy_log(store, zarr_format))
+def is_recorded(store: Any, append_id: str, zarr_format: int | None = None,
+                root_attrs: dict[str, Any] | None = None) -> bool:
+    """Whether append ``append_id`` was committed (a record, or an entry of a legacy log).
+
+    ``root_attrs``: the root group's attributes when the caller has just read them (the legacy
+    log is then looked up there, with no further read).
+    """
+    if read_record(store, append_id) is not None:
+        return True
+    if root_attrs is not None:
+        log = root_attrs.get(LEGACY_LOG_ATTR)
+        entries = [e for e in log if isinstance(e, dict)] if isinstance(log, list) else []
+    else:
+        entries = legacy_log(store, zarr_format)
+    return any(e.get("id") == append_id for e in entries)
 
 
 def append_log(store: Any) -> list[dict[str, Any]]:
