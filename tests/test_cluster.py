@@ -164,4 +164,8 @@ def test_shell_scripts_parse(script: str) -> None:
     res = subprocess.run([bash, "-n", str(CONFIGS / script)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     text = (CONFIGS / script).read_text()
-    assert "parallelzarr write" in text and "--cluster" in text
+    if script.endswith("job-array.sh"):
+        # Job arrays run without a dask cluster: init, one part per array task, then finalize.
+        assert '"$PZ" init' in text and "--part" in text and "finalize" in text
+    else:
+        assert "parallelzarr write" in text and "--cluster" in text
