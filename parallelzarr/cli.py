@@ -24,7 +24,6 @@ import click
 
 from .cluster import ClusterStartError
 from .errors import ParallelZarrError, StoreWriteError
-from .io.notices import FixedWidthStringWarning
 from .io.sources import MFDATASET_OPTIONS  # noqa: F401  (re-exported: how several inputs combine)
 from .redact import is_secret_key, redact, url_credentials
 
@@ -453,7 +452,6 @@ def main(ctx: click.Context, show_traceback: bool) -> None:
     # zarr warns that fixed-width strings (a 0-d ``expver``) have no v3 spec yet; zarr-python reads
     # them back, which is what the CLI's users read with. The plan and README say so once.
     warnings.filterwarnings("ignore", message=r"The data type \(FixedLength")
-    warnings.filterwarnings("ignore", category=FixedWidthStringWarning)  # the API's one-line form of the same
 
 
 def _input_options(func: Callable[..., Any]) -> Callable[..., Any]:
