@@ -47,6 +47,7 @@ from .ingest import (
 )
 from .io.chunk_io import write_region
 from .io.datasets import _encoded, _stored_encoding, as_dataset, open_stored
+from .io.notices import quietly
 from .io.stores import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
 from .kwargs import check_compute_kwargs
 from .planning.write import WritePlan
@@ -613,6 +614,7 @@ def _check_stored_format(resolved: ResolvedStore, zarr_format: int, stored: int)
         )
 
 
+@quietly
 def append(
     data: xr.Dataset | xr.DataArray,
     store: Any,
@@ -949,6 +951,7 @@ def _append_failed(resolved: ResolvedStore, exc: OSError) -> StoreWriteError:
     )
 
 
+@quietly
 def plan_append(
     data: xr.Dataset | xr.DataArray,
     store: Any,

@@ -27,6 +27,7 @@ from zarr.core.sync import sync
 from zarr.storage import StorePath
 
 from ..errors import EncodingError, PlanningError, StoreError, StoreOverlapError, StoreWriteError
+from ..io.notices import quietly
 from ..kwargs import check_compute_kwargs
 from ..units import format_bytes, parse_bytes
 from .execute import (
@@ -85,6 +86,7 @@ def _threads_per_worker() -> int:
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
+@quietly
 def plan_rechunk(
     source: Any,
     target_chunks: Any = None,
@@ -413,6 +415,7 @@ class Rechunked:
 
     # ------------------------------------------------------------------ run
 
+    @quietly
     def execute(self, keep_temp: bool | None = None, *, compute: bool = True, progress: bool = False,
                 **compute_kwargs: Any) -> Any:
         """Run the rechunk on the active (or given) dask scheduler and return the target.
@@ -624,6 +627,7 @@ def _temp_codecs(temp_options: Mapping[str, Any] | None, zarr_format: int) -> An
     return as_zarr3_codecs(chosen) if zarr_format == 3 else chosen
 
 
+@quietly
 def rechunk(
     source: Any,
     target_chunks: Any,
