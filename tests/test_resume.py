@@ -37,6 +37,10 @@ SCRIPT = textwrap.dedent(
     elif kind == "region":
         pz.to_zarr((ds(0, 24) * 2)[["v"]], path, region={"time": slice(0, 24)}, **run)
     elif kind == "append":
+        # Appends up to INLINE_APPEND_BYTES are written without a graph (and rewritten whole by a rerun:
+        # at most 64 MiB); markers and resume are for the graph path, which this forces.
+        import importlib  # (the attribute parallelzarr.append is the function, not the module)
+        importlib.import_module("parallelzarr.append").INLINE_APPEND_BYTES = 0
         pz.to_zarr(ds(24, 16), path, append_dim="time", **run)
     print("finished")
     """
