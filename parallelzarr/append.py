@@ -522,8 +522,9 @@ def _after_lease(block: Any, leased: Any) -> Any:
 class AppendDelayed(Delayed):
     """The ``Delayed`` of ``append(compute=False)``: its ``compute()`` releases the lease on failure.
 
-    The lease is taken by the graph's first task and released by its last (the commit). When
-    another task fails, ``compute()`` of this object releases it too; a failure under
+    The lease is taken when its ``compute()`` starts (under ``dask.compute``/``client.compute``, by
+    the graph's first task) and released by the graph's last task (the commit). When another task
+    fails, ``compute()`` of this object releases it too; a failure under
     ``dask.compute(...)`` or ``client.compute(...)`` leaves it held by the computing process, which
     the next append names (``repair(store, force=True)`` clears it).
     """
@@ -536,6 +537,10 @@ class AppendDelayed(Delayed):
 
     def compute(self, **kwargs: Any) -> Any:
         try:
+            # Take the lease before any task runs: source blocks do not wait for the lease task, so a
+            # failing one could end compute() while that task is still about to take the lease,
+            # leaving it held after the release below. (The graph's lease task then finds it held.)
+            self._run.take_lease()
             return super().compute(**kwargs)
         except BaseException:
             self._run.release()
