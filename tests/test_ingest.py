@@ -62,14 +62,14 @@ def test_open_sources_options_and_errors(tmp_path: Path) -> None:
 def test_api_convert_warnings_are_only_zarrs_own_notices(tmp_path: Path) -> None:
     """The xarray/dask side of a convert warns about nothing; zarr's notices are what xarray shows too."""
     era5_set(tmp_path)
-    with warnings.catch_warnings():  # what earlier tests left unclosed warns when collected: not this call's
-        warnings.simplefilter("ignore")
-        gc.collect()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pz.to_zarr(pz.open_sources(str(tmp_path / "nc" / "*.nc")), str(tmp_path / "w.zarr"))
+    # xarray's notice that garbage collection (which may run mid-call) met a file an earlier test left
+    # open is not this call's; one about this test's own files would count.
     others = [str(w.message) for w in caught if not (
-        "Consolidated metadata is currently not part" in str(w.message) or "FixedLength" in str(w.message))]
+        "Consolidated metadata is currently not part" in str(w.message) or "FixedLength" in str(w.message)
+        or (str(w.message).startswith("deallocating CachingFileManager") and str(tmp_path) not in str(w.message)))]
     assert others == []
 
 
