@@ -80,7 +80,17 @@ class TaskMarkers:
         return out
 
     def mark(self, variable: str, tid: str) -> None:
-        store_set(self.store, f"{self.prefix}/{variable}/{tid}", b"")
+        key = f"{self.prefix}/{variable}/{tid}"
+        for attempt in range(3):
+            try:
+                store_set(self.store, key, b"")
+                return
+            except FileNotFoundError:
+                # Another write of this store finished meanwhile and cleared every write's markers
+                # (see finish), directories included: a local store's set then fails to move its
+                # temporary file in. Set again (it recreates them); a marker only saves work.
+                if attempt == 2:
+                    raise
 
     def clear(self) -> None:
         """Delete every marker of this write (after it is published)."""
