@@ -144,3 +144,25 @@ def hold_lease(path: str, seconds: float) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held", proc.stderr
     return proc
+
+
+def warnings_of_run(code: str, cwd: str) -> list[tuple[str, str]]:
+    """(category, message) of every warning ``code`` raises, run in a fresh interpreter: a user's
+    normal run, free of what earlier tests left behind (open files that warn when collected)."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent('''
+        import json, sys, warnings
+        caught = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exec(compile(sys.argv[1], "<run>", "exec"), {})
+        print(json.dumps([[w.category.__name__, str(w.message)] for w in caught]))
+    ''')
+    res = subprocess.run([sys.executable, "-c", script, textwrap.dedent(code)], cwd=cwd, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return [tuple(w) for w in json.loads(res.stdout.strip().splitlines()[-1])]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from append_helpers import warnings_of_run
 from zarr.errors import UnstableSpecificationWarning
 
 import parallelzarr as pz
@@ -25,33 +26,25 @@ def _files(root: Path) -> str:
     return str(root / "*.nc")
 
 
-def _own(caught: list[warnings.WarningMessage], root: Path) -> list[warnings.WarningMessage]:
-    """The warnings of this call: not xarray's notice that it collected a file an earlier test left open
-    (garbage collection may run mid-call); one about this test's own files still counts."""
-    return [w for w in caught if not (str(w.message).startswith("deallocating CachingFileManager")
-                                      and str(root) not in str(w.message))]
-
-
 def test_convert_says_only_the_fixed_width_caveat_once(tmp_path: Path) -> None:
-    source = _files(tmp_path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pz.to_zarr(source, str(tmp_path / "o.zarr"))
-    caught = _own(caught, tmp_path)
-    shown = [(w.category.__name__, str(w.message)[:80]) for w in caught]
+    _files(tmp_path)
+    shown = warnings_of_run("""
+        import parallelzarr as pz
+        pz.to_zarr("*.nc", "o.zarr")
+    """, str(tmp_path))
     # zarr's own caveat (its category and text, so filters written for it apply), once per data type
     assert [c for c, _ in shown] == ["UnstableSpecificationWarning"], shown
-    assert "FixedLengthUTF32(length=4" in str(caught[0].message)
+    assert "FixedLengthUTF32(length=4" in shown[0][1]
     with xr.open_zarr(tmp_path / "o.zarr") as out:
         assert str(out["expver"].values) == "0001"
 
 
 def test_zarr_format_2_has_no_caveat_and_callers_filters_apply(tmp_path: Path) -> None:
     source = _files(tmp_path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pz.to_zarr(source, str(tmp_path / "v2.zarr"), zarr_format=2)
-    assert _own(caught, tmp_path) == []
+    assert warnings_of_run("""
+        import parallelzarr as pz
+        pz.to_zarr("*.nc", "v2.zarr", zarr_format=2)
+    """, str(tmp_path)) == []
     # The caveat is re-raised under the caller's own filters: an "error" filter makes it an error.
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnstableSpecificationWarning)
