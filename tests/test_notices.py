@@ -26,25 +26,42 @@ def _files(root: Path) -> str:
     return str(root / "*.nc")
 
 
+def _zarr_warns_for_fixed_width() -> bool:
+    """Whether this zarr warns when it stores fixed-width strings in zarr v3."""
+    import zarr
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zarr.create_array(zarr.storage.MemoryStore(), shape=(), dtype="<U4", zarr_format=3)
+    return any(issubclass(w.category, UnstableSpecificationWarning) for w in caught)
+
+
 def test_convert_says_only_the_fixed_width_caveat_once(tmp_path: Path) -> None:
     _files(tmp_path)
     shown = warnings_of_run("""
         import parallelzarr as pz
         pz.to_zarr("*.nc", "o.zarr")
     """, str(tmp_path))
-    # zarr's own caveat (its category and text, so filters written for it apply), once per data type
-    assert [c for c, _ in shown] == ["UnstableSpecificationWarning"], shown
-    assert "FixedLengthUTF32(length=4" in shown[0][1]
+    shown = [w for w in shown if w[0] != "DeprecationWarning"]  # hidden from users by Python's defaults
+    # zarr's own caveat (its category and text, so filters written for it apply), once per data type,
+    # where this zarr has it (zarr 3.1 does; 3.4 no longer warns)
+    expected = ["UnstableSpecificationWarning"] if _zarr_warns_for_fixed_width() else []
+    assert [c for c, _ in shown] == expected, shown
+    if expected:
+        assert "FixedLengthUTF32(length=4" in shown[0][1]
     with xr.open_zarr(tmp_path / "o.zarr") as out:
         assert str(out["expver"].values) == "0001"
 
 
 def test_zarr_format_2_has_no_caveat_and_callers_filters_apply(tmp_path: Path) -> None:
     source = _files(tmp_path)
-    assert warnings_of_run("""
+    shown = warnings_of_run("""
         import parallelzarr as pz
         pz.to_zarr("*.nc", "v2.zarr", zarr_format=2)
-    """, str(tmp_path)) == []
+    """, str(tmp_path))
+    assert [w for w in shown if w[0] != "DeprecationWarning"] == []
+    if not _zarr_warns_for_fixed_width():
+        return
     # The caveat is re-raised under the caller's own filters: an "error" filter makes it an error.
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnstableSpecificationWarning)
