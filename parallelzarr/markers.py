@@ -85,10 +85,11 @@ class TaskMarkers:
             try:
                 store_set(self.store, key, b"")
                 return
-            except FileNotFoundError:
+            except (FileNotFoundError, FileExistsError):
                 # Another write of this store finished meanwhile and cleared every write's markers
                 # (see finish), directories included: a local store's set then fails to move its
-                # temporary file in. Set again (it recreates them); a marker only saves work.
+                # temporary file in, or its mkdir races the removal. Set again (it recreates them);
+                # a marker only saves work.
                 if attempt == 2:
                     raise
 
