@@ -1,4 +1,4 @@
-"""The ``parallelzarr`` command line: a thin shell over :mod:`parallelzarr.api`.
+"""The ``parallelzarr`` command line: a thin shell over :mod:`parallelzarr.entry.write`.
 
 Exit codes: 0 done; 2 bad input (message on stderr, nothing written; click's usage errors too);
 1 failure during the run. ``--json`` puts one JSON document on stdout; everything else that is
@@ -22,10 +22,10 @@ from typing import Any
 
 import click
 
-from .cluster import ClusterStartError
-from .errors import ParallelZarrError, StoreWriteError
-from .io.sources import MFDATASET_OPTIONS  # noqa: F401  (re-exported: how several inputs combine)
-from .redact import is_secret_key, redact, url_credentials
+from parallelzarr.cluster import ClusterStartError
+from parallelzarr.errors import ParallelZarrError, StoreWriteError
+from parallelzarr.inputs.sources import MFDATASET_OPTIONS  # noqa: F401  (re-exported: how several inputs combine)
+from parallelzarr.redact import is_secret_key, redact, url_credentials
 
 __all__ = ["main"]
 
@@ -87,7 +87,7 @@ def _running(command: str, target: str, **details: Any) -> None:
 
 def _interrupted(running: Mapping[str, Any] | None) -> str:
     """What an interrupted command kept and how to resume it (after its running tasks finished)."""
-    from .progress import finish_running_tasks
+    from parallelzarr.reports.progress import finish_running_tasks
 
     finish_running_tasks()
     if not running:
@@ -98,8 +98,8 @@ def _interrupted(running: Mapping[str, Any] | None) -> str:
         return (f"{head} Finished tasks are kept; the target is published only when complete. To resume, rerun the "
                 "same command: finished tasks are skipped.")
     try:
-        from .info import bookkeeping
-        from .io.stores import resolve_store, store_has_data
+        from parallelzarr.reports.info import bookkeeping
+        from parallelzarr.store.resolve import resolve_store, store_has_data
 
         store = resolve_store(target, running.get("storage_options"), read_only=True).store
         held, has_data = bookkeeping(store), store_has_data(store)
@@ -320,7 +320,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             if cluster.strip() in ("threads", "sync"):
                 raise BadInput(f"--report needs a distributed cluster; --cluster {cluster} runs without one "
                                "(use --cluster local)")
-            from .progress import report_problem
+            from parallelzarr.reports.progress import report_problem
 
             problem = report_problem()
             if problem:
@@ -336,8 +336,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _execute(run: RunOptions, work: Callable[[dict[str, Any]], Any]) -> tuple[Any, float]:
     """Run ``work(compute_kwargs)`` on the requested cluster, with progress bar and report."""
-    from .cluster import resolve_cluster
-    from .progress import compute_kwargs, performance_report, progress
+    from parallelzarr.cluster import resolve_cluster
+    from parallelzarr.reports.progress import compute_kwargs, performance_report, progress
 
     with ExitStack() as stack:
         client = stack.enter_context(resolve_cluster(run.cluster, run.workers, run.threads_per_worker))
@@ -357,7 +357,7 @@ def _execute(run: RunOptions, work: Callable[[dict[str, Any]], Any]) -> tuple[An
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
     """Expand local globs; URLs pass through. Raises :class:`BadInput` when nothing matches."""
-    from .io.sources import SourceError, expand_sources
+    from parallelzarr.inputs.sources import SourceError, expand_sources
 
     try:
         return expand_sources(list(inputs))
@@ -374,11 +374,11 @@ def open_inputs(inputs: Sequence[str], chunks: Any, storage_options: Mapping[str
                 variables: str | None = None, drop_variables: str | None = None, preprocess: str | None = None) -> Any:
     """Open netCDF files and zarr stores (or globs of them) as one lazy xarray Dataset.
 
-    See :func:`parallelzarr.io.sources.open_sources` (the API uses the same): several files
+    See :func:`parallelzarr.inputs.sources.open_sources` (the API uses the same): several files
     combine by coordinates with :data:`MFDATASET_OPTIONS`; without ``--chunks``, zarr inputs keep
     their stored chunks and netCDF inputs use dask's ``auto`` chunking.
     """
-    from .io.sources import open_sources
+    from parallelzarr.inputs.sources import open_sources
 
     return open_sources(list(inputs), chunks=chunks, variables=_names_option(variables),
                         drop_variables=_names_option(drop_variables), preprocess=preprocess,
@@ -611,7 +611,7 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     _running("rechunk", target)
     # -1 (whole axis) goes through as -1: in a dimension dict the rechunk API reads None as "keep".
     so = run.storage_options or None
-    from .io.stores import resolve_store
+    from parallelzarr.store.resolve import resolve_store
 
     problem = None
     try:
@@ -652,7 +652,7 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
              {**doc, "seconds": seconds, "plan": _to_data(job.plan), "result": result_data})
 
 
-# --- job arrays (parallelzarr.parts): init, then `write --part I/N` per task, then finalize ----------
+# --- job arrays (parallelzarr.entry.parts): init, then `write --part I/N` per task, then finalize ----------
 
 
 @main.command("init")
@@ -676,7 +676,7 @@ def init_parts(inputs: tuple[str, ...], target: str, chunks: str | None, encodin
     Then run `parallelzarr write INPUTS TARGET --part I/N` for I = 0..N-1 (any order, any host,
     reruns skip finished work) and `parallelzarr finalize TARGET` to publish.
     """
-    from .parts import init
+    from parallelzarr.entry.parts import init
 
     so = parse_storage_options(storage_option)
     ds = open_inputs(inputs, parse_chunks(chunks), so, **source)  # the other input options, as for write
@@ -696,9 +696,9 @@ def init_parts(inputs: tuple[str, ...], target: str, chunks: str | None, encodin
               help="fsspec option for URL stores (repeatable).")
 def finalize(target: str, as_json: bool, storage_option: Sequence[str], abort: bool = False) -> None:
     """Publish TARGET's job-array write once every part is done (exit 1 listing the missing parts otherwise)."""
-    from .parts import PartsIncompleteError
-    from .parts import abort as abort_parts
-    from .parts import finalize as finalize_parts
+    from parallelzarr.entry.parts import PartsIncompleteError
+    from parallelzarr.entry.parts import abort as abort_parts
+    from parallelzarr.entry.parts import finalize as finalize_parts
 
     so = parse_storage_options(storage_option)
     try:
@@ -746,7 +746,7 @@ def repair(target: str, force: bool, truncate: bool, as_json: bool, storage_opti
 def info(target: str, as_json: bool, attrs: bool, storage_option: Sequence[str]) -> None:
     """Show the tree of TARGET: shapes, dtypes, chunks, shards, codecs, sizes, the append log, and any
     held lease (holder, age), interrupted commit (journal) or unpublished write."""
-    from .info import format_info, inspect_store
+    from parallelzarr.reports.info import format_info, inspect_store
 
     so = parse_storage_options(storage_option)
     data = inspect_store(target, storage_options=so or None)

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ParallelZarrError
+from parallelzarr.errors import ParallelZarrError
 
 __all__ = [
     "ClusterSpecError",

@@ -23,7 +23,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from .units import format_bytes, parse_bytes
+from parallelzarr.units import format_bytes, parse_bytes
 
 #: One time step is 360 x 720 float32 (a 0.5 degree global grid): about 1 MB.
 PLANE = (360, 720)

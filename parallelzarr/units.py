@@ -7,7 +7,7 @@ import numbers
 import dask.utils
 import numpy as np
 
-from .errors import PlanningError
+from parallelzarr.errors import PlanningError
 
 
 def parse_bytes(value: int | float | str) -> int:

@@ -128,7 +128,7 @@ def cli(*args: str, cwd: Any, env: dict[str, str] | None = None, timeout: float 
 LEASE_HOLDER = """
 import sys, time
 import zarr
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 store = zarr.storage.LocalStore(sys.argv[1])
 lease = cm.acquire_lease(store, sys.argv[1], "append (test holder)")
 print("held", flush=True)

@@ -56,7 +56,7 @@ import zarr
 import zarr.storage
 
 import parallelzarr as pz
-from parallelzarr import faults
+from parallelzarr import testing as faults
 from parallelzarr.errors import ModeError, StoreWriteError
 
 OPS = ("write", "region", "append", "rechunk")

@@ -10,7 +10,7 @@ import xarray as xr
 from append_helpers import data_only, rows, run_append_subprocess
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 from parallelzarr.errors import LeaseError
 
 OLD, NEW, CHUNK = 10, 23, 3  # stored rows (zarr chunk 4: a partial last chunk), appended rows, dask chunk

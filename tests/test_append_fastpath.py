@@ -13,9 +13,9 @@ import zarr
 from zarr.storage import LocalStore, WrapperStore
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 
-ap = importlib.import_module("parallelzarr.append")  # the module (pz.append is the function)
+ap = importlib.import_module("parallelzarr.entry.append")  # the module (pz.append is the function)
 
 
 class KeyLog(WrapperStore):

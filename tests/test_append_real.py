@@ -21,10 +21,10 @@ from conftest import snapshot
 from dask.delayed import Delayed
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
 from parallelzarr.cli import main
+from parallelzarr.commit import core as cm
 from parallelzarr.errors import AppendError, LeaseError, SchemaMismatchError, StoreError
-from parallelzarr.info import format_info, inspect_store
+from parallelzarr.reports.info import format_info, inspect_store
 
 NY, NX, STEPS = 12, 20, 24
 

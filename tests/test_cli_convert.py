@@ -15,7 +15,7 @@ from append_helpers import SHOW_WARNINGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parallelzarr.planning.chunks import MAX_DEFAULT_CHUNK_BYTES, chunk_limit, fit_chunks
+from parallelzarr.plan.chunks import MAX_DEFAULT_CHUNK_BYTES, chunk_limit, fit_chunks
 
 
 def era5_like(root: Path, months: int = 3, steps: int = 24, ny: int = 30, nx: int = 40) -> list[Path]:

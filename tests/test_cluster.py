@@ -19,7 +19,7 @@ from parallelzarr.cluster import (
     resolve_cluster,
 )
 from parallelzarr.errors import ParallelZarrError
-from parallelzarr.progress import compute_kwargs, performance_report, progress
+from parallelzarr.reports.progress import compute_kwargs, performance_report, progress
 
 CONFIGS = Path(__file__).resolve().parent.parent / "cluster-configs"
 LOCALHOST = {"scheduler_options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}}

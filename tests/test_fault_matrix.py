@@ -21,9 +21,9 @@ from zarr.core.buffer import cpu
 from zarr.core.sync import sync
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 from parallelzarr.errors import ModeError, StoreWriteError
-from parallelzarr.faults import FaultyStore, is_chunk_key
+from parallelzarr.testing import FaultyStore, is_chunk_key
 
 
 @pytest.fixture(scope="module")

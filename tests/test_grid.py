@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parallelzarr.errors import ChunkSpecError
-from parallelzarr.planning.grid import (
+from parallelzarr.plan.grid import (
     aligned_chunks,
     axis_segments,
     block_offsets,
@@ -140,7 +140,7 @@ def test_rectilinear_plan_one_task_per_block():
     import pytest
 
     from parallelzarr.errors import ChunkSpecError
-    from parallelzarr.planning.write import plan_variable
+    from parallelzarr.plan.write import plan_variable
 
     p = plan_variable("v", shape=(72, 6), dims=("t", "x"), dtype="f4", itemsize=4,
                       dask_chunks=((24, 0, 31, 17), (4, 2)), chunks=(24, 6), strategy="rectilinear")

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from parallelzarr.errors import StoreError
-from parallelzarr.info import APPEND_LOG_ATTR, format_info, inspect_store
+from parallelzarr.reports.info import APPEND_LOG_ATTR, format_info, inspect_store
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ import zarr
 from append_helpers import data_only, era5_set, era5_step, rows, warnings_of_run
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 from parallelzarr.errors import AppendError, ParallelZarrError, SchemaMismatchError
-from parallelzarr.ingest import row_checksums
-from parallelzarr.io.sources import SourceError, SourceOptionError
+from parallelzarr.inputs.ingest import row_checksums
+from parallelzarr.inputs.sources import SourceError, SourceOptionError
 
 MF = {"data_vars": "minimal", "coords": "minimal", "compat": "no_conflicts", "combine": "by_coords"}
 
@@ -217,7 +217,7 @@ def test_shifted_grid_is_refused_even_with_static_ignore(era5_store: str) -> Non
 def test_changed_static_variable_refused_in_memory_and_blockwise(era5_store: str, in_memory: bool,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     if not in_memory:  # the path for static variables above the in-memory limit
-        monkeypatch.setattr(sys.modules["parallelzarr.append"], "STATIC_VERIFY_IN_MEMORY", 16)
+        monkeypatch.setattr(sys.modules["parallelzarr.entry.append"], "STATIC_VERIFY_IN_MEMORY", 16)
     with pytest.raises(AppendError, match="'lsm' has no 'time' dimension and differs"):
         pz.append(_next(lsm_flip=True), era5_store, "time")
     with pytest.raises(AppendError, match="'expver' has no 'time'"):

@@ -10,7 +10,7 @@ import xarray as xr
 import zarr
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 from parallelzarr.errors import EncodingError, LeaseError, ModeError, SchemaMismatchError
 
 
@@ -121,7 +121,7 @@ def test_compute_false_holds_lease_until_computed(tmp_path):
 
 
 def test_failed_commit_is_journaled_and_repaired(tmp_path):
-    from parallelzarr.faults import FaultyStore
+    from parallelzarr.testing import FaultyStore
 
     path = str(tmp_path / "s.zarr")
     old = _base(path)

@@ -18,7 +18,7 @@ import xarray as xr
 import zarr
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 
 SCRIPT = """
 import sys; sys.path.insert(0, {tests!r})

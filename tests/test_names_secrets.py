@@ -25,8 +25,8 @@ from click.testing import CliRunner
 import parallelzarr as pz
 from parallelzarr.cli import main as cli_main
 from parallelzarr.errors import InvalidNameError, ParallelZarrError, StoreError, StoreOverlapError
-from parallelzarr.info import format_info, inspect_store
 from parallelzarr.redact import redact
+from parallelzarr.reports.info import format_info, inspect_store
 from tests.conftest import S3_KEY, S3_SECRET, S3_TOKEN, snapshot
 
 BAD_NAMES = ["..", ".", "", "/etc/x", "a/b", "..\\x", "a\\b", "a\x00b", "zarr.json", ".zattrs", ".parallelzarr"]

@@ -17,7 +17,7 @@ import xarray as xr
 import zarr
 
 import parallelzarr as pz
-from parallelzarr import parts
+from parallelzarr.entry import parts
 from parallelzarr.errors import LeaseError
 
 N = 4
@@ -156,8 +156,8 @@ def test_parts_split_balanced_and_disjoint(tmp_path: Path) -> None:
     assert covered == list(range(plan.variables["v"].tasks))
 
     # A part's graph, culled as dask.compute culls it, reads only the source chunks its cells need.
-    from parallelzarr.api import build_graph, prepare
-    from parallelzarr.markers import attach
+    from parallelzarr.entry.write import build_graph, prepare
+    from parallelzarr.store.markers import attach
 
     reads = []
     for i in range(N):

@@ -16,9 +16,9 @@ import zarr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import parallelzarr as pz  # noqa: E402
-from parallelzarr import plot as pzplot  # noqa: E402
-from parallelzarr.planning.write import WritePlan, plan_variable  # noqa: E402
-from parallelzarr.rechunk.plan import ArraySpec  # noqa: E402
+from parallelzarr.plan.rechunk import ArraySpec  # noqa: E402
+from parallelzarr.plan.write import WritePlan, plan_variable  # noqa: E402
+from parallelzarr.reports import plot as pzplot  # noqa: E402
 
 L = pzplot.LABELS
 

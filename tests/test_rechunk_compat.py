@@ -14,7 +14,7 @@ import zarr
 from dask.delayed import Delayed
 
 from parallelzarr import rechunk
-from parallelzarr.rechunk.api import ExecutorError, RechunkBudgetWarning, TargetExistsError
+from parallelzarr.entry.rechunk import ExecutorError, RechunkBudgetWarning, TargetExistsError
 
 
 def _group(path: Path) -> zarr.Group:

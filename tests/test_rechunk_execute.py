@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from parallelzarr import rechunk
+from parallelzarr.entry.rechunk import RechunkBudgetWarning
 from parallelzarr.errors import ChunkSpecError, MemoryBudgetError, StoreError
-from parallelzarr.rechunk.api import RechunkBudgetWarning
-from parallelzarr.rechunk.execute import MARK, StageIO, run_block
+from parallelzarr.graph.rechunk import MARK, StageIO, run_block
 
 
 def _field(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -13,8 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parallelzarr.errors import ChunkSpecError, MemoryBudgetError
-from parallelzarr.rechunk import ArraySpec, MemoryModel, RechunkPlan, plan_array
-from parallelzarr.rechunk.plan import normalize_chunks, plan_rechunk, split_region
+from parallelzarr.plan.rechunk import (
+    ArraySpec,
+    MemoryModel,
+    RechunkPlan,
+    normalize_chunks,
+    plan_array,
+    plan_rechunk,
+    split_region,
+)
 
 
 def _aligned(block: tuple[int, ...], grid: tuple[int, ...], shape: tuple[int, ...]) -> bool:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parallelzarr.errors import MemoryBudgetError
-from parallelzarr.rechunk.plan import (
+from parallelzarr.plan.rechunk import (
     ArraySpec,
     MemoryModel,
     _intermediate_candidates,

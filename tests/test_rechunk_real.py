@@ -13,7 +13,7 @@ import xarray as xr
 import zarr
 
 import parallelzarr as pz
-from parallelzarr.rechunk import plan_rechunk
+from parallelzarr.entry.rechunk import plan_rechunk
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 

@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 
 from parallelzarr import rechunk
-from parallelzarr.rechunk.execute import MARK
+from parallelzarr.graph.rechunk import MARK
 
 SCRIPT = textwrap.dedent(
     """

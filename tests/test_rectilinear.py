@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import parallelzarr as pz
-from parallelzarr.info import format_info, inspect_store
-from parallelzarr.io.zarr_compat import RECTILINEAR_SUPPORTED, chunk_edges
-from parallelzarr.rectilinear import RectilinearUnsupportedError
+from parallelzarr.reports.info import format_info, inspect_store
+from parallelzarr.store.rectilinear import RectilinearUnsupportedError
+from parallelzarr.store.zarr_compat import RECTILINEAR_SUPPORTED, chunk_edges
 
 needs = pytest.mark.skipif(not RECTILINEAR_SUPPORTED, reason=f"zarr {zarr.__version__} < 3.2 has no rectilinear "
                            "chunk grids (test_unsupported_is_a_clear_error covers this side)")

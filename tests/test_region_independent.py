@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import parallelzarr as pz
 from parallelzarr.errors import StrategyError
-from parallelzarr.planning.write import plan_variable
+from parallelzarr.plan.write import plan_variable
 
 _BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "region_job_array.py"
 _spec = importlib.util.spec_from_file_location("region_job_array", _BENCH)

@@ -12,7 +12,7 @@ import zarr
 from append_helpers import data_only, rows
 
 import parallelzarr as pz
-from parallelzarr import commit as cm
+from parallelzarr.commit import core as cm
 from parallelzarr.errors import LeaseError
 
 SECRET = "s3cr3t-value-never-printed"

@@ -19,7 +19,7 @@ from conftest import SCALE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parallelzarr.api import build_graph, prepare
+from parallelzarr.entry.write import build_graph, prepare
 from parallelzarr.graph.lazy import FAN_IN, GridKeys, chain_sum_layers
 from parallelzarr.graph.write import _Axes, _PieceKeys
 
@@ -52,7 +52,7 @@ def test_piece_keys_len_and_membership_match_iteration(data):
     dchunks = tuple(data.draw(st.integers(1, 12)) for _ in range(ndim))
     zchunks = tuple(data.draw(st.integers(1, 12)) for _ in range(ndim))
     x = da.zeros(shape, chunks=dchunks, dtype="f4")
-    from parallelzarr.planning.write import plan_variable
+    from parallelzarr.plan.write import plan_variable
 
     vplan = plan_variable("v", shape=shape, dims=[f"d{i}" for i in range(ndim)], dtype="float32", itemsize=4,
                           dask_chunks=x.chunks, chunks=zchunks, shards=None, strategy="gather-edges")

@@ -7,8 +7,8 @@ import pytest
 import zarr
 from numcodecs import Blosc, Zstd
 
-from parallelzarr.rechunk.plan import ArraySpec, plan_rechunk
-from parallelzarr.rechunk.temp_codecs import describe_compressors, temp_compressors
+from parallelzarr.plan.rechunk import ArraySpec, plan_rechunk
+from parallelzarr.plan.temp_codecs import describe_compressors, temp_compressors
 
 
 @pytest.mark.parametrize("fmt", [2, 3])

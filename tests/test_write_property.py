@@ -119,7 +119,7 @@ def test_distributed_lock_backend(client, tmp_path):
 def test_job_array_parts_equal_oracle(case, nparts, order):
     """Any write split into parts, written part by part in any order, equals the oracle; parts are
     balanced to within one write task's bytes and cover every task once."""
-    from parallelzarr import parts
+    from parallelzarr.entry import parts
 
     shape, chunks, shards, starts, stops, dchunks, strategy = case
     strategy = "auto" if strategy == "lock" else strategy  # lock plans share cells between tasks: refused

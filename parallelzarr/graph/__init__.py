@@ -1,0 +1,1 @@
+"""Graph: dask layers for planned writes and rechunks, built without touching the store."""

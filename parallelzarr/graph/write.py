@@ -1,4 +1,4 @@
-"""Dask graphs that carry out a :class:`~parallelzarr.planning.write.VariablePlan`.
+"""Dask graphs that carry out a :class:`~parallelzarr.plan.write.VariablePlan`.
 
 Every task is idempotent (it writes the same values to the same cells when re-run), so distributed
 may retry tasks on lost workers. No two tasks of one graph write the same grid cell unless they hold
@@ -25,13 +25,21 @@ from dask._task_spec import List, Task, TaskRef
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from ..faults import count_write
-from ..io.chunk_io import write_parts, write_region
-from ..io.zarr_compat import FAST_KINDS
-from ..locks import LockSpec
-from ..planning.grid import Segment, block_offsets
-from ..planning.write import VariablePlan
-from .lazy import GridKeys, KeySpace, LazyLayer, as_hlg, chain_sum_layers, data_layer, stack_layers
+from parallelzarr.graph.lazy import (
+    GridKeys,
+    KeySpace,
+    LazyLayer,
+    as_hlg,
+    chain_sum_layers,
+    data_layer,
+    stack_layers,
+)
+from parallelzarr.plan.grid import Segment, block_offsets
+from parallelzarr.plan.write import VariablePlan
+from parallelzarr.store.chunk_io import write_parts, write_region
+from parallelzarr.store.locks import LockSpec
+from parallelzarr.store.zarr_compat import FAST_KINDS
+from parallelzarr.testing import count_write
 
 Box = tuple[slice, ...]
 
@@ -200,7 +208,7 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
     locks
         Lock backend for the ``lock`` strategy.
     select
-        A :class:`parallelzarr.markers.Selection`: run only some write tasks (one part of a job
+        A :class:`parallelzarr.store.markers.Selection`: run only some write tasks (one part of a job
         array), skip those already done and mark each one done after it writes (resume).
 
     Returns
@@ -245,7 +253,7 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
             return Task(key, write_with_locks, target_ref, TaskRef((data.name, *bidx)), parts, TaskRef(locks_key))
 
         writes = GridKeys(name, data.numblocks)
-        if select is not None:  # parts and resume (parallelzarr.markers)
+        if select is not None:  # parts and resume (parallelzarr.store.markers)
             writes, make_lock_task = select.restrict(writes, make_lock_task)
         layers.append((name, LazyLayer(writes, make_lock_task), data_layers | {target_key, locks_key}))
     else:
@@ -282,7 +290,7 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
             return Task(key, assemble_and_write, target_ref, box, plan.dtype, wheres, List(*refs), *extra)
 
         writes = GridKeys(name, [len(s) for s in axes.segments])
-        if select is not None:  # parts and resume (parallelzarr.markers)
+        if select is not None:  # parts and resume (parallelzarr.store.markers)
             writes, make_write = select.restrict(writes, make_write)
         if len(pieces):
             layers.append((piece_name, LazyLayer(pieces, make_piece), set(data_layers)))

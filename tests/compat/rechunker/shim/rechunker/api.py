@@ -15,11 +15,11 @@ from typing import Any
 
 from dask.utils import parse_bytes
 
-from parallelzarr.rechunk import Rechunked
-from parallelzarr.rechunk.api import rechunk as _pz_rechunk
+from parallelzarr.entry.rechunk import Rechunked
+from parallelzarr.entry.rechunk import rechunk as _pz_rechunk
 
 try:  # parallelzarr's check of rechunker's executor names (absent in older parallelzarr)
-    from parallelzarr.rechunk.api import resolve_executor as _get_executor
+    from parallelzarr.entry.rechunk import resolve_executor as _get_executor
 except ImportError:  # pragma: no cover - measured "before" runs
     _get_executor = None
 

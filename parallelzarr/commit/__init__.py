@@ -1,0 +1,1 @@
+"""Commit: lease, journal, publish-last, roll-forward and repair; what makes a write all-or-nothing."""

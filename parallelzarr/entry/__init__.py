@@ -1,0 +1,1 @@
+"""Entry points: ``to_zarr``, ``append``, ``rechunk``, ``repair``, job-array parts and the ``.pz`` accessor."""

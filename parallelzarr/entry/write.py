@@ -1,0 +1,657 @@
+"""The Python API: validate, plan, build, run, commit.
+
+Every function validates all of its input and plans the whole write before it writes any byte.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dask
+from dask._task_spec import Task, TaskRef
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+from parallelzarr.commit import core as cm
+from parallelzarr.entry.kwargs import check_compute_kwargs
+from parallelzarr.entry.notices import quietly
+from parallelzarr.errors import DataTypeError, ModeError, PlanningError, StoreWriteError
+from parallelzarr.graph.write import build_write_graph, total
+from parallelzarr.inputs.sources import sources_as_data
+from parallelzarr.inputs.validate import check_mode
+from parallelzarr.plan.write import WritePlan
+from parallelzarr.reports.progress import compute_progress
+from parallelzarr.run.job import PreparedWrite
+from parallelzarr.store import rectilinear as _rectilinear  # noqa: F401  (lets zarr >= 3.2 read rectilinear grids)
+from parallelzarr.units import parse_bytes
+
+__all__ = ["to_zarr", "plan_write", "build_graph", "prepare"]
+
+
+def check_data(data: Any) -> None:
+    """Refuse a file name given as data: it would otherwise be stored as a 0-d string array."""
+    if isinstance(data, str | bytes | os.PathLike):
+        raise DataTypeError(
+            f"data is a {type(data).__name__} ({os.fsdecode(data)[:200]!r}), not an array or Dataset; to convert "
+            "files open them first: xr.open_dataset(path) for one file, xr.open_mfdataset(paths, "
+            "data_vars='minimal', coords='minimal', compat='override') for several (or use the CLI: "
+            "parallelzarr write 'files/*.nc' out.zarr)"
+        )
+
+
+def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
+    """xarray's default ``mode``: ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
+
+    A region with ``mode="w"``/``"w-"`` is refused as xarray refuses it: it would otherwise be a
+    silent region write where the caller asked to create or replace the store.
+    """
+    if mode is not None:
+        if append_dim is not None and mode not in ("a", "a-"):
+            raise ModeError(
+                f"cannot set append_dim unless mode='a' or mode=None: append_dim={append_dim!r} needs mode='a' "
+                f"(or leave mode unset), got mode={mode!r}: with mode={mode!r} the rows would replace the store "
+                "instead of being appended"
+            )
+        if region is not None and mode in ("w", "w-"):
+            raise ModeError(
+                f"cannot set region unless mode='a', mode='a-', mode='r+' or mode=None, got mode={mode!r}: a "
+                "region writes into existing arrays; use mode='r+' (or leave mode unset), or drop region to "
+                "create the store"
+            )
+        return mode
+    return "a" if append_dim is not None else "r+" if region is not None else "w-"
+
+
+def default_zarr_format(zarr_format: int | None) -> int:
+    """``zarr_format``, else zarr's configured default (``zarr.config``'s ``default_zarr_format``), as xarray does."""
+    if zarr_format is not None:
+        return zarr_format
+    import zarr
+
+    return int(zarr.config.get("default_zarr_format", 3))
+
+
+def check_bool(name: str, value: Any) -> Any:
+    """Refuse a non-boolean flag (``"false"`` would read as true)."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def in_group(store: Any, group: str | None, storage_options: Mapping[str, Any] | None) -> Any:
+    """``store`` re-rooted at ``group`` (xarray's ``group=``): a path, URL or store one level deeper."""
+    if group is None:
+        return store
+    import zarr.storage
+
+    parts = _group_parts(group)
+    if not parts:
+        return store
+    sub = "/".join(parts)
+    if isinstance(store, os.PathLike):
+        store = os.fspath(store)
+    if isinstance(store, str):
+        return store.rstrip("/") + "/" + sub
+    if isinstance(store, zarr.storage.LocalStore):
+        return zarr.storage.LocalStore(os.path.join(str(store.root), *parts), read_only=store.read_only)
+    if isinstance(store, zarr.storage.FsspecStore):
+        return zarr.storage.FsspecStore(store.fs, path=f"{store.path.rstrip('/')}/{sub}", read_only=store.read_only)
+    if isinstance(store, dict):
+        store = zarr.storage.MemoryStore(store_dict=store)
+    if isinstance(store, zarr.abc.store.Store):
+        # Any other store (memory, zip, wrappers): a view whose keys all lie under the group's path.
+        from parallelzarr.store.substore import SubStore
+
+        return SubStore(store, sub)
+    raise NotImplementedError(
+        f"group= is supported for paths, URLs and zarr stores, not {type(store).__name__}; "
+        "write to a store rooted at the group instead"
+    )
+
+
+def make_parent_groups(root_store: Any, group: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Create the groups of ``root_store`` above ``group`` that do not exist, so readers can walk down to it."""
+    import zarr
+
+    from parallelzarr.store.resolve import resolve_store
+
+    parts = _group_parts(group)
+    root = resolve_store(root_store, storage_options if isinstance(root_store, str) else None)
+    for depth in range(len(parts)):
+        path = "/".join(parts[:depth])
+        try:
+            zarr.open_group(root.store, path=path, mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+            zarr.open_group(root.store, path=path, mode="a")
+
+
+def consolidate_root(root_store: Any, group: str | None, storage_options: Mapping[str, Any] | None,
+                     consolidated: bool | None) -> None:
+    """After a write into ``group``, consolidate the root's metadata too (xarray consolidates from the
+    root), so readers opening the root with its consolidated metadata find the group."""
+    if group is None or not _group_parts(group) or consolidated is False:
+        return
+    import zarr
+
+    from parallelzarr.store.resolve import resolve_consolidated, resolve_store
+
+    root = resolve_store(root_store, storage_options if isinstance(root_store, str) else None)
+    if resolve_consolidated(root.store, consolidated, root.description):
+        zarr.consolidate_metadata(root.store)
+
+
+def _group_parts(group: str) -> list[str]:
+    """The components of a group path (``"a/b"`` -> ``["a", "b"]``), each a valid node name."""
+    from parallelzarr.inputs.validate import check_name
+
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a string path like 'era5' or 'a/b', got {type(group).__name__}")
+    parts = [p for p in group.strip("/").split("/") if p]
+    for part in parts:
+        check_name(part, "group")
+    return parts
+
+
+def _is_xarray(data: Any) -> bool:
+    try:
+        import xarray as xr
+    except ImportError:  # pragma: no cover - xarray is a dependency
+        return False
+    return isinstance(data, xr.Dataset | xr.DataArray)
+
+
+def prepare(
+    data: Any,
+    store: Any,
+    *,
+    mode: str = "w-",
+    region: Any = None,
+    append_dim: str | None = None,
+    encoding: Mapping[str, Any] | None = None,
+    strategy: str = "auto",
+    max_mem: int | str | None = "256MiB",
+    storage_options: Mapping[str, Any] | None = None,
+    zarr_format: int = 3,
+    consolidated: bool | None = None,
+    lock: str | None = None,
+    write_empty_chunks: bool | None = None,
+) -> PreparedWrite:
+    """Validate and plan a write without writing anything (the shared first half of the API)."""
+    args = dict(locals())  # the arguments as given, for the rectilinear re-plan below
+    check_data(data)
+    check_mode(mode)
+    rectilinear = _rectilinear_request(args)
+    if rectilinear is not None:
+        return rectilinear
+    if region is not None and mode == "w-":
+        mode = "r+"  # as in xarray: a region always writes into existing arrays
+    budget = parse_bytes(max_mem) if max_mem is not None else None
+    if zarr_format not in (2, 3):
+        raise PlanningError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    if append_dim is not None:
+        if mode not in ("a", "w-", "w"):
+            raise ModeError(f"append_dim={append_dim!r} needs mode='a', got mode={mode!r}")
+        if region is not None:
+            raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
+    if _is_xarray(data):
+        from parallelzarr.inputs.datasets import prepare_dataset_write
+
+        return _resumable(prepare_dataset_write(
+            data,
+            store,
+            mode=mode,
+            region=region,
+            append_dim=append_dim,
+            encoding=encoding,
+            strategy=strategy,
+            max_mem=budget,
+            storage_options=storage_options,
+            zarr_format=zarr_format,
+            consolidated=consolidated,
+            lock=lock,
+            write_empty_chunks=write_empty_chunks,
+        ), store, storage_options)
+    if append_dim is not None:
+        raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
+    from parallelzarr.inputs.arrays import prepare_array_write
+
+    return _resumable(prepare_array_write(
+        data,
+        store,
+        mode=mode,
+        region=region,
+        encoding=encoding,
+        strategy=strategy,
+        max_mem=budget,
+        storage_options=storage_options,
+        zarr_format=zarr_format,
+        lock=lock,
+    ), store, storage_options, {"encoding": encoding, "zarr_format": zarr_format})
+
+
+def _resumable(prepared: PreparedWrite, store: Any, storage_options: Mapping[str, Any] | None,
+               facts: Mapping[str, Any] | None = None) -> PreparedWrite:
+    """Attach the resume state (parallelzarr.store.markers): a rerun of an interrupted write skips its finished tasks.
+
+    ``facts``: what else decides the stored bytes (a bare array's encoding and format: its metadata
+    is not staged, so a rerun resumes onto it only when these match).
+    """
+    from parallelzarr.store.markers import attach_to, keep_unfinished_array
+    from parallelzarr.store.rectilinear import finish
+
+    finish(prepared, store, storage_options)  # rectilinear grids: the readers note, the metadata
+    attach_to(prepared, store, storage_options, extra=facts)
+    if facts is not None:
+        keep_unfinished_array(prepared, store, storage_options)
+    return prepared
+
+
+def _rectilinear_request(args: dict[str, Any]) -> PreparedWrite | None:
+    """Plan again with rectilinear ``chunks`` taken out of the encoding and those variables named
+    (parallelzarr.store.rectilinear), or ``None`` when the write asks for none."""
+    from parallelzarr.plan.write import RECTILINEAR_NAMES
+    from parallelzarr.store.rectilinear import take_requests
+
+    new_store = args["region"] is None and args["append_dim"] is None and args["mode"] not in ("r+", "a", "a-")
+    if args["region"] is not None or args["mode"] == "r+":
+        from parallelzarr.store.rectilinear import refuse_region_into
+
+        refuse_region_into(args["data"], args["store"], args["storage_options"])
+    data, encoding, names = take_requests(args["data"], args["encoding"], args["strategy"],
+                                          zarr_format=args["zarr_format"], new_store=new_store)
+    if not names:
+        return None
+    token = RECTILINEAR_NAMES.set(names)
+    try:
+        return prepare(**{**args, "data": data, "encoding": encoding})
+    finally:
+        RECTILINEAR_NAMES.reset(token)
+
+
+@quietly
+def plan_write(
+    data: Any,
+    store: Any,
+    mode: str | None = None,
+    group: str | None = None,
+    encoding: Mapping[str, Any] | None = None,
+    *,
+    region: Any = None,
+    append_dim: str | None = None,
+    strategy: str = "auto",
+    max_mem: int | str | None = "256MiB",
+    storage_options: Mapping[str, Any] | None = None,
+    zarr_format: int | None = None,
+    lock: str | None = None,
+    align_chunks: bool = False,
+    parts: int | None = None,
+) -> WritePlan:
+    """Plan a write and return the :class:`~parallelzarr.plan.write.WritePlan`; write nothing.
+
+    Takes the same arguments as :func:`to_zarr`. ``print(plan)`` shows a table per variable;
+    ``plan.to_dict()`` gives the same as JSON-able data. Only metadata of an existing store is read.
+    ``parts=N``: also split the write into ``N`` job-array parts (``plan.parts``: tasks and bytes of
+    each; see :mod:`parallelzarr.entry.parts`).
+    """
+    plan = prepare(
+        sources_as_data(data),
+        in_group(store, group, storage_options),
+        mode=default_mode(mode, append_dim, region),
+        region=region,
+        append_dim=append_dim,
+        encoding=encoding,
+        strategy="rechunk" if check_bool("align_chunks", align_chunks) and strategy == "auto" else strategy,
+        max_mem=max_mem,
+        storage_options=storage_options,
+        zarr_format=default_zarr_format(zarr_format),
+        lock=lock,
+    ).plan
+    if parts is not None:  # job arrays (parallelzarr.entry.parts)
+        from parallelzarr.entry.parts import check_parts, split_plan
+
+        plan.parts = split_plan(plan, check_parts(parts))[1]
+    return plan
+
+
+def build_graph(prepared: PreparedWrite, array_config: Mapping[str, Any] | None = None) -> Delayed:
+    """Build one dask graph writing every array of a prepared write, then its commit.
+
+    ``array_config``: zarr array runtime configuration for the writes (``write_empty_chunks``).
+    """
+    parts: list[Delayed] = []
+    for job in prepared.jobs:
+        target = job.open_target()
+        if array_config:
+            target = target.with_config(dict(array_config))
+        resume = prepared.info.get("resume")  # parallelzarr.store.markers: resume and job-array parts
+        select = resume.selection(job.plan.name) if resume is not None else None
+        graph, final = build_write_graph(job.plan, job.data, target, prepared.locks, select=select)
+        parts.append(Delayed(final, graph))
+    name = "pz-write-all-" + tokenize(*(p.key for p in parts))
+    refs = [TaskRef(p.key) for p in parts]
+    if prepared.info.get("resume") is not None:
+        from parallelzarr.store.markers import finish
+
+        task = Task(name, finish, prepared.info["resume"], prepared.commit, *refs)
+    elif prepared.commit is not None:
+        task = Task(name, _commit_after, prepared.commit, *refs)
+    else:
+        task = Task(name, total, *refs)
+    graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=parts)
+    return Delayed(name, graph)
+
+
+def _commit_after(commit: Any, *counts: int) -> int:
+    commit()
+    return int(sum(counts))
+
+
+@quietly
+def to_zarr(
+    data: Any,
+    store: Any,
+    mode: str | None = None,
+    group: str | None = None,
+    encoding: Mapping[str, Any] | None = None,
+    *,
+    region: Any = None,
+    append_dim: str | None = None,
+    strategy: str = "auto",
+    consolidated: bool | None = None,
+    compute: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    zarr_format: int | None = None,
+    max_mem: int | str | None = "256MiB",
+    lock: str | None = None,
+    safe_chunks: bool = True,
+    align_chunks: bool = False,
+    write_empty_chunks: bool | None = None,
+    chunkmanager_store_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    part: Any = None,
+    **compute_kwargs: Any,
+) -> WritePlan | Delayed:
+    """Write ``data`` to a zarr store in parallel, safely for any dask chunking.
+
+    Parameters
+    ----------
+    data
+        An ``xarray.Dataset``, ``xarray.DataArray``, dask array or numpy array.
+    store
+        A path, fsspec URL (``s3://...``), zarr store, or (for arrays) a ``zarr.Array`` to write into.
+    mode
+        ``"w-"`` create (fail if data exists), ``"w"`` overwrite, ``"a"`` append along
+        ``append_dim``, or without it add variables and overwrite stored ones whole (staged and
+        committed under the store's lease: readers see the old or the new data per chunk, see
+        :mod:`parallelzarr.commit.overwrite`); with ``append_dim``, ``"a"`` also overwrites the variables
+        without it and ``"a-"`` leaves them (both add new ones), as in xarray. ``"r+"`` overwrites
+        stored variables (no new ones) or writes a ``region``. ``None`` (xarray's default): ``"a"``
+        with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
+    group
+        Path of the group inside ``store`` to write the Dataset to (xarray's ``group``); parent
+        groups are created. Paths and URLs, ``LocalStore`` and ``FsspecStore`` only.
+    region
+        Dict of slices by dimension (or a tuple of slices for arrays), or ``"auto"`` to find the
+        region of a Dataset from its coordinate labels.
+    append_dim
+        Dimension to append along (with ``mode="a"``); see :func:`parallelzarr.append`.
+    encoding
+        For Datasets a dict per variable (xarray's keys: ``chunks``, ``shards``, ``compressors``,
+        ``dtype``, ``_FillValue``, ``units``...); for arrays one dict (``chunks``, ``shards``,
+        ``compressors``, ``fill_value``, ``dimension_names``...).
+    strategy
+        ``"auto"`` (default), ``"direct"``, ``"gather-edges"``, ``"rechunk"`` or ``"lock"``.
+    consolidated
+        Write consolidated metadata (Datasets), where the store supports it (as xarray; a store
+        without support is written unconsolidated).
+    compute
+        If ``False``, lay down metadata of new arrays and return a ``dask.delayed.Delayed``;
+        nothing is written to existing arrays until it is computed.
+    storage_options
+        fsspec options for URL stores (credentials, endpoint).
+    zarr_format
+        Zarr format of new stores (2 or 3); ``None``: zarr's configured default (3 unless changed).
+    max_mem
+        Memory budget per task; a plan that cannot keep it is refused before writing.
+    lock
+        Lock backend for ``strategy="lock"``: ``"file"``, ``"distributed"`` or ``"threading"``
+        (default: the first that works here, in that order).
+    safe_chunks
+        Accepted for xarray compatibility. parallelzarr never writes a grid cell from two tasks
+        without gathering or a lock, so ``False`` (xarray: write misaligned chunks unchecked) gives
+        the same, safe result.
+    align_chunks
+        xarray's ``align_chunks=True`` (rechunk the dask array to the zarr grid first) selects
+        ``strategy="rechunk"`` when ``strategy`` is ``"auto"``.
+    write_empty_chunks
+        Write chunks that hold only the fill value (zarr's array option); ``None``: zarr's default.
+    chunkmanager_store_kwargs
+        Extra keywords for the computation, as in xarray (here: ``dask.compute`` keywords).
+    progress
+        Draw a progress bar while computing (threads or distributed; a widget in Jupyter with
+        ipywidgets): :func:`parallelzarr.reports.progress.compute_progress`.
+    part
+        ``(i, N)`` or ``"i/N"``: write only part ``i`` of the ``N`` parts of a job array initialised
+        with :func:`parallelzarr.entry.parts.init` (publish with :func:`parallelzarr.entry.parts.finalize`).
+    **compute_kwargs
+        Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...); any other keyword raises
+        ``TypeError`` naming it (a typo must not vanish silently).
+
+    Returns
+    -------
+    WritePlan or Delayed
+        The plan that was carried out, or the lazy write when ``compute=False``.
+
+    Raises
+    ------
+    ParallelZarrError
+        Bad input, before any byte is written.
+    StoreWriteError
+        An I/O error during the run. A new Dataset publishes its root metadata after the last
+        chunk, so readers see no dataset (rerun with ``mode="w"``); after a region write each value
+        in the region is its old or its new value and metadata is unchanged (rerun the same write).
+    """
+    check_compute_kwargs("to_zarr", compute_kwargs)
+    data = sources_as_data(data)  # a glob or a list of files opens as parallelzarr.open_sources does
+    if chunkmanager_store_kwargs:
+        check_compute_kwargs("to_zarr(chunkmanager_store_kwargs=...)", chunkmanager_store_kwargs)
+        compute_kwargs = {**chunkmanager_store_kwargs, **compute_kwargs}
+    if part is not None:  # one part of a job array (parallelzarr.entry.parts)
+        from parallelzarr.entry.parts import write_part
+
+        if not compute:
+            raise ModeError("part= runs the part now (it is marked done when it finished); drop compute=False")
+        return write_part(data, in_group(store, group, storage_options), part, mode, region=region,
+                          append_dim=append_dim, encoding=encoding, strategy=strategy, max_mem=max_mem,
+                          storage_options=storage_options, zarr_format=zarr_format, consolidated=consolidated,
+                          lock=lock, **compute_kwargs)
+    mode = default_mode(mode, append_dim, region)
+    strategy = "rechunk" if align_chunks and strategy == "auto" else strategy
+    check_bool("safe_chunks", safe_chunks)
+    check_bool("align_chunks", align_chunks)
+    root_store, store = store, in_group(store, group, storage_options)
+    array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
+        if write_empty_chunks is not None else None
+    if append_dim is not None and mode in ("a", "a-"):
+        from parallelzarr.entry.append import append
+
+        if region is not None:
+            if _is_xarray(data):
+                from parallelzarr.inputs.datasets import as_dataset, check_auto_region
+                from parallelzarr.inputs.xarray_checks import check_region
+
+                check_region(as_dataset(data), region, append_dim)  # xarray's refusals, then ours
+                check_auto_region(data, store, region, storage_options)
+            raise ModeError(
+                f"append_dim and region cannot be combined here (append_dim={append_dim!r}, region over "
+                f"{sorted(region) if isinstance(region, Mapping) else region!r}): appends always write after the "
+                "stored data. Append first, then write the region with mode='r+'"
+            )
+        if lock is not None:
+            raise ModeError("lock is not taken by appends: they write cells no other writer touches, under a lease")
+        from parallelzarr.inputs.xarray_checks import check_append
+
+        check_append(data, store, append_dim, encoding, storage_options)
+        statics = _statics(data, store, append_dim, storage_options, mode) if _is_xarray(data) else None
+        appended = append(
+            data if statics is None else statics[0],
+            store,
+            append_dim,
+            strategy=strategy,
+            consolidated=consolidated,
+            compute=compute,
+            storage_options=storage_options,
+            max_mem=max_mem,
+            encoding=encoding,
+            zarr_format=zarr_format,
+            write_empty_chunks=write_empty_chunks,
+            progress=progress,
+            # xarray's meaning: "a-" leaves variables without append_dim as stored; under "a" the
+            # changed ones were taken out above and are overwritten next.
+            static="ignore",
+            # xarray appends rows at labels already stored again (duplicate labels); skipping them
+            # silently would leave out rows the caller asked for, so they are refused here
+            # (pz.append(..., repeat="skip") is the idempotent form).
+            repeat="error",
+            **compute_kwargs,
+        )
+        if statics is not None and statics[1] is not None:
+            # xarray's mode="a" also overwrites the variables without append_dim, both modes add
+            # new ones and replace the root attributes: a second commit, after the append's.
+            kwargs = {"consolidated": consolidated, "storage_options": storage_options, "strategy": strategy,
+                      "max_mem": max_mem, "write_empty_chunks": write_empty_chunks, **compute_kwargs}
+            if not compute:
+                return dask.delayed(_then_overwrite, pure=False)(appended, statics[1], store, kwargs)
+            _then_overwrite(appended, statics[1], store, kwargs)
+        if compute:
+            consolidate_root(root_store, group, storage_options, consolidated)
+        return appended
+    prepared = prepare(
+        data,
+        store,
+        mode=mode,
+        region=region,
+        append_dim=append_dim,
+        encoding=encoding,
+        strategy=strategy,
+        max_mem=max_mem,
+        storage_options=storage_options,
+        zarr_format=default_zarr_format(zarr_format),
+        consolidated=consolidated,
+        lock=lock,
+        write_empty_chunks=write_empty_chunks,
+    )
+    publish_last = prepared.commit is not None
+    try:
+        resuming = cm.RESUME.set(prepared.plan.fingerprint)  # keep the chunks of an unfinished same write
+        try:
+            prepared.setup()
+        finally:
+            cm.RESUME.reset(resuming)
+        if prepared.info.get("resume") is not None:  # mode='w' may have replaced the store: list again
+            from parallelzarr.store.markers import refresh
+
+            refresh(prepared)
+        if not compute and prepared.commit is not None and not prepared.info.get("commit_after_data"):
+            # xarray's convention: compute=False lays down readable metadata now (a template that
+            # region writes, possibly from other processes, then fill), so publish it at once.
+            prepared.commit()
+            prepared.commit = None
+        if group is not None:
+            make_parent_groups(root_store, group, storage_options)
+        delayed = build_graph(prepared, array_config)
+        if not compute:
+            return delayed
+        with compute_progress(progress, compute_kwargs) as kw:
+            dask.compute(delayed, **kw)
+    except OSError as exc:
+        _failed(prepared, exc)
+        if prepared.info.get("describe_failure") is not None:  # mode="a"/"r+": staged, then committed
+            raise StoreWriteError(prepared.info["describe_failure"](describe_cause(exc))) from exc
+        raise write_failed(prepared.plan, exc, publish_last) from exc
+    except BaseException as exc:
+        _failed(prepared, exc)
+        raise
+    cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
+    consolidate_root(root_store, group, storage_options, consolidated)
+    from parallelzarr.store.markers import count_tasks
+
+    prepared.plan.tasks_run = count_tasks(prepared.plan) - prepared.plan.tasks_done  # every other task ran
+    return prepared.plan
+
+
+def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None,
+             mode: str) -> tuple[Any, Any]:
+    """For an append (``mode`` ``"a"`` or ``"a-"``): (the data to append, the Dataset of variables
+    without ``append_dim`` to write afterwards, or ``None`` when nothing there changes).
+
+    As in xarray, both modes add new variables and replace the root attributes; only ``"a"``
+    overwrites stored variables without ``append_dim``.
+    """
+    from parallelzarr.commit.overwrite import static_changes
+    from parallelzarr.inputs.datasets import as_dataset
+    from parallelzarr.store.resolve import resolve_store
+
+    ds = as_dataset(data)
+    if append_dim not in ds.dims:
+        return data, None  # parallelzarr.append names the problem
+    new, changed, attrs = static_changes(ds, resolve_store(store, storage_options), append_dim)
+    # "a-" writes only the variables with append_dim (and new ones): the changed ones are neither
+    # overwritten nor handed to the append (which would refuse a changed coordinate off append_dim).
+    ignored = changed if mode != "a" else []
+    if mode != "a":
+        changed = []
+    if not (new or changed or attrs):
+        return (ds.drop_vars(ignored), None) if ignored else (data, None)
+    import xarray as xr
+
+    names = [*new, *changed]
+    statics = xr.Dataset({n: ds.variables[n] for n in names if n in ds.data_vars},
+                         coords={n: ds.variables[n] for n in names if n in ds.coords}, attrs=ds.attrs)
+    # The append gets neither: it would refuse new variables, and a changed coordinate off
+    # append_dim (xarray's "a" overwrites it; here by the second commit).
+    return ds.drop_vars([*names, *ignored]), statics
+
+
+def _then_overwrite(appended: Any, statics: Any, store: Any, kwargs: dict[str, Any]) -> Any:
+    """Overwrite (or add) the variables without append_dim after an append, as xarray's mode="a" does."""
+    to_zarr(statics, store, mode="a", **kwargs)
+    return appended
+
+
+def _failed(prepared: PreparedWrite, exc: BaseException) -> None:
+    """Record a failed write: its unpublished marker, or (mode="a"/"r+") drop its staging and lease."""
+    cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
+    on_failure = prepared.info.get("on_failure")
+    if on_failure is not None:
+        on_failure(exc)
+
+
+def describe_cause(exc: BaseException) -> str:
+    """An ``OSError`` (or other cause) as one line: its type and message (with the file, if any)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def write_failed(plan: WritePlan, exc: BaseException, publish_last: bool) -> StoreWriteError:
+    """The error for an I/O failure during a write: what readers see now and how to recover.
+
+    ``publish_last``: the write holds back the root metadata until its last chunk (new Datasets).
+    """
+    cause = describe_cause(exc)
+    if plan.mode == "r+":
+        return StoreWriteError(
+            f"region write into {plan.target} failed: {cause}. The metadata is unchanged; inside the region "
+            "each value is either its old or its new value (a region write is not atomic). Fix the cause, "
+            "then rerun the same region write."
+        )
+    if publish_last:
+        seen = "Nothing was published: readers see no dataset there (its root metadata is written after the last chunk)."
+    else:
+        seen = "Chunks not yet written read as fill values."
+    return StoreWriteError(
+        f"writing {plan.target} failed: {cause}. {seen} Fix the cause, then rerun the write with mode='w' "
+        "to replace the unfinished store."
+    )

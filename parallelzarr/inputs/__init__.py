@@ -1,0 +1,1 @@
+"""Inputs: validated facts about what the user passed (arguments, Datasets, arrays, files); metadata reads only."""

@@ -1,0 +1,462 @@
+"""Adapter for xarray Datasets: xarray lays down metadata and encodes values, parallelzarr writes chunks.
+
+xarray's own machinery keeps every convention (dimension names, CF-encoded times, ``_FillValue``,
+scale/offset, attributes, coordinates, strings): ``Dataset.to_zarr(compute=False)`` creates the
+arrays and writes small in-memory variables, and ``encode_zarr_variable`` turns each dask variable
+into the exact values xarray would store. parallelzarr only decides how those values reach the chunks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from xarray.backends.zarr import encode_zarr_variable
+
+from parallelzarr.commit import core as cm
+from parallelzarr.errors import (
+    EncodingError,
+    EncodingKeyError,
+    ModeError,
+    RegionError,
+    RegionKeyError,
+    SchemaMismatchError,
+    encoding_error,
+)
+from parallelzarr.inputs.validate import (
+    DATASET_ENCODING_KEYS,
+    check_encoding_keys,
+    check_name,
+    normalize_chunk_spec,
+    normalize_region,
+)
+from parallelzarr.inputs.xarray_checks import check_region
+from parallelzarr.plan.chunks import chunk_limit, fit_chunks
+from parallelzarr.plan.grid import choose_grid, is_uniform
+from parallelzarr.plan.write import WritePlan
+from parallelzarr.run.job import PreparedWrite, plan_job
+from parallelzarr.store.locks import choose_lock_backend, lock_spec
+from parallelzarr.store.resolve import (
+    ResolvedStore,
+    is_in_memory,
+    resolve_consolidated,
+    resolve_store,
+    store_has_data,
+)
+
+#: CF keys of a stored variable's encoding that decide its stored values.
+CF_KEYS = ("units", "calendar", "dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
+DATAARRAY_NAME = "__xarray_dataarray_variable__"
+#: The array name xarray gives a variable named ``None``.
+NONE_VAR_NAME = "__values__"
+
+
+def as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    """A Dataset for ``data`` (a DataArray becomes one variable, as ``DataArray.to_zarr`` does).
+
+    Raises :class:`~parallelzarr.errors.InvalidNameError` for variable, coordinate or DataArray names
+    that would not stay one node inside the store.
+    """
+    ds = _as_dataset(data)
+    if None in ds.variables:
+        # xarray stores a variable named None as "__values__" and reads it back as None.
+        ds = ds.rename_vars({None: NONE_VAR_NAME})
+    check_variable_names(ds)
+    return ds
+
+
+def _as_dataset(data: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    if isinstance(data, xr.DataArray):
+        name = data.name if data.name is not None else DATAARRAY_NAME
+        check_name(name, "DataArray", "give it a name with .rename('...')")
+        if name in data.coords or name in data.dims:
+            # As xarray's DataArray.to_zarr: stored under the generic name, the real one in the root
+            # attributes (xr.open_dataarray restores it); stored as "x" it would read back as the
+            # coordinate "x", its data lost.
+            ds = data.to_dataset(name=DATAARRAY_NAME)
+            ds.attrs["__xarray_dataarray_name__"] = name
+            return ds
+        return data.to_dataset(name=name)
+    if not isinstance(data, xr.Dataset):
+        raise SchemaMismatchError(
+            f"expected an xarray Dataset or DataArray, got {type(data).__name__}; wrap numpy/dask arrays with "
+            "xarray.DataArray(data, dims=...)"
+        )
+    return data
+
+
+def check_variable_names(ds: xr.Dataset) -> None:
+    """Refuse variable and coordinate names that would escape the store or collide with its metadata."""
+    for name in ds.variables:
+        check_name(name, "coordinate" if name in ds.coords else "variable")
+
+
+def check_dataset_encoding(ds: xr.Dataset, encoding: Any) -> dict[str, Any]:
+    """Validate a per-variable encoding dict (its shape, names and keys); return it as a dict."""
+    if encoding is None:
+        return {}
+    if not isinstance(encoding, Mapping):
+        raise EncodingError(
+            f"encoding for a Dataset must be a dict of variable name -> dict of encoding keys, got "
+            f"{type(encoding).__name__} {encoding!r}"
+        )
+    for name, enc in encoding.items():
+        if name not in ds.variables:
+            raise EncodingKeyError(
+                f"encoding names variable {name!r}, which is not in the dataset; variables: {sorted(map(str, ds.variables))}"
+            )
+        check_encoding_keys(str(name), enc, DATASET_ENCODING_KEYS)
+        var = ds.variables[name]
+        dims = tuple(str(d) for d in var.dims)
+        for label in ("chunks", "shards"):
+            normalize_chunk_spec(str(name), label, enc.get(label), var.shape, dims)
+    return dict(encoding)
+
+
+def _new_chunks(
+    name: str, var: xr.Variable, user: Mapping[str, Any], max_mem: int | None = None,
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Zarr chunks and shards of a new dask variable: encoding, else source encoding, else dask chunks
+    (split by :func:`~parallelzarr.plan.chunks.fit_chunks` when larger than the default limit)."""
+    dims = tuple(str(d) for d in var.dims)
+    spec = user.get("chunks")
+    if spec is None:
+        spec = var.encoding.get("chunks")
+        if spec is not None and (not isinstance(spec, tuple | list) or len(spec) != var.ndim):
+            spec = None
+    chunks = normalize_chunk_spec(name, "chunks", spec, var.shape, dims)
+    if chunks is None:
+        chunks = tuple(
+            max(1, ch[0]) if is_uniform(ch) else choose_grid(ch, n)
+            for ch, n in zip(var.chunks, var.shape, strict=True)
+        )
+        chunks = fit_chunks(chunks, np.dtype(var.dtype).itemsize, chunk_limit(max_mem))
+    shards = normalize_chunk_spec(name, "shards", user.get("shards", var.encoding.get("shards")), var.shape, dims)
+    return chunks, shards
+
+
+def _encoded(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_format: int) -> xr.Variable:
+    var = var.copy(deep=False)
+    var.encoding = dict(encoding)
+    try:
+        return encode_zarr_variable(var, name=name, zarr_format=zarr_format)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise encoding_error(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}", exc) from exc
+
+
+def _stored_encoding(stored: xr.Dataset, name: str) -> dict[str, Any]:
+    enc = stored[name].encoding
+    return {k: enc[k] for k in CF_KEYS if k in enc}
+
+
+def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
+    """Find the region of ``ds`` in ``stored`` from the labels of their index coordinates."""
+    region: dict[str, slice] = {}
+    for dim in ds.dims:
+        if dim not in ds.indexes:
+            continue
+        if dim not in stored.indexes:
+            raise RegionError(f"region='auto': dimension {dim!r} has no coordinate in the store to match labels against")
+        new = ds.indexes[dim]
+        old = stored.indexes[dim]
+        pos = old.get_indexer(new)
+        if (pos < 0).any():
+            missing = list(new[pos < 0][:3])
+            raise RegionKeyError(
+                f"Not all values of coordinate {str(dim)!r} in the new array were found in the original store "
+                f"(region='auto': labels {missing} are not in the stored coordinate); write only labels that "
+                "exist, or append new ones with append_dim"
+            )
+        if len(pos) and not (np.diff(pos) == 1).all():
+            raise RegionError(
+                f"The auto-detected region of coordinate {str(dim)!r} for writing new data to the original store "
+                "had non-contiguous indices: the labels must be one contiguous, increasing run of the stored ones"
+            )
+        start = int(pos[0]) if len(pos) else 0
+        region[str(dim)] = slice(start, start + len(pos))
+    return region
+
+
+def finish_overwrite(resolved: ResolvedStore) -> None:
+    """Before a region write: finish an interrupted mode="a" commit, refuse one that is running.
+
+    Its roll-forward moves staged chunks over the stored ones: a region written in between would be
+    replaced by the older staged values.
+    """
+    from parallelzarr.errors import LeaseError
+
+    lease = cm.read_json(resolved.store, cm.LEASE_KEY)
+    if lease is not None and lease.get("operation") == "overwrite" and cm.holder_alive(lease) is not False:
+        raise LeaseError(
+            f"{resolved.description} is being written with mode='a'/'r+' ({cm.describe_holder(lease)}); its "
+            "commit would replace what a region write puts there now: wait for it to finish, then write the region"
+        )
+    journal = cm.pending_journal(resolved.store)
+    if journal is not None and journal.get("kind") == "overwrite":
+        held = cm.acquire_lease(resolved.store, resolved.description, "roll-forward")
+        try:
+            cm.roll_forward(resolved.store, journal, journal.get("consolidated", True))
+        finally:
+            held.release()
+
+
+def check_auto_region(data: xr.Dataset | xr.DataArray, store: Any, region: Any,
+                      storage_options: Mapping[str, Any] | None) -> None:
+    """Resolve the ``"auto"`` parts of ``region`` against the store, for their refusals only
+    (:class:`~parallelzarr.errors.RegionKeyError` for labels the store lacks, as in xarray)."""
+    auto = [d for d, v in region.items() if isinstance(v, str) and v == "auto"] if isinstance(region, Mapping) \
+        else (list(as_dataset(data).dims) if region == "auto" else [])
+    resolved = resolve_store(store, storage_options)
+    if not auto or not store_has_data(resolved.store):
+        return
+    ds = as_dataset(data)
+    auto_region(ds[[d for d in auto if d in ds.indexes]], open_stored(resolved))
+
+
+def prepare_dataset_write(
+    data: xr.Dataset | xr.DataArray,
+    store: Any,
+    *,
+    mode: str,
+    region: Any,
+    append_dim: str | None,
+    encoding: Mapping[str, Any] | None,
+    strategy: str,
+    max_mem: int | None,
+    storage_options: Mapping[str, Any] | None,
+    zarr_format: int,
+    consolidated: bool | None,
+    lock: str | None = None,
+    write_empty_chunks: bool | None = None,
+) -> PreparedWrite:
+    """Validate and plan the write of a Dataset; nothing is written here.
+
+    ``write_empty_chunks`` reaches the variables xarray writes itself (in-memory ones); the dask
+    ones get it as their arrays' runtime configuration when the graph is built.
+    """
+    ds = as_dataset(data)
+    if isinstance(encoding, Mapping) and None in encoding:
+        encoding = {NONE_VAR_NAME if k is None else k: v for k, v in encoding.items()}
+    encoding = check_dataset_encoding(ds, encoding)
+    resolved = resolve_store(store, storage_options)
+    consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
+    has = store_has_data(resolved.store, resolved.description)
+    unpublished = cm.unpublished_write(resolved.store) if has else None
+    if unpublished is not None and mode != "w":
+        raise ModeError(cm.describe_unpublished(unpublished, resolved.description))
+    if mode == "w-" and has:
+        raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
+    if mode == "r+" and region is None and has and not cm.unpublished_write(resolved.store):
+        # xarray's mode="r+" without region overwrites every (stored) variable whole: staged and
+        # committed like mode="a", so a failed write leaves the old data.
+        from parallelzarr.commit.overwrite import prepare_overwrite
+
+        return prepare_overwrite(ds, resolved, mode="r+", encoding=encoding, strategy=strategy,
+                                 max_mem=max_mem, consolidated=consolidated, lock=lock,
+                                 write_empty_chunks=write_empty_chunks)
+    if region is not None or mode == "r+":
+        if encoding:
+            raise EncodingError("encoding cannot be given for a region write: the stored encoding is reused")
+        if not has:
+            raise ModeError(f"region writes need an existing store; {resolved.description} is empty (write it first with mode='w-')")
+        finish_overwrite(resolved)
+        return _prepare_region(ds, resolved, region, strategy, max_mem, lock)
+    if mode in ("a", "a-") and has:
+        # xarray's mode="a" without append_dim: add new variables, overwrite stored ones (staged,
+        # then committed under the store's lease and journal).
+        from parallelzarr.commit.overwrite import prepare_overwrite
+
+        return prepare_overwrite(ds, resolved, mode=mode, encoding=encoding, strategy=strategy,
+                                 max_mem=max_mem, consolidated=consolidated, lock=lock,
+                                 write_empty_chunks=write_empty_chunks)
+    return _prepare_new(ds, resolved, mode, encoding, strategy, max_mem, zarr_format, consolidated, lock,
+                        write_empty_chunks)
+
+
+def _prepare_new(
+    ds: xr.Dataset,
+    resolved: ResolvedStore,
+    mode: str,
+    encoding: dict[str, Any],
+    strategy: str,
+    max_mem: int | None,
+    zarr_format: int,
+    consolidated: bool,
+    lock: str | None,
+    write_empty_chunks: bool | None = None,
+) -> PreparedWrite:
+    xr_encoding: dict[str, dict[str, Any]] = {str(k): dict(v) for k, v in encoding.items()}
+    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
+    plans = {}
+    jobs = []
+    for name, var in ds.variables.items():
+        name = str(name)
+        user = xr_encoding.get(name, {})
+        if not isinstance(var.data, da.Array):
+            continue
+        chunks, shards = _new_chunks(name, var, user, max_mem)
+        # xarray replaces a variable's own encoding by the one passed for it, so pass (and encode
+        # with) exactly one dict: the user's, else the variable's own valid keys.
+        base = dict(user) if name in xr_encoding else {
+            k: v for k, v in var.encoding.items() if k in DATASET_ENCODING_KEYS
+        }
+        base["chunks"] = chunks
+        if shards is not None:
+            base["shards"] = shards
+        xr_encoding[name] = base
+        enc_var = _encoded(name, var, base, zarr_format)
+        dtype = np.dtype(enc_var.dtype)
+        job = plan_job(
+            name, enc_var.data, shape=var.shape, dims=tuple(str(d) for d in var.dims), dtype=dtype, chunks=chunks,
+            shards=shards, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
+            open_target=_opener(resolved, name),
+        )
+        plans[name] = job.plan
+        jobs.append(job)
+
+    # xarray judges codecs and encodings on a scratch in-memory store before the target is touched.
+    template = metadata_template(ds)
+    try:
+        template.to_zarr(
+            zarr.storage.MemoryStore(), mode="w", compute=False, encoding=xr_encoding,
+            zarr_format=zarr_format, consolidated=False, safe_chunks=False,
+        )
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise encoding_error(f"xarray refused the dataset or its encoding: {exc}", exc) from exc
+
+    info: dict[str, Any] = {"store": resolved.store}
+
+    def setup() -> None:
+        # The root metadata is held back until the last chunk is written (commit.publish), so
+        # readers never see a half-written new store, and a failed write leaves none.
+        info["write_id"] = cm.lay_down_unpublished(resolved.store, mode, lambda staging: template.to_zarr(
+            staging, mode="w", compute=False, encoding=xr_encoding, zarr_format=zarr_format,
+            consolidated=consolidated, safe_chunks=False, write_empty_chunks=write_empty_chunks,
+        ))
+
+    locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
+    plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
+    return PreparedWrite(
+        plan=plan,
+        jobs=jobs,
+        setup=setup,
+        commit=functools.partial(cm.publish, resolved.store),
+        locks=locks,
+        info=info,
+    )
+
+
+def metadata_template(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with every dask variable replaced by a one-block lazy array of the same dtype and shape.
+
+    ``to_zarr(compute=False)`` on the template lays down the same metadata (names, dims, attrs,
+    encodings) while its delayed store has one task per variable, not one per dask block: on the
+    real data it materialises the whole graph (40 s and GBs of RAM for a 20 TB variable).
+    """
+    template = ds.copy(deep=False)
+    for var in template.variables.values():  # a shallow copy: these Variables are the template's own
+        # Object-dtype variables keep their data: xarray infers their stored dtype (strings) from the
+        # values, and an empty placeholder would be inferred as float.
+        if isinstance(var.data, da.Array) and var.dtype.kind != "O":
+            var.data = da.empty(var.shape, dtype=var.dtype, chunks=tuple(max(1, int(n)) for n in var.shape))
+    return template
+
+
+def _opener(resolved: ResolvedStore, name: str):
+    return lambda: zarr.open_array(resolved.store, path=name, mode="r+")
+
+
+def open_stored(resolved: ResolvedStore) -> xr.Dataset:
+    """Open the stored dataset lazily, reading metadata only."""
+    try:
+        return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True)
+    except Exception as exc:
+        raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
+
+
+def _prepare_region(
+    ds: xr.Dataset,
+    resolved: ResolvedStore,
+    region: Any,
+    strategy: str,
+    max_mem: int | None,
+    lock: str | None,
+) -> PreparedWrite:
+    stored = open_stored(resolved)
+    if region is None:
+        region = {}
+    if isinstance(region, str):
+        if region != "auto":
+            raise RegionError(f"region must be a dict of slices or 'auto', got {region!r}")
+        region = auto_region(ds, stored)
+    check_region(ds, region)  # xarray's checks and messages first (a TypeError for a non-dict)
+    if any(isinstance(v, str) and v == "auto" for v in region.values()):
+        # xarray's per-dimension "auto": from the labels where the dimension has them, else whole.
+        found = auto_region(ds[[d for d, v in region.items() if v == "auto" and d in ds.indexes]], stored)
+        region = {d: (found.get(d, slice(0, ds.sizes[d])) if isinstance(v, str) else v) for d, v in region.items()}
+        check_region(ds, region)
+    unknown = [d for d in region if d not in stored.dims]
+    if unknown:
+        raise RegionError(f"region names dimension(s) {unknown} that the store does not have; stored dims: {sorted(map(str, stored.dims))}")
+    region_dims = set(region)
+    outside = [
+        str(n) for n, v in ds.data_vars.items() if region_dims and not region_dims.intersection(map(str, v.dims))
+    ]
+    if outside:
+        raise RegionError(
+            f"variable(s) {outside} share no dimension with the region {sorted(region_dims)}; drop them "
+            "from the dataset before a region write"
+        )
+    # Always resolved: whether a region needs locks is only known per variable, from its grid.
+    backend, problem = choose_lock_backend(
+        resolved.local_path, lock, cross_process=True, in_memory=is_in_memory(resolved.store)
+    )
+    plans = {}
+    jobs = []
+    for name, var in ds.variables.items():
+        name = str(name)
+        if region_dims and not region_dims.intersection(map(str, var.dims)):
+            continue  # coordinates off the region are already stored
+        if name not in stored.variables:
+            raise SchemaMismatchError(f"variable {name!r} is not in the store {resolved.description}; region writes only fill existing variables")
+        old = stored.variables[name]
+        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)) and set(old.dims) == set(var.dims):
+            var = var.transpose(*old.dims)  # as xarray: written in the stored dimension order
+        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)):
+            raise SchemaMismatchError(
+                f"variable {name!r} already exists with different dimension names {old.dims} != {var.dims}, "
+                "but changing variable dimensions is not supported by to_zarr(); rename the variable"
+            )
+        arr = zarr.open_array(resolved.store, path=name, mode="r")
+        enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
+        if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):
+            raise SchemaMismatchError(
+                f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype {arr.dtype}"
+            )
+        dims = tuple(str(d) for d in var.dims)
+        sub = {d: region[d] for d in dims if d in region}
+        start = normalize_region(name, sub, dims, arr.shape, var.shape)
+        values = enc_var.data
+        if not isinstance(values, da.Array):
+            values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
+        job = plan_job(
+            name, values, shape=arr.shape, dims=dims, dtype=arr.dtype, chunks=arr.chunks, shards=arr.shards,
+            start=start, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
+            open_target=_opener(resolved, name), partial_cells_shared=True,
+        )
+        plans[name] = job.plan
+        jobs.append(job)
+
+    locked = any(p.lock_backend for p in plans.values())
+    locks = lock_spec(backend if locked else None, resolved.description, resolved.local_path)
+    plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
+    return PreparedWrite(
+        plan=plan,
+        jobs=jobs,
+        locks=locks,
+    )

@@ -1,0 +1,314 @@
+"""Rechunk sources that are not zarr arrays: dask arrays and xarray Datasets of any origin.
+
+Their values are computed block by block while the plan runs: :func:`dask_source` presents a dask
+array as a read-only zarr array whose chunks are computed when read (:class:`DaskChunkStore`). A Dataset is encoded the way ``Dataset.to_zarr`` encodes it, with
+``target_options`` as per-variable xarray encodings (as rechunker does), and its target metadata is
+what xarray would write, staged in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+import zarr.storage
+from zarr.core.buffer import default_buffer_prototype
+
+from parallelzarr.errors import ChunkSpecError, EncodingError, encoding_error
+from parallelzarr.inputs.validate import DATASET_ENCODING_KEYS, check_name
+from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
+
+__all__ = ["DaskChunkStore", "DATASET_ONLY_OPTIONS", "dask_source", "dask_job_parts", "dataset_parts"]
+
+#: rechunker's zarr options that only steer how the target is created, not how values are encoded.
+DATASET_ONLY_OPTIONS = frozenset({"overwrite", "cache_metadata", "cache_attrs"})
+#: A variable's own encoding keys that carry over (netCDF-only keys such as ``zlib`` do not).
+_CARRIED = DATASET_ENCODING_KEYS | {"compressor", "preferred_chunks"}
+
+
+class DaskChunkStore(zarr.storage.MemoryStore):
+    """A read-only zarr store whose chunk objects are computed from a dask array when read.
+
+    The array's metadata (raw little-endian bytes, no compression) lives in memory; reading chunk
+    ``c/i/j`` computes dask block ``(i, j)`` with the synchronous scheduler inside the task that
+    asked (it already holds a worker thread; a nested threaded scheduler would oversubscribe it).
+    So the rechunk engine reads a dask array exactly as it reads a zarr array.
+    """
+
+    def __init__(self, data: da.Array, docs: Mapping[str, Any]) -> None:
+        super().__init__(store_dict=dict(docs), read_only=True)
+        self._is_open = True  # nothing to open; tasks in several threads must not race to open it
+        self._data = data
+        self._chunks = tuple(int(c[0]) if c else 0 for c in data.chunks)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self._data, "docs": dict(self._store_dict)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["data"], state["docs"])  # type: ignore[misc]
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def _coords(self, key: str) -> tuple[int, ...] | None:
+        parts = key.split("/")
+        if parts[0] != "c" or len(parts) != max(self._data.ndim, 0) + (1 if self._data.ndim else 1):
+            return None
+        try:
+            coords = tuple(int(p) for p in parts[1:])
+        except ValueError:
+            return None
+        blocks = self._data.numblocks
+        return coords if all(0 <= c < n for c, n in zip(coords, blocks, strict=True)) else None
+
+    def _block(self, coords: tuple[int, ...]) -> bytes:
+        region = tuple(slice(c * n, (c + 1) * n) for c, n in zip(coords, self._chunks, strict=True))
+        value = np.asarray(self._data[region].compute(scheduler="sync"))
+        dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
+        if value.shape != self._chunks:  # zarr stores edge chunks padded to the full chunk shape
+            padded = np.zeros(self._chunks, dtype=dtype)
+            padded[tuple(slice(0, n) for n in value.shape)] = value
+            value = padded
+        return np.ascontiguousarray(value, dtype=dtype).tobytes()
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        if key in self._store_dict:
+            return await super().get(key, prototype, byte_range)
+        coords = self._coords(key) if self._data.ndim else (() if key == "c" else None)
+        if coords is None:
+            return None
+        prototype = prototype or default_buffer_prototype()
+        raw = self._block(coords)
+        if byte_range is not None:
+            start = getattr(byte_range, "start", getattr(byte_range, "offset", 0)) or 0
+            stop = getattr(byte_range, "end", None)
+            raw = raw[start:stop] if stop is not None else raw[start:]
+        return prototype.buffer.from_bytes(raw)
+
+    async def exists(self, key: str) -> bool:
+        if key in self._store_dict:
+            return True
+        return (self._coords(key) if self._data.ndim else (() if key == "c" else None)) is not None
+
+
+def dask_source(data: da.Array) -> zarr.Array:
+    """A read-only zarr array (v3, raw bytes) whose chunks are computed from ``data``.
+
+    Irregular dask chunks are first made regular (zarr grids are regular). Strings and objects
+    have no raw-bytes encoding: they are computed once into memory (they are small coordinates
+    in practice).
+    """
+    dtype = np.dtype(data.dtype)
+    if data.ndim and any(len(set(c[:-1])) > 1 or (len(c) > 1 and c[-1] > c[0]) for c in data.chunks):
+        data = data.rechunk(tuple(max(c) for c in data.chunks))
+    chunks = tuple(max(1, int(c[0])) if c else 1 for c in data.chunks) if data.ndim else ()
+    if dtype.kind not in "biufcmM":
+        arr = zarr.create_array(zarr.storage.MemoryStore(), shape=data.shape, chunks=chunks or None, dtype=dtype,
+                                zarr_format=3)
+        arr[...] = np.asarray(data.compute(scheduler="sync"))
+        return arr
+    staging = zarr.storage.MemoryStore()
+    zarr.create_array(staging, shape=data.shape, chunks=chunks or None, dtype=dtype.newbyteorder("<") if
+                      dtype.byteorder == ">" else dtype, compressors=None, filters=None, fill_value=0, zarr_format=3)
+    store = DaskChunkStore(data, staging._store_dict)
+    return zarr.open_array(store, mode="r")
+
+
+def _itemsize(dtype: np.dtype) -> int:
+    return dtype.itemsize if dtype.kind != "O" and dtype.itemsize > 0 else 64
+
+
+def dask_job_parts(
+    data: da.Array, path: str, request: Any, dims: tuple[str, ...] | None, zarr_format: int,
+    opts: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
+) -> tuple[zarr.Array, ArraySpec, dict[str, Any]]:
+    """Source adapter, planner spec and ``zarr.create_array`` keywords for one dask array.
+
+    ``request`` None keeps the dask chunk size (rechunker's "copy with the same chunks").
+    """
+    shape = tuple(int(n) for n in data.shape)
+    source_chunks = tuple(max(1, int(c)) for c in data.chunksize) if data.ndim else ()
+    chunks = normalize_chunks(request, shape, dims, default=source_chunks, name=path)
+    dtype = np.dtype(data.dtype)
+    spec = ArraySpec(name=path, shape=shape, dtype=str(dtype), itemsize=_itemsize(dtype),
+                     source_chunks=source_chunks, target_chunks=chunks)
+    attributes = dict(attrs or {})
+    kw: dict[str, Any] = {"name": path or None, "shape": shape, "dtype": dtype, "chunks": chunks,
+                          "zarr_format": zarr_format, "overwrite": True}
+    if dims is not None:
+        if zarr_format == 3:
+            kw["dimension_names"] = dims
+        else:
+            attributes["_ARRAY_DIMENSIONS"] = list(dims)
+    kw["attributes"] = attributes
+    return dask_source(data), spec, kw
+
+
+def _lazy(var: Any, chunks: tuple[int, ...]) -> Any:
+    """``var`` backed by dask: in-memory and lazily loaded (netCDF) data are read block by block.
+
+    Non-dask data is split like the target, so the plan copies it in one pass and a netCDF variable
+    is never loaded whole.
+    """
+    import xarray as xr
+
+    base = var.to_base_variable() if isinstance(var, xr.IndexVariable) else var
+    if isinstance(base.data, da.Array):
+        return base
+    return base.chunk(dict(zip(base.dims, chunks, strict=True)) if base.ndim else {})
+
+
+def _dim_chunks(ds: Any, var: Any, request: Mapping[str, Any]) -> tuple[int, ...]:
+    """rechunker's per-dimension rule: given sizes (clipped, -1 = whole), else dask chunks or whole."""
+    out = []
+    dask_sizes = dict(zip(var.dims, var.data.chunksize, strict=True)) if isinstance(var.data, da.Array) else {}
+    for dim, n in zip(var.dims, var.shape, strict=True):
+        want = request.get(dim)
+        if dim in request and want is not None and 0 <= want <= n:
+            out.append(max(1, int(want)))
+        elif dim in request:
+            out.append(max(1, int(n)))
+        else:
+            out.append(max(1, int(dask_sizes.get(dim, n))))
+    return tuple(out)
+
+
+def _default_chunks(var: Any) -> tuple[int, ...]:
+    enc = var.encoding.get("chunks")
+    if isinstance(enc, tuple | list) and len(enc) == var.ndim:
+        return tuple(int(c) for c in enc)
+    if isinstance(var.data, da.Array):
+        return tuple(max(1, int(c)) for c in var.data.chunksize)
+    return tuple(max(1, int(n)) for n in var.shape)
+
+
+def dataset_parts(
+    ds: Any, target_chunks: Any, target_options: Mapping[str, Any], zarr_format: int,
+) -> tuple[list[tuple[str, zarr.Array, ArraySpec, dict[str, Any]]], dict[str, Any], dict[str, bool]]:
+    """Encode a Dataset as ``to_zarr`` would and describe each variable as a rechunk job.
+
+    Returns
+    -------
+    jobs
+        ``(name, source, spec, create_kwargs)`` per variable, the kwargs taken from the metadata xarray
+        writes for it (codecs, fill value, CF attributes, dimension names).
+    root_attrs
+        The Dataset's attributes as xarray stores them.
+    overwrite
+        Per variable, whether ``target_options`` asked to overwrite an existing target.
+
+    Raises
+    ------
+    ChunkSpecError, EncodingError
+        On chunk requests or encodings xarray or zarr refuse (nothing has been written).
+    """
+    from xarray.backends.zarr import encode_zarr_variable
+
+    from parallelzarr.inputs.datasets import metadata_template
+
+    if not isinstance(target_chunks, Mapping):
+        raise ChunkSpecError("You must specify ``target-chunks`` as a dict when rechunking a dataset "
+                             f"(got {type(target_chunks).__name__}): variable name -> chunks, or dimension -> size")
+    names = [str(n) for n in ds.variables]
+    for name in names:
+        check_name(name, "variable", "rename it in the Dataset before rechunking")
+    options = {str(k): dict(v) for k, v in (target_options or {}).items()}
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise EncodingError(f"target_options name variables {unknown} that the Dataset does not have "
+                            f"(it has {sorted(names)})")
+    for name, opts in options.items():
+        if "chunks" in opts:
+            raise EncodingError(f"Chunks must be provided in 'target_chunks' rather than options (variable={name})")
+    by_dim = bool(target_chunks) and all(k in ds.dims for k in target_chunks)
+    if not by_dim:
+        extra = sorted(str(k) for k in target_chunks if str(k) not in names)
+        if extra:
+            raise ChunkSpecError(f"target_chunks name {extra}, which are neither variables nor dimensions of the "
+                                 f"Dataset (variables {sorted(names)}, dimensions {sorted(map(str, ds.dims))})")
+
+    chunked, encoding, overwrite = {}, {}, {}
+    for name, var in ds.variables.items():
+        name = str(name)
+        dims = tuple(str(d) for d in var.dims)
+        if by_dim:
+            chunks = _dim_chunks(ds, var, target_chunks)
+        else:
+            request = target_chunks.get(name)
+            chunks = normalize_chunks(request, var.shape, dims, default=_default_chunks(var), name=name)
+        user = options.get(name, {})
+        overwrite[name] = bool(user.get("overwrite", False))
+        enc = {k: v for k, v in var.encoding.items() if k in _CARRIED and k != "chunks"}
+        enc.update({k: v for k, v in user.items() if k not in DATASET_ONLY_OPTIONS})
+        if "compressor" in enc:  # rechunker's (zarr 2) spelling; xarray on zarr 3 takes ``compressors``
+            one = enc.pop("compressor")
+            enc["compressors"] = None if one is None else [one]
+        enc.pop("preferred_chunks", None)
+        enc["chunks"] = chunks
+        encoding[name] = enc
+        chunked[name] = _lazy(var, chunks)
+    lazy = ds.copy(deep=False)
+    for name, var in chunked.items():
+        if name not in lazy.dims:  # index coordinates stay pandas indexes; their values are small
+            lazy[name] = var
+
+    staging = zarr.storage.MemoryStore()
+    try:
+        metadata_template(lazy).to_zarr(staging, mode="w", compute=False, encoding=encoding, zarr_format=zarr_format,
+                                        consolidated=False, safe_chunks=False)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise encoding_error(f"xarray refused the Dataset or target_options as zarr encodings: {exc}", exc) from exc
+    group = zarr.open_group(staging, mode="r")
+
+    jobs = []
+    for name in names:
+        var = chunked[name]
+        if var.dtype.kind in "mM":
+            # Lazy times cannot have their units inferred; encode with those xarray chose for the metadata.
+            attrs = group[name].attrs
+            encoding[name].update({k: attrs[k] for k in ("units", "calendar") if k in attrs})
+            encoding[name].setdefault("dtype", np.dtype(group[name].dtype))
+        try:
+            enc_var = encode_zarr_variable(_with_encoding(var, encoding[name]), name=name, zarr_format=zarr_format)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise encoding_error(f"cannot encode variable {name!r} with {encoding[name]}: {exc}", exc) from exc
+        data = enc_var.data if isinstance(enc_var.data, da.Array) else da.asarray(np.asarray(enc_var.data))
+        stored = group[name]
+        source_chunks = tuple(max(1, int(c)) for c in data.chunksize) if data.ndim else ()
+        dtype = np.dtype(stored.dtype)
+        spec = ArraySpec(name=name, shape=tuple(stored.shape), dtype=str(dtype), itemsize=_itemsize(dtype),
+                         source_chunks=source_chunks, target_chunks=tuple(stored.chunks))
+        jobs.append((name, dask_source(data.astype(dtype, copy=False)), spec, _staged_kwargs(stored, name)))
+    return jobs, dict(group.attrs), overwrite
+
+
+def _with_encoding(var: Any, encoding: Mapping[str, Any]) -> Any:
+    out = var.copy(deep=False)
+    out.encoding = dict(encoding)
+    return out
+
+
+def _staged_kwargs(arr: zarr.Array, name: str) -> dict[str, Any]:
+    """``zarr.create_array`` keywords recreating a staged (xarray-written) array exactly."""
+    meta = arr.metadata
+    kw: dict[str, Any] = {
+        "name": name, "shape": tuple(arr.shape), "chunks": tuple(arr.chunks), "zarr_format": meta.zarr_format,
+        "fill_value": meta.fill_value, "attributes": dict(arr.attrs), "overwrite": True,
+        "compressors": arr.compressors or None, "filters": arr.filters or None,
+    }
+    if meta.zarr_format == 3:
+        kw["dtype"] = meta.data_type
+        kw["serializer"] = arr.serializer
+        kw["dimension_names"] = meta.dimension_names
+        if getattr(arr, "shards", None):
+            kw["shards"] = tuple(arr.shards)
+    else:
+        kw["dtype"] = meta.dtype
+        kw["order"] = meta.order
+    return kw

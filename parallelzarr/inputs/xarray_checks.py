@@ -1,0 +1,126 @@
+"""xarray's refusals of a write into an existing store, in xarray's order and with its key phrases.
+
+Code written for xarray matches its messages (``pytest.raises(ValueError, match="...")``, log
+filters); parallelzarr checks the same things, but in its own order and words. These checks run
+first, so the same bad input gets xarray's phrase (plus what is wrong and how to fix it) and the
+same built-in exception type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from parallelzarr.errors import AppendError, EncodingError, RegionError, RegionTypeError, SchemaMismatchError
+
+
+def check_dtype(name: str, new: np.dtype, old: np.dtype) -> None:
+    """xarray's rule for writing into a stored variable: dtypes other than numbers, datetimes, bools
+    and objects (fixed-width strings) must match exactly, or values would be cut."""
+    new, old = np.dtype(new), np.dtype(old)
+    easy = (np.issubdtype(new, np.number) or np.issubdtype(new, np.datetime64) or np.issubdtype(new, np.bool_)
+            or new.kind == "O" or (new.kind in "SU" and old.kind == "O"))
+    if not easy and new != old:
+        raise SchemaMismatchError(
+            f"Mismatched dtypes for variable {name} between Zarr store on disk and dataset to append. Store has "
+            f"dtype {old} but dataset to append has dtype {new}; cast it with .astype({str(old)!r}) (strings "
+            "would otherwise be cut), or rewrite the store with mode='w'"
+        )
+
+
+def check_stored_encoding(encoding: Mapping[Any, Any] | None, stored_names: set[str]) -> None:
+    """An encoding for a variable already in the store is refused (it keeps the stored encoding)."""
+    for name in encoding or {}:
+        if str(name) in stored_names:
+            raise EncodingError(
+                f"variable {str(name)!r} already exists, but encoding was provided; a stored variable keeps its "
+                "stored encoding: drop its entry from encoding (or rewrite the store with mode='w')"
+            )
+
+
+def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,
+                 storage_options: Mapping[str, Any] | None) -> None:
+    """xarray's checks of ``to_zarr(append_dim=...)`` into an existing store; reads metadata only.
+
+    In xarray's order: an encoding for a stored variable, an ``append_dim`` the store lacks, a
+    mismatched fixed-width dtype. A store without data (a first append) is not checked here.
+    """
+    import zarr
+
+    from parallelzarr.commit import core as cm
+    from parallelzarr.inputs.datasets import as_dataset, open_stored
+    from parallelzarr.store.resolve import resolve_store, store_has_data
+
+    resolved = resolve_store(store, storage_options)
+    if not store_has_data(resolved.store) or cm.unpublished_write(resolved.store) is not None:
+        return
+    try:
+        group = zarr.open_group(resolved.store, mode="r", use_consolidated=False)
+    except Exception:  # not a group: parallelzarr.append names the problem
+        return
+    arrays = dict(group.arrays())
+    check_stored_encoding(encoding, {str(n) for n in arrays})
+    dims: set[str] = set()
+    for arr in arrays.values():
+        dims.update(cm._array_dims(arr) or ())
+    if append_dim not in dims:
+        raise AppendError(
+            f"append_dim={append_dim!r} does not match any existing dataset dimensions {sorted(dims)}; append "
+            "along one of them, or write the new dimension's variables without append_dim (mode='a' adds variables)"
+        )
+    ds = as_dataset(data)
+    stored = open_stored(resolved)
+    for name, var in ds.variables.items():
+        if name in stored.variables:
+            check_dtype(str(name), var.dtype, stored.variables[name].dtype)
+
+
+def check_region(ds: Any, region: Any, append_dim: str | None = None) -> None:
+    """xarray's checks of a Dataset ``region`` (after ``"auto"`` is resolved), in its order.
+
+    Raises :class:`~parallelzarr.errors.RegionTypeError` (a ``TypeError``) for a region that is not
+    a dict or a value that is not a slice, :class:`~parallelzarr.errors.RegionError` (a
+    ``ValueError``) for unknown dimensions, steps, variables off the region, ``append_dim`` in it.
+    """
+    if isinstance(region, str) and region == "auto":
+        return
+    if not isinstance(region, Mapping):
+        raise RegionTypeError(
+            f"``region`` must be a dict, got {type(region).__name__} {region!r}: give a dict of slices by "
+            "dimension ({'time': slice(0, 10)}) or 'auto'"
+        )
+    dims = [str(d) for d in ds.dims]
+    for key, value in region.items():
+        if isinstance(value, str) and value == "auto":
+            continue
+        if key not in ds.dims:
+            raise RegionError(
+                f"all keys in ``region`` are not in Dataset dimensions, got {list(region)} and {dims}; name "
+                "only dimensions of the data"
+            )
+        if not isinstance(value, slice):
+            raise RegionTypeError(
+                f"all values in ``region`` must be slice objects, got region={region}; write {key!r}: "
+                "slice(start, stop)"
+            )
+        if value.step not in (1, None):
+            raise RegionError(
+                f"step on all slices in ``region`` must be 1 or None, got region={region}: only contiguous "
+                "slices can be written"
+            )
+    # Data variables only: coordinates off the region are already stored and left alone here.
+    off = [str(k) for k, v in ds.data_vars.items() if not set(region).intersection(v.dims)]
+    if region and off:
+        raise RegionError(
+            "when setting `region` explicitly in to_zarr(), all variables in the dataset to write must have at "
+            f"least one dimension in common with the region's dimensions {list(region)}, but that is not the "
+            f"case for some variables here. To drop these variables from this dataset before exporting to "
+            f"zarr, write: .drop_vars({off!r})"
+        )
+    if append_dim is not None and append_dim in region:
+        raise RegionError(
+            f"cannot list the same dimension in both ``append_dim`` and ``region`` with to_zarr(), got "
+            f"{append_dim} in both: append along it, or write a region of it, not both"
+        )

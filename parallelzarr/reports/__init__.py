@@ -1,0 +1,1 @@
+"""Reports: plots, store inspection and progress; they depend on plans, never the reverse."""

@@ -1,0 +1,439 @@
+"""Pictures of plans: write plans over the zarr write grid, rechunk plans stage by stage.
+
+Both functions read only the plan objects (pure data) and import matplotlib lazily, so
+``import parallelzarr`` never needs it. Install it with ``pip install 'parallelzarr[plot]'``.
+
+:func:`plot_write_plan` draws a 2-D slice of one variable: the write-grid cells the write touches,
+colored by how they are written, the grid lines and the outlines of the dask blocks that write them.
+It works from the per-axis segments of the plan, never from per-cell lists of the whole array: at
+most :data:`MAX_CELLS` cells are drawn along each axis.
+
+:func:`plot_rechunk_plan` draws, per array and stage, the read chunk, the task block and the write
+chunk as bars of bytes (log scale) labelled with their shapes, next to each stage's estimated task
+memory and the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from parallelzarr.plan.grid import Segment
+    from parallelzarr.plan.rechunk import RechunkPlan
+    from parallelzarr.plan.write import AxisLayout, VariablePlan, WritePlan
+
+__all__ = ["plot_write_plan", "plot_rechunk_plan", "MAX_CELLS", "LABELS"]
+
+#: Most grid cells drawn along one axis; larger writes show their first ``MAX_CELLS`` cells.
+MAX_CELLS = 200
+#: Most arrays drawn by :func:`plot_rechunk_plan`.
+MAX_ARRAYS = 10
+
+#: Legend labels of the cell kinds.
+LABELS = {
+    "owned": "owned (direct)",
+    "edge": "edge (shared, gathered)",
+    "locked": "locked (shared)",
+    "partial": "partial (only partly written)",
+    "blocks": "dask blocks",
+    "original": "dask blocks before rechunk",
+    "grid": "write grid",
+}
+_COLORS = {"owned": "#8ecae6", "edge": "#ffb703", "locked": "#e76f51", "partial": "#cdb4db"}
+_KINDS = ("owned", "edge", "locked", "partial")
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "plotting plans needs matplotlib; install it with `pip install 'parallelzarr[plot]'`"
+        ) from exc
+    return plt
+
+
+def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    plt = _pyplot()
+    fig, new_ax = plt.subplots(figsize=figsize)
+    return fig, new_ax
+
+
+# --------------------------------------------------------------------------- write plans
+
+
+def _select_variable(plan: WritePlan | VariablePlan, variable: str | None) -> VariablePlan:
+    from parallelzarr.plan.write import VariablePlan
+
+    if isinstance(plan, VariablePlan):
+        if variable is not None and variable != plan.name:
+            raise KeyError(f"this plan is of variable {plan.name!r}, not {variable!r}")
+        return plan
+    if not plan.variables:
+        raise ValueError(f"the write plan for {plan.target} has no variables to draw")
+    if variable is None:
+        return next(iter(plan.variables.values()))
+    try:
+        return plan.variables[variable]
+    except KeyError:
+        raise KeyError(
+            f"no variable {variable!r} in the write plan; it has {', '.join(map(repr, plan.variables))}"
+        ) from None
+
+
+def _axis_cells(ax: AxisLayout, limit: int) -> tuple[int, list[bool], list[bool]]:
+    """First cell index and per-cell (shared, full) flags of at most ``limit`` cells of an axis."""
+    shared: list[bool] = []
+    full: list[bool] = []
+    first = ax.segments[0].cell_start if ax.segments else 0
+    for seg in ax.segments:
+        n = min(seg.ncells, limit - len(shared))
+        if n <= 0:
+            break
+        shared.extend([seg.shared] * n)
+        full.extend([seg.full] * n)
+    return first, shared, full
+
+
+def _first_segment(ax: AxisLayout) -> Segment | None:
+    return ax.segments[0] if ax.segments else None
+
+
+def _offsets_between(chunks: Sequence[int], start: int, lo: int, hi: int) -> Iterator[int]:
+    """Block boundaries of ``chunks`` (starting at ``start``) inside ``[lo, hi]``, without a full list."""
+    pos = start
+    if lo <= pos <= hi:
+        yield pos
+    for c in chunks:
+        pos += int(c)
+        if pos > hi:
+            return
+        if pos >= lo:
+            yield pos
+
+
+def _cell_edges(first: int, n: int, grid: int, length: int) -> list[int]:
+    return [min((first + i) * grid, length) for i in range(n + 1)]
+
+
+def plot_write_plan(
+    plan: WritePlan | VariablePlan,
+    variable: str | None = None,
+    axes: tuple[int, int] | Sequence[int] = (0, 1),
+    ax: Axes | None = None,
+) -> Figure:
+    """Draw the dask blocks of one variable over its zarr write grid.
+
+    Each grid cell the write touches is colored by how it is written: *owned* cells are written
+    directly by the one dask block covering them; *edge* cells are shared by several blocks and
+    assembled by one gather task (``gather-edges``) or written under a lock (``lock``, shown as
+    *locked*); *partial* cells are only partly covered by the write (region writes, appends that
+    start mid-cell), so their stored values are read and kept (hatched). Thin lines are the write
+    grid (shards when sharded, else chunks); thick lines outline the dask blocks that write
+    (after rechunking for the ``rechunk`` strategy, with the original blocks dashed).
+
+    The picture is drawn from the plan's per-axis segments. When an axis has more than
+    :data:`MAX_CELLS` cells only its first :data:`MAX_CELLS` are drawn and the title says so, so
+    plans of huge arrays draw as quickly as small ones.
+
+    Parameters
+    ----------
+    plan
+        A :class:`~parallelzarr.plan.write.WritePlan` (from :func:`parallelzarr.plan_write`)
+        or one of its :class:`~parallelzarr.plan.write.VariablePlan`.
+    variable
+        Name of the variable to draw; the plan's first variable by default.
+    axes
+        The two array axes to draw (rows, columns). Other axes are sliced at the first cell the
+        write touches. A 1-D variable is drawn as a single row.
+    ax
+        Matplotlib axes to draw into; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure holding the drawing.
+
+    Raises
+    ------
+    KeyError
+        If ``variable`` is not in the plan.
+    ValueError
+        If ``axes`` does not name two different axes of the variable.
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    v = _select_variable(plan, variable)
+    ndim = len(v.shape)
+    if ndim == 0:
+        raise ValueError(f"{v.name!r} is a scalar; there is no grid to draw")
+    if ndim == 1:
+        rows_axis: int | None = None
+        cols_axis = 0
+    else:
+        pair = tuple(int(a) % ndim for a in axes)
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise ValueError(
+                f"axes must name two different axes of {v.name!r} (ndim {ndim}), got {tuple(axes)}"
+            )
+        rows_axis, cols_axis = pair
+
+    drawn_axes = [a for a in (rows_axis, cols_axis) if a is not None]
+    # Other axes are sliced at their first written cell: a cell shared (or partial) there is
+    # shared (or partial) in the whole slice.
+    slice_shared = False
+    slice_full = True
+    slice_notes: list[str] = []
+    for i, lay in enumerate(v.axes):
+        if i in drawn_axes:
+            continue
+        seg = _first_segment(lay)
+        if seg is not None:
+            slice_shared |= seg.shared
+            slice_full &= seg.full
+            slice_notes.append(f"{lay.name} cell {seg.cell_start}")
+
+    edge_kind = "locked" if v.strategy == "lock" else "edge"
+    col_lay = v.axes[cols_axis]
+    c_first, c_shared, c_full = _axis_cells(col_lay, MAX_CELLS)
+    if rows_axis is not None:
+        row_lay = v.axes[rows_axis]
+        r_first, r_shared, r_full = _axis_cells(row_lay, MAX_CELLS)
+    else:
+        row_lay = None
+        r_first, r_shared, r_full = 0, [False], [True]
+    nrows, ncols = len(r_shared), len(c_shared)
+    if not nrows or not ncols:
+        fig, ax = _figure_and_axes(ax, (6.0, 2.0))
+        empty = [lay.name for lay in (row_lay, col_lay) if lay is not None and not lay.segments]
+        ax.text(0.5, 0.5, f"nothing written along {', '.join(map(repr, empty))}", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title(f"{v.name!r} {'x'.join(map(str, v.shape))}: strategy {v.strategy!r}", fontsize="medium")
+        return fig
+
+    code = {k: i for i, k in enumerate(_KINDS)}
+    grid_codes = [
+        [
+            code[edge_kind]
+            if (rs or cs or slice_shared)
+            else (code["owned"] if (rf and cf and slice_full) else code["partial"])
+            for cs, cf in zip(c_shared, c_full, strict=True)
+        ]
+        for rs, rf in zip(r_shared, r_full, strict=True)
+    ]
+
+    fig, ax = _figure_and_axes(ax, (9.0, 3.0 if row_lay is None else 6.0))
+    x_edges = _cell_edges(c_first, ncols, col_lay.grid, col_lay.length)
+    if row_lay is not None:
+        y_edges = _cell_edges(r_first, nrows, row_lay.grid, row_lay.length)
+    else:
+        y_edges = [0, 1]
+    cmap = ListedColormap([_COLORS[k] for k in _KINDS])
+    norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], cmap.N)
+    # Grid lines only while cells are big enough to see between them.
+    grid_lines = max(nrows, ncols) <= 80
+    ax.pcolormesh(
+        x_edges,
+        y_edges,
+        grid_codes,
+        cmap=cmap,
+        norm=norm,
+        edgecolors="0.45" if grid_lines else "face",
+        linewidth=max(0.1, min(0.5, 25.0 / max(nrows, ncols))) if grid_lines else 0.0,
+    )
+
+    x_lo, x_hi = x_edges[0], x_edges[-1]
+    y_lo, y_hi = y_edges[0], y_edges[-1]
+    # Written extent within the drawn window.
+    wx0, wx1 = max(col_lay.start, x_lo), min(col_lay.stop, x_hi)
+    if row_lay is not None:
+        wy0, wy1 = max(row_lay.start, y_lo), min(row_lay.stop, y_hi)
+    else:
+        wy0, wy1 = y_lo, y_hi
+
+    # Partial cells: hatch the rows and columns that are only partly written (at most a few).
+    hatch_kw = {"fill": False, "hatch": "///", "edgecolor": "0.25", "linewidth": 0}
+    for j, f in enumerate(c_full):
+        if not f:
+            ax.add_patch(Rectangle((x_edges[j], y_lo), x_edges[j + 1] - x_edges[j], y_hi - y_lo, **hatch_kw))
+    for i, f in enumerate(r_full):
+        if not f and row_lay is not None:
+            ax.add_patch(Rectangle((x_lo, y_edges[i]), x_hi - x_lo, y_edges[i + 1] - y_edges[i], **hatch_kw))
+
+    # Dask block outlines: blocks form a tensor product, so lines across the written box are outlines.
+    def block_lines(chunks_by_axis: Sequence[Sequence[int]], width: float, **style: Any) -> None:
+        xs = list(_offsets_between(chunks_by_axis[cols_axis], col_lay.start, wx0, wx1))
+        if row_lay is not None and rows_axis is not None:
+            ys = list(_offsets_between(chunks_by_axis[rows_axis], row_lay.start, wy0, wy1))
+        else:
+            ys = [wy0, wy1]
+        # Thinner lines when many blocks share the picture, so the cells stay visible.
+        many = max(len(xs), len(ys), 1)
+        lw = max(0.15, min(width, 30.0 / many))
+        alpha = 1.0 if many <= 40 else 0.6
+        ax.vlines(xs, wy0, wy1, linewidth=lw, alpha=alpha, **style)
+        ax.hlines(ys, wx0, wx1, linewidth=lw, alpha=alpha, **style)
+
+    rechunked = v.strategy == "rechunk" and tuple(v.write_chunks) != tuple(v.dask_chunks)
+    if rechunked:
+        block_lines(v.dask_chunks, 1.0, colors="0.1", linestyles="dashed")
+    block_lines(v.write_chunks, 1.8, colors="k")
+
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(y_hi, y_lo)  # axis 0 grows downwards, like an array
+    ax.set_xlabel(f"{col_lay.name} (grid {col_lay.grid})")
+    if row_lay is not None:
+        ax.set_ylabel(f"{row_lay.name} (grid {row_lay.grid})")
+    else:
+        ax.set_yticks([])
+    ax.set_aspect("auto")
+
+    present = {k for row in grid_codes for k in _KINDS if code[k] in row}
+    handles: list[Any] = [
+        Patch(
+            facecolor=_COLORS[k], edgecolor="0.45", label=LABELS[k], hatch="///" if k == "partial" else None
+        )
+        for k in _KINDS
+        if k in present
+    ]
+    if "partial" not in present and (not all(c_full) or not all(r_full)):
+        handles.append(Patch(facecolor="white", edgecolor="0.25", hatch="///", label=LABELS["partial"]))
+    handles.append(Line2D([], [], color="k", linewidth=1.8, label=LABELS["blocks"]))
+    if rechunked:
+        handles.append(
+            Line2D([], [], color="0.1", linewidth=1.0, linestyle="dashed", label=LABELS["original"])
+        )
+    if grid_lines:
+        handles.append(Line2D([], [], color="0.45", linewidth=0.6, label=LABELS["grid"]))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+
+    grid_word = "shards" if v.shards else "chunks"
+    title = (
+        f"{v.name!r} {'x'.join(map(str, v.shape))} {v.dtype}: strategy {v.strategy!r}, {grid_word} "
+        + "x".join(map(str, v.grid))
+    )
+    details = [f"{v.tasks} tasks, {v.edge_cells} edge, {v.partial_cells} partial of {v.cells} cells"]
+    if v.lock_backend:
+        details.append(f"{v.locks} locks ({v.lock_backend})")
+    cut = [
+        f"first {MAX_CELLS} of {lay.ncells} cells along {lay.name!r}"
+        for lay in (row_lay, col_lay)
+        if lay is not None and lay.ncells > MAX_CELLS
+    ]
+    lines = [title, "; ".join(details)]
+    if cut:
+        lines.append("showing " + "; ".join(cut))
+    if slice_notes:
+        lines.append("slice at " + ", ".join(slice_notes))
+    ax.set_title("\n".join(lines), fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- rechunk plans
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def _bytes_text(n: float) -> str:
+    from parallelzarr.units import format_bytes
+
+    return format_bytes(int(n))
+
+
+def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
+    """Draw the stages of a rechunk plan: chunk and block sizes per stage against the budget.
+
+    For every array (the first :data:`MAX_ARRAYS`) and every stage (pass), three bars show the
+    bytes of one read chunk, of one task's block and of one written chunk, each labelled with its
+    shape; a diamond marks the stage's estimated peak memory per task and a dashed line the
+    budget (``max_mem``). The x axis is logarithmic, so a time-contiguous to pixel-contiguous
+    rechunk shows how each stage trades chunk shapes within the budget.
+
+    Parameters
+    ----------
+    plan
+        A :class:`~parallelzarr.plan.rechunk.RechunkPlan`, e.g. ``parallelzarr.rechunk(...).plan``
+        or :func:`parallelzarr.plan_rechunk`.
+    ax
+        Matplotlib axes to draw into; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure holding the drawing.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    arrays = list(plan.arrays[:MAX_ARRAYS])
+    n_stages = sum(len(a.stages) for a in arrays)
+    fig, ax = _figure_and_axes(ax, (10.0, 1.5 + 1.1 * max(n_stages, 1)))
+
+    colors = {"read": "#8ecae6", "block": "#219ebc", "write": "#ffb703"}
+    labels: list[str] = []
+    y = 0.0
+    bar = 0.26
+    xmax = float(plan.max_mem)
+    xmin = math.inf
+    for a in arrays:
+        for s in a.stages:
+            sizes = {
+                "read": math.prod(s.read_grid) * a.itemsize,
+                "block": math.prod(s.block) * a.itemsize,
+                "write": math.prod(s.write_grid) * a.itemsize,
+            }
+            shapes = {"read": s.read_grid, "block": s.block, "write": s.write_grid}
+            for k, off in (("read", -bar), ("block", 0.0), ("write", bar)):
+                width = max(sizes[k], 1)
+                ax.barh(y + off, width, height=bar * 0.9, color=colors[k], edgecolor="0.3", linewidth=0.5)
+                # Past the memory marker on the block bar, so the two do not overlap.
+                at = max(width, s.task_memory) * 1.3 if k == "block" else width * 1.08
+                ax.text(at, y + off, _shape_text(shapes[k]), va="center", fontsize="x-small")
+                xmax = max(xmax, width)
+                xmin = min(xmin, width)
+            ax.plot([max(s.task_memory, 1)], [y], marker="D", color="#d62828", markersize=7, linestyle="none")
+            xmax = max(xmax, s.task_memory)
+            labels.append(
+                f"{a.name or '<array>'} stage {s.index}: {s.read_from} -> {s.write_to}\n"
+                f"{s.n_tasks} tasks, read amp {s.read_amplification:.2f}, "
+                f"mem {_bytes_text(s.task_memory)}"
+            )
+            y += 1.0
+    ax.axvline(plan.max_mem, color="#d62828", linestyle="--", linewidth=1.2)
+    ax.set_xscale("log")
+    if xmin is math.inf:
+        xmin = 1.0
+    ax.set_xlim(max(xmin / 4, 1), xmax * 40)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize="small")
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xlabel("bytes (log scale)")
+    handles = [
+        Patch(facecolor=colors["read"], edgecolor="0.3", label="read chunk"),
+        Patch(facecolor=colors["block"], edgecolor="0.3", label="task block"),
+        Patch(facecolor=colors["write"], edgecolor="0.3", label="write chunk"),
+        Line2D([], [], marker="D", color="#d62828", linestyle="none", label="est. peak memory / task"),
+        Line2D([], [], color="#d62828", linestyle="--", label=f"budget max_mem {_bytes_text(plan.max_mem)}"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    title = (
+        f"RechunkPlan: {len(plan.arrays)} array(s), up to {plan.passes} pass(es), {plan.n_tasks} tasks; "
+        f"reads {_bytes_text(plan.bytes_read)}, writes {_bytes_text(plan.bytes_written)}"
+    )
+    if len(plan.arrays) > MAX_ARRAYS:
+        title += f"\nshowing the first {MAX_ARRAYS} of {len(plan.arrays)} arrays"
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig

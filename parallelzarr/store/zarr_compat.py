@@ -1,0 +1,307 @@
+"""The one place that touches zarr-python's private API (works on zarr 3.1.x and 3.4.x).
+
+Chunk I/O (:mod:`parallelzarr.store.chunk_io`) encodes, decodes and stores chunks from the calling
+(dask worker) thread instead of zarr's single event-loop thread. It needs, per array: the codec
+pipeline, the spec of one stored object (chunk or shard), its store key, and a way to run zarr's
+coroutines. Everything here is read from public attributes where zarr has them; the private names
+are ``zarr.core.sync._get_loop`` (zarr's I/O loop), ``fill_value_or_default`` (which moved
+between 3.1 and 3.4), ``ArraySpec`` and ``AsyncArray.codec_pipeline``.
+
+zarr's codecs are coroutines that hand their CPU work to ``asyncio.to_thread``. Run on a private
+event loop whose default executor runs each call inline, the same coroutines execute entirely in
+the calling thread: zarr's own encoders, so the bytes are zarr's bytes, with no hop to its loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import dataclasses
+import os
+import selectors
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import zarr
+import zarr.storage
+from zarr.core.array_spec import ArraySpec
+from zarr.core.buffer import default_buffer_prototype
+
+try:  # zarr >= 3.2 moved it
+    from zarr.core.chunk_utils import fill_value_or_default as _fill_value_or_default
+except ImportError:  # zarr 3.1
+    from zarr.core.codec_pipeline import fill_value_or_default as _fill_value_or_default
+
+__all__ = ["ArrayCodec", "array_codec", "run_inline", "run_on_zarr_loop", "submit_to_zarr_loop",
+           "loop_free", "zarr_loop_thread_id"]
+
+T = TypeVar("T")
+
+
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """An executor that runs every call in the submitting thread (no worker threads ever start).
+
+    A ``ThreadPoolExecutor`` subclass because ``loop.set_default_executor`` requires one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting coroutine, as a thread pool would
+            fut.set_exception(exc)
+        return fut
+
+
+class _LoopHolder:
+    """One thread's inline loop; closes it when the thread's storage is freed, or at exit.
+
+    A select()-based selector holds no kernel object, so a loop inherited through fork can be
+    closed in the child without touching the parent's (an epoll instance would be shared).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+        self.loop.set_default_executor(_InlineExecutor())
+        _holders.add(self)
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_local = threading.local()
+_holders: weakref.WeakSet[_LoopHolder] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_inline_loops() -> None:
+    """Close every thread's inline loop at exit (an unclosed loop warns when collected)."""
+    for holder in list(_holders):
+        holder.close()
+
+
+def _inline_loop() -> asyncio.AbstractEventLoop | None:
+    """This thread's private inline loop, or None where one cannot run (a loop already runs here)."""
+    try:
+        asyncio.get_running_loop()
+        return None  # e.g. a synchronous dask scheduler inside Jupyter's loop thread
+    except RuntimeError:
+        pass
+    holder = getattr(_local, "holder", None)
+    # A loop inherited through fork belongs to the parent's thread: make a new one.
+    if holder is None or holder.pid != os.getpid() or holder.loop.is_closed():
+        if holder is not None:
+            holder.close()
+        holder = _local.holder = _LoopHolder()
+    return holder.loop
+
+
+def run_inline(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a zarr coroutine to completion in this thread (its ``to_thread`` work included).
+
+    Falls back to zarr's own loop when this thread already runs an event loop.
+    """
+    loop = _inline_loop()
+    if loop is None:
+        return run_on_zarr_loop(coro)
+    return loop.run_until_complete(coro)
+
+
+def _zarr_loop() -> asyncio.AbstractEventLoop:
+    from zarr.core.sync import _get_loop
+
+    return _get_loop()
+
+
+def run_on_zarr_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on zarr's I/O loop and wait (what ``zarr.core.sync.sync`` does)."""
+    from zarr.core.sync import sync
+
+    return sync(coro)
+
+
+def submit_to_zarr_loop(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future:
+    """Start a coroutine on zarr's I/O loop without waiting (stores bound to that loop: fsspec)."""
+    return asyncio.run_coroutine_threadsafe(coro, _zarr_loop())
+
+
+def zarr_loop_thread_id() -> int | None:
+    """Native thread id of zarr's I/O loop thread (None before zarr started it)."""
+    from zarr.core import sync as zsync
+
+    thread = zsync.iothread[0]
+    return thread.native_id if thread is not None else None
+
+
+def _innermost(store: Any) -> Any:
+    while isinstance(store, zarr.storage.WrapperStore):
+        store = store._store
+    return store
+
+
+def loop_free(store: Any) -> bool:
+    """Whether the store's coroutines may run on any loop (local files, memory).
+
+    fsspec stores keep sessions bound to zarr's loop; their operations are submitted there.
+    """
+    return isinstance(_innermost(store), zarr.storage.LocalStore | zarr.storage.MemoryStore)
+
+
+@dataclass(frozen=True)
+class ArrayCodec:
+    """What chunk I/O needs to encode and store the objects of one array.
+
+    Attributes
+    ----------
+    store, prefix
+        Store and key prefix (``"path/"`` or ``""``).
+    grid
+        Shape of one stored object: the shard shape when sharded, else the chunk shape.
+    shape
+        Array shape.
+    dtype
+        Native numpy dtype.
+    order
+        Memory order of a stored object's buffer (``"C"``/``"F"``).
+    fill
+        The value of unwritten elements (zarr's fill value or the dtype default).
+    write_empty
+        ``write_empty_chunks``: whether an all-fill object is stored (else deleted).
+    spec, pipeline
+        zarr's spec of one stored object and the array's codec pipeline.
+    encode_key
+        Maps grid coordinates to the object's key (without the prefix).
+    raw_bytes
+        True when an object's stored bytes are its raw buffer (zarr v2, no compressor or filters):
+        encoding is then a view, not zarr's ``tobytes`` copy.
+    direct
+        The numcodecs compressor of a zarr v2 array without filters, in native byte order: its
+        ``decode(data, out=...)`` writes a whole object straight into a slice of the caller's block
+        (what zarr's V2 codec does, minus the copy out of its own buffer). None otherwise.
+    """
+
+    store: Any
+    prefix: str
+    grid: tuple[int, ...]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    order: str
+    fill: Any
+    write_empty: bool
+    spec: Any
+    pipeline: Any
+    encode_key: Callable[[tuple[int, ...]], str]
+    raw_bytes: bool
+    direct: Any = None
+
+    def key(self, coords: tuple[int, ...]) -> str:
+        """Store key of the object at grid ``coords``."""
+        return self.prefix + self.encode_key(coords)
+
+    def encode(self, chunk: np.ndarray) -> Any:
+        """Encode one object-shaped buffer with the array's codecs (in this thread); a zarr Buffer."""
+        proto = default_buffer_prototype()
+        if self.raw_bytes:
+            return proto.buffer.from_array_like(chunk.reshape(-1, order="A").view("B"))
+        nd = proto.nd_buffer.from_ndarray_like(chunk)
+        out = run_inline(self.pipeline.encode([(nd, self.spec)]))
+        return list(out)[0]
+
+    def decode_into(self, data: Any, dest: np.ndarray) -> bool:
+        """Decode one whole stored object straight into ``dest`` if it can be; False if not."""
+        contiguous = dest.flags.c_contiguous if self.order == "C" else dest.flags.f_contiguous
+        if self.direct is None or not contiguous or dest.dtype != self.dtype or dest.shape != self.grid:
+            return False
+        got = self.direct.decode(data.as_array_like(), out=dest)
+        if not (isinstance(got, np.ndarray) and np.shares_memory(got, dest)):
+            dest[...] = np.frombuffer(got, dtype=self.dtype).reshape(self.grid, order=self.order)
+        return True
+
+    def decode(self, data: Any) -> np.ndarray:
+        """Decode one stored object (a zarr Buffer) into an array of the object's shape."""
+        out = run_inline(self.pipeline.decode([(data, self.spec)]))
+        return np.asarray(list(out)[0].as_ndarray_like())
+
+
+#: Dtype kinds encoded by the fast path; others (strings, objects, structured) go through zarr's setitem.
+FAST_KINDS = frozenset("biufc")
+
+
+def array_codec(arr: zarr.Array) -> ArrayCodec:
+    """Collect an array's codec facts (cheap: no I/O)."""
+    aa = arr.async_array
+    meta = aa.metadata
+    config = aa.config
+    grid = tuple(int(c) for c in (arr.shards or arr.chunks))
+    native = np.dtype(meta.dtype.to_native_dtype())
+    direct = None
+    if meta.zarr_format == 2:
+        order = meta.order
+        config = dataclasses.replace(config, order=order)
+        raw = meta.compressor is None and not meta.filters
+        if meta.compressor is not None and not meta.filters and native.byteorder in "=|" and native.kind in FAST_KINDS:
+            direct = meta.compressor
+    else:
+        order = config.order
+        raw = False
+    spec = ArraySpec(shape=grid, dtype=meta.dtype, fill_value=meta.fill_value, config=config,
+                     prototype=default_buffer_prototype())
+    path = arr.path
+    return ArrayCodec(
+        store=arr.store, prefix=f"{path}/" if path else "", grid=grid, shape=tuple(arr.shape),
+        dtype=np.dtype(meta.dtype.to_native_dtype()), order=order, fill=_fill_value_or_default(spec),
+        write_empty=bool(config.write_empty_chunks), spec=spec, pipeline=aa.codec_pipeline,
+        encode_key=meta.encode_chunk_key, raw_bytes=raw, direct=direct,
+    )
+
+
+# --- rectilinear chunk grids (zarr >= 3.2, zarr format 3) -----------------------------------------
+# Added for issue 14 (rectilinear writes); the only zarr-version difference they depend on.
+
+#: zarr-python's version as a tuple, e.g. ``(3, 4, 2)``.
+ZARR_VERSION = tuple(int(p) for p in zarr.__version__.split("+")[0].split(".")[:3] if p.isdigit())
+#: Whether this zarr can store variable-sized ("rectilinear") chunk grids.
+RECTILINEAR_SUPPORTED = ZARR_VERSION >= (3, 2)
+
+
+def enable_rectilinear() -> None:
+    """Let this process's zarr read and write rectilinear metadata (an experimental flag in zarr 3.2-3.4)."""
+    if RECTILINEAR_SUPPORTED:
+        zarr.config.set({"array.rectilinear_chunks": True})
+
+
+def is_rectilinear(arr: Any) -> bool:
+    """Whether ``arr`` (a ``zarr.Array``) has a rectilinear chunk grid (``arr.chunks`` raises on those)."""
+    grid = getattr(getattr(arr, "metadata", None), "chunk_grid", None)
+    return type(grid).__name__ == "RectilinearChunkGridMetadata"
+
+
+def chunk_edges(arr: Any) -> tuple[tuple[int, ...], ...]:
+    """Per axis, the sizes of ``arr``'s chunks (regular or rectilinear), clipped at the array's end."""
+    if is_rectilinear(arr):
+        return tuple(tuple(int(c) for c in axis) for axis in arr.read_chunk_sizes)
+    out = []
+    for n, c in zip(arr.shape, arr.chunks, strict=True):
+        full, rest = divmod(int(n), int(c))
+        out.append((int(c),) * full + ((rest,) if rest else ()))
+    return tuple(out)
+
+
+def nominal_chunks(arr: Any) -> tuple[int, ...]:
+    """``arr.chunks``; for a rectilinear grid (where that raises) the largest chunk per axis."""
+    if is_rectilinear(arr):
+        return tuple(max(e, default=1) for e in chunk_edges(arr))
+    return tuple(int(c) for c in arr.chunks)
