@@ -87,7 +87,7 @@ def _timed(fn: Any, reset: Any = None) -> tuple[Any, float, int]:
 
 def _write_case(label: str, data: Any, encoding: dict[str, Any], root: Path, max_mem: str) -> dict[str, Any]:
     import parallelzarr as pz
-    from parallelzarr.api import build_graph, prepare
+    from parallelzarr.entry.write import build_graph, prepare
 
     target = root / f"{label}.zarr"
     plan, plan_s, plan_mem = _timed(lambda: pz.plan_write(data, str(target), encoding=encoding, max_mem=max_mem))
@@ -115,7 +115,7 @@ def _rechunk_case(label: str, source: Any, target_chunks: Any, root: Path, max_m
     import zarr
 
     import parallelzarr as pz
-    from parallelzarr.rechunk.execute import StageIO, build_graph
+    from parallelzarr.graph.rechunk import StageIO, build_graph
 
     plan, plan_s, plan_mem = _timed(lambda: pz.plan_rechunk(source, target_chunks, max_mem))
 
