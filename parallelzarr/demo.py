@@ -69,13 +69,14 @@ def source_array(shape: Sequence[int], time_chunk: int, name: str) -> da.Array:
 def _block_digest(block: np.ndarray) -> np.ndarray:
     """CRC32 and byte count of one block, shaped to stand in for the block in a reduction grid."""
     data = np.ascontiguousarray(block)
-    return np.array([[[zlib.crc32(data.view(np.uint8)), data.nbytes]]], dtype=np.int64)
+    return np.array([[[zlib.crc32(data.view(np.uint8).data), data.nbytes]]], dtype=np.int64)
 
 
 def digests(arr: da.Array) -> da.Array:
     """Per-block CRC32 and byte count, computed where the blocks live (no data comes to the client)."""
-    return arr.map_blocks(
-        _block_digest, chunks=((1,) * arr.numblocks[0], (1,) * arr.numblocks[1], (2,) * arr.numblocks[2]), dtype=np.int64
+    # da.map_blocks(f, arr), the same call as arr.map_blocks(f): typed (the method's functools.wraps is not)
+    return da.map_blocks(
+        _block_digest, arr, chunks=((1,) * arr.numblocks[0], (1,) * arr.numblocks[1], (2,) * arr.numblocks[2]), dtype=np.int64
     )
 
 

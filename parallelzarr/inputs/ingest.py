@@ -218,7 +218,8 @@ def row_checksums(values: da.Array, axis: int) -> da.Array:
         values = values[:, None]
     shape = tuple(int(s) for s in values.shape)
     chunks = tuple(c if i == axis else (1,) * len(c) for i, c in enumerate(values.chunks))
-    partial = values.map_blocks(_block_sums, axis, shape, dtype=np.uint64, chunks=chunks, meta=np.array((), np.uint64))
+    # da.map_blocks(f, values, ...) is values.map_blocks(f, ...), typed (the method's functools.wraps is not)
+    partial = da.map_blocks(_block_sums, values, axis, shape, dtype=np.uint64, chunks=chunks, meta=np.array((), np.uint64))
     others = tuple(i for i in range(values.ndim) if i != axis)
     return partial.sum(axis=others, dtype=np.uint64) if others else partial
 

@@ -82,7 +82,7 @@ def expand_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[
     if not items:
         raise SourceError("no input given")
     paths: list[str] = []
-    for item in map(os.fspath, items):
+    for item in [os.fspath(i) for i in items]:
         if _is_url(item):
             paths.append(item)
         elif glob.has_magic(item):

@@ -76,7 +76,7 @@ def is_fill(chunk: np.ndarray, fill: Any) -> bool:
         target = fill
         nan = kind == "f" and fill_arr.dtype.kind == "f" and bool(np.isnan(fill_arr))
     else:  # complex, strings, ...: zarr's own comparison
-        buf = default_buffer_prototype().nd_buffer.from_ndarray_like(chunk)
+        buf = default_buffer_prototype().nd_buffer.from_numpy_array(chunk)
         return bool(buf.all_equal(fill))
     for i in range(0, flat.size, _FILL_STEP):
         part = flat[i:i + _FILL_STEP]

@@ -66,12 +66,12 @@ class LockSpec:
         elif self.backend == "distributed":
             import distributed
 
-            lock = distributed.Lock(full)
-            lock.acquire()
+            shared = distributed.Lock(full)
+            shared.acquire()
             try:
                 yield
             finally:
-                lock.release()
+                shared.release()
         elif self.backend == "file":
             assert self.directory is not None
             os.makedirs(self.directory, exist_ok=True)

@@ -7,7 +7,7 @@ level deeper (a ``MemoryStore``, wrapper stores) the group is given as this view
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 from zarr.abc.store import ByteRequest, Store
@@ -93,7 +93,7 @@ class SubStore(WrapperStore[Store]):
 
     async def _get_many(
         self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
-    ) -> AsyncIterator[tuple[str, Buffer | None]]:
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
         for key, prototype, byte_range in requests:  # the wrapped store's would skip the prefix
             yield key, await self.get(key, prototype, byte_range)
 

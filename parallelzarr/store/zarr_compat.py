@@ -24,7 +24,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import zarr
@@ -32,8 +32,10 @@ import zarr.storage
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 
-try:  # zarr >= 3.2 moved it
-    from zarr.core.chunk_utils import fill_value_or_default as _fill_value_or_default
+try:  # zarr >= 3.2 moved it (the ignore: mypy sees only the installed zarr's half of this pair)
+    from zarr.core.chunk_utils import (  # type: ignore[import-not-found, unused-ignore]
+        fill_value_or_default as _fill_value_or_default,
+    )
 except ImportError:  # zarr 3.1
     from zarr.core.codec_pipeline import fill_value_or_default as _fill_value_or_default
 
@@ -198,7 +200,7 @@ class ArrayCodec:
     grid: tuple[int, ...]
     shape: tuple[int, ...]
     dtype: np.dtype
-    order: str
+    order: Literal["C", "F"]
     fill: Any
     write_empty: bool
     spec: Any
@@ -216,7 +218,7 @@ class ArrayCodec:
         proto = default_buffer_prototype()
         if self.raw_bytes:
             return proto.buffer.from_array_like(chunk.reshape(-1, order="A").view("B"))
-        nd = proto.nd_buffer.from_ndarray_like(chunk)
+        nd = proto.nd_buffer.from_numpy_array(chunk)
         out = run_inline(self.pipeline.encode([(nd, self.spec)]))
         return list(out)[0]
 
