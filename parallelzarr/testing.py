@@ -1,10 +1,15 @@
 """Test-only fault injection: kill a process at a named point, or make a store fail a write.
 
+Like ``zarr.testing``, this module is for tests; production code never imports it. Production code
+calls the no-op hooks in :mod:`parallelzarr.hooks` (``fault_point``, ``chunk_written``), which hand
+over to :func:`fault_point` and :func:`count_write` here only while one of the variables below is
+set. All fault state (the ``write:K`` counter) lives in this module.
+
 Set ``PARALLELZARR_FAULT`` to a point name (``append:leased``, ``commit:logged``...) or to
 ``write:K`` to die after the K-th chunk-writing task of this process. With
 ``PARALLELZARR_FAULT_ONCE`` naming a file, only the first process to reach the point dies (the file
 records it), so a restarted worker carries on. ``PARALLELZARR_PAUSE=point:seconds`` sleeps at a
-point instead (to hold a lease open in tests). Unset, each costs a dictionary lookup per call.
+point instead (to hold a lease open in tests). Unset, the hooks cost a dictionary lookup per call.
 
 :func:`arm` sets the same variables inside a running process (a dask worker, via ``client.run``).
 :class:`FaultyStore` wraps a zarr store and raises ``OSError`` on the N-th write of a chunk key,

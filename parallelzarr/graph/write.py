@@ -34,12 +34,12 @@ from parallelzarr.graph.lazy import (
     data_layer,
     stack_layers,
 )
+from parallelzarr.hooks import chunk_written
 from parallelzarr.plan.grid import Segment, block_offsets
 from parallelzarr.plan.write import VariablePlan
 from parallelzarr.store.chunk_io import write_parts, write_region
 from parallelzarr.store.locks import LockSpec
 from parallelzarr.store.zarr_compat import FAST_KINDS
-from parallelzarr.testing import count_write
 
 Box = tuple[slice, ...]
 
@@ -55,7 +55,7 @@ def _store_box(target: Any, box: Box, value: Any) -> None:
 def write_box(target: Any, box: Box, value: np.ndarray) -> int:
     """Write ``value`` into ``target[box]`` and return the number of bytes written."""
     _store_box(target, box, value)
-    count_write()
+    chunk_written()
     return int(np.asarray(value).nbytes)
 
 
@@ -84,7 +84,7 @@ def assemble_and_write(target: Any, box: Box, dtype: str, wheres: Sequence[Box],
             for where, piece in zip(wheres, pieces, strict=True):
                 buf[where] = piece
             target[box] = buf
-        count_write()
+        chunk_written()
     return int(math.prod(shape) * np.dtype(dtype).itemsize)
 
 
@@ -108,7 +108,7 @@ def write_with_locks(target: Any, block: np.ndarray, parts: Sequence[tuple[Box, 
         else:
             with locks.hold_all(lock_names):
                 _store_box(target, box, value)
-        count_write()
+        chunk_written()
         nbytes += int(value.nbytes)
     return nbytes
 
