@@ -34,7 +34,7 @@ from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 
 from parallelzarr.errors import LeaseError, StoreError
-from parallelzarr.testing import fault_point
+from parallelzarr.hooks import fault_point
 
 PREFIX = ".parallelzarr"
 LEASE_KEY = f"{PREFIX}/lease.json"

@@ -42,6 +42,7 @@ from zarr.core.sync import sync
 
 from parallelzarr.commit import core as cm
 from parallelzarr.errors import ModeError, SchemaMismatchError
+from parallelzarr.hooks import fault_point
 from parallelzarr.inputs.datasets import (
     DATASET_ENCODING_KEYS,
     _encoded,
@@ -54,7 +55,6 @@ from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.job import PreparedWrite, plan_job
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
 from parallelzarr.store.resolve import ResolvedStore
-from parallelzarr.testing import fault_point
 
 __all__ = ["prepare_overwrite", "roll_forward_overwrite", "discard_staging", "STAGING_PREFIX"]
 

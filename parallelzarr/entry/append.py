@@ -36,6 +36,7 @@ from parallelzarr.errors import (
     StoreError,
     StoreWriteError,
 )
+from parallelzarr.hooks import chunk_written, fault_point
 from parallelzarr.inputs.datasets import _encoded, _stored_encoding, as_dataset, open_stored
 from parallelzarr.inputs.ingest import (
     STATIC_POLICIES,
@@ -53,7 +54,6 @@ from parallelzarr.run.job import PreparedWrite, plan_job
 from parallelzarr.store.chunk_io import write_region
 from parallelzarr.store.rectilinear import append_job
 from parallelzarr.store.resolve import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
-from parallelzarr.testing import count_write, fault_point
 from parallelzarr.units import parse_bytes
 
 __all__ = ["append", "plan_append", "repair", "AppendResult"]
@@ -933,7 +933,7 @@ def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> 
         box = tuple(slice(a, b) if i == axis else s for i, s in enumerate(region))
         local = tuple(slice(a - lo, b - lo) if i == axis else slice(None) for i in range(data.ndim))
         write_region(target, box, data[local])
-        count_write()
+        chunk_written()
     return int(data.nbytes)
 
 

@@ -23,9 +23,9 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from parallelzarr.graph.lazy import GridKeys, LazyLayer, chain_sum_layers, data_layer, stack_layers
+from parallelzarr.hooks import chunk_written
 from parallelzarr.plan.rechunk import StagePlan
 from parallelzarr.store.chunk_io import read_region, write_region
-from parallelzarr.testing import count_write
 
 __all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store_get", "store_set",
            "store_delete", "store_delete_prefix", "store_keys"]
@@ -112,7 +112,7 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
     data = read_region(io.src, region, window=k)
     # Blocks are whole cells of the write grid, so every object is written whole, never merged.
     write_region(io.dst, region, data, window=k)
-    count_write()  # test-only fault hook (PARALLELZARR_FAULT=write:K); a lookup when unset
+    chunk_written()  # test-only fault hook (PARALLELZARR_FAULT=write:K); a lookup when unset
     # The marker goes last: a crash before it means the block is simply redone.
     store_set(io.marker_store, key, b"")
     del data
