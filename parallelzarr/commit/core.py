@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import json
 import os
 import re
 import socket
@@ -35,6 +34,15 @@ from zarr.core.sync import sync
 
 from parallelzarr.errors import LeaseError, StoreError
 from parallelzarr.hooks import fault_point
+from parallelzarr.store.keys import (
+    ARRAY_DOCS,
+    ROOT_DOCS,
+    create_exclusive,
+    read_json,
+    write_json,
+    write_metadata_doc,
+)
+from parallelzarr.store.keys import delete as delete_key
 
 PREFIX = ".parallelzarr"
 LEASE_KEY = f"{PREFIX}/lease.json"
@@ -44,73 +52,6 @@ APPENDS_PREFIX = f"{PREFIX}/appends/"
 #: Root group attribute of the append log in stores written before the log moved to ``APPENDS_PREFIX``.
 LEGACY_LOG_ATTR = "parallelzarr_appends"
 LOG_ATTR = LEGACY_LOG_ATTR  # the old name, for callers that still import it
-
-
-# --- raw key access through any zarr store -------------------------------------------------------
-
-
-def read_json(store: Any, key: str) -> dict[str, Any] | None:
-    buf = sync(store.get(key, prototype=default_buffer_prototype()))
-    return None if buf is None else json.loads(buf.to_bytes())
-
-
-def write_json(store: Any, key: str, value: dict[str, Any]) -> None:
-    sync(store.set(key, cpu.Buffer.from_bytes(json.dumps(value, sort_keys=True).encode())))
-
-
-def write_metadata_doc(store: Any, key: str, doc: dict[str, Any]) -> None:
-    """Write a zarr metadata document as zarr lays it out (its key order, its ``json_indent``)."""
-    text = json.dumps(doc, indent=zarr.config.get("json_indent", 2), allow_nan=True)
-    sync(store.set(key, cpu.Buffer.from_bytes(text.encode())))
-
-
-def delete_key(store: Any, key: str) -> None:
-    sync(store.delete(key))
-
-
-def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
-    """Create ``key`` only if absent; ``True`` if this call created it.
-
-    On a local filesystem ``O_CREAT | O_EXCL`` makes this atomic between processes. Other stores
-    use the store's conditional create and then read back the holder, so a lost race is noticed.
-    """
-    data = json.dumps(value, sort_keys=True).encode()
-    if isinstance(store, zarr.storage.LocalStore):
-        path = os.path.join(str(store.root), key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        # No fsync: the lease guards against concurrent processes, not power loss (a lease lost
-        # with the machine has no live holder and is cleared as stale).
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return True
-    if isinstance(store, zarr.storage.FsspecStore) and "s3" in _protocols(store.fs):
-        # One conditional PUT (If-None-Match: *): the object store arbitrates between appenders.
-        path = f"{store.path.rstrip('/')}/{key}"
-
-        async def _create() -> bool:
-            try:
-                await store.fs._pipe_file(path, data, mode="create")
-            except Exception as exc:  # botocore reports PreconditionFailed as one of several types
-                if "Precondition" in str(exc) or "412" in str(exc) or isinstance(exc, FileExistsError):
-                    return False
-                raise
-            return True
-
-        if not sync(_create()):
-            return False
-    else:
-        sync(store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
-    held = read_json(store, key)
-    return held is not None and held.get("id") == value.get("id")
-
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    proto = fs.protocol
-    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 # --- the lease -----------------------------------------------------------------------------------
@@ -549,8 +490,6 @@ def describe_conflict(dim: str, sizes: dict[str, int]) -> str:
 
 # --- new stores: the root metadata is published last -------------------------------------------
 
-#: Root metadata documents of a group (v3, then v2), in the order they are published.
-ROOT_DOCS = (".zattrs", ".zgroup", ".zmetadata", "zarr.json")
 #: Ids of the unpublished writes this process is running; a marker of this process that is not
 #: listed belongs to a write that failed here.
 _RUNNING: set[str] = set()
@@ -752,7 +691,7 @@ def remove_chunks_beyond_shape(store: Any) -> list[str]:
             return [k async for k in store.list_prefix(prefix)]
 
         for key in sync(keys()):
-            if key.endswith(("zarr.json", ".zarray", ".zattrs")):
+            if key.endswith(ARRAY_DOCS):
                 continue
             idx = _chunk_index(key, prefix, sep, fmt)
             if idx is None or len(idx) != len(ncells):

@@ -29,28 +29,16 @@ from zarr.storage import StorePath
 from parallelzarr.entry.kwargs import check_compute_kwargs
 from parallelzarr.entry.notices import quietly
 from parallelzarr.errors import EncodingError, PlanningError, StoreError, StoreOverlapError, StoreWriteError
-from parallelzarr.graph.rechunk import (
-    MARK,
-    StageIO,
-    build_graph,
-    plan_record,
-    store_delete,
-    store_delete_prefix,
-    store_exists,
-    store_get,
-    store_keys,
-    store_set,
-)
+from parallelzarr.graph.rechunk import MARK, StageIO, build_graph, plan_record
 from parallelzarr.inputs.rechunk_source import SourceInfo, as_store, as_zarr3_codecs, resolve_source
 from parallelzarr.plan.rechunk import DATA_MEANING, DEFAULT_MAX_TASKS, ArraySpec, MemoryModel, RechunkPlan
 from parallelzarr.plan.rechunk import plan_rechunk as _plan_specs
 from parallelzarr.plan.temp_codecs import describe_compressors, temp_compressors
+from parallelzarr.store import keys
 from parallelzarr.units import format_bytes, parse_bytes
 
 __all__ = ["rechunk", "plan_rechunk", "Rechunked", "RechunkResult", "TargetExistsError", "ExecutorError",
            "RechunkBudgetWarning", "resolve_executor"]
-
-_METADATA_NAMES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
 
 #: Keywords :func:`rechunk` and :func:`plan_rechunk` pass to the planner (``plan_array``).
 PLANNER_KNOBS = frozenset({"max_tasks", "min_tasks", "target_task_bytes", "target_intermediate_bytes"})
@@ -217,11 +205,11 @@ def _join(*parts: str) -> str:
 
 def _node_kind(store: Store, path: str) -> str | None:
     """``"array"``/``"group"`` when zarr metadata exists at ``path`` in ``store``, else None."""
-    if store_exists(store, _join(path, ".zarray")):
+    if keys.exists(store, _join(path, ".zarray")):
         return "array"
-    if store_exists(store, _join(path, ".zgroup")):
+    if keys.exists(store, _join(path, ".zgroup")):
         return "group"
-    doc = store_get(store, _join(path, "zarr.json"))
+    doc = keys.get(store, _join(path, "zarr.json"))
     if doc is None:
         return None
     try:
@@ -351,7 +339,7 @@ class Rechunked:
         Raises :class:`TargetExistsError` when it holds other zarr data where this rechunk writes,
         unless ``target_options`` asked to overwrite it.
         """
-        record = store_get(self._store, f"{self._mark}/plan.json")
+        record = keys.get(self._store, f"{self._mark}/plan.json")
         if record is not None and json.loads(record).get("fingerprint") == self.plan.fingerprint():
             return True
         occupied = [(p, kind, ok) for p, ok in self._node_paths() if (kind := _node_kind(self._store, p))]
@@ -375,7 +363,7 @@ class Rechunked:
         """
         for path, ok in self._node_paths():
             if ok and _node_kind(self._store, path) is not None:
-                store_delete_prefix(self._store, path)
+                keys.delete_prefix(self._store, path)
                 self._replaced.append(path)
 
     def _temp_location(self, path: str, fp: str) -> tuple[Store, str]:
@@ -400,11 +388,10 @@ class Rechunked:
 
     def _commit(self, staging: zarr.storage.MemoryStore) -> None:
         """Copy the staged metadata documents, deepest first so the root lands last."""
-        keys = sorted(store_keys(staging), key=lambda k: (-k.count("/"), k))
-        for key in keys:
-            value = store_get(staging, key)
+        for key in sorted(keys.list_keys(staging), key=lambda k: (-k.count("/"), k)):
+            value = keys.get(staging, key)
             if value is not None:
-                store_set(self._store, key, value)
+                keys.put(self._store, key, value)
         if self._info.consolidated:
             zarr.consolidate_metadata(self._store, path=self._prefix or None, zarr_format=self._info.zarr_format)
 
@@ -486,8 +473,8 @@ class Rechunked:
         resumed = self._check_target()
         if not resumed:
             self._clear_overwritten()
-            store_delete_prefix(self._store, self._mark)  # leftovers of another plan are useless now
-            store_set(self._store, f"{self._mark}/plan.json",
+            keys.delete_prefix(self._store, self._mark)  # leftovers of another plan are useless now
+            keys.put(self._store, f"{self._mark}/plan.json",
                       plan_record(self.plan.fingerprint(), self.plan.to_dict()))
         return resumed
 
@@ -495,11 +482,10 @@ class Rechunked:
         """``publish='early'``: create the target's groups and arrays now, as rechunker does."""
         self._resumed = self._record_run()
         staging, _ = self._stage_metadata()
-        keys = sorted(store_keys(staging), key=lambda k: (-k.count("/"), k))
-        for key in keys:
-            value = store_get(staging, key)
+        for key in sorted(keys.list_keys(staging), key=lambda k: (-k.count("/"), k)):
+            value = keys.get(staging, key)
             if value is not None:
-                store_set(self._store, key, value)
+                keys.put(self._store, key, value)
         self._opened = self._open_target()
 
     def _prepare(self, keep: bool, start: float) -> tuple[Delayed, Any]:
@@ -526,7 +512,7 @@ class Rechunked:
                     tstore, tpath = self._temp_location(job.path, fp)
                     dst, doc = self._temp_array(tstore, tpath, job, ap.intermediate_chunks)
                     if not resumed:
-                        store_delete_prefix(tstore, tpath)  # chunks of an older, different plan
+                        keys.delete_prefix(tstore, tpath)  # chunks of an older, different plan
                     temps.append((tstore, tpath, doc))
                     # The intermediate's codecs depend on the store given (compressed on remote
                     # stores): a rerun that encodes differently must not trust chunks done before.
@@ -546,14 +532,14 @@ class Rechunked:
             for tstore, tpath, doc in temps:
                 if keep:
                     for key, value in doc.items():
-                        store_set(tstore, key, value)
+                        keys.put(tstore, key, value)
                 else:
-                    store_delete_prefix(tstore, tpath)
+                    keys.delete_prefix(tstore, tpath)
             if keep and self._temp is None:  # the kept intermediates live under MARK/temp
-                store_delete_prefix(store, f"{self._mark}/done")
-                store_delete(store, f"{self._mark}/plan.json")
+                keys.delete_prefix(store, f"{self._mark}/done")
+                keys.delete(store, f"{self._mark}/plan.json")
             else:
-                store_delete_prefix(store, self._mark)
+                keys.delete_prefix(store, self._mark)
             ran = int(sum(runs.values()))
             self._opened = self._open_target()
             self.result = RechunkResult(target=self._opened, tasks_run=ran, tasks_skipped=self.plan.n_tasks - ran,
@@ -585,7 +571,7 @@ class Rechunked:
             compressors=opts["compressors"],
             **({"filters": opts["filters"]} if opts.get("filters") is not None else {}),
         )
-        doc = {k: store_get(staging, k) for k in store_keys(staging, tpath + "/")}
+        doc = {k: keys.get(staging, k) for k in keys.list_keys(staging, tpath + "/")}
         arr = zarr.Array(zarr.AsyncArray(metadata=staged.metadata, store_path=StorePath(tstore, tpath)))
         return arr, {k: v for k, v in doc.items() if v is not None}
 

@@ -19,53 +19,17 @@ from dask._task_spec import Task, TaskRef
 from dask.delayed import Delayed
 from dask.highlevelgraph import MaterializedLayer
 from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 
 from parallelzarr.graph.lazy import GridKeys, LazyLayer, chain_sum_layers, data_layer, stack_layers
 from parallelzarr.hooks import chunk_written
 from parallelzarr.plan.rechunk import StagePlan
+from parallelzarr.store import keys
 from parallelzarr.store.chunk_io import read_region, write_region
 
-__all__ = ["MARK", "StageIO", "run_block", "build_graph", "store_exists", "store_get", "store_set",
-           "store_delete", "store_delete_prefix", "store_keys"]
+__all__ = ["MARK", "StageIO", "run_block", "build_graph"]
 
 #: Prefix in the target store for the plan record, task markers and (by default) intermediates.
 MARK = ".parallelzarr-rechunk"
-
-def store_exists(store: Store, key: str) -> bool:
-    """Whether ``key`` exists in ``store``."""
-    return bool(sync(store.exists(key)))
-
-
-def store_get(store: Store, key: str) -> bytes | None:
-    """Return the bytes at ``key`` or None."""
-    buf = sync(store.get(key, prototype=default_buffer_prototype()))
-    return None if buf is None else buf.to_bytes()
-
-
-def store_set(store: Store, key: str, value: bytes) -> None:
-    """Write ``value`` at ``key`` (one object write)."""
-    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(value)))
-
-
-def store_delete_prefix(store: Store, prefix: str) -> None:
-    """Delete every key under ``prefix``."""
-    sync(store.delete_dir(prefix))
-
-
-def store_delete(store: Store, key: str) -> None:
-    """Delete one key (absent keys are fine)."""
-    sync(store.delete(key))
-
-
-async def _collect(it: Any) -> list[str]:
-    return [k async for k in it]
-
-
-def store_keys(store: Store, prefix: str = "") -> list[str]:
-    """List keys under ``prefix``."""
-    return sync(_collect(store.list_prefix(prefix)))
 
 
 @dataclass
@@ -103,7 +67,7 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
     ``after`` only orders the task after the previous stage; its values are unused.
     """
     key = f"{io.marker_prefix}/{task}"
-    if store_exists(io.marker_store, key):
+    if keys.exists(io.marker_store, key):
         return 0
     region = io.stage.block_slices(task, io.shape)
     k = io.stage.io_chunks
@@ -114,7 +78,7 @@ def run_block(io: StageIO, task: int, *after: Any) -> int:
     write_region(io.dst, region, data, window=k)
     chunk_written()  # test-only fault hook (PARALLELZARR_FAULT=write:K); a lookup when unset
     # The marker goes last: a crash before it means the block is simply redone.
-    store_set(io.marker_store, key, b"")
+    keys.put(io.marker_store, key, b"")
     del data
     return 1
 

@@ -6,9 +6,11 @@ rerun of the same write finds those markers and makes the finished tasks no-ops 
 so their source blocks are not even read; a crash before a marker only means that task is redone
 (every task is idempotent). The markers are deleted once the write is published.
 
-The key-level store access is :mod:`parallelzarr.graph.rechunk`'s (the rechunk markers work the
-same way); this module adds write fingerprints and the graph hook
-(:meth:`Selection.restrict`) that :func:`parallelzarr.graph.write.build_write_graph` calls.
+The key-level store access is :mod:`parallelzarr.store.keys` (the rechunk markers use it the same
+way); this module adds write fingerprints and the graph hook (:meth:`Selection.restrict`) that
+:func:`parallelzarr.graph.write.build_write_graph` calls. The hook only makes dask tasks and key
+sets; it relies on the key spaces of :mod:`parallelzarr.graph.lazy` by their interface (``name``,
+``shape``, ``key_at``, membership), so this store-layer module imports nothing from the graph layer.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dask._task_spec import Task
 
-from parallelzarr.graph.lazy import GridKeys, KeySpace
-from parallelzarr.graph.rechunk import store_delete_prefix, store_keys, store_set
+from parallelzarr.store import keys
 
 #: Prefix of write task markers in the target store (zarr and xarray ignore ``.parallelzarr/``).
 TASKS_PREFIX = ".parallelzarr/tasks"
@@ -70,10 +72,10 @@ class TaskMarkers:
         """Per variable, the ids of its finished tasks (one listing of the prefix)."""
         out: dict[str, set[str]] = {}
         try:
-            keys = store_keys(self.store, self.prefix + "/")
+            found = keys.list_keys(self.store, self.prefix + "/")
         except (FileNotFoundError, OSError):
             return out
-        for key in keys:
+        for key in found:
             var, _, tid = key[len(self.prefix) + 1 :].rpartition("/")
             if var and tid:
                 out.setdefault(var, set()).add(tid)
@@ -83,7 +85,7 @@ class TaskMarkers:
         key = f"{self.prefix}/{variable}/{tid}"
         for attempt in range(3):
             try:
-                store_set(self.store, key, b"")
+                keys.put(self.store, key, b"")
                 return
             except (FileNotFoundError, FileExistsError):
                 # Another write of this store finished meanwhile and cleared every write's markers
@@ -96,7 +98,7 @@ class TaskMarkers:
     def clear(self) -> None:
         """Delete every marker of this write (after it is published)."""
         try:
-            store_delete_prefix(self.store, self.prefix)
+            keys.delete_prefix(self.store, self.prefix)
         except (FileNotFoundError, OSError):
             pass
         remove_empty_dirs(self.store, self.prefix)
@@ -124,7 +126,7 @@ def remove_empty_dirs(store: Any, prefix: str) -> None:
 def clear_all(store: Any) -> None:
     """Delete the markers of every write of ``store`` (its chunks beyond the shape were dropped)."""
     try:
-        store_delete_prefix(store, TASKS_PREFIX)
+        keys.delete_prefix(store, TASKS_PREFIX)
     except (FileNotFoundError, OSError):
         pass
 
@@ -139,10 +141,25 @@ def _marked(markers: TaskMarkers, variable: str, tid: str, written: int) -> int:
     return written
 
 
-class RangeKeys(KeySpace):
-    """The keys of a :class:`GridKeys` whose C-order positions lie in ``[start, stop)``."""
+class GridLike(Protocol):
+    """What the graph hook needs of a :class:`parallelzarr.graph.lazy.GridKeys`: keys ``(name, i0, ...)``
+    of a C-order grid of ``shape``."""
 
-    def __init__(self, grid: GridKeys, start: int, stop: int):
+    name: str
+    shape: tuple[int, ...]
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def key_at(self, i: int) -> Any: ...
+
+
+class RangeKeys(AbstractSet):
+    """The keys of a grid (a :class:`~parallelzarr.graph.lazy.GridKeys`) whose C-order positions lie in
+    ``[start, stop)``; a key space as :mod:`parallelzarr.graph.lazy` defines one (``key_at``)."""
+
+    def __init__(self, grid: GridLike, start: int, stop: int):
         self.grid = grid
         self.name = grid.name
         self.start, self.stop = int(start), int(stop)
@@ -189,10 +206,11 @@ class Selection:
     done: frozenset[str] = field(default_factory=frozenset)
     span: tuple[int, int] | None = None
 
-    def restrict(self, writes: GridKeys, make: Callable[[Any], Task]) -> tuple[KeySpace, Callable[[Any], Task]]:
+    def restrict(self, writes: GridLike, make: Callable[[Any], Task]) -> tuple[Any, Callable[[Any], Task]]:
         """The hook of :func:`~parallelzarr.graph.write.build_write_graph`: the write keys to keep
-        and the task maker, with finished tasks skipped and the others marked when done."""
-        keys: KeySpace = writes if self.span is None else RangeKeys(writes, *self.span)
+        (``writes`` itself, or a :class:`RangeKeys` of it) and the task maker, with finished tasks
+        skipped and the others marked when done."""
+        kept: Any = writes if self.span is None else RangeKeys(writes, *self.span)
 
         def make_selected(key: Any) -> Task:
             tid = task_id(key[1:])
@@ -203,7 +221,7 @@ class Selection:
                 return task
             return Task(key, _marked, self.markers, self.variable, tid, task)
 
-        return keys, make_selected
+        return kept, make_selected
 
 
 @dataclass

@@ -1,0 +1,139 @@
+"""Key-level access to any zarr store: raw bytes, JSON documents, listings, exclusive creation.
+
+Every operation that reads or writes one key of a store by name (bookkeeping under ``.parallelzarr*``,
+metadata documents, task markers, staged copies) goes through this module, so writes, appends and
+rechunks share one implementation of each. Each call runs the store's coroutine with zarr's
+``sync``, so it may be called from any thread (a dask worker's included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import zarr
+import zarr.storage
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+__all__ = [
+    "ROOT_DOCS",
+    "METADATA_NAMES",
+    "ARRAY_DOCS",
+    "get",
+    "put",
+    "exists",
+    "delete",
+    "delete_prefix",
+    "list_keys",
+    "read_json",
+    "write_json",
+    "write_metadata_doc",
+    "create_exclusive",
+]
+
+#: The metadata documents a group's root can hold (v2's, then v3's ``zarr.json``), in the order
+#: they are published: ``zarr.json`` last, so a v3 reader sees the group only when the rest is in.
+ROOT_DOCS = (".zattrs", ".zgroup", ".zmetadata", "zarr.json")
+#: An array's own metadata documents (v3, then v2's array and attribute documents).
+ARRAY_DOCS = ("zarr.json", ".zarray", ".zattrs")
+#: Every zarr metadata document name (v2 and v3): the keys of a node that are not chunks, and the
+#: names no variable may take.
+METADATA_NAMES = frozenset(ROOT_DOCS) | frozenset(ARRAY_DOCS)
+
+
+def get(store: Any, key: str) -> bytes | None:
+    """The bytes stored at ``key``, or ``None`` if it is absent."""
+    buf = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if buf is None else buf.to_bytes()
+
+
+def put(store: Any, key: str, value: bytes) -> None:
+    """Write ``value`` at ``key`` (one object write)."""
+    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(value)))
+
+
+def exists(store: Any, key: str) -> bool:
+    """Whether ``key`` exists in ``store``."""
+    return bool(sync(store.exists(key)))
+
+
+def delete(store: Any, key: str) -> None:
+    """Delete one key (an absent key is fine)."""
+    sync(store.delete(key))
+
+
+def delete_prefix(store: Any, prefix: str) -> None:
+    """Delete every key under ``prefix`` (``""``: the whole store)."""
+    sync(store.delete_dir(prefix))
+
+
+async def _collect(it: Any) -> list[str]:
+    return [k async for k in it]
+
+
+def list_keys(store: Any, prefix: str = "") -> list[str]:
+    """Every key under ``prefix`` (one listing; its order is the store's)."""
+    return sync(_collect(store.list_prefix(prefix)))
+
+
+def read_json(store: Any, key: str) -> dict[str, Any] | None:
+    """The JSON document at ``key``, or ``None`` if it is absent."""
+    data = get(store, key)
+    return None if data is None else json.loads(data)
+
+
+def write_json(store: Any, key: str, value: dict[str, Any]) -> None:
+    """Write a bookkeeping document (keys sorted: equal values give equal bytes)."""
+    put(store, key, json.dumps(value, sort_keys=True).encode())
+
+
+def write_metadata_doc(store: Any, key: str, doc: dict[str, Any]) -> None:
+    """Write a zarr metadata document as zarr lays it out (its key order, its ``json_indent``)."""
+    put(store, key, json.dumps(doc, indent=zarr.config.get("json_indent", 2), allow_nan=True).encode())
+
+
+def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
+    """Create ``key`` only if absent; ``True`` if this call created it.
+
+    On a local filesystem ``O_CREAT | O_EXCL`` makes this atomic between processes. Other stores
+    use the store's conditional create and then read back the holder, so a lost race is noticed.
+    """
+    data = json.dumps(value, sort_keys=True).encode()
+    if isinstance(store, zarr.storage.LocalStore):
+        path = os.path.join(str(store.root), key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        # No fsync: the lease guards against concurrent processes, not power loss (a lease lost
+        # with the machine has no live holder and is cleared as stale).
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+    if isinstance(store, zarr.storage.FsspecStore) and "s3" in _protocols(store.fs):
+        # One conditional PUT (If-None-Match: *): the object store arbitrates between appenders.
+        path = f"{store.path.rstrip('/')}/{key}"
+
+        async def _create() -> bool:
+            try:
+                await store.fs._pipe_file(path, data, mode="create")
+            except Exception as exc:  # botocore reports PreconditionFailed as one of several types
+                if "Precondition" in str(exc) or "412" in str(exc) or isinstance(exc, FileExistsError):
+                    return False
+                raise
+            return True
+
+        if not sync(_create()):
+            return False
+    else:
+        sync(store.set_if_not_exists(key, default_buffer_prototype().buffer.from_bytes(data)))
+    held = read_json(store, key)
+    return held is not None and held.get("id") == value.get("id")
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
