@@ -53,6 +53,7 @@ from parallelzarr.inputs.datasets import (
 from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.job import PreparedWrite, plan_job
+from parallelzarr.store.keys import METADATA_NAMES
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
 from parallelzarr.store.resolve import ResolvedStore
 
@@ -60,7 +61,7 @@ __all__ = ["prepare_overwrite", "roll_forward_overwrite", "discard_staging", "ST
 
 STAGING_PREFIX = f"{cm.PREFIX}/staging/"
 #: Names of zarr metadata documents inside an array's prefix (never moved as chunks).
-META_DOCS = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
+META_DOCS = METADATA_NAMES
 
 
 # --- raw key helpers -------------------------------------------------------------------------------

@@ -15,12 +15,13 @@ from parallelzarr.errors import (
     ModeError,
     RegionError,
 )
+from parallelzarr.store.keys import METADATA_NAMES
 
 MODES = ("w-", "w", "a", "a-", "r+")
 #: Longest chunk or shard length accepted (grid arithmetic stays exact in int64 well below this).
 MAX_CHUNK_LENGTH = 2**53
 #: Names that would collide with zarr's metadata documents or parallelzarr's bookkeeping.
-RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+RESERVED_NAMES = METADATA_NAMES
 RESERVED_PREFIX = ".parallelzarr"
 
 #: Keys accepted in the encoding of a bare array (``zarr.create_array`` keywords).
