@@ -24,10 +24,10 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from numbers import Integral
-from typing import Any
+from typing import Any, ClassVar
 
 from parallelzarr.errors import ChunkSpecError, MemoryBudgetError
 from parallelzarr.units import format_bytes, parse_bytes
@@ -250,7 +250,10 @@ class RechunkPlan:
     """The whole rechunk: one :class:`ArrayPlan` per array plus budget facts.
 
     ``print(plan)`` shows a table; :meth:`to_dict` is JSON-able; :meth:`fingerprint`
-    identifies the plan for resuming.
+    identifies the plan for resuming. ``plan.plot(ax=None)`` draws the stages against the budget
+    (needs matplotlib); it is :func:`parallelzarr.reports.plot.plot_rechunk_plan`, installed on this
+    class by :func:`parallelzarr.reports.plot.register` when ``parallelzarr`` is imported, so that
+    this pure layer imports no drawing code.
     """
 
     arrays: tuple[ArrayPlan, ...]
@@ -259,6 +262,8 @@ class RechunkPlan:
     memory_model: MemoryModel = field(default_factory=MemoryModel)
     #: How intermediates are encoded (e.g. "Blosc lz4 level 5"), printed with two-pass plans; "" if not given.
     intermediate_codec: str = ""
+    #: Draws the plan; installed by :func:`parallelzarr.reports.plot.register` (see above).
+    plot: ClassVar[Callable[..., Any]]
 
     @property
     def n_tasks(self) -> int:
@@ -342,12 +347,6 @@ class RechunkPlan:
         import html
 
         return f"<pre>{html.escape(str(self))}</pre>"
-
-    def plot(self, ax: Any = None) -> Any:
-        """Draw the stages against the budget (:func:`parallelzarr.reports.plot.plot_rechunk_plan`); needs matplotlib."""
-        from parallelzarr.reports.plot import plot_rechunk_plan
-
-        return plot_rechunk_plan(self, ax=ax)
 
     def __str__(self) -> str:
         lines = [

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from parallelzarr.errors import ChunkSpecError, MemoryBudgetError, StrategyError
 from parallelzarr.plan.grid import Segment, aligned_chunks, axis_segments, summarize_chunks
@@ -469,7 +469,13 @@ def plan_rectilinear(
 
 @dataclass
 class WritePlan:
-    """The plan of one write: a :class:`VariablePlan` per variable, plus what the write does."""
+    """The plan of one write: a :class:`VariablePlan` per variable, plus what the write does.
+
+    Plain data: ``print`` it, :meth:`to_dict`. ``plan.plot(variable=None, axes=(0, 1), ax=None)``
+    draws one variable (needs matplotlib); it is :func:`parallelzarr.reports.plot.plot_write_plan`,
+    installed on this class by :func:`parallelzarr.reports.plot.register` when ``parallelzarr`` is
+    imported, so that this pure layer imports no drawing code.
+    """
 
     target: str
     mode: str
@@ -487,6 +493,8 @@ class WritePlan:
     parts: list[dict[str, Any]] | None = None
     #: ``(i, N)`` when this plan is the part ``i`` of ``N`` of a job array.
     part: tuple[int, int] | None = None
+    #: Draws the plan; installed by :func:`parallelzarr.reports.plot.register` (see above).
+    plot: ClassVar[Callable[..., Any]]
 
     @property
     def tasks(self) -> int:
@@ -521,26 +529,6 @@ class WritePlan:
         import html
 
         return f"<pre>{html.escape(format_plan(self))}</pre>"
-
-    def plot(self, variable: str | None = None, **kwargs: Any) -> Any:
-        """Draw one variable's dask blocks over its write grid (needs matplotlib).
-
-        Parameters
-        ----------
-        variable
-            Name of the variable to draw; the first variable of the plan by default.
-        **kwargs
-            Passed to :func:`parallelzarr.reports.plot.plot_write_plan` (``axes``, ``ax``).
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-            The figure, with cells colored as owned, edge, locked or partial.
-        """
-        from parallelzarr.reports.plot import plot_write_plan
-
-        return plot_write_plan(self, variable, **kwargs)
-
 
 def format_plan(plan: WritePlan) -> str:
     """Render a :class:`WritePlan` as a readable text table."""

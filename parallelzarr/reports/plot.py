@@ -11,6 +11,11 @@ most :data:`MAX_CELLS` cells are drawn along each axis.
 :func:`plot_rechunk_plan` draws, per array and stage, the read chunk, the task block and the write
 chunk as bars of bytes (log scale) labelled with their shapes, next to each stage's estimated task
 memory and the budget.
+
+:func:`register` gives :class:`~parallelzarr.plan.write.WritePlan` and
+:class:`~parallelzarr.plan.rechunk.RechunkPlan` their ``plot()`` methods (these two functions);
+``import parallelzarr`` runs it, as it registers the ``ds.pz`` accessor. So reports depend on plans
+and never the reverse: the plan layer holds plain data and imports no drawing code.
 """
 
 from __future__ import annotations
@@ -19,15 +24,17 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from parallelzarr.plan.rechunk import RechunkPlan
+from parallelzarr.plan.write import WritePlan
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from parallelzarr.plan.grid import Segment
-    from parallelzarr.plan.rechunk import RechunkPlan
-    from parallelzarr.plan.write import AxisLayout, VariablePlan, WritePlan
+    from parallelzarr.plan.write import AxisLayout, VariablePlan
 
-__all__ = ["plot_write_plan", "plot_rechunk_plan", "MAX_CELLS", "LABELS"]
+__all__ = ["plot_write_plan", "plot_rechunk_plan", "register", "MAX_CELLS", "LABELS"]
 
 #: Most grid cells drawn along one axis; larger writes show their first ``MAX_CELLS`` cells.
 MAX_CELLS = 200
@@ -437,3 +444,39 @@ def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
     ax.set_title(title, fontsize="medium")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- plan methods
+
+
+def _write_plan_method(self: WritePlan, variable: str | None = None, **kwargs: Any) -> Figure:
+    """Draw one variable's dask blocks over its write grid (needs matplotlib).
+
+    Parameters
+    ----------
+    variable
+        Name of the variable to draw; the first variable of the plan by default.
+    **kwargs
+        Passed to :func:`plot_write_plan` (``axes``, ``ax``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with cells colored as owned, edge, locked or partial.
+    """
+    return plot_write_plan(self, variable, **kwargs)
+
+
+def _rechunk_plan_method(self: RechunkPlan, ax: Axes | None = None) -> Figure:
+    """Draw the stages against the budget (:func:`plot_rechunk_plan`); needs matplotlib."""
+    return plot_rechunk_plan(self, ax=ax)
+
+
+def register() -> None:
+    """Install ``plot()`` on :class:`WritePlan` and :class:`RechunkPlan` (idempotent).
+
+    ``import parallelzarr`` calls it. The methods live here rather than in the plan classes so
+    that the plan layer does not import this one; matplotlib is still imported only when drawing.
+    """
+    WritePlan.plot = _write_plan_method
+    RechunkPlan.plot = _rechunk_plan_method
