@@ -26,6 +26,7 @@ from parallelzarr.cluster import ClusterStartError
 from parallelzarr.errors import ParallelZarrError, StoreWriteError
 from parallelzarr.inputs.sources import MFDATASET_OPTIONS  # noqa: F401  (re-exported: how several inputs combine)
 from parallelzarr.redact import is_secret_key, redact, url_credentials
+from parallelzarr.run.failures import describe_cause, failures_as
 
 __all__ = ["main"]
 
@@ -613,15 +614,13 @@ def rechunk(source: str, target: str, chunks: str, max_mem: str, temp: str | Non
     so = run.storage_options or None
     from parallelzarr.store.resolve import resolve_store
 
-    problem = None
-    try:
+    def refused(exc: BaseException) -> BadInput | None:  # missing nodes, unreachable endpoints, bad options
+        if isinstance(exc, ParallelZarrError):
+            return None  # says what is wrong already
+        return BadInput(_redact(f"cannot open rechunk source {source!r}: {describe_cause(exc)}", so))
+
+    with failures_as(refused, Exception, secret_safe=True):
         src = zarr.open(resolve_store(source, so, read_only=True).store, mode="r")
-    except ParallelZarrError:
-        raise
-    except Exception as exc:  # missing nodes, unreachable endpoints, bad options: all bad input here
-        problem = f"cannot open rechunk source {source!r}: {type(exc).__name__}: {exc}"
-    if problem is not None:
-        raise BadInput(_redact(problem, so))
     target_options = {"zarr_format": int(zarr_format)} if zarr_format else None
     doc: dict[str, Any] = {"command": "rechunk", "source": source, "target": target, "dry_run": run.dry_run,
                            "storage_option_keys": _option_keys(run.storage_options)}

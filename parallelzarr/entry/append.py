@@ -34,7 +34,6 @@ from parallelzarr.errors import (
     ModeError,
     SchemaMismatchError,
     StoreError,
-    StoreWriteError,
 )
 from parallelzarr.hooks import chunk_written, fault_point
 from parallelzarr.inputs.datasets import _encoded, _stored_encoding, as_dataset, open_stored
@@ -50,6 +49,7 @@ from parallelzarr.inputs.ingest import (
 )
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress, finish_running_tasks
+from parallelzarr.run.failures import append_failure, store_write_failures
 from parallelzarr.run.job import PreparedWrite, plan_job
 from parallelzarr.store.chunk_io import write_region
 from parallelzarr.store.rectilinear import append_job
@@ -490,6 +490,16 @@ class _AppendRun:
             raise
         return True
 
+    def stopped(self, exc: BaseException) -> None:
+        """The run stopped on ``exc`` before it finished: release the lease.
+
+        Running tasks go on after an interrupt (the commit among them): the lease is released only
+        once they are done, so no other append can start while this one still writes.
+        """
+        if isinstance(exc, KeyboardInterrupt):
+            finish_running_tasks()
+        self.release()
+
     def release(self) -> None:
         """Release the lease if this run holds it (a no-op otherwise)."""
         cm.Lease(self.store, {"id": self.lease_id}).release()
@@ -852,7 +862,7 @@ def append(
     lease = cm.acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id, wait=wait)
     if lease.broke_stale:
         repaired.append(f"broke the lease of a dead process ({cm.describe_holder(lease.broke_stale)})")
-    try:
+    with store_write_failures(append_failure(resolved.store, resolved.description), cleanup=run.stopped):
         fault_point("append:leased")
         run.check()
         if graph is None:
@@ -860,18 +870,6 @@ def append(
         else:
             with compute_progress(progress, compute_kwargs) as kw:
                 dask.compute(graph, **kw)
-    except OSError as exc:
-        run.release()
-        raise _append_failed(resolved, exc) from exc
-    except KeyboardInterrupt:
-        # Running tasks go on after an interrupt (the commit among them): the lease is released
-        # only once they are done, so no other append can start while this one still writes.
-        finish_running_tasks()
-        run.release()
-        raise
-    except BaseException:
-        run.release()
-        raise
     return result
 
 
@@ -935,27 +933,6 @@ def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> 
         write_region(target, box, data[local])
         chunk_written()
     return int(data.nbytes)
-
-
-def _append_failed(resolved: ResolvedStore, exc: OSError) -> StoreWriteError:
-    """The error for an I/O failure during an append: what readers see now and how to recover."""
-    from parallelzarr.entry.write import describe_cause
-
-    try:
-        committing = cm.pending_journal(resolved.store) is not None
-    except (OSError, ValueError):
-        committing = False
-    if committing:
-        return StoreWriteError(
-            f"appending to {resolved.description} failed while committing: {describe_cause(exc)}. Readers of "
-            "the consolidated metadata still see the data before this append. Fix the cause, then run "
-            "parallelzarr.repair(store) or rerun the same append: either finishes the commit."
-        )
-    return StoreWriteError(
-        f"appending to {resolved.description} failed: {describe_cause(exc)}. Readers still see the data as it "
-        "was before this append (its new chunks lie beyond the stored shape, unpublished). Fix the cause, then "
-        "rerun the same append; parallelzarr.repair(store) drops the unpublished chunks."
-    )
 
 
 @quietly

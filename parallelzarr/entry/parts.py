@@ -30,8 +30,9 @@ from zarr.core.sync import sync
 
 from parallelzarr.commit import core as cm
 from parallelzarr.entry.kwargs import check_compute_kwargs
-from parallelzarr.errors import PlanningError, StoreError, StoreWriteError
+from parallelzarr.errors import PlanningError, StoreError
 from parallelzarr.plan.write import WritePlan
+from parallelzarr.run.failures import part_failure, store_write_failures
 from parallelzarr.store.markers import Resume, TaskMarkers, plan_fingerprint, remove_empty_dirs
 
 __all__ = ["init", "write_part", "finalize", "abort", "status", "parse_part", "split_plan", "PartsError", "PartsIncompleteError"]
@@ -440,7 +441,7 @@ def write_part(
         prepared.plan.tasks_run = 0
         prepared.plan.notes.append(f"part {i}/{nparts} was already done; nothing written")
         return prepared.plan
-    from parallelzarr.entry.write import build_graph, describe_cause
+    from parallelzarr.entry.write import build_graph
 
     if not _is_dataset(data):  # a bare array: opened here (its prepared opener needs the setup, init's job)
         import zarr
@@ -448,14 +449,8 @@ def write_part(
         for job in prepared.jobs:
             job.open_target = lambda: zarr.open_array(resolved.store, mode="r+")
     delayed = build_graph(prepared)
-    try:
+    with store_write_failures(part_failure(i, nparts, resolved.description)):
         dask.compute(delayed, **compute_kwargs)
-    except OSError as exc:
-        raise StoreWriteError(
-            f"part {i}/{nparts} of the write to {resolved.description} failed: {describe_cause(exc)}. Nothing is "
-            "published (finalize refuses until every part is done). Fix the cause, then rerun the same part: its "
-            "finished tasks are skipped."
-        ) from exc
     cm.write_json(resolved.store, done_key(i), {
         "part": i, "parts": nparts, "fingerprint": fp, "markers": resume.markers.prefix, "host": socket.gethostname(),
         "tasks": table[i]["tasks"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -18,12 +18,13 @@ from dask.highlevelgraph import HighLevelGraph
 from parallelzarr.commit import core as cm
 from parallelzarr.entry.kwargs import check_compute_kwargs
 from parallelzarr.entry.notices import quietly
-from parallelzarr.errors import DataTypeError, ModeError, PlanningError, StoreWriteError
+from parallelzarr.errors import DataTypeError, ModeError, PlanningError
 from parallelzarr.graph.write import build_write_graph, total
 from parallelzarr.inputs.sources import sources_as_data
 from parallelzarr.inputs.validate import check_mode
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress
+from parallelzarr.run.failures import store_write_failures, write_failure
 from parallelzarr.run.job import PreparedWrite
 from parallelzarr.store import rectilinear as _rectilinear  # noqa: F401  (lets zarr >= 3.2 read rectilinear grids)
 from parallelzarr.units import parse_bytes
@@ -545,7 +546,8 @@ def to_zarr(
         write_empty_chunks=write_empty_chunks,
     )
     publish_last = prepared.commit is not None
-    try:
+    describe = prepared.info.get("describe_failure") or write_failure(prepared.plan, publish_last)
+    with store_write_failures(describe, cleanup=lambda exc: _failed(prepared, exc)):
         resuming = cm.RESUME.set(prepared.plan.fingerprint)  # keep the chunks of an unfinished same write
         try:
             prepared.setup()
@@ -567,14 +569,6 @@ def to_zarr(
             return delayed
         with compute_progress(progress, compute_kwargs) as kw:
             dask.compute(delayed, **kw)
-    except OSError as exc:
-        _failed(prepared, exc)
-        if prepared.info.get("describe_failure") is not None:  # mode="a"/"r+": staged, then committed
-            raise StoreWriteError(prepared.info["describe_failure"](describe_cause(exc))) from exc
-        raise write_failed(prepared.plan, exc, publish_last) from exc
-    except BaseException as exc:
-        _failed(prepared, exc)
-        raise
     cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
     consolidate_root(root_store, group, storage_options, consolidated)
     from parallelzarr.store.markers import count_tasks
@@ -628,30 +622,3 @@ def _failed(prepared: PreparedWrite, exc: BaseException) -> None:
     on_failure = prepared.info.get("on_failure")
     if on_failure is not None:
         on_failure(exc)
-
-
-def describe_cause(exc: BaseException) -> str:
-    """An ``OSError`` (or other cause) as one line: its type and message (with the file, if any)."""
-    return f"{type(exc).__name__}: {exc}"
-
-
-def write_failed(plan: WritePlan, exc: BaseException, publish_last: bool) -> StoreWriteError:
-    """The error for an I/O failure during a write: what readers see now and how to recover.
-
-    ``publish_last``: the write holds back the root metadata until its last chunk (new Datasets).
-    """
-    cause = describe_cause(exc)
-    if plan.mode == "r+":
-        return StoreWriteError(
-            f"region write into {plan.target} failed: {cause}. The metadata is unchanged; inside the region "
-            "each value is either its old or its new value (a region write is not atomic). Fix the cause, "
-            "then rerun the same region write."
-        )
-    if publish_last:
-        seen = "Nothing was published: readers see no dataset there (its root metadata is written after the last chunk)."
-    else:
-        seen = "Chunks not yet written read as fill values."
-    return StoreWriteError(
-        f"writing {plan.target} failed: {cause}. {seen} Fix the cause, then rerun the write with mode='w' "
-        "to replace the unfinished store."
-    )
