@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast test-newest compat compat-rechunker lint bench clean
+.PHONY: venv demo test test-fast test-newest compat compat-rechunker lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check parallelzarr tests benchmarks
+
+# mypy ([tool.mypy]) and the complexity rule (C90 at [tool.ruff.lint.mccabe]'s max-complexity), not yet
+# part of `test`: both still fail on the tree (issue 13); each moves into `test` once it passes.
+typecheck: $(STAMP)
+	$(PY) -m mypy parallelzarr
+	$(PY) -m ruff check --select C90 parallelzarr tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_write.py
