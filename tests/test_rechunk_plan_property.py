@@ -11,12 +11,12 @@ from parallelzarr.errors import MemoryBudgetError
 from parallelzarr.plan.rechunk import (
     ArraySpec,
     MemoryModel,
-    _intermediate_candidates,
-    _stage,
     plan_array,
     plan_rechunk,
     task_memory,
 )
+from parallelzarr.plan.rechunk.stages import build_stage
+from parallelzarr.plan.rechunk.two_pass import intermediate_candidates
 from parallelzarr.units import format_bytes
 
 MODEL = MemoryModel(overhead=0)
@@ -35,14 +35,14 @@ def _simple_alternatives(shape, itemsize, src, tgt, budget) -> list[int]:
     out = []
     unit = tuple(min(n, c) for n, c in zip(shape, tgt, strict=True))
     if task_memory(shape, itemsize, unit, src, tgt, MODEL, io_chunks=1)["total"] <= budget:
-        out.append(_moved([_stage(0, "source", "target", shape, itemsize, src, tgt, unit, MODEL, False, budget)]))
-    m = tuple(_intermediate_candidates(n, a, b)[0] for n, a, b in zip(shape, src, tgt, strict=True))
+        out.append(_moved([build_stage(0, "source", "target", shape, itemsize, src, tgt, unit, MODEL, False, budget)]))
+    m = tuple(intermediate_candidates(n, a, b)[0] for n, a, b in zip(shape, src, tgt, strict=True))
     b1 = tuple(min(n, math.lcm(a, c)) for n, a, c in zip(shape, src, m, strict=True))
     b2 = tuple(min(n, math.lcm(c, b)) for n, c, b in zip(shape, m, tgt, strict=True))
     if max(task_memory(shape, itemsize, b1, src, m, MODEL, io_chunks=1)["total"],
            task_memory(shape, itemsize, b2, m, tgt, MODEL, io_chunks=1)["total"]) <= budget:
-        out.append(_moved([_stage(0, "source", "intermediate", shape, itemsize, src, m, b1, MODEL, False, budget),
-                           _stage(1, "intermediate", "target", shape, itemsize, m, tgt, b2, MODEL, False, budget)]))
+        out.append(_moved([build_stage(0, "source", "intermediate", shape, itemsize, src, m, b1, MODEL, False, budget),
+                           build_stage(1, "intermediate", "target", shape, itemsize, m, tgt, b2, MODEL, False, budget)]))
     return out
 
 

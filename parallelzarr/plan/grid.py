@@ -16,6 +16,7 @@ on per-axis lists, so an N-D plan never materialises per-cell lists.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -212,3 +213,31 @@ def summarize_chunks(chunks: Sequence[int]) -> str:
     if len(parts) > 6:
         parts = parts[:3] + ["..."] + parts[-2:]
     return "+".join(parts)
+
+
+def split_region(
+    region: Sequence[slice], grid: Sequence[int], max_cells: int
+) -> list[tuple[slice, ...]]:
+    """Split ``region`` into grid-aligned pieces touching at most ``max_cells`` cells each.
+
+    Pieces take whole cells on trailing axes and as many cells of the leading split axis
+    as fit, so piece edges fall on grid boundaries (whole-chunk writes stay whole).
+    """
+    cuts = []
+    for sl, g in zip(region, grid, strict=True):
+        edges = [sl.start, *range((sl.start // g + 1) * g, sl.stop, g), sl.stop]
+        cuts.append(edges)
+    counts = [len(c) - 1 for c in cuts]
+    if math.prod(counts) <= max_cells:
+        return [tuple(region)]
+    ndim = len(counts)
+    d = next(i for i in range(ndim) if math.prod(counts[i + 1:]) <= max_cells)
+    step = max(1, max_cells // math.prod(counts[d + 1:]))
+    pieces = []
+    for lead in itertools.product(*(range(c) for c in counts[:d])):
+        for j in range(0, counts[d], step):
+            sel = [slice(cuts[i][k], cuts[i][k + 1]) for i, k in enumerate(lead)]
+            sel.append(slice(cuts[d][j], cuts[d][min(j + step, counts[d])]))
+            sel.extend(region[d + 1:])
+            pieces.append(tuple(sel))
+    return pieces
