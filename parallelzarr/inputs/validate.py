@@ -8,18 +8,16 @@ from typing import Any
 import numpy as np
 
 from parallelzarr.errors import (
-    ChunkSpecError,
     EncodingError,
     InvalidNameError,
     InvalidNameTypeError,
     ModeError,
     RegionError,
 )
+from parallelzarr.plan.chunk_spec import parse_chunk_spec
 from parallelzarr.store.keys import METADATA_NAMES
 
 MODES = ("w-", "w", "a", "a-", "r+")
-#: Longest chunk or shard length accepted (grid arithmetic stays exact in int64 well below this).
-MAX_CHUNK_LENGTH = 2**53
 #: Names that would collide with zarr's metadata documents or parallelzarr's bookkeeping.
 RESERVED_NAMES = METADATA_NAMES
 RESERVED_PREFIX = ".parallelzarr"
@@ -132,45 +130,16 @@ def check_encoding_keys(name: str, enc: Mapping[str, Any], allowed: frozenset[st
 def normalize_chunk_spec(
     name: str, label: str, spec: Any, shape: Sequence[int], dims: Sequence[str]
 ) -> tuple[int, ...] | None:
-    """Turn ``chunks``/``shards`` given as int, tuple or dims-keyed dict into a tuple of lengths.
+    """Turn ``chunks``/``shards`` of a write's encoding into one length per axis (``None``: not given).
 
-    ``-1`` or ``None`` for an axis means the whole axis.
+    The rules are those of every chunk request (:mod:`parallelzarr.plan.chunk_spec`), with the write
+    options: a dict naming a dimension the variable does not have is refused, axes it leaves out
+    take the whole axis, and lengths beyond an axis are kept (the array may grow by appends).
+    Lengths are capped at :data:`parallelzarr.plan.chunk_spec.MAX_CHUNK_LENGTH`.
     """
     if spec is None:
         return None
-    ndim = len(shape)
-    if isinstance(spec, int) and not isinstance(spec, bool):
-        spec = (spec,) * ndim
-    elif isinstance(spec, str | bytes):
-        raise ChunkSpecError(f"{name!r}: {label} must be an int, a tuple or a dict by dimension, got {spec!r}")
-    elif isinstance(spec, Mapping):
-        unknown = [k for k in spec if k not in dims]
-        if unknown:
-            raise ChunkSpecError(f"{name!r}: {label} name unknown dimension(s) {unknown}; dimensions are {tuple(dims)}")
-        spec = tuple(spec.get(d, -1) for d in dims)
-    try:
-        spec = tuple(spec)
-    except TypeError as exc:
-        raise ChunkSpecError(f"{name!r}: {label} must be an int, a tuple or a dict by dimension, got {spec!r}") from exc
-    if len(spec) != ndim:
-        raise ChunkSpecError(
-            f"{name!r}: {label} {spec} has {len(spec)} entries but the array has {ndim} dimension(s) {tuple(dims)}; "
-            f"give one length per dimension"
-        )
-    out = []
-    for d, c, n in zip(dims, spec, shape, strict=True):
-        if c is None or c == -1:
-            out.append(max(int(n), 1))
-            continue
-        if isinstance(c, bool) or not isinstance(c, int) or c <= 0:
-            raise ChunkSpecError(f"{name!r}: {label} along {d!r} must be a positive integer (or -1), got {c!r}")
-        if c > MAX_CHUNK_LENGTH:
-            raise ChunkSpecError(
-                f"{name!r}: {label} along {d!r} is {c}, beyond the largest length {MAX_CHUNK_LENGTH}; "
-                f"use at most the axis length {n} (or -1)"
-            )
-        out.append(int(c))
-    return tuple(out)
+    return parse_chunk_spec(spec, shape, dims, unknown_dims="error", clip=False, label=label, name=name)
 
 
 def normalize_region(
