@@ -249,14 +249,78 @@ def plan_variable(
                                 shards=shards, region_start=region_start, max_mem=max_mem)
     if strategy not in STRATEGIES:
         raise StrategyError(f"unknown strategy {strategy!r} for {name!r}; choose one of {', '.join(STRATEGIES)}")
+    chunks, shards = _checked_grid(name, dims, chunks, shards, len(dask_chunks))
+    grid = shards or chunks
+    start = tuple(int(s) for s in region_start) if region_start is not None else (0,) * ndim
+    dask_chunks = tuple(tuple(int(c) for c in ch) for ch in dask_chunks)
+    _check_extent(name, dims, shape, start, dask_chunks)
+    axes = layout(dims, shape, dask_chunks, grid, start)
+    aligned = all(not any(seg.shared for seg in ax.segments) for ax in axes)
+    total_bytes = _prod([sum(c) for c in dask_chunks]) * itemsize
+    moved_bytes = total_bytes - _prod([ax.owned_length for ax in axes]) * itemsize
+    partial_before = _prod([ax.ncells for ax in axes]) - _prod([ax.full_cells for ax in axes])
+    # Region writes: cells the write covers only in part are shared with whoever writes the rest.
+    lock_partial = bool(partial_cells_shared and partial_before)
+    if lock_partial and lock_backend is None:
+        raise _unlockable_partial_error(name, partial_before, axes, grid, lock_problem)
+    chosen, reason = _choose_strategy(
+        name, strategy, axes, aligned=aligned, partial=partial_before, lock_partial=lock_partial,
+        lock_backend=lock_backend, lock_problem=lock_problem, share=moved_bytes / total_bytes if total_bytes else 0.0,
+    )
+    write_chunks = dask_chunks
+    if chosen == "rechunk":
+        write_chunks = tuple(
+            aligned_chunks(ch, g, L, s) for ch, g, L, s in zip(dask_chunks, grid, shape, start, strict=True)
+        )
+        axes = layout(dims, shape, write_chunks, grid, start)
+        moved_bytes = total_bytes if not aligned else 0
+    counts = _task_counts(chosen, axes, write_chunks, grid, itemsize, aligned=aligned)
+    if chosen == "lock":
+        moved_bytes = 0
+    locks = counts.locks
+    if lock_partial:
+        # Whatever the strategy, a task writing a partly covered cell holds that cell's lock.
+        if chosen != "lock":
+            locks = counts.partial
+        reason += (
+            f"; the region covers {counts.partial} grid cell(s) only in part ({_partial_cells_text(axes)}), which "
+            f"neighbouring writers may share: they are written under {lock_backend} locks"
+        )
+    if max_mem is not None and counts.peak > max_mem:
+        raise MemoryBudgetError(
+            f"{name!r}: a write task would hold about {format_bytes(counts.peak)} (largest dask block "
+            f"{format_bytes(counts.block_bytes)}, grid cell {format_bytes(counts.cell_bytes)}) but max_mem is "
+            f"{format_bytes(max_mem)}; raise max_mem to at least {format_bytes(counts.peak)} or use smaller dask chunks"
+        )
+    return VariablePlan(
+        name=name, shape=tuple(int(s) for s in shape), dims=dims, dtype=dtype, itemsize=itemsize,
+        region=tuple((ax.start, ax.stop) for ax in axes), dask_chunks=dask_chunks, chunks=chunks, shards=shards,
+        strategy=chosen, reason=reason, write_chunks=write_chunks, axes=axes, tasks=counts.tasks,
+        cells=counts.cells, cells_direct=counts.owned_cells, edge_cells=counts.cells - counts.owned_cells,
+        partial_cells=counts.partial, bytes_total=total_bytes, bytes_moved=moved_bytes, locks=locks,
+        lock_backend=lock_backend if chosen == "lock" or lock_partial else None, peak_memory_per_task=counts.peak,
+    )
+
+
+def _checked_grid(name: str, dims: tuple[str, ...], chunks: Sequence[int], shards: Sequence[int] | None,
+                  data_ndim: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """The chunk and shard shapes as int tuples, checked against the array's dimensions and each other.
+
+    Raises
+    ------
+    ChunkSpecError
+        A wrong number of entries (or of data dimensions), non-positive chunks, or shards that are
+        not positive multiples of the chunks.
+    """
+    ndim = len(dims)
     for label, spec in (("chunks", chunks), ("shards", shards)):
         if spec is not None and len(spec) != ndim:
             raise ChunkSpecError(
                 f"{name!r}: {label} {tuple(spec)} has {len(spec)} entries but the array has {ndim} "
                 f"dimensions {dims}; give one length per dimension"
             )
-    if len(dask_chunks) != ndim:
-        raise ChunkSpecError(f"{name!r}: data has {len(dask_chunks)} dimensions, target has {ndim} {dims}")
+    if data_ndim != ndim:
+        raise ChunkSpecError(f"{name!r}: data has {data_ndim} dimensions, target has {ndim} {dims}")
     chunks = tuple(int(c) for c in chunks)
     shards = tuple(int(s) for s in shards) if shards else None
     if any(c <= 0 for c in chunks):
@@ -268,146 +332,121 @@ def plan_variable(
                 f"{name!r}: shards {shards} must be positive multiples of chunks {chunks} "
                 f"(dimension(s) {', '.join(bad)}); e.g. shards={tuple(c * 4 for c in chunks)}"
             )
-    grid = shards or chunks
-    start = tuple(int(s) for s in region_start) if region_start is not None else (0,) * ndim
-    dask_chunks = tuple(tuple(int(c) for c in ch) for ch in dask_chunks)
+    return chunks, shards
+
+
+def _check_extent(name: str, dims: Sequence[str], shape: Sequence[int], start: Sequence[int],
+                  dask_chunks: Sequence[Sequence[int]]) -> None:
+    """Refuse a write that reaches outside the array along some axis."""
     for d, L, s, ch in zip(dims, shape, start, dask_chunks, strict=True):
         if s < 0 or s + sum(ch) > L:
             raise ChunkSpecError(f"{name!r}: write [{s}, {s + sum(ch)}) along {d!r} is outside the array length {L}")
-    axes = layout(dims, shape, dask_chunks, grid, start)
-    aligned = all(not any(seg.shared for seg in ax.segments) for ax in axes)
-    total_bytes = _prod([sum(c) for c in dask_chunks]) * itemsize
-    moved_bytes = total_bytes - _prod([ax.owned_length for ax in axes]) * itemsize
 
-    partial_before = _prod([ax.ncells for ax in axes]) - _prod([ax.full_cells for ax in axes])
-    reason = ""
-    chosen = strategy
-    # Region writes: cells the write covers only in part are shared with whoever writes the rest.
-    lock_partial = bool(partial_cells_shared and partial_before)
-    if lock_partial and lock_backend is None:
-        raise StrategyError(
-            f"{name!r}: this region covers {partial_before} grid cell(s) only in part ({_partial_cells_text(axes)}); "
-            "other writers of the rest of those cells would race with it and lose updates, and no lock works here "
-            f"({lock_problem or 'no lock backend'}). Fix: align the region to the write grid {tuple(grid)} "
-            "(start and stop on multiples of it, or the array's end), split the work at grid boundaries, or "
-            "write under a lock (a store on a shared filesystem with lock='file', or a distributed Client "
-            "shared by every writer with lock='distributed')"
-        )
+
+def _unlockable_partial_error(name: str, partial: int, axes: Sequence[AxisLayout], grid: Sequence[int],
+                              lock_problem: str | None) -> StrategyError:
+    """The refusal of a region write whose partly covered cells no lock can protect."""
+    return StrategyError(
+        f"{name!r}: this region covers {partial} grid cell(s) only in part ({_partial_cells_text(axes)}); "
+        "other writers of the rest of those cells would race with it and lose updates, and no lock works here "
+        f"({lock_problem or 'no lock backend'}). Fix: align the region to the write grid {tuple(grid)} "
+        "(start and stop on multiples of it, or the array's end), split the work at grid boundaries, or "
+        "write under a lock (a store on a shared filesystem with lock='file', or a distributed Client "
+        "shared by every writer with lock='distributed')"
+    )
+
+
+def _choose_strategy(name: str, strategy: str, axes: Sequence[AxisLayout], *, aligned: bool, partial: int,
+                     lock_partial: bool, lock_backend: str | None, lock_problem: str | None,
+                     share: float) -> tuple[str, str]:
+    """The strategy carried out (``auto`` resolved) and why, refusing a requested one that cannot work.
+
+    ``share`` is the part of the data in shared cells (what gathering moves).
+
+    Raises
+    ------
+    StrategyError
+        ``direct`` for misaligned blocks, ``lock`` without a lock backend.
+    """
     if strategy == "auto":
         if aligned:
-            chosen, reason = "direct", "every dask block covers whole grid cells"
-            if partial_before:
+            reason = "every dask block covers whole grid cells"
+            if partial:
                 reason = "no grid cell is written by two dask blocks"
                 if not lock_partial:
-                    reason += f"; {partial_before} partly covered cell(s) are read, merged and rewritten by their owner"
-        elif (fanin := _prod([max(s.block_stop - s.block_start for s in ax.segments) for ax in axes])) > GATHER_FANIN_FOR_RECHUNK:
-            chosen = "rechunk"
-            reason = (
+                    reason += f"; {partial} partly covered cell(s) are read, merged and rewritten by their owner"
+            return "direct", reason
+        fanin = _prod([max(s.block_stop - s.block_start for s in ax.segments) for ax in axes])
+        if fanin > GATHER_FANIN_FOR_RECHUNK:
+            return "rechunk", (
                 f"a shared cell gathers up to {fanin} dask blocks (> {GATHER_FANIN_FOR_RECHUNK}); "
                 "rechunking to the grid merges them in fewer, larger tasks"
             )
-        else:
-            chosen = "gather-edges"
-            share = moved_bytes / total_bytes if total_bytes else 0.0
-            reason = f"misaligned blocks; only edge cells ({share:.0%} of the data) are gathered"
-    elif strategy == "direct":
+        return "gather-edges", f"misaligned blocks; only edge cells ({share:.0%} of the data) are gathered"
+    if strategy == "direct":
         if not aligned:
-            bad = [ax for ax in axes if any(s.shared for s in ax.segments)]
-            ax = bad[0]
+            ax = next(ax for ax in axes if any(s.shared for s in ax.segments))
             raise StrategyError(
                 f"{name!r}: strategy='direct' needs every dask block to cover whole grid cells, but along "
                 f"{ax.name!r} dask chunks {summarize_chunks(ax.chunks)} (starting at {ax.start}) split grid "
                 f"cells of {ax.grid}; use strategy='auto' or 'gather-edges', or rechunk the data to multiples "
                 f"of {ax.grid}"
             )
-        reason = "requested; every block covers whole grid cells"
-    elif strategy == "gather-edges":
-        reason = "requested; blocks write owned cells, one task per shared cell assembles it"
-    elif strategy == "rechunk":
-        reason = "requested; data is rechunked to the write grid first"
-    elif strategy == "lock":
-        if lock_backend is None:
-            raise StrategyError(
-                f"{name!r}: strategy='lock' cannot work here: {lock_problem or 'no lock backend available'}; "
-                "use strategy='gather-edges' (no locks needed) instead"
-            )
-        reason = f"requested; shared cells written under {lock_backend} locks"
-
-    write_chunks = dask_chunks
-    if chosen == "rechunk":
-        write_chunks = tuple(
-            aligned_chunks(ch, g, L, s) for ch, g, L, s in zip(dask_chunks, grid, shape, start, strict=True)
+        return strategy, "requested; every block covers whole grid cells"
+    if strategy == "gather-edges":
+        return strategy, "requested; blocks write owned cells, one task per shared cell assembles it"
+    if strategy == "rechunk":
+        return strategy, "requested; data is rechunked to the write grid first"
+    if lock_backend is None:  # lock
+        raise StrategyError(
+            f"{name!r}: strategy='lock' cannot work here: {lock_problem or 'no lock backend available'}; "
+            "use strategy='gather-edges' (no locks needed) instead"
         )
-        axes = layout(dims, shape, write_chunks, grid, start)
-        moved_bytes = total_bytes if not aligned else 0
+    return strategy, f"requested; shared cells written under {lock_backend} locks"
 
+
+@dataclass(frozen=True)
+class _Counts:
+    """What a write's task graph holds: tasks, cells by kind, locks and the peak bytes of a task."""
+
+    tasks: int
+    cells: int
+    owned_cells: int
+    partial: int
+    locks: int
+    peak: int
+    block_bytes: int
+    cell_bytes: int
+
+
+def _task_counts(chosen: str, axes: Sequence[AxisLayout], write_chunks: Sequence[Sequence[int]],
+                 grid: Sequence[int], itemsize: int, *, aligned: bool) -> _Counts:
+    """Tasks, cells, locks and peak memory per task of strategy ``chosen`` over ``axes``."""
     cells = _prod([ax.ncells for ax in axes])
-    owned_cells = _prod([ax.owned_cells for ax in axes])
     partial = cells - _prod([ax.full_cells for ax in axes])
     cell_bytes = _cell_bytes(grid, itemsize)
     block_bytes = _max_block_bytes(write_chunks, itemsize)
     # A writing task holds its input block, the cell being encoded and the encoded copy; a cell that
     # is only partly written is also read back first.
     per_cell = 2 * cell_bytes + (cell_bytes if partial else 0)
+    locks = 0
     if chosen in ("direct", "rechunk"):
         tasks = _prod([len(c) for c in write_chunks])
         peak = block_bytes + per_cell
         if chosen == "rechunk" and not aligned:
             # dask's rechunk tasks concatenate pieces of old blocks into a new block.
             peak = max(peak, 2 * _max_block_bytes(write_chunks, itemsize))
-        locks = 0
     elif chosen == "gather-edges":
         tasks = _prod([len(ax.segments) for ax in axes])
         edge = _edge_task_bytes(axes, itemsize)
         peak = max(block_bytes + per_cell, 2 * edge + per_cell)
-        locks = 0
     else:  # lock
         tasks = _prod([len(c) for c in write_chunks])
         peak = block_bytes + per_cell
         # Shared cells and partly written cells (a neighbouring writer may own the rest) are locked.
         locks = cells - _prod([sum(s.ncells for s in ax.segments if not s.shared and s.full) for ax in axes])
-        moved_bytes = 0
-
-    if lock_partial:
-        # Whatever the strategy, a task writing a partly covered cell holds that cell's lock.
-        if chosen != "lock":
-            locks = partial
-        reason += (
-            f"; the region covers {partial} grid cell(s) only in part ({_partial_cells_text(axes)}), which "
-            f"neighbouring writers may share: they are written under {lock_backend} locks"
-        )
-    plan = VariablePlan(
-        name=name,
-        shape=tuple(int(s) for s in shape),
-        dims=dims,
-        dtype=dtype,
-        itemsize=itemsize,
-        region=tuple((ax.start, ax.stop) for ax in axes),
-        dask_chunks=dask_chunks,
-        chunks=chunks,
-        shards=shards,
-        strategy=chosen,
-        reason=reason,
-        write_chunks=write_chunks,
-        axes=axes,
-        tasks=tasks,
-        cells=cells,
-        cells_direct=owned_cells,
-        edge_cells=cells - owned_cells,
-        partial_cells=partial,
-        bytes_total=total_bytes,
-        bytes_moved=moved_bytes,
-        locks=locks,
-        lock_backend=lock_backend if chosen == "lock" or lock_partial else None,
-        peak_memory_per_task=peak,
-    )
-    if max_mem is not None and peak > max_mem:
-        raise MemoryBudgetError(
-            f"{name!r}: a write task would hold about {format_bytes(peak)} (largest dask block "
-            f"{format_bytes(block_bytes)}, grid cell {format_bytes(cell_bytes)}) but max_mem is "
-            f"{format_bytes(max_mem)}; raise max_mem to at least {format_bytes(peak)} or use smaller dask chunks"
-        )
-    return plan
+    return _Counts(tasks=tasks, cells=cells, owned_cells=_prod([ax.owned_cells for ax in axes]), partial=partial,
+                   locks=locks, peak=peak, block_bytes=block_bytes, cell_bytes=cell_bytes)
 
 
 def plan_rectilinear(
