@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from parallelzarr.plan.rechunk import RechunkPlan
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from parallelzarr.plan.grid import Segment
+    from parallelzarr.plan.rechunk import ArrayPlan, StagePlan
     from parallelzarr.plan.write import AxisLayout, VariablePlan
 
 __all__ = ["plot_write_plan", "plot_rechunk_plan", "register", "MAX_CELLS", "LABELS"]
@@ -175,136 +177,190 @@ def plot_write_plan(
     ValueError
         If ``axes`` does not name two different axes of the variable.
     """
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch, Rectangle
-
     v = _select_variable(plan, variable)
-    ndim = len(v.shape)
-    if ndim == 0:
-        raise ValueError(f"{v.name!r} is a scalar; there is no grid to draw")
-    if ndim == 1:
-        rows_axis: int | None = None
-        cols_axis = 0
-    else:
-        pair = tuple(int(a) % ndim for a in axes)
-        if len(pair) != 2 or pair[0] == pair[1]:
-            raise ValueError(
-                f"axes must name two different axes of {v.name!r} (ndim {ndim}), got {tuple(axes)}"
-            )
-        rows_axis, cols_axis = pair
-
-    drawn_axes = [a for a in (rows_axis, cols_axis) if a is not None]
+    rows_axis, cols_axis = _drawn_axes(v, axes)
+    w = _window(v, rows_axis, cols_axis)
+    if not w.nrows or not w.ncols:
+        return _draw_nothing_written(v, w, ax)
     # Other axes are sliced at their first written cell: a cell shared (or partial) there is
     # shared (or partial) in the whole slice.
-    slice_shared = False
-    slice_full = True
-    slice_notes: list[str] = []
-    for i, lay in enumerate(v.axes):
-        if i in drawn_axes:
-            continue
-        seg = _first_segment(lay)
-        if seg is not None:
-            slice_shared |= seg.shared
-            slice_full &= seg.full
-            slice_notes.append(f"{lay.name} cell {seg.cell_start}")
-
+    slice_shared, slice_full, slice_notes = _slice_facts(v, [a for a in (rows_axis, cols_axis) if a is not None])
     edge_kind = "locked" if v.strategy == "lock" else "edge"
-    col_lay = v.axes[cols_axis]
-    c_first, c_shared, c_full = _axis_cells(col_lay, MAX_CELLS)
-    if rows_axis is not None:
-        row_lay = v.axes[rows_axis]
-        r_first, r_shared, r_full = _axis_cells(row_lay, MAX_CELLS)
-    else:
-        row_lay = None
-        r_first, r_shared, r_full = 0, [False], [True]
-    nrows, ncols = len(r_shared), len(c_shared)
-    if not nrows or not ncols:
-        fig, ax = _figure_and_axes(ax, (6.0, 2.0))
-        empty = [lay.name for lay in (row_lay, col_lay) if lay is not None and not lay.segments]
-        ax.text(0.5, 0.5, f"nothing written along {', '.join(map(repr, empty))}", ha="center", va="center")
-        ax.set_axis_off()
-        ax.set_title(f"{v.name!r} {'x'.join(map(str, v.shape))}: strategy {v.strategy!r}", fontsize="medium")
-        return fig
-
     code = {k: i for i, k in enumerate(_KINDS)}
     grid_codes = [
         [
             code[edge_kind]
             if (rs or cs or slice_shared)
             else (code["owned"] if (rf and cf and slice_full) else code["partial"])
-            for cs, cf in zip(c_shared, c_full, strict=True)
+            for cs, cf in zip(w.c_shared, w.c_full, strict=True)
         ]
-        for rs, rf in zip(r_shared, r_full, strict=True)
+        for rs, rf in zip(w.r_shared, w.r_full, strict=True)
     ]
-
-    fig, ax = _figure_and_axes(ax, (9.0, 3.0 if row_lay is None else 6.0))
-    x_edges = _cell_edges(c_first, ncols, col_lay.grid, col_lay.length)
-    if row_lay is not None:
-        y_edges = _cell_edges(r_first, nrows, row_lay.grid, row_lay.length)
+    fig, ax = _figure_and_axes(ax, (9.0, 3.0 if w.row_lay is None else 6.0))
+    grid_lines = _draw_cells(ax, w, grid_codes)
+    _hatch_partial(ax, w)
+    rechunked = v.strategy == "rechunk" and tuple(v.write_chunks) != tuple(v.dask_chunks)
+    if rechunked:
+        _draw_blocks(ax, w, v.dask_chunks, 1.0, colors="0.1", linestyles="dashed")
+    _draw_blocks(ax, w, v.write_chunks, 1.8, colors="k")
+    ax.set_xlim(w.x_edges[0], w.x_edges[-1])
+    ax.set_ylim(w.y_edges[-1], w.y_edges[0])  # axis 0 grows downwards, like an array
+    ax.set_xlabel(f"{w.col_lay.name} (grid {w.col_lay.grid})")
+    if w.row_lay is not None:
+        ax.set_ylabel(f"{w.row_lay.name} (grid {w.row_lay.grid})")
     else:
-        y_edges = [0, 1]
+        ax.set_yticks([])
+    ax.set_aspect("auto")
+    present = {k for row in grid_codes for k in _KINDS if code[k] in row}
+    ax.legend(handles=_write_legend(present, w, rechunked=rechunked, grid_lines=grid_lines), loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    ax.set_title(_write_title(v, w, slice_notes), fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def _drawn_axes(v: VariablePlan, axes: Sequence[int]) -> tuple[int | None, int]:
+    """The array axes drawn as rows (``None`` for a 1-D variable) and as columns."""
+    ndim = len(v.shape)
+    if ndim == 0:
+        raise ValueError(f"{v.name!r} is a scalar; there is no grid to draw")
+    if ndim == 1:
+        return None, 0
+    pair = tuple(int(a) % ndim for a in axes)
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise ValueError(
+            f"axes must name two different axes of {v.name!r} (ndim {ndim}), got {tuple(axes)}"
+        )
+    return pair[0], pair[1]
+
+
+def _slice_facts(v: VariablePlan, drawn: Sequence[int]) -> tuple[bool, bool, list[str]]:
+    """Whether the slice through the axes not drawn is shared or fully written there, and where it is."""
+    slice_shared = False
+    slice_full = True
+    slice_notes: list[str] = []
+    for i, lay in enumerate(v.axes):
+        if i in drawn:
+            continue
+        seg = _first_segment(lay)
+        if seg is not None:
+            slice_shared |= seg.shared
+            slice_full &= seg.full
+            slice_notes.append(f"{lay.name} cell {seg.cell_start}")
+    return slice_shared, slice_full, slice_notes
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The cells drawn: per drawn axis its layout, the cells' (shared, full) flags and edges."""
+
+    rows_axis: int | None
+    cols_axis: int
+    row_lay: AxisLayout | None
+    col_lay: AxisLayout
+    r_shared: list[bool]
+    r_full: list[bool]
+    c_shared: list[bool]
+    c_full: list[bool]
+    x_edges: list[int]
+    y_edges: list[int]
+
+    @property
+    def nrows(self) -> int:
+        return len(self.r_shared)
+
+    @property
+    def ncols(self) -> int:
+        return len(self.c_shared)
+
+    def written(self) -> tuple[int, int, int, int]:
+        """The written extent within the window: ``x0, x1, y0, y1``."""
+        x_lo, x_hi, y_lo, y_hi = self.x_edges[0], self.x_edges[-1], self.y_edges[0], self.y_edges[-1]
+        wx0, wx1 = max(self.col_lay.start, x_lo), min(self.col_lay.stop, x_hi)
+        if self.row_lay is not None:
+            return wx0, wx1, max(self.row_lay.start, y_lo), min(self.row_lay.stop, y_hi)
+        return wx0, wx1, y_lo, y_hi
+
+
+def _window(v: VariablePlan, rows_axis: int | None, cols_axis: int) -> _Window:
+    """The first :data:`MAX_CELLS` cells of each drawn axis."""
+    col_lay = v.axes[cols_axis]
+    c_first, c_shared, c_full = _axis_cells(col_lay, MAX_CELLS)
+    row_lay = v.axes[rows_axis] if rows_axis is not None else None
+    if row_lay is not None:
+        r_first, r_shared, r_full = _axis_cells(row_lay, MAX_CELLS)
+    else:
+        r_first, r_shared, r_full = 0, [False], [True]
+    x_edges = _cell_edges(c_first, len(c_shared), col_lay.grid, col_lay.length)
+    y_edges = _cell_edges(r_first, len(r_shared), row_lay.grid, row_lay.length) if row_lay is not None else [0, 1]
+    return _Window(rows_axis, cols_axis, row_lay, col_lay, r_shared, r_full, c_shared, c_full, x_edges, y_edges)
+
+
+def _draw_nothing_written(v: VariablePlan, w: _Window, ax: Axes | None) -> Figure:
+    """A figure saying which drawn axis the write leaves empty."""
+    fig, ax = _figure_and_axes(ax, (6.0, 2.0))
+    empty = [lay.name for lay in (w.row_lay, w.col_lay) if lay is not None and not lay.segments]
+    ax.text(0.5, 0.5, f"nothing written along {', '.join(map(repr, empty))}", ha="center", va="center")
+    ax.set_axis_off()
+    ax.set_title(f"{v.name!r} {'x'.join(map(str, v.shape))}: strategy {v.strategy!r}", fontsize="medium")
+    return fig
+
+
+def _draw_cells(ax: Axes, w: _Window, grid_codes: list[list[int]]) -> bool:
+    """Color the cells by kind; return whether grid lines are drawn (only while cells are big enough)."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
     cmap = ListedColormap([_COLORS[k] for k in _KINDS])
     norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], cmap.N)
-    # Grid lines only while cells are big enough to see between them.
-    grid_lines = max(nrows, ncols) <= 80
+    biggest = max(w.nrows, w.ncols)
+    grid_lines = biggest <= 80
     ax.pcolormesh(
-        x_edges,
-        y_edges,
+        w.x_edges,
+        w.y_edges,
         grid_codes,
         cmap=cmap,
         norm=norm,
         edgecolors="0.45" if grid_lines else "face",
-        linewidth=max(0.1, min(0.5, 25.0 / max(nrows, ncols))) if grid_lines else 0.0,
+        linewidth=max(0.1, min(0.5, 25.0 / biggest)) if grid_lines else 0.0,
     )
+    return grid_lines
 
-    x_lo, x_hi = x_edges[0], x_edges[-1]
-    y_lo, y_hi = y_edges[0], y_edges[-1]
-    # Written extent within the drawn window.
-    wx0, wx1 = max(col_lay.start, x_lo), min(col_lay.stop, x_hi)
-    if row_lay is not None:
-        wy0, wy1 = max(row_lay.start, y_lo), min(row_lay.stop, y_hi)
-    else:
-        wy0, wy1 = y_lo, y_hi
 
-    # Partial cells: hatch the rows and columns that are only partly written (at most a few).
+def _hatch_partial(ax: Axes, w: _Window) -> None:
+    """Hatch the rows and columns that are only partly written (at most a few)."""
+    from matplotlib.patches import Rectangle
+
+    x_lo, x_hi, y_lo, y_hi = w.x_edges[0], w.x_edges[-1], w.y_edges[0], w.y_edges[-1]
     hatch_kw = {"fill": False, "hatch": "///", "edgecolor": "0.25", "linewidth": 0}
-    for j, f in enumerate(c_full):
+    for j, f in enumerate(w.c_full):
         if not f:
-            ax.add_patch(Rectangle((x_edges[j], y_lo), x_edges[j + 1] - x_edges[j], y_hi - y_lo, **hatch_kw))
-    for i, f in enumerate(r_full):
-        if not f and row_lay is not None:
-            ax.add_patch(Rectangle((x_lo, y_edges[i]), x_hi - x_lo, y_edges[i + 1] - y_edges[i], **hatch_kw))
+            ax.add_patch(Rectangle((w.x_edges[j], y_lo), w.x_edges[j + 1] - w.x_edges[j], y_hi - y_lo, **hatch_kw))
+    for i, f in enumerate(w.r_full):
+        if not f and w.row_lay is not None:
+            ax.add_patch(Rectangle((x_lo, w.y_edges[i]), x_hi - x_lo, w.y_edges[i + 1] - w.y_edges[i], **hatch_kw))
 
-    # Dask block outlines: blocks form a tensor product, so lines across the written box are outlines.
-    def block_lines(chunks_by_axis: Sequence[Sequence[int]], width: float, **style: Any) -> None:
-        xs = list(_offsets_between(chunks_by_axis[cols_axis], col_lay.start, wx0, wx1))
-        if row_lay is not None and rows_axis is not None:
-            ys = list(_offsets_between(chunks_by_axis[rows_axis], row_lay.start, wy0, wy1))
-        else:
-            ys = [wy0, wy1]
-        # Thinner lines when many blocks share the picture, so the cells stay visible.
-        many = max(len(xs), len(ys), 1)
-        lw = max(0.15, min(width, 30.0 / many))
-        alpha = 1.0 if many <= 40 else 0.6
-        ax.vlines(xs, wy0, wy1, linewidth=lw, alpha=alpha, **style)
-        ax.hlines(ys, wx0, wx1, linewidth=lw, alpha=alpha, **style)
 
-    rechunked = v.strategy == "rechunk" and tuple(v.write_chunks) != tuple(v.dask_chunks)
-    if rechunked:
-        block_lines(v.dask_chunks, 1.0, colors="0.1", linestyles="dashed")
-    block_lines(v.write_chunks, 1.8, colors="k")
-
-    ax.set_xlim(x_lo, x_hi)
-    ax.set_ylim(y_hi, y_lo)  # axis 0 grows downwards, like an array
-    ax.set_xlabel(f"{col_lay.name} (grid {col_lay.grid})")
-    if row_lay is not None:
-        ax.set_ylabel(f"{row_lay.name} (grid {row_lay.grid})")
+def _draw_blocks(ax: Axes, w: _Window, chunks_by_axis: Sequence[Sequence[int]], width: float, **style: Any) -> None:
+    """Outline dask blocks: they form a tensor product, so lines across the written box are outlines."""
+    wx0, wx1, wy0, wy1 = w.written()
+    xs = list(_offsets_between(chunks_by_axis[w.cols_axis], w.col_lay.start, wx0, wx1))
+    if w.row_lay is not None and w.rows_axis is not None:
+        ys = list(_offsets_between(chunks_by_axis[w.rows_axis], w.row_lay.start, wy0, wy1))
     else:
-        ax.set_yticks([])
-    ax.set_aspect("auto")
+        ys = [wy0, wy1]
+    # Thinner lines when many blocks share the picture, so the cells stay visible.
+    many = max(len(xs), len(ys), 1)
+    lw = max(0.15, min(width, 30.0 / many))
+    alpha = 1.0 if many <= 40 else 0.6
+    ax.vlines(xs, wy0, wy1, linewidth=lw, alpha=alpha, **style)
+    ax.hlines(ys, wx0, wx1, linewidth=lw, alpha=alpha, **style)
 
-    present = {k for row in grid_codes for k in _KINDS if code[k] in row}
+
+def _write_legend(present: set[str], w: _Window, *, rechunked: bool, grid_lines: bool) -> list[Any]:
+    """Legend entries: the cell kinds drawn, partial hatching, block outlines and grid lines."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     handles: list[Any] = [
         Patch(
             facecolor=_COLORS[k], edgecolor="0.45", label=LABELS[k], hatch="///" if k == "partial" else None
@@ -312,7 +368,7 @@ def plot_write_plan(
         for k in _KINDS
         if k in present
     ]
-    if "partial" not in present and (not all(c_full) or not all(r_full)):
+    if "partial" not in present and (not all(w.c_full) or not all(w.r_full)):
         handles.append(Patch(facecolor="white", edgecolor="0.25", hatch="///", label=LABELS["partial"]))
     handles.append(Line2D([], [], color="k", linewidth=1.8, label=LABELS["blocks"]))
     if rechunked:
@@ -321,8 +377,11 @@ def plot_write_plan(
         )
     if grid_lines:
         handles.append(Line2D([], [], color="0.45", linewidth=0.6, label=LABELS["grid"]))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    return handles
 
+
+def _write_title(v: VariablePlan, w: _Window, slice_notes: Sequence[str]) -> str:
+    """The title: variable, strategy and grid; counts; what is cut off; where the slice is."""
     grid_word = "shards" if v.shards else "chunks"
     title = (
         f"{v.name!r} {'x'.join(map(str, v.shape))} {v.dtype}: strategy {v.strategy!r}, {grid_word} "
@@ -333,7 +392,7 @@ def plot_write_plan(
         details.append(f"{v.locks} locks ({v.lock_backend})")
     cut = [
         f"first {MAX_CELLS} of {lay.ncells} cells along {lay.name!r}"
-        for lay in (row_lay, col_lay)
+        for lay in (w.row_lay, w.col_lay)
         if lay is not None and lay.ncells > MAX_CELLS
     ]
     lines = [title, "; ".join(details)]
@@ -341,9 +400,7 @@ def plot_write_plan(
         lines.append("showing " + "; ".join(cut))
     if slice_notes:
         lines.append("slice at " + ", ".join(slice_notes))
-    ax.set_title("\n".join(lines), fontsize="medium")
-    fig.tight_layout()
-    return fig
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- rechunk plans
@@ -381,43 +438,21 @@ def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
     matplotlib.figure.Figure
         The figure holding the drawing.
     """
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     arrays = list(plan.arrays[:MAX_ARRAYS])
     n_stages = sum(len(a.stages) for a in arrays)
     fig, ax = _figure_and_axes(ax, (10.0, 1.5 + 1.1 * max(n_stages, 1)))
-
-    colors = {"read": "#8ecae6", "block": "#219ebc", "write": "#ffb703"}
     labels: list[str] = []
-    y = 0.0
-    bar = 0.26
     xmax = float(plan.max_mem)
     xmin = math.inf
     for a in arrays:
         for s in a.stages:
-            sizes = {
-                "read": math.prod(s.read_grid) * a.itemsize,
-                "block": math.prod(s.block) * a.itemsize,
-                "write": math.prod(s.write_grid) * a.itemsize,
-            }
-            shapes = {"read": s.read_grid, "block": s.block, "write": s.write_grid}
-            for k, off in (("read", -bar), ("block", 0.0), ("write", bar)):
-                width = max(sizes[k], 1)
-                ax.barh(y + off, width, height=bar * 0.9, color=colors[k], edgecolor="0.3", linewidth=0.5)
-                # Past the memory marker on the block bar, so the two do not overlap.
-                at = max(width, s.task_memory) * 1.3 if k == "block" else width * 1.08
-                ax.text(at, y + off, _shape_text(shapes[k]), va="center", fontsize="x-small")
-                xmax = max(xmax, width)
-                xmin = min(xmin, width)
-            ax.plot([max(s.task_memory, 1)], [y], marker="D", color="#d62828", markersize=7, linestyle="none")
-            xmax = max(xmax, s.task_memory)
+            lo, hi = _draw_stage_bars(ax, a, s, float(len(labels)))
+            xmin, xmax = min(xmin, lo), max(xmax, hi)
             labels.append(
                 f"{a.name or '<array>'} stage {s.index}: {s.read_from} -> {s.write_to}\n"
                 f"{s.n_tasks} tasks, read amp {s.read_amplification:.2f}, "
                 f"mem {_bytes_text(s.task_memory)}"
             )
-            y += 1.0
     ax.axvline(plan.max_mem, color="#d62828", linestyle="--", linewidth=1.2)
     ax.set_xscale("log")
     if xmin is math.inf:
@@ -427,14 +462,8 @@ def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
     ax.set_yticklabels(labels, fontsize="small")
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlabel("bytes (log scale)")
-    handles = [
-        Patch(facecolor=colors["read"], edgecolor="0.3", label="read chunk"),
-        Patch(facecolor=colors["block"], edgecolor="0.3", label="task block"),
-        Patch(facecolor=colors["write"], edgecolor="0.3", label="write chunk"),
-        Line2D([], [], marker="D", color="#d62828", linestyle="none", label="est. peak memory / task"),
-        Line2D([], [], color="#d62828", linestyle="--", label=f"budget max_mem {_bytes_text(plan.max_mem)}"),
-    ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    ax.legend(handles=_rechunk_legend(plan.max_mem), loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              fontsize="small", frameon=False)
     title = (
         f"RechunkPlan: {len(plan.arrays)} array(s), up to {plan.passes} pass(es), {plan.n_tasks} tasks; "
         f"reads {_bytes_text(plan.bytes_read)}, writes {_bytes_text(plan.bytes_written)}"
@@ -444,6 +473,48 @@ def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
     ax.set_title(title, fontsize="medium")
     fig.tight_layout()
     return fig
+
+
+_STAGE_COLORS = {"read": "#8ecae6", "block": "#219ebc", "write": "#ffb703"}
+_BAR = 0.26
+
+
+def _draw_stage_bars(ax: Axes, a: ArrayPlan, s: StagePlan, y: float) -> tuple[float, float]:
+    """Draw one stage's read chunk, task block and write chunk bars and its peak marker at row ``y``.
+
+    Returns the smallest and largest x drawn.
+    """
+    sizes = {
+        "read": math.prod(s.read_grid) * a.itemsize,
+        "block": math.prod(s.block) * a.itemsize,
+        "write": math.prod(s.write_grid) * a.itemsize,
+    }
+    shapes = {"read": s.read_grid, "block": s.block, "write": s.write_grid}
+    xmin, xmax = math.inf, float(s.task_memory)
+    for k, off in (("read", -_BAR), ("block", 0.0), ("write", _BAR)):
+        width = max(sizes[k], 1)
+        ax.barh(y + off, width, height=_BAR * 0.9, color=_STAGE_COLORS[k], edgecolor="0.3", linewidth=0.5)
+        # Past the memory marker on the block bar, so the two do not overlap.
+        at = max(width, s.task_memory) * 1.3 if k == "block" else width * 1.08
+        ax.text(at, y + off, _shape_text(shapes[k]), va="center", fontsize="x-small")
+        xmax = max(xmax, width)
+        xmin = min(xmin, width)
+    ax.plot([max(s.task_memory, 1)], [y], marker="D", color="#d62828", markersize=7, linestyle="none")
+    return xmin, xmax
+
+
+def _rechunk_legend(max_mem: int) -> list[Any]:
+    """Legend entries of a rechunk plot: the three bars, the peak marker and the budget line."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(facecolor=_STAGE_COLORS["read"], edgecolor="0.3", label="read chunk"),
+        Patch(facecolor=_STAGE_COLORS["block"], edgecolor="0.3", label="task block"),
+        Patch(facecolor=_STAGE_COLORS["write"], edgecolor="0.3", label="write chunk"),
+        Line2D([], [], marker="D", color="#d62828", linestyle="none", label="est. peak memory / task"),
+        Line2D([], [], color="#d62828", linestyle="--", label=f"budget max_mem {_bytes_text(max_mem)}"),
+    ]
 
 
 # --------------------------------------------------------------------------- plan methods
