@@ -395,7 +395,11 @@ def worker_kill(op: Operation, client: Any) -> CellResult:
     """SIGKILL one worker process of ``client``'s LocalCluster after its K-th chunk write."""
     result = CellResult(op.name, "worker-kill", FAIL)
     op.setup()
-    n_workers = len(client.scheduler_info()["workers"])
+    # The cluster's own size, not the scheduler's current count: a replacement from an earlier cell may not
+    # have registered yet (the count read 0 once on Python 3.13 under load, and the wait below refused it).
+    cluster = getattr(client, "cluster", None)
+    n_workers = max(1, len(cluster.workers) if cluster is not None else len(client.scheduler_info()["workers"]))
+    client.wait_for_workers(n_workers, timeout=60)
     once = op.root / "worker-killed"
     client.run(faults.arm, f"write:{KILL_AFTER}", str(once))
     try:
