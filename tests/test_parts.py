@@ -157,13 +157,13 @@ def test_parts_split_balanced_and_disjoint(tmp_path: Path) -> None:
 
     # A part's graph, culled as dask.compute culls it, reads only the source chunks its cells need.
     from parallelzarr.entry.write import build_graph, prepare
-    from parallelzarr.store.markers import attach
+    from parallelzarr.run.resume import with_resume
 
     reads = []
     for i in range(N):
         prepared = prepare(ds, str(tmp_path / "o.zarr"), mode="w", encoding={"v": {"chunks": (5, 10, 6)}})
         prepared.setup()  # the metadata of the target arrays the graph opens
-        attach(prepared, zarr.storage.LocalStore(str(tmp_path / "o.zarr")), spans[i])
+        prepared = with_resume(prepared, zarr.storage.LocalStore(str(tmp_path / "o.zarr")), spans=spans[i])
         graph = build_graph(prepared)
         (opt,) = dask.optimize(graph)
         keys = [k for k in dict(opt.__dask_graph__()) if isinstance(k, tuple) and str(k[0]).startswith("open_dataset-v")]

@@ -26,11 +26,11 @@ variables only after the consolidation). A crash during step 4 is rolled forward
 
 from __future__ import annotations
 
-import functools
 import os
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
@@ -40,7 +40,9 @@ import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.appendlog import migrate_legacy_log
+from parallelzarr.commit.journal import pending_journal, roll_forward, write_journal
+from parallelzarr.commit.lease import Lease, acquire_lease
 from parallelzarr.errors import ModeError, SchemaMismatchError
 from parallelzarr.hooks import fault_point
 from parallelzarr.inputs.datasets import (
@@ -52,14 +54,17 @@ from parallelzarr.inputs.datasets import (
 )
 from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding
 from parallelzarr.plan.write import WritePlan
-from parallelzarr.run.job import PreparedWrite, plan_job
-from parallelzarr.store.keys import METADATA_NAMES
+from parallelzarr.run.job import Commit, StoredArray, WriteJob, plan_job
+from parallelzarr.store.keys import JOURNAL_KEY, METADATA_NAMES, PREFIX
+from parallelzarr.store.keys import delete as delete_key
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
+from parallelzarr.store.markers import Resume
 from parallelzarr.store.resolve import ResolvedStore
+from parallelzarr.store.staging import lay_down_in_memory, unpublished_write
 
 __all__ = ["prepare_overwrite", "roll_forward_overwrite", "discard_staging", "STAGING_PREFIX"]
 
-STAGING_PREFIX = f"{cm.PREFIX}/staging/"
+STAGING_PREFIX = f"{PREFIX}/staging/"
 #: Names of zarr metadata documents inside an array's prefix (never moved as chunks).
 META_DOCS = METADATA_NAMES
 
@@ -110,7 +115,7 @@ def _move(store: Any, src: str, dst: str) -> None:
     if data is None:
         return  # moved already
     _set(store, dst, data)
-    cm.delete_key(store, src)
+    delete_key(store, src)
 
 
 # --- planning --------------------------------------------------------------------------------------
@@ -177,7 +182,7 @@ def prepare_overwrite(
     consolidated: bool,
     lock: str | None = None,
     write_empty_chunks: bool | None = None,
-) -> PreparedWrite:
+) -> WriteJob:
     """Validate and plan a ``mode="a"``/``"r+"`` write into an existing store; write nothing.
 
     Parameters
@@ -240,14 +245,9 @@ def prepare_overwrite(
     # xarray lays down the new arrays' metadata (and writes small in-memory new variables) into a
     # scratch store; only what belongs to new variables (and the root attributes) is taken from it.
     template = _template(ds, set(stored_arrays))
-    scratch = zarr.storage.MemoryStore()
-    try:
-        template.to_zarr(scratch, mode="w", compute=False, encoding=xr_encoding, zarr_format=zarr_format,
-                         consolidated=False, safe_chunks=False, write_empty_chunks=write_empty_chunks)
-    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        from parallelzarr.errors import encoding_error
-
-        raise encoding_error(f"xarray refused the dataset or its encoding: {exc}", exc) from exc
+    scratch = lay_down_in_memory(template, "xarray refused the dataset or its encoding", encoding=xr_encoding,
+                                 zarr_format=zarr_format, consolidated=False, safe_chunks=False,
+                                 write_empty_chunks=write_empty_chunks)
     new_docs: dict[str, dict[str, str]] = {}
     scratch_chunks: dict[str, list[str]] = {}
     for name in new:
@@ -289,7 +289,7 @@ def prepare_overwrite(
         job = plan_job(
             name, values, shape=shape, dims=tuple(map(str, var.dims)), dtype=dtype, chunks=chunks, shards=shards,
             strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            open_target=functools.partial(zarr.open_array, resolved.store, path=path, mode="r+"),
+            target=StoredArray(resolved.store, path),
         )
         plans[name] = job.plan
         jobs.append(job)
@@ -304,38 +304,55 @@ def prepare_overwrite(
         "consolidated": consolidated,
         "phase": "staged",
     }
-    info: dict[str, Any] = {"store": resolved.store, "commit_after_data": True}
-    run = _OverwriteRun(resolved.store, resolved.description, write_id, journal, scratch, scratch_chunks,
-                        [n for n in names if n not in new], consolidated, info)
-    info["on_failure"] = run.failed
-    info["describe_failure"] = run.describe_failure
+    run = OverwriteRun(resolved.store, resolved.description, write_id, journal, scratch, scratch_chunks,
+                       [n for n in names if n not in new], consolidated)
     locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
     plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
-    return PreparedWrite(plan=plan, jobs=jobs, setup=run.setup, commit=run.commit, locks=locks,
-                         info=info)
+    return WriteJob(plan=plan, jobs=tuple(jobs), lay_down=run, commit=run, locks=locks, store=resolved.store)
 
 
-class _OverwriteRun:
-    """Setup (lease, staging metadata), commit (journal, roll forward) and failure of one write."""
+@dataclass(frozen=True, eq=False)
+class OverwriteRun(Commit):
+    """Lay-down (lease, staging metadata), commit (journal, roll forward) and failure of one write.
 
-    def __init__(self, store: Any, description: str, write_id: str, journal: dict[str, Any], scratch: Any,
-                 scratch_chunks: dict[str, list[str]], overwritten: list[str], consolidated: bool,
-                 info: dict[str, Any]) -> None:
-        self.store, self.description, self.write_id, self.info = store, description, write_id, info
-        self.journal, self.scratch, self.scratch_chunks = journal, scratch, scratch_chunks
-        self.overwritten, self.consolidated = overwritten, consolidated
+    Attributes
+    ----------
+    store, description
+        The target store and how messages name it.
+    write_id
+        The id of this write: its lease's and its journal entry's.
+    journal
+        The journal written at the commit point (what to move from the staging, new metadata).
+    scratch, scratch_chunks
+        The scratch store xarray wrote new in-memory variables to, and their chunk keys there.
+    overwritten
+        The stored variables this write replaces.
+    consolidated
+        Whether the commit consolidates the metadata.
+    """
 
-    def setup(self) -> None:
+    #: The staged chunks are the new data: the commit waits for them even with ``compute=False``.
+    after_data: ClassVar[bool] = True
+
+    store: Any
+    description: str
+    write_id: str
+    journal: dict[str, Any]
+    scratch: Any
+    scratch_chunks: dict[str, list[str]]
+    overwritten: list[str]
+    consolidated: bool
+
+    def run(self, resume: Resume | None) -> str | None:
         """Take the lease, finish or drop what an earlier writer left, lay down the staging arrays."""
-        lease = cm.acquire_lease(self.store, self.description, "overwrite", lease_id=self.write_id)
+        lease = acquire_lease(self.store, self.description, "overwrite", lease_id=self.write_id)
         try:
-            pending = cm.pending_journal(self.store)
+            pending = pending_journal(self.store)
             if pending is not None:
-                cm.roll_forward(self.store, pending, pending.get("consolidated", self.consolidated))
+                roll_forward(self.store, pending, pending.get("consolidated", self.consolidated))
             discard_staging(self.store)
             # Task markers of an earlier try of this very write (parallelzarr.store.markers) name chunks of
             # its staging, which is gone: the tasks must run again, into this write's staging.
-            resume = self.info.get("resume")
             if resume is not None:
                 resume.markers.clear()
             staging = self.journal["staging"]
@@ -356,12 +373,13 @@ class _OverwriteRun:
             self.failed()
             lease.release()
             raise
+        return None  # no unpublished-write marker: the lease and the journal say what is under way
 
     def commit(self) -> None:
         """After the last staged chunk: write the journal (the commit point), roll forward, release."""
         fault_point("overwrite:data-written")
         try:
-            cm.write_journal(self.store, self.journal)
+            write_journal(self.store, self.journal)
             fault_point("overwrite:journaled")
             roll_forward_overwrite(self.store, self.journal)
         finally:
@@ -371,7 +389,7 @@ class _OverwriteRun:
     def describe_failure(self, cause: str) -> str:
         """What readers see after an I/O failure of this write, and how to recover."""
         try:
-            journal = cm.pending_journal(self.store)
+            journal = pending_journal(self.store)
         except (OSError, ValueError):
             journal = None
         if journal is not None and journal.get("entry", {}).get("id") == self.write_id:
@@ -389,12 +407,13 @@ class _OverwriteRun:
         )
 
     def release(self) -> None:
-        cm.Lease(self.store, {"id": self.write_id}).release()
+        """Release this write's lease (a no-op when it is not held)."""
+        Lease(self.store, {"id": self.write_id}).release()
 
     def failed(self, exc: BaseException | None = None) -> None:
         """The write failed before its commit point: drop its staging, release the lease."""
         try:
-            journal = cm.pending_journal(self.store)
+            journal = pending_journal(self.store)
             if journal is None or journal.get("entry", {}).get("id") != self.write_id:
                 sync(self.store.delete_dir(self.journal["staging"]))
                 _tidy(self.store)
@@ -423,11 +442,11 @@ def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
             staged = set(_chunk_keys(store, f"{staging}/{name}/"))
             stale = [r for r in _chunk_keys(store, f"{name}/") if r not in staged]
             for rel in stale:
-                cm.delete_key(store, f"{name}/{rel}")
+                delete_key(store, f"{name}/{rel}")
             if stale:
                 done.append(f"dropped {len(stale)} chunk(s) of {name} that the new data leaves empty")
         journal = {**journal, "phase": "moving"}
-        cm.write_journal(store, journal)
+        write_journal(store, journal)
         fault_point("overwrite:stale-dropped")
     for name in [*journal["overwrite"], *journal["new"]]:
         moved = _chunk_keys(store, f"{staging}/{name}/")
@@ -442,7 +461,7 @@ def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
             done.append(f"overwrote {name} ({len(moved)} chunk(s))")
     consolidated = bool(journal.get("consolidated"))
     if journal.get("root_attrs") is not None:
-        cm.migrate_legacy_log(store, consolidated)
+        migrate_legacy_log(store, consolidated)
         # Written without the consolidated metadata: in zarr 3 both share the root document, and
         # new attributes beside the old member list would show readers a mix. Until the
         # consolidation below, readers list the group and find the whole new state.
@@ -454,7 +473,7 @@ def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
         done.append("consolidated metadata")
     fault_point("overwrite:consolidated")
     sync(store.delete_dir(staging))
-    cm.delete_key(store, cm.JOURNAL_KEY)
+    delete_key(store, JOURNAL_KEY)
     _tidy(store)
     fault_point("overwrite:journal-removed")
     return done
@@ -465,7 +484,7 @@ def discard_staging(store: Any) -> list[str]:
 
     Only call with the lease held or known free: a running write's staging is not garbage.
     """
-    journal = cm.pending_journal(store)
+    journal = pending_journal(store)
     keep = journal.get("staging") if journal and journal.get("kind") == "overwrite" else None
     ids = {k[len(STAGING_PREFIX):].split("/", 1)[0] for k in _list(store, STAGING_PREFIX)}
     gone = []
@@ -484,7 +503,7 @@ def _tidy(store: Any) -> None:
 
     store = unwrap_store(store)
     if isinstance(store, zarr.storage.LocalStore):
-        root = os.path.join(str(store.root), cm.PREFIX)
+        root = os.path.join(str(store.root), PREFIX)
         for sub in (os.path.join(root, "staging"), root):
             try:
                 os.rmdir(sub)
@@ -502,7 +521,7 @@ def static_changes(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str) -> 
     """
     from parallelzarr.store.resolve import store_has_data
 
-    if not store_has_data(resolved.store) or cm.unpublished_write(resolved.store) is not None:
+    if not store_has_data(resolved.store) or unpublished_write(resolved.store) is not None:
         return [], [], False
     try:
         stored = xr.open_zarr(resolved.store, chunks={}, decode_cf=True)

@@ -6,6 +6,7 @@ the metadata keeps the old shape), then the commit publishes the new shapes; see
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -21,12 +22,19 @@ import pandas as pd
 import xarray as xr
 import zarr
 from dask.delayed import Delayed
-from zarr.core.array import Array, AsyncArray
 
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.appendlog import is_recorded, write_record
+from parallelzarr.commit.journal import (
+    pending_journal,
+    published_view,
+    roll_forward,
+    stored_zarr_format,
+    write_journal,
+)
+from parallelzarr.commit.lease import Lease, acquire_lease, clear_dead_lease, parse_wait
+from parallelzarr.commit.repair import RepairReport, repair_store
 from parallelzarr.entry.kwargs import check_compute_kwargs
-from parallelzarr.entry.notices import quietly
-from parallelzarr.entry.write import build_graph, default_zarr_format
+from parallelzarr.entry.notices import quiet_zarr_notices, quietly
 from parallelzarr.errors import (
     AlreadyAppliedError,
     AppendError,
@@ -50,10 +58,17 @@ from parallelzarr.inputs.ingest import (
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress, finish_running_tasks
 from parallelzarr.run.failures import append_failure, store_write_failures
-from parallelzarr.run.job import PreparedWrite, plan_job
+from parallelzarr.run.job import AppendRows, GivenArray, WriteJob, plan_job
+from parallelzarr.run.prepare import default_zarr_format, prepare
+from parallelzarr.run.resume import with_resume
+from parallelzarr.run.runner import build_graph, write_now
 from parallelzarr.store.chunk_io import write_region
+from parallelzarr.store.dims import describe_conflict, dimension_conflicts
+from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
+from parallelzarr.store.keys import LEASE_KEY, read_json
 from parallelzarr.store.rectilinear import append_job
 from parallelzarr.store.resolve import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
+from parallelzarr.store.staging import unpublished_array, unpublished_write, write_running
 from parallelzarr.units import parse_bytes
 
 __all__ = ["append", "plan_append", "repair", "AppendResult"]
@@ -107,7 +122,7 @@ def _label(value: Any) -> str:
 def _appended_array(arr: zarr.Array, new_shape: tuple[int, ...]) -> zarr.Array:
     """The stored array seen with a bigger shape, without saving that shape (readers keep the old)."""
     aa = arr._async_array
-    return Array(AsyncArray(metadata=aa.metadata.update_shape(new_shape), store_path=aa.store_path, config=aa.config))
+    return unpublished_array(aa.metadata.update_shape(new_shape), aa.store_path, config=aa.config)
 
 
 def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
@@ -281,11 +296,11 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no
     lengths are those readers see: from the consolidated metadata where there is one (which the
     commit keeps equal to each array's own, one read instead of one per array).
     """
-    conflicts = cm.dimension_conflicts(resolved.store, zarr_format, None if zarr_format else False)
+    conflicts = dimension_conflicts(resolved.store, zarr_format, None if zarr_format else False)
     if conflicts:
         raise AppendError(
             f"{resolved.description} is inconsistent: its arrays disagree on the length of "
-            + "; and ".join(cm.describe_conflict(d, sizes) for d, sizes in conflicts.items())
+            + "; and ".join(describe_conflict(d, sizes) for d, sizes in conflicts.items())
             + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
         )
     with warnings.catch_warnings():
@@ -320,7 +335,7 @@ def prepare_append(
     stored: xr.Dataset | None = None,
     zarr_format: int | None = None,
     stored_ends: pd.Index | None = None,
-) -> PreparedWrite:
+) -> WriteJob:
     """Validate an append against the store and plan it; read only metadata and the static variables.
 
     ``stored``: the store opened by the caller just before (saves opening it again);
@@ -420,24 +435,24 @@ def prepare_append(
             plan_job, arr, axis, name, values, shape=new_shape, dims=tuple(map(str, var.dims)), dtype=dst,
             shards=arr.shards, start=tuple(offset if i == axis else 0 for i in range(arr.ndim)), strategy=strategy,
             max_mem=max_mem, lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
-            open_target=lambda t=target: t,
+            target=GivenArray(target),
         )
         plans[name] = job.plan
         jobs.append(job)
         axes[name] = axis
         if name != append_dim:  # the digest of each appended label (the labels themselves are the key)
             digest_inputs[name] = (values, dst, axis)
-    info = {
-        "labels": labels,
-        "offset": offset,
-        "length": length,
-        "shapes": {j.plan.name: list(j.plan.shape) for j in jobs},
-        "old_shapes": {n: [int(s) for s in stored.variables[n].shape] for n in plans},
-        "digest_inputs": digest_inputs,
-        "axes": axes,
-    }
+    rows = AppendRows(
+        labels=labels,
+        offset=offset,
+        length=length,
+        shapes={j.plan.name: list(j.plan.shape) for j in jobs},
+        old_shapes={n: [int(s) for s in stored.variables[n].shape] for n in plans},
+        digest_inputs=digest_inputs,
+        axes=axes,
+    )
     plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
-    return PreparedWrite(plan=plan, jobs=jobs, info=info)
+    return WriteJob(plan=plan, jobs=tuple(jobs), rows=rows)
 
 
 @dataclass
@@ -463,10 +478,10 @@ class _AppendRun:
         """Refuse to write if the store moved on since the append was planned."""
         aid = self.journal["entry"]["id"]
         # The lease is held: no commit is under way, so the consolidated shapes (one read) are current.
-        published, root_attrs = cm.published_view(self.store, self.zarr_format) if self.consolidated else ({}, None)
-        if cm.is_recorded(self.store, aid, self.zarr_format, root_attrs):
+        published, root_attrs = published_view(self.store, self.zarr_format) if self.consolidated else ({}, None)
+        if is_recorded(self.store, aid, self.zarr_format, root_attrs):
             raise AlreadyAppliedError(f"append {aid} was already applied to {self.description} (computed twice?); nothing written")
-        if cm.pending_journal(self.store) is not None:
+        if pending_journal(self.store) is not None:
             raise AppendError(
                 f"{self.description} has an interrupted commit that appeared after this append was planned; "
                 "rerun the append (it rolls the commit forward first)"
@@ -478,10 +493,10 @@ class _AppendRun:
 
     def take_lease(self) -> bool:
         """The graph's first task: take the lease (unless this run already holds it) and check the store."""
-        current = cm.read_json(self.store, cm.LEASE_KEY)
+        current = read_json(self.store, LEASE_KEY)
         if current is not None and current.get("id") == self.lease_id:
             return True  # taken by append(compute=True) before computing, or by an earlier try of this task
-        lease = cm.acquire_lease(self.store, self.description, self.operation, lease_id=self.lease_id, wait=self.wait)
+        lease = acquire_lease(self.store, self.description, self.operation, lease_id=self.lease_id, wait=self.wait)
         fault_point("append:leased")
         try:
             self.check()
@@ -502,7 +517,7 @@ class _AppendRun:
 
     def release(self) -> None:
         """Release the lease if this run holds it (a no-op otherwise)."""
-        cm.Lease(self.store, {"id": self.lease_id}).release()
+        Lease(self.store, {"id": self.lease_id}).release()
 
     def finish(self, written: int, checksums: Mapping[str, np.ndarray] | None = None) -> AppendResult:
         """The graph's last task, after every chunk is written: journal, commit, release.
@@ -513,9 +528,9 @@ class _AppendRun:
             if checksums:
                 self.journal["entry"]["digests"] = combine_digests(checksums)
             fault_point("append:data-written")
-            cm.write_journal(self.store, self.journal)
+            write_journal(self.store, self.journal)
             fault_point("append:journaled")
-            cm.roll_forward(self.store, self.journal, self.consolidated)
+            roll_forward(self.store, self.journal, self.consolidated)
         except BaseException:
             self.release()  # a written journal stays: the next append or repair rolls it forward
             raise
@@ -527,6 +542,13 @@ class _AppendRun:
 def _after_lease(block: Any, leased: Any) -> Any:
     """Pass ``block`` on once the lease task has run (it is a dependency of every written block)."""
     return block
+
+
+def _waiting_for(data: da.Array, token: da.Array) -> da.Array:
+    """``data`` whose every block waits for the lease task (``token``)."""
+    ind = tuple(range(data.ndim))
+    return da.blockwise(_after_lease, ind, data, ind, token, (), dtype=data.dtype, meta=data._meta,
+                        name=f"pz-leased-{data.name}")
 
 
 class AppendDelayed(Delayed):
@@ -557,17 +579,15 @@ class AppendDelayed(Delayed):
             raise
 
 
-def _lazy_graph(prepared: PreparedWrite, run: _AppendRun, array_config: Mapping[str, Any] | None = None) -> AppendDelayed:
+def _lazy_graph(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None = None) -> AppendDelayed:
     """One graph: lease task -> every written block -> commit task (returns the AppendResult)."""
     leased = dask.delayed(run.take_lease, pure=False)(dask_key_name=f"pz-append-lease-{run.lease_id}")
     token = da.from_delayed(leased, shape=(), dtype=bool)
-    for job in prepared.jobs:
-        # No chunk is written before the lease is held: every block waits for the lease task.
-        ind = tuple(range(job.data.ndim))
-        job.data = da.blockwise(_after_lease, ind, job.data, ind, token, (), dtype=job.data.dtype,
-                                meta=job.data._meta, name=f"pz-leased-{job.data.name}")
-    written = build_graph(prepared, array_config)
-    checksums = {n: row_checksums(v.astype(d), a) for n, (v, d, a) in prepared.info["digest_inputs"].items()}
+    # No chunk is written before the lease is held: every block waits for the lease task.
+    leased_jobs = tuple(dataclasses.replace(job, data=_waiting_for(job.data, token)) for job in prepared.jobs)
+    written = build_graph(prepared.replace(jobs=leased_jobs), array_config)
+    assert prepared.rows is not None
+    checksums = {n: row_checksums(v.astype(d), a) for n, (v, d, a) in prepared.rows.digest_inputs.items()}
     final = dask.delayed(run.finish, pure=False)(written, checksums or None,
                                                  dask_key_name=f"pz-append-commit-{run.lease_id}")
     return AppendDelayed(final.key, final.dask, run)
@@ -586,8 +606,6 @@ class _FirstAppend:
     options: dict[str, Any]
 
     def __call__(self, compute_kwargs: Mapping[str, Any] | None = None) -> AppendResult:
-        from parallelzarr.entry.write import to_zarr
-
         if compute_kwargs is None:
             try:  # on a distributed worker: compute through the cluster without blocking a thread
                 from distributed import get_worker, worker_client
@@ -598,9 +616,11 @@ class _FirstAppend:
             with worker_client() as client:
                 return self({"scheduler": client})
         n = int(self.ds.sizes[self.append_dim])
-        plan = to_zarr(self.ds, self.resolved.store, mode="w" if self.restart else "w-", **self.options, **compute_kwargs)
+        with quiet_zarr_notices():  # as the public entry points (this may run later, in a Delayed)
+            plan = write_now(self.ds, self.resolved.store, mode="w" if self.restart else "w-", **self.options,
+                             compute_kwargs=compute_kwargs)
         # After the publish, as for any append: a record never names data readers cannot see.
-        cm.write_record(self.resolved.store, _entry(self.append_id, self.append_dim, 0, n, self.labels))
+        write_record(self.resolved.store, _entry(self.append_id, self.append_dim, 0, n, self.labels))
         return AppendResult(self.append_id, True, f"created {self.resolved.description} with {n} {self.append_dim!r} rows", plan, 0, n)
 
 
@@ -609,12 +629,12 @@ def _wait_until_free(store: Any, wait: Any) -> float:
 
     Nothing is taken here: the append takes the lease as usual, with the time left, after planning.
     """
-    deadline = time.monotonic() + cm.parse_wait(wait)
+    deadline = time.monotonic() + parse_wait(wait)
     delay = 0.05
     while True:
-        holder = cm.read_json(store, cm.LEASE_KEY)
+        holder = read_json(store, LEASE_KEY)
         left = deadline - time.monotonic()
-        if holder is None or cm.holder_alive(holder) is False or cm.held_by_this_process(holder) or left <= 0:
+        if holder is None or holder_alive(holder) is False or held_by_this_process(holder) or left <= 0:
             return max(0.0, left)
         time.sleep(min(delay, left))
         delay = min(delay * 1.5, 2.0)
@@ -742,11 +762,9 @@ def append(
     consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
     # A first append that was interrupted before it published its new store left nothing readers
     # see: start it again (mode "w" replaces the unpublished leftovers).
-    unpublished = cm.unpublished_write(resolved.store)
-    restart = unpublished is not None and not cm.write_running(unpublished)
+    unpublished = unpublished_write(resolved.store)
+    restart = unpublished is not None and not write_running(unpublished)
     if restart or not store_has_data(resolved.store):
-        from parallelzarr.entry.write import plan_write
-
         labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
         options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem,
                    "zarr_format": default_zarr_format(zarr_format), "write_empty_chunks": write_empty_chunks}
@@ -754,25 +772,25 @@ def append(
         if compute:
             return first(compute_kwargs)
         # Validate now (metadata only); the store is created when the Delayed runs.
-        plan_write(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, max_mem=max_mem,
-                   zarr_format=default_zarr_format(zarr_format))
+        prepare(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, max_mem=max_mem,
+                zarr_format=default_zarr_format(zarr_format))
         return dask.delayed(first, pure=False, traverse=False)(dask_key_name=f"pz-first-append-{uuid.uuid4().hex}")
 
-    stored_format = cm.stored_zarr_format(resolved.store)
+    stored_format = stored_zarr_format(resolved.store)
     if zarr_format is not None:
         _check_stored_format(resolved, zarr_format, stored_format)
     if wait is not None and compute:
         # Before reading the store: the checks must see what the holder commits (its rows, its shape).
         wait = _wait_until_free(resolved.store, wait)
     repaired: list[str] = []
-    dead = cm.clear_dead_lease(resolved.store)
+    dead = clear_dead_lease(resolved.store)
     if dead is not None:
-        repaired.append(f"cleared the lease of a dead process ({cm.describe_holder(dead)})")
-    journal = cm.pending_journal(resolved.store)
+        repaired.append(f"cleared the lease of a dead process ({describe_holder(dead)})")
+    journal = pending_journal(resolved.store)
     if journal is not None:
-        lease = cm.acquire_lease(resolved.store, resolved.description, "roll-forward", wait=wait)
+        lease = acquire_lease(resolved.store, resolved.description, "roll-forward", wait=wait)
         try:
-            steps = cm.roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
+            steps = roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
             repaired.append(f"rolled forward interrupted append {journal['entry']['id']}: {'; '.join(steps) or 'already applied'}")
         finally:
             lease.release()
@@ -813,7 +831,7 @@ def append(
             return done if compute else dask.delayed(done, traverse=False)
 
     aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
-    if cm.is_recorded(resolved.store, aid, stored_format):
+    if is_recorded(resolved.store, aid, stored_format):
         if append_dim in ds.indexes:
             # Its labels are not stored (those were handled above): reusing an id would drop these rows.
             raise AppendError(
@@ -829,25 +847,23 @@ def append(
     inline = compute and _runs_inline(prepared, budget, compute_kwargs, progress)
     markers = None
     if not inline:
-        from parallelzarr.store.markers import (
-            attach_to,  # resume: a rerun after a crash skips the blocks already written
-        )
-
-        resume = attach_to(prepared, resolved.store)
-        resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
-        markers = resume.markers.prefix
-    info = prepared.info
-    entry = _entry(aid, append_dim, info["offset"], info["length"], info["labels"])
+        prepared = with_resume(prepared, resolved.store)  # a rerun after a crash skips the blocks already written
+        assert prepared.resume is not None
+        prepared.resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
+        markers = prepared.resume.markers.prefix
+    info = prepared.rows
+    assert info is not None
+    entry = _entry(aid, append_dim, info.offset, info.length, info.labels)
     extra = "".join([f"; skipped {skipped} already stored identical row(s)" if skipped else "",
                      f"; rewrote {overwritten} changed stored row(s)" if overwritten else ""])
     result = AppendResult(
         aid, True,
-        f"appended {info['length']} {append_dim!r} row(s) at {info['offset']} to {resolved.description} (id {aid}){extra}",
-        prepared.plan, info["offset"], info["length"], repaired, skipped, overwritten,
+        f"appended {info.length} {append_dim!r} row(s) at {info.offset} to {resolved.description} (id {aid}){extra}",
+        prepared.plan, info.offset, info.length, repaired, skipped, overwritten,
     )
     run = _AppendRun(
         resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
-        info["old_shapes"], {"shapes": info["shapes"], "entry": entry, "consolidated": consolidated,
+        dict(info.old_shapes), {"shapes": dict(info.shapes), "entry": entry, "consolidated": consolidated,
                              "markers": markers, "zarr_format": stored_format}, consolidated, result,
     )
     run.wait = wait
@@ -859,9 +875,9 @@ def append(
 
     # Eagerly here: a held lease is reported before any input is read. The lease task then finds
     # its own id and does nothing.
-    lease = cm.acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id, wait=wait)
+    lease = acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id, wait=wait)
     if lease.broke_stale:
-        repaired.append(f"broke the lease of a dead process ({cm.describe_holder(lease.broke_stale)})")
+        repaired.append(f"broke the lease of a dead process ({describe_holder(lease.broke_stale)})")
     with store_write_failures(append_failure(resolved.store, resolved.description), cleanup=run.stopped):
         fault_point("append:leased")
         run.check()
@@ -880,7 +896,7 @@ INLINE_APPEND_BYTES = 64 * 2**20
 _LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded", "processes", "multiprocessing"}
 
 
-def _runs_inline(prepared: PreparedWrite, budget: int | None, compute_kwargs: Mapping[str, Any], progress: bool) -> bool:
+def _runs_inline(prepared: WriteJob, budget: int | None, compute_kwargs: Mapping[str, Any], progress: bool) -> bool:
     """Whether an append is small enough to write from the calling thread (see :data:`INLINE_APPEND_BYTES`).
 
     Only with a local scheduler (a distributed client's data is read through its cluster) and no
@@ -899,14 +915,15 @@ def _runs_inline(prepared: PreparedWrite, budget: int | None, compute_kwargs: Ma
     return nbytes <= INLINE_APPEND_BYTES and (budget is None or 2 * nbytes <= budget)
 
 
-def _append_inline(prepared: PreparedWrite, run: _AppendRun, array_config: Mapping[str, Any] | None) -> None:
+def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None) -> None:
     """Write a small append from this thread (no graph), then commit it like the graph's last task.
 
     The input and its row digests are computed together (each input block read once), then each
     array is written in slabs cut at its stored object boundaries along the append axis: every
     object is encoded and stored once, and each slab counts as one write (the crash tests' points).
     """
-    inputs = prepared.info["digest_inputs"]
+    assert prepared.rows is not None
+    inputs = prepared.rows.digest_inputs
     arrays = [job.data for job in prepared.jobs]
     computed = dask.compute(*arrays, *(v for v, _, _ in inputs.values()), scheduler="sync")
     values = computed[: len(arrays)]
@@ -917,7 +934,7 @@ def _append_inline(prepared: PreparedWrite, run: _AppendRun, array_config: Mappi
         target = job.open_target()
         if array_config:
             target = target.with_config(dict(array_config))
-        written += _write_slabs(target, job.plan, prepared.info["axes"][job.plan.name], np.asarray(data))
+        written += _write_slabs(target, job.plan, prepared.rows.axes[job.plan.name], np.asarray(data))
     run.finish(written, digests or None)
 
 
@@ -966,9 +983,8 @@ def plan_append(
     resolved = resolve_store(store, storage_options)
     budget = parse_bytes(max_mem) if max_mem is not None else None
     if not store_has_data(resolved.store):
-        from parallelzarr.entry.write import plan_write
-
-        return plan_write(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, max_mem=max_mem)
+        return prepare(ds, resolved.store, mode="w-", encoding=encoding, strategy=strategy, max_mem=max_mem,
+                       zarr_format=default_zarr_format(None)).plan
     stored = _open_consistent(resolved)
     repeated = _split_repeats(ds, stored, append_dim, repeat)
     if repeated is not None:
@@ -977,10 +993,7 @@ def plan_append(
         ds = repeated.new
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
                               append_step=append_step, gaps=gaps, stored=stored)
-    from parallelzarr.store.markers import attach_to
-
-    attach_to(prepared, resolved.store)  # the plan says how many tasks an interrupted run finished
-    return prepared.plan
+    return with_resume(prepared, resolved.store).plan  # the plan says how many tasks an interrupted run finished
 
 
 def _check_repeat_policy(repeat: str) -> None:
@@ -1039,7 +1052,7 @@ def _entry(aid: str, dim: str, offset: int, length: int, labels: tuple[str, str]
 
 def repair(
     store: Any, *, force: bool = False, truncate: bool = False, storage_options: Mapping[str, Any] | None = None
-) -> cm.RepairReport:
+) -> RepairReport:
     """Bring a store back to a consistent state after an interrupted append.
 
     Rolls forward an interrupted commit from its journal, clears a lease whose holder is gone (any
@@ -1074,4 +1087,4 @@ def repair(
     resolved = resolve_store(store, storage_options)
     if not store_has_data(resolved.store):
         raise StoreError(f"no zarr store at {resolved.description}; nothing to repair")
-    return cm.repair_store(resolved.store, resolved.description, force=force, truncate=truncate)
+    return repair_store(resolved.store, resolved.description, force=force, truncate=truncate)

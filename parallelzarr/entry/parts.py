@@ -15,6 +15,7 @@ rest, and a finished part rerun does nothing. ``finalize`` publishes once every 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import math
 import socket
@@ -28,16 +29,25 @@ import dask
 import numpy as np
 from zarr.core.sync import sync
 
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.appendlog import is_recorded
+from parallelzarr.commit.journal import pending_journal, roll_forward, write_journal
+from parallelzarr.commit.lease import Lease, acquire_lease, clear_dead_lease
+from parallelzarr.commit.repair import remove_chunks_beyond_shape
 from parallelzarr.entry.kwargs import check_compute_kwargs
 from parallelzarr.errors import PlanningError, StoreError
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.failures import part_failure, store_write_failures
-from parallelzarr.store.markers import Resume, TaskMarkers, plan_fingerprint, remove_empty_dirs
+from parallelzarr.run.job import StoredArray
+from parallelzarr.run.resume import with_resume
+from parallelzarr.run.runner import build_graph
+from parallelzarr.store.keys import LEASE_KEY, PREFIX, read_json, write_json
+from parallelzarr.store.keys import delete as delete_key
+from parallelzarr.store.markers import TaskMarkers, plan_fingerprint, remove_empty_dirs
+from parallelzarr.store.staging import RESUME, publish, write_ended
 
 __all__ = ["init", "write_part", "finalize", "abort", "status", "parse_part", "split_plan", "PartsError", "PartsIncompleteError"]
 
-PARTS_PREFIX = f"{cm.PREFIX}/parts"
+PARTS_PREFIX = f"{PREFIX}/parts"
 MANIFEST_KEY = f"{PARTS_PREFIX}/manifest.json"
 
 
@@ -52,7 +62,7 @@ class PartsIncompleteError(StoreError):
 def _manifest(store: Any) -> dict[str, Any] | None:
     """The job-array manifest of ``store``, or ``None`` (also for a store that does not exist yet)."""
     try:
-        return cm.read_json(store, MANIFEST_KEY)
+        return read_json(store, MANIFEST_KEY)
     except (FileNotFoundError, NotADirectoryError):
         return None
 
@@ -226,7 +236,7 @@ def _kind(mode: str, append_dim: str | None, region: Any) -> str:
 
 def _prepare(kind: str, data: Any, store: Any, mode: str, options: dict[str, Any]) -> Any:
     """Plan the write (reading metadata only); for appends against the store as it was at init."""
-    from parallelzarr.entry.write import prepare
+    from parallelzarr.run.prepare import prepare
 
     if kind == "append":
         from parallelzarr.entry.append import prepare_append
@@ -246,7 +256,7 @@ def _prepare(kind: str, data: Any, store: Any, mode: str, options: dict[str, Any
 
 def _options(mode: str | None, region: Any, append_dim: str | None, encoding: Any, strategy: str, max_mem: Any,
              storage_options: Any, zarr_format: int | None, consolidated: bool | None, lock: str | None) -> tuple[str, dict]:
-    from parallelzarr.entry.write import default_mode, default_zarr_format
+    from parallelzarr.run.prepare import default_mode, default_zarr_format
 
     mode = default_mode(mode, append_dim, region)
     if region is not None and mode == "w-":
@@ -308,15 +318,15 @@ def init(
                 f"initialised {existing.get('created')}); finalize it first, or init with mode='w' to replace a new store"
             )
     if kind == "new":
-        token = cm.RESUME.set(prepared.plan.fingerprint)
+        token = RESUME.set(prepared.plan.fingerprint)
         try:
-            prepared.setup()
+            prepared = prepared.setup()
         finally:
-            cm.RESUME.reset(token)
-        cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
+            RESUME.reset(token)
+        write_ended(prepared.store, prepared.write_id)
     manifest = {"kind": kind, "parts": nparts, "fingerprint": fp, "mode": mode, "target": resolved.description,
                 "publish": prepared.commit is not None, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    cm.write_json(resolved.store, MANIFEST_KEY, manifest)
+    write_json(resolved.store, MANIFEST_KEY, manifest)
     return PartsStatus(resolved.description, nparts, f"initialised {resolved.description} for {nparts} part(s) "
                        f"({kind} write, {prepared.plan.tasks} write task(s)); readers see nothing new until finalize",
                        missing=list(range(nparts)), plan=prepared.plan)
@@ -342,34 +352,35 @@ def _init_append(data: Any, store: Any, resolved: Any, nparts: int, mode: str, o
         raise PartsError(f"{resolved.description} is empty: a job-array append needs an existing store; write the "
                          "first rows with init/parts without append_dim")
     consolidated = resolve_consolidated(resolved.store, options.get("consolidated"), resolved.description)
-    cm.clear_dead_lease(resolved.store)
-    journal = cm.pending_journal(resolved.store)
+    clear_dead_lease(resolved.store)
+    journal = pending_journal(resolved.store)
     if journal is not None:
-        lease = cm.acquire_lease(resolved.store, resolved.description, "roll-forward")
+        lease = acquire_lease(resolved.store, resolved.description, "roll-forward")
         try:
-            cm.roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
+            roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
         finally:
             lease.release()
     aid = _derive_id(ds, dim, _labels_only(ds, dim))
-    if cm.is_recorded(resolved.store, aid):
+    if is_recorded(resolved.store, aid):
         raise PartsError(f"append {aid} was already applied to {resolved.description}; nothing to do")
     prepared = _prepare("append", data, store, mode, options)
     spans, table = split_plan(prepared.plan, nparts)
     prepared.plan.parts = table
     fp = _structure(prepared.plan, options)
-    info = prepared.info
+    info = prepared.rows
+    assert info is not None
     lease_id = uuid.uuid4().hex
     # Held until finalize, by no process: holder_alive() never calls a job array's lease dead.
-    cm.acquire_lease(resolved.store, resolved.description, "job-array append", lease_id=lease_id)
+    acquire_lease(resolved.store, resolved.description, "job-array append", lease_id=lease_id)
     names = {job.plan.name: str(job.data.name) for job in prepared.jobs}
     markers = TaskMarkers.of(resolved.store, plan_fingerprint(prepared.plan, names))
     manifest = {"kind": "append", "parts": nparts, "fingerprint": fp, "mode": "a", "target": resolved.description,
                 "lease_id": lease_id, "consolidated": consolidated,
-                "journal": {"shapes": info["shapes"], "entry": _entry(aid, dim, info["offset"], info["length"], info["labels"]),
+                "journal": {"shapes": dict(info.shapes), "entry": _entry(aid, dim, info.offset, info.length, info.labels),
                             "consolidated": consolidated, "markers": markers.prefix},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    cm.write_json(resolved.store, MANIFEST_KEY, manifest)
-    return PartsStatus(resolved.description, nparts, f"initialised the append of {info['length']} {dim!r} row(s) to "
+    write_json(resolved.store, MANIFEST_KEY, manifest)
+    return PartsStatus(resolved.description, nparts, f"initialised the append of {info.length} {dim!r} row(s) to "
                        f"{resolved.description} for {nparts} part(s); readers see the store as before until finalize",
                        missing=list(range(nparts)), plan=prepared.plan)
 
@@ -419,7 +430,7 @@ def write_part(
                          f"{manifest.get('parts')} part(s), this is a {kind} write in {nparts} part(s); pass the "
                          "arguments given to init")
     if kind == "append":
-        held = cm.read_json(resolved.store, cm.LEASE_KEY) or {}
+        held = read_json(resolved.store, LEASE_KEY) or {}
         if held.get("id") != manifest.get("lease_id"):
             raise PartsError(f"the lease of {resolved.description} is not the job array's (it was cleared or "
                              "taken over); run init again")
@@ -430,28 +441,23 @@ def write_part(
                          "(other data shape, chunks, encoding, strategy or region); pass the arguments and data "
                          "given to init")
     spans, table = split_plan(prepared.plan, nparts)
-    from parallelzarr.store.markers import attach
-
-    resume: Resume = attach(prepared, resolved.store, spans[i])
+    prepared = with_resume(prepared, resolved.store, spans=spans[i]).replace(commit=None)  # finalize publishes
+    resume = prepared.resume
+    assert resume is not None
     resume.clear_at_end = False  # finalize clears them
-    prepared.commit = None  # finalize publishes
     prepared.plan.part = (i, nparts)
     prepared.plan.parts = table
-    if cm.read_json(resolved.store, done_key(i)) is not None:
+    if read_json(resolved.store, done_key(i)) is not None:
         prepared.plan.tasks_run = 0
         prepared.plan.notes.append(f"part {i}/{nparts} was already done; nothing written")
         return prepared.plan
-    from parallelzarr.entry.write import build_graph
-
-    if not _is_dataset(data):  # a bare array: opened here (its prepared opener needs the setup, init's job)
-        import zarr
-
-        for job in prepared.jobs:
-            job.open_target = lambda: zarr.open_array(resolved.store, mode="r+")
+    if not _is_dataset(data):  # a bare array: opened here (init laid it down)
+        prepared = prepared.replace(jobs=tuple(dataclasses.replace(job, target=StoredArray(resolved.store))
+                                               for job in prepared.jobs))
     delayed = build_graph(prepared)
     with store_write_failures(part_failure(i, nparts, resolved.description)):
         dask.compute(delayed, **compute_kwargs)
-    cm.write_json(resolved.store, done_key(i), {
+    write_json(resolved.store, done_key(i), {
         "part": i, "parts": nparts, "fingerprint": fp, "markers": resume.markers.prefix, "host": socket.gethostname(),
         "tasks": table[i]["tasks"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
@@ -467,7 +473,7 @@ def status(store: Any, storage_options: Mapping[str, Any] | None = None) -> Part
         raise PartsError(f"{resolved.description} has no job array to finalize (never initialised, or already "
                          "finalized)")
     n = int(manifest["parts"])
-    done = [i for i in range(n) if cm.read_json(resolved.store, done_key(i)) is not None]
+    done = [i for i in range(n) if read_json(resolved.store, done_key(i)) is not None]
     missing = sorted(set(range(n)) - set(done))
     return PartsStatus(resolved.description, n, f"{len(done)} of {n} part(s) done", done, missing)
 
@@ -489,7 +495,7 @@ def finalize(store: Any, storage_options: Mapping[str, Any] | None = None) -> Pa
     """
     resolved = _resolved(store, storage_options)
     st = status(store, storage_options)
-    manifest = cm.read_json(resolved.store, MANIFEST_KEY) or {}
+    manifest = read_json(resolved.store, MANIFEST_KEY) or {}
     if st.missing:
         raise PartsIncompleteError(
             f"cannot finalize {resolved.description}: {len(st.missing)} of {st.nparts} part(s) not done: "
@@ -498,23 +504,23 @@ def finalize(store: Any, storage_options: Mapping[str, Any] | None = None) -> Pa
         )
     kind = manifest.get("kind")
     if kind == "new" and manifest.get("publish"):
-        cm.publish(resolved.store)
+        publish(resolved.store)
         what = "published the new store (its root metadata)"
     elif kind == "append":
         journal = manifest["journal"]
-        cm.write_journal(resolved.store, journal)
-        cm.roll_forward(resolved.store, journal, bool(manifest.get("consolidated")))
-        cm.Lease(resolved.store, {"id": manifest.get("lease_id")}).release()
+        write_journal(resolved.store, journal)
+        roll_forward(resolved.store, journal, bool(manifest.get("consolidated")))
+        Lease(resolved.store, {"id": manifest.get("lease_id")}).release()
         entry = journal["entry"]
         what = f"committed the append of {entry['length']} {entry['dim']!r} row(s) at {entry['offset']}"
     else:
         what = "the region is written (region writes publish nothing)"
     for i in range(st.nparts):
-        rec = cm.read_json(resolved.store, done_key(i)) or {}
+        rec = read_json(resolved.store, done_key(i)) or {}
         if rec.get("markers"):
             TaskMarkers(resolved.store, rec["markers"]).clear()
     sync(resolved.store.delete_dir(f"{PARTS_PREFIX}/done"))
-    cm.delete_key(resolved.store, MANIFEST_KEY)
+    delete_key(resolved.store, MANIFEST_KEY)
     remove_empty_dirs(resolved.store, f"{PARTS_PREFIX}/done")
     st.message = f"finalized {resolved.description}: all {st.nparts} part(s) done; {what}"
     return st
@@ -539,19 +545,19 @@ def abort(store: Any, storage_options: Mapping[str, Any] | None = None) -> Parts
         raise PartsError(f"{resolved.description} has no job array to abort")
     n = int(manifest.get("parts", 0))
     for i in range(n):
-        rec = cm.read_json(resolved.store, done_key(i)) or {}
+        rec = read_json(resolved.store, done_key(i)) or {}
         if rec.get("markers"):
             TaskMarkers(resolved.store, rec["markers"]).clear()
     kind = manifest.get("kind")
     what = "nothing was published"
     if kind == "append":
         TaskMarkers(resolved.store, manifest["journal"]["markers"]).clear()
-        removed = cm.remove_chunks_beyond_shape(resolved.store)
-        cm.Lease(resolved.store, {"id": manifest.get("lease_id")}).release()
+        removed = remove_chunks_beyond_shape(resolved.store)
+        Lease(resolved.store, {"id": manifest.get("lease_id")}).release()
         what = f"the append was dropped ({len(removed)} unpublished chunk(s) deleted, the lease released)"
     elif kind == "new":
         what = "the new store stays unpublished (write it again with mode='w')"
     sync(resolved.store.delete_dir(f"{PARTS_PREFIX}/done"))
-    cm.delete_key(resolved.store, MANIFEST_KEY)
+    delete_key(resolved.store, MANIFEST_KEY)
     remove_empty_dirs(resolved.store, f"{PARTS_PREFIX}/done")
     return PartsStatus(resolved.description, n, f"aborted the job array of {resolved.description}: {what}")

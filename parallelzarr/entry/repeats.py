@@ -30,10 +30,12 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.appendlog import append_log, write_record
+from parallelzarr.commit.lease import acquire_lease
 from parallelzarr.errors import AppendError
 from parallelzarr.inputs.datasets import _encoded, _stored_encoding
 from parallelzarr.inputs.ingest import REPEAT_POLICIES, combine_digests, labels_text, row_checksums
+from parallelzarr.run.runner import write_now
 
 __all__ = ["Repeats", "split_repeats", "digest_names", "incoming_digests", "stored_digests", "overwrite_rows"]
 
@@ -112,7 +114,7 @@ def _from_store(store: Any, names: list[str], stored: xr.Dataset, dim: str, posi
 def recorded_digests(store: Any) -> dict[int, str | None]:
     """Position -> digest from the records, later ones first; ``None``: a rewrite of it did not finish."""
     table: dict[int, str | None] = {}
-    for entry in sorted(cm.append_log(store), key=lambda e: (e.get("time_ns") or 0)):
+    for entry in sorted(append_log(store), key=lambda e: (e.get("time_ns") or 0)):
         digests = entry.get("digests")
         if not isinstance(digests, list):
             continue
@@ -167,13 +169,11 @@ def refuse_changed(rep: Repeats, changed: np.ndarray, dim: str, description: str
 def overwrite_rows(store: Any, description: str, rep: Repeats, changed: np.ndarray, digests: list[str], dim: str,
                    *, wait: Any, compute_kwargs: Mapping[str, Any], max_mem: Any) -> int:
     """Rewrite the changed repeated rows in place (region writes) under the lease; return the row count."""
-    from parallelzarr.entry.write import to_zarr
-
     idx = np.flatnonzero(changed)
     positions = [int(p) for p in rep.positions[idx]]
     rows = rep.repeated.isel({dim: idx})
     rows = rows.drop_vars([n for n, v in rows.variables.items() if dim not in v.dims])
-    lease = cm.acquire_lease(store, description, "append (overwrite)", wait=wait)
+    lease = acquire_lease(store, description, "append (overwrite)", wait=wait)
     try:
         entry = {
             "id": f"overwrite-{uuid.uuid4().hex[:16]}", "kind": "overwrite", "dim": dim,
@@ -182,13 +182,14 @@ def overwrite_rows(store: Any, description: str, rep: Repeats, changed: np.ndarr
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "time_ns": time.time_ns(),
         }
         # First: until the rewrite is complete no recorded digest of these rows is trusted.
-        cm.write_record(store, {**entry, "digests": [None] * len(positions), "state": "rewriting"})
+        write_record(store, {**entry, "digests": [None] * len(positions), "state": "rewriting"})
         # One region write per run of consecutive positions.
         breaks = np.flatnonzero(np.diff(positions) != 1) + 1
         for run in np.split(np.arange(len(positions)), breaks):
             start, stop = positions[run[0]], positions[run[-1]] + 1
-            to_zarr(rows.isel({dim: run}), store, region={dim: slice(start, stop)}, max_mem=max_mem, **compute_kwargs)
-        cm.write_record(store, {**entry, "digests": [digests[i] for i in idx], "state": "done"})
+            write_now(rows.isel({dim: run}), store, region={dim: slice(start, stop)}, max_mem=max_mem,
+                      compute_kwargs=compute_kwargs)
+        write_record(store, {**entry, "digests": [digests[i] for i in idx], "state": "done"})
     finally:
         lease.release()
     return len(positions)

@@ -10,76 +10,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import dask
-from dask._task_spec import Task, TaskRef
-from dask.base import tokenize
 from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 
-from parallelzarr.commit import core as cm
 from parallelzarr.entry.kwargs import check_compute_kwargs
 from parallelzarr.entry.notices import quietly
-from parallelzarr.errors import DataTypeError, ModeError, PlanningError
-from parallelzarr.graph.write import build_write_graph, total
+from parallelzarr.errors import ModeError
 from parallelzarr.inputs.sources import sources_as_data
-from parallelzarr.inputs.validate import check_mode
 from parallelzarr.plan.write import WritePlan
-from parallelzarr.reports.progress import compute_progress
-from parallelzarr.run.failures import store_write_failures, write_failure
-from parallelzarr.run.job import PreparedWrite
+from parallelzarr.run.prepare import (
+    check_bool,
+    default_mode,
+    default_zarr_format,
+    is_xarray,
+    prepare,
+)
+from parallelzarr.run.runner import build_graph, execute
 from parallelzarr.store import rectilinear as _rectilinear  # noqa: F401  (lets zarr >= 3.2 read rectilinear grids)
-from parallelzarr.units import parse_bytes
 
 __all__ = ["to_zarr", "plan_write", "build_graph", "prepare"]
-
-
-def check_data(data: Any) -> None:
-    """Refuse a file name given as data: it would otherwise be stored as a 0-d string array."""
-    if isinstance(data, str | bytes | os.PathLike):
-        raise DataTypeError(
-            f"data is a {type(data).__name__} ({os.fsdecode(data)[:200]!r}), not an array or Dataset; to convert "
-            "files open them first: xr.open_dataset(path) for one file, xr.open_mfdataset(paths, "
-            "data_vars='minimal', coords='minimal', compat='override') for several (or use the CLI: "
-            "parallelzarr write 'files/*.nc' out.zarr)"
-        )
-
-
-def default_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
-    """xarray's default ``mode``: ``"a"`` with ``append_dim``, ``"r+"`` with ``region``, else ``"w-"``.
-
-    A region with ``mode="w"``/``"w-"`` is refused as xarray refuses it: it would otherwise be a
-    silent region write where the caller asked to create or replace the store.
-    """
-    if mode is not None:
-        if append_dim is not None and mode not in ("a", "a-"):
-            raise ModeError(
-                f"cannot set append_dim unless mode='a' or mode=None: append_dim={append_dim!r} needs mode='a' "
-                f"(or leave mode unset), got mode={mode!r}: with mode={mode!r} the rows would replace the store "
-                "instead of being appended"
-            )
-        if region is not None and mode in ("w", "w-"):
-            raise ModeError(
-                f"cannot set region unless mode='a', mode='a-', mode='r+' or mode=None, got mode={mode!r}: a "
-                "region writes into existing arrays; use mode='r+' (or leave mode unset), or drop region to "
-                "create the store"
-            )
-        return mode
-    return "a" if append_dim is not None else "r+" if region is not None else "w-"
-
-
-def default_zarr_format(zarr_format: int | None) -> int:
-    """``zarr_format``, else zarr's configured default (``zarr.config``'s ``default_zarr_format``), as xarray does."""
-    if zarr_format is not None:
-        return zarr_format
-    import zarr
-
-    return int(zarr.config.get("default_zarr_format", 3))
-
-
-def check_bool(name: str, value: Any) -> Any:
-    """Refuse a non-boolean flag (``"false"`` would read as true)."""
-    if value is not None and not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def in_group(store: Any, group: str | None, storage_options: Mapping[str, Any] | None) -> Any:
@@ -156,122 +104,6 @@ def _group_parts(group: str) -> list[str]:
     return parts
 
 
-def _is_xarray(data: Any) -> bool:
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a dependency
-        return False
-    return isinstance(data, xr.Dataset | xr.DataArray)
-
-
-def prepare(
-    data: Any,
-    store: Any,
-    *,
-    mode: str = "w-",
-    region: Any = None,
-    append_dim: str | None = None,
-    encoding: Mapping[str, Any] | None = None,
-    strategy: str = "auto",
-    max_mem: int | str | None = "256MiB",
-    storage_options: Mapping[str, Any] | None = None,
-    zarr_format: int = 3,
-    consolidated: bool | None = None,
-    lock: str | None = None,
-    write_empty_chunks: bool | None = None,
-) -> PreparedWrite:
-    """Validate and plan a write without writing anything (the shared first half of the API)."""
-    args = dict(locals())  # the arguments as given, for the rectilinear re-plan below
-    check_data(data)
-    check_mode(mode)
-    rectilinear = _rectilinear_request(args)
-    if rectilinear is not None:
-        return rectilinear
-    if region is not None and mode == "w-":
-        mode = "r+"  # as in xarray: a region always writes into existing arrays
-    budget = parse_bytes(max_mem) if max_mem is not None else None
-    if zarr_format not in (2, 3):
-        raise PlanningError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
-    if append_dim is not None:
-        if mode not in ("a", "w-", "w"):
-            raise ModeError(f"append_dim={append_dim!r} needs mode='a', got mode={mode!r}")
-        if region is not None:
-            raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
-    if _is_xarray(data):
-        from parallelzarr.inputs.datasets import prepare_dataset_write
-
-        return _resumable(prepare_dataset_write(
-            data,
-            store,
-            mode=mode,
-            region=region,
-            append_dim=append_dim,
-            encoding=encoding,
-            strategy=strategy,
-            max_mem=budget,
-            storage_options=storage_options,
-            zarr_format=zarr_format,
-            consolidated=consolidated,
-            lock=lock,
-            write_empty_chunks=write_empty_chunks,
-        ), store, storage_options)
-    if append_dim is not None:
-        raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
-    from parallelzarr.inputs.arrays import prepare_array_write
-
-    return _resumable(prepare_array_write(
-        data,
-        store,
-        mode=mode,
-        region=region,
-        encoding=encoding,
-        strategy=strategy,
-        max_mem=budget,
-        storage_options=storage_options,
-        zarr_format=zarr_format,
-        lock=lock,
-    ), store, storage_options, {"encoding": encoding, "zarr_format": zarr_format})
-
-
-def _resumable(prepared: PreparedWrite, store: Any, storage_options: Mapping[str, Any] | None,
-               facts: Mapping[str, Any] | None = None) -> PreparedWrite:
-    """Attach the resume state (parallelzarr.store.markers): a rerun of an interrupted write skips its finished tasks.
-
-    ``facts``: what else decides the stored bytes (a bare array's encoding and format: its metadata
-    is not staged, so a rerun resumes onto it only when these match).
-    """
-    from parallelzarr.store.markers import attach_to, keep_unfinished_array
-    from parallelzarr.store.rectilinear import finish
-
-    finish(prepared, store, storage_options)  # rectilinear grids: the readers note, the metadata
-    attach_to(prepared, store, storage_options, extra=facts)
-    if facts is not None:
-        keep_unfinished_array(prepared, store, storage_options)
-    return prepared
-
-
-def _rectilinear_request(args: dict[str, Any]) -> PreparedWrite | None:
-    """Plan again with rectilinear ``chunks`` taken out of the encoding and those variables named
-    (parallelzarr.store.rectilinear), or ``None`` when the write asks for none."""
-    from parallelzarr.plan.write import RECTILINEAR_NAMES
-    from parallelzarr.store.rectilinear import take_requests
-
-    new_store = args["region"] is None and args["append_dim"] is None and args["mode"] not in ("r+", "a", "a-")
-    if args["region"] is not None or args["mode"] == "r+":
-        from parallelzarr.store.rectilinear import refuse_region_into
-
-        refuse_region_into(args["data"], args["store"], args["storage_options"])
-    data, encoding, names = take_requests(args["data"], args["encoding"], args["strategy"],
-                                          zarr_format=args["zarr_format"], new_store=new_store)
-    if not names:
-        return None
-    token = RECTILINEAR_NAMES.set(names)
-    try:
-        return prepare(**{**args, "data": data, "encoding": encoding})
-    finally:
-        RECTILINEAR_NAMES.reset(token)
-
-
 @quietly
 def plan_write(
     data: Any,
@@ -315,39 +147,6 @@ def plan_write(
 
         plan.parts = split_plan(plan, check_parts(parts))[1]
     return plan
-
-
-def build_graph(prepared: PreparedWrite, array_config: Mapping[str, Any] | None = None) -> Delayed:
-    """Build one dask graph writing every array of a prepared write, then its commit.
-
-    ``array_config``: zarr array runtime configuration for the writes (``write_empty_chunks``).
-    """
-    parts: list[Delayed] = []
-    for job in prepared.jobs:
-        target = job.open_target()
-        if array_config:
-            target = target.with_config(dict(array_config))
-        resume = prepared.info.get("resume")  # parallelzarr.store.markers: resume and job-array parts
-        select = resume.selection(job.plan.name) if resume is not None else None
-        graph, final = build_write_graph(job.plan, job.data, target, prepared.locks, select=select)
-        parts.append(Delayed(final, graph))
-    name = "pz-write-all-" + tokenize(*(p.key for p in parts))
-    refs = [TaskRef(p.key) for p in parts]
-    if prepared.info.get("resume") is not None:
-        from parallelzarr.store.markers import finish
-
-        task = Task(name, finish, prepared.info["resume"], prepared.commit, *refs)
-    elif prepared.commit is not None:
-        task = Task(name, _commit_after, prepared.commit, *refs)
-    else:
-        task = Task(name, total, *refs)
-    graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=parts)
-    return Delayed(name, graph)
-
-
-def _commit_after(commit: Any, *counts: int) -> int:
-    commit()
-    return int(sum(counts))
 
 
 @quietly
@@ -480,7 +279,7 @@ def to_zarr(
         from parallelzarr.entry.append import append
 
         if region is not None:
-            if _is_xarray(data):
+            if is_xarray(data):
                 from parallelzarr.inputs.datasets import as_dataset, check_auto_region
                 from parallelzarr.inputs.xarray_checks import check_region
 
@@ -496,7 +295,7 @@ def to_zarr(
         from parallelzarr.inputs.xarray_checks import check_append
 
         check_append(data, store, append_dim, encoding, storage_options)
-        statics = _statics(data, store, append_dim, storage_options, mode) if _is_xarray(data) else None
+        statics = _statics(data, store, append_dim, storage_options, mode) if is_xarray(data) else None
         appended = append(
             data if statics is None else statics[0],
             store,
@@ -530,7 +329,7 @@ def to_zarr(
         if compute:
             consolidate_root(root_store, group, storage_options, consolidated)
         return appended
-    prepared = prepare(
+    job = prepare(
         data,
         store,
         mode=mode,
@@ -545,36 +344,13 @@ def to_zarr(
         lock=lock,
         write_empty_chunks=write_empty_chunks,
     )
-    publish_last = prepared.commit is not None
-    describe = prepared.info.get("describe_failure") or write_failure(prepared.plan, publish_last)
-    with store_write_failures(describe, cleanup=lambda exc: _failed(prepared, exc)):
-        resuming = cm.RESUME.set(prepared.plan.fingerprint)  # keep the chunks of an unfinished same write
-        try:
-            prepared.setup()
-        finally:
-            cm.RESUME.reset(resuming)
-        if prepared.info.get("resume") is not None:  # mode='w' may have replaced the store: list again
-            from parallelzarr.store.markers import refresh
-
-            refresh(prepared)
-        if not compute and prepared.commit is not None and not prepared.info.get("commit_after_data"):
-            # xarray's convention: compute=False lays down readable metadata now (a template that
-            # region writes, possibly from other processes, then fill), so publish it at once.
-            prepared.commit()
-            prepared.commit = None
-        if group is not None:
-            make_parent_groups(root_store, group, storage_options)
-        delayed = build_graph(prepared, array_config)
-        if not compute:
-            return delayed
-        with compute_progress(progress, compute_kwargs) as kw:
-            dask.compute(delayed, **kw)
-    cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"))
+    after_setup = (lambda: make_parent_groups(root_store, group, storage_options)) if group is not None else None
+    if not compute:
+        return execute(job, compute=False, array_config=array_config, after_setup=after_setup)
+    plan = execute(job, array_config=array_config, progress=progress, compute_kwargs=compute_kwargs,
+                   after_setup=after_setup)
     consolidate_root(root_store, group, storage_options, consolidated)
-    from parallelzarr.store.markers import count_tasks
-
-    prepared.plan.tasks_run = count_tasks(prepared.plan) - prepared.plan.tasks_done  # every other task ran
-    return prepared.plan
+    return plan
 
 
 def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None,
@@ -616,9 +392,3 @@ def _then_overwrite(appended: Any, statics: Any, store: Any, kwargs: dict[str, A
     return appended
 
 
-def _failed(prepared: PreparedWrite, exc: BaseException) -> None:
-    """Record a failed write: its unpublished marker, or (mode="a"/"r+") drop its staging and lease."""
-    cm.write_ended(prepared.info.get("store"), prepared.info.get("write_id"), exc)
-    on_failure = prepared.info.get("on_failure")
-    if on_failure is not None:
-        on_failure(exc)

@@ -11,7 +11,7 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from parallelzarr.errors import EncodingError, ModeError, SchemaMismatchError, StoreError
+from parallelzarr.errors import EncodingError, ModeError, SchemaMismatchError
 from parallelzarr.inputs.validate import (
     ARRAY_ENCODING_KEYS,
     check_encoding_keys,
@@ -20,7 +20,7 @@ from parallelzarr.inputs.validate import (
 )
 from parallelzarr.plan.grid import choose_grid, is_uniform
 from parallelzarr.plan.write import WritePlan
-from parallelzarr.run.job import PreparedWrite, plan_job
+from parallelzarr.run.job import CreateArray, GivenArray, StoredArray, WriteJob, plan_job
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
 from parallelzarr.store.resolve import ResolvedStore, is_in_memory, resolve_store, store_has_data
 
@@ -108,7 +108,7 @@ def prepare_array_write(
     storage_options: Mapping[str, Any] | None,
     zarr_format: int,
     lock: str | None = None,
-) -> PreparedWrite:
+) -> WriteJob:
     """Validate and plan the write of one bare array; nothing is written here."""
     check_encoding_keys(ARRAY_NAME, encoding if encoding is not None else {}, ARRAY_ENCODING_KEYS)
     encoding = dict(encoding or {})
@@ -203,47 +203,25 @@ def prepare_array_write(
         )
     else:
         backend, problem = None, None
-    created: dict[str, zarr.Array] = {}
     job = plan_job(
         ARRAY_NAME, darr, shape=shape, dims=dims, dtype=dtype, chunks=chunks, shards=shards, start=start,
         strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-        open_target=lambda: created["array"], partial_cells_shared=into_existing,
+        target=GivenArray(existing) if existing is not None else StoredArray(resolved.store),
+        partial_cells_shared=into_existing,
     )
     vplan = job.plan
     plan = WritePlan(target=resolved.description, mode=mode, variables={ARRAY_NAME: vplan}, max_mem=max_mem)
-
-    created: dict[str, zarr.Array] = {}
-
-    create_kwargs = {k: v for k, v in encoding.items() if k in ("compressors", "filters", "serializer", "fill_value", "attributes")}
-
-    def create(target_store: Any, overwrite: bool) -> zarr.Array:
-        return zarr.create_array(
-            target_store,
-            shape=shape,
-            chunks=chunks,
-            shards=shards,
-            dtype=dtype,
-            dimension_names=dims if "dimension_names" in encoding else None,
-            overwrite=overwrite,
-            zarr_format=zarr_format,
-            **create_kwargs,
-        )
-
+    create = None
     if existing is None:
+        create = CreateArray(
+            resolved.store, resolved.description, shape, chunks, shards, dtype,
+            dims if "dimension_names" in encoding else None, mode == "w", zarr_format,
+            {k: v for k, v in encoding.items() if k in ("compressors", "filters", "serializer", "fill_value", "attributes")},
+        )
         # Let zarr judge codecs and fill values on a scratch in-memory store before touching the target.
         try:
-            create(zarr.storage.MemoryStore(), False)
+            create.create(zarr.storage.MemoryStore(), False)
         except Exception as exc:
             raise EncodingError(f"zarr refused the array encoding {encoding}: {exc}") from exc
-
-    def setup() -> None:
-        if existing is not None:
-            created["array"] = existing
-            return
-        try:
-            created["array"] = create(resolved.store, mode == "w")
-        except Exception as exc:
-            raise StoreError(f"cannot create the array at {resolved.description}: {exc}") from exc
-
     locks = lock_spec(vplan.lock_backend, resolved.description, resolved.local_path)
-    return PreparedWrite(plan=plan, jobs=[job], setup=setup, locks=locks)
+    return WriteJob(plan=plan, jobs=(job,), lay_down=create, locks=locks)

@@ -8,7 +8,6 @@ into the exact values xarray would store. parallelzarr only decides how those va
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,8 @@ import xarray as xr
 import zarr
 from xarray.backends.zarr import encode_zarr_variable
 
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.journal import pending_journal, roll_forward
+from parallelzarr.commit.lease import acquire_lease
 from parallelzarr.errors import (
     EncodingError,
     EncodingKeyError,
@@ -39,7 +39,9 @@ from parallelzarr.inputs.xarray_checks import check_region
 from parallelzarr.plan.chunks import chunk_limit, fit_chunks
 from parallelzarr.plan.grid import choose_grid, is_uniform
 from parallelzarr.plan.write import WritePlan
-from parallelzarr.run.job import PreparedWrite, plan_job
+from parallelzarr.run.job import LayDownUnpublished, Publish, StoredArray, WriteJob, plan_job
+from parallelzarr.store.holders import describe_holder, holder_alive
+from parallelzarr.store.keys import LEASE_KEY, read_json
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
 from parallelzarr.store.resolve import (
     ResolvedStore,
@@ -48,6 +50,7 @@ from parallelzarr.store.resolve import (
     resolve_store,
     store_has_data,
 )
+from parallelzarr.store.staging import describe_unpublished, lay_down_in_memory, unpublished_write
 
 #: CF keys of a stored variable's encoding that decide its stored values.
 CF_KEYS = ("units", "calendar", "dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
@@ -190,17 +193,17 @@ def finish_overwrite(resolved: ResolvedStore) -> None:
     """
     from parallelzarr.errors import LeaseError
 
-    lease = cm.read_json(resolved.store, cm.LEASE_KEY)
-    if lease is not None and lease.get("operation") == "overwrite" and cm.holder_alive(lease) is not False:
+    lease = read_json(resolved.store, LEASE_KEY)
+    if lease is not None and lease.get("operation") == "overwrite" and holder_alive(lease) is not False:
         raise LeaseError(
-            f"{resolved.description} is being written with mode='a'/'r+' ({cm.describe_holder(lease)}); its "
+            f"{resolved.description} is being written with mode='a'/'r+' ({describe_holder(lease)}); its "
             "commit would replace what a region write puts there now: wait for it to finish, then write the region"
         )
-    journal = cm.pending_journal(resolved.store)
+    journal = pending_journal(resolved.store)
     if journal is not None and journal.get("kind") == "overwrite":
-        held = cm.acquire_lease(resolved.store, resolved.description, "roll-forward")
+        held = acquire_lease(resolved.store, resolved.description, "roll-forward")
         try:
-            cm.roll_forward(resolved.store, journal, journal.get("consolidated", True))
+            roll_forward(resolved.store, journal, journal.get("consolidated", True))
         finally:
             held.release()
 
@@ -233,7 +236,7 @@ def prepare_dataset_write(
     consolidated: bool | None,
     lock: str | None = None,
     write_empty_chunks: bool | None = None,
-) -> PreparedWrite:
+) -> WriteJob:
     """Validate and plan the write of a Dataset; nothing is written here.
 
     ``write_empty_chunks`` reaches the variables xarray writes itself (in-memory ones); the dask
@@ -246,12 +249,12 @@ def prepare_dataset_write(
     resolved = resolve_store(store, storage_options)
     consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
     has = store_has_data(resolved.store, resolved.description)
-    unpublished = cm.unpublished_write(resolved.store) if has else None
+    unpublished = unpublished_write(resolved.store) if has else None
     if unpublished is not None and mode != "w":
-        raise ModeError(cm.describe_unpublished(unpublished, resolved.description))
+        raise ModeError(describe_unpublished(unpublished, resolved.description))
     if mode == "w-" and has:
         raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
-    if mode == "r+" and region is None and has and not cm.unpublished_write(resolved.store):
+    if mode == "r+" and region is None and has and not unpublished_write(resolved.store):
         # xarray's mode="r+" without region overwrites every (stored) variable whole: staged and
         # committed like mode="a", so a failed write leaves the old data.
         from parallelzarr.commit.overwrite import prepare_overwrite
@@ -289,7 +292,7 @@ def _prepare_new(
     consolidated: bool,
     lock: str | None,
     write_empty_chunks: bool | None = None,
-) -> PreparedWrite:
+) -> WriteJob:
     xr_encoding: dict[str, dict[str, Any]] = {str(k): dict(v) for k, v in encoding.items()}
     backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
     plans = {}
@@ -314,40 +317,28 @@ def _prepare_new(
         job = plan_job(
             name, enc_var.data, shape=var.shape, dims=tuple(str(d) for d in var.dims), dtype=dtype, chunks=chunks,
             shards=shards, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            open_target=_opener(resolved, name),
+            target=StoredArray(resolved.store, name),
         )
         plans[name] = job.plan
         jobs.append(job)
 
     # xarray judges codecs and encodings on a scratch in-memory store before the target is touched.
     template = metadata_template(ds)
-    try:
-        template.to_zarr(
-            zarr.storage.MemoryStore(), mode="w", compute=False, encoding=xr_encoding,
-            zarr_format=zarr_format, consolidated=False, safe_chunks=False,
-        )
-    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        raise encoding_error(f"xarray refused the dataset or its encoding: {exc}", exc) from exc
-
-    info: dict[str, Any] = {"store": resolved.store}
-
-    def setup() -> None:
-        # The root metadata is held back until the last chunk is written (commit.publish), so
-        # readers never see a half-written new store, and a failed write leaves none.
-        info["write_id"] = cm.lay_down_unpublished(resolved.store, mode, lambda staging: template.to_zarr(
-            staging, mode="w", compute=False, encoding=xr_encoding, zarr_format=zarr_format,
-            consolidated=consolidated, safe_chunks=False, write_empty_chunks=write_empty_chunks,
-        ))
+    lay_down_in_memory(template, "xarray refused the dataset or its encoding", encoding=xr_encoding,
+                       zarr_format=zarr_format, consolidated=False, safe_chunks=False)
 
     locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
     plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
-    return PreparedWrite(
+    return WriteJob(
         plan=plan,
-        jobs=jobs,
-        setup=setup,
-        commit=functools.partial(cm.publish, resolved.store),
+        jobs=tuple(jobs),
+        # The root metadata is held back until the last chunk is written (Publish), so readers
+        # never see a half-written new store, and a failed write leaves none.
+        lay_down=LayDownUnpublished(resolved.store, mode, template, xr_encoding, zarr_format, consolidated,
+                                    write_empty_chunks),
+        commit=Publish(resolved.store),
         locks=locks,
-        info=info,
+        store=resolved.store,
     )
 
 
@@ -367,10 +358,6 @@ def metadata_template(ds: xr.Dataset) -> xr.Dataset:
     return template
 
 
-def _opener(resolved: ResolvedStore, name: str):
-    return lambda: zarr.open_array(resolved.store, path=name, mode="r+")
-
-
 def open_stored(resolved: ResolvedStore) -> xr.Dataset:
     """Open the stored dataset lazily, reading metadata only."""
     try:
@@ -386,7 +373,7 @@ def _prepare_region(
     strategy: str,
     max_mem: int | None,
     lock: str | None,
-) -> PreparedWrite:
+) -> WriteJob:
     stored = open_stored(resolved)
     if region is None:
         region = {}
@@ -447,7 +434,7 @@ def _prepare_region(
         job = plan_job(
             name, values, shape=arr.shape, dims=dims, dtype=arr.dtype, chunks=arr.chunks, shards=arr.shards,
             start=start, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            open_target=_opener(resolved, name), partial_cells_shared=True,
+            target=StoredArray(resolved.store, name), partial_cells_shared=True,
         )
         plans[name] = job.plan
         jobs.append(job)
@@ -455,8 +442,4 @@ def _prepare_region(
     locked = any(p.lock_backend for p in plans.values())
     locks = lock_spec(backend if locked else None, resolved.description, resolved.local_path)
     plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
-    return PreparedWrite(
-        plan=plan,
-        jobs=jobs,
-        locks=locks,
-    )
+    return WriteJob(plan=plan, jobs=tuple(jobs), locks=locks)

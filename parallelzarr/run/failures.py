@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.journal import pending_journal
 from parallelzarr.errors import StoreWriteError
 from parallelzarr.plan.write import WritePlan
 
@@ -144,7 +144,7 @@ def append_failure(store: Any, description: str) -> Callable[[str], str]:
 
     def describe(cause: str) -> str:
         try:
-            committing = cm.pending_journal(store) is not None
+            committing = pending_journal(store) is not None
         except (OSError, ValueError):
             committing = False
         if committing:
