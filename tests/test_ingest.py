@@ -19,7 +19,7 @@ import zarr
 from append_helpers import data_only, era5_set, era5_step, rows, warnings_of_run
 
 import parallelzarr as pz
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.appendlog import append_log
 from parallelzarr.errors import AppendError, ParallelZarrError, SchemaMismatchError
 from parallelzarr.inputs.ingest import row_checksums
 from parallelzarr.inputs.sources import SourceError, SourceOptionError
@@ -217,7 +217,7 @@ def test_shifted_grid_is_refused_even_with_static_ignore(era5_store: str) -> Non
 def test_changed_static_variable_refused_in_memory_and_blockwise(era5_store: str, in_memory: bool,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     if not in_memory:  # the path for static variables above the in-memory limit
-        monkeypatch.setattr(sys.modules["parallelzarr.entry.append"], "STATIC_VERIFY_IN_MEMORY", 16)
+        monkeypatch.setattr(sys.modules["parallelzarr.run.append"], "STATIC_VERIFY_IN_MEMORY", 16)
     with pytest.raises(AppendError, match="'lsm' has no 'time' dimension and differs"):
         pz.append(_next(lsm_flip=True), era5_store, "time")
     with pytest.raises(AppendError, match="'expver' has no 'time'"):
@@ -229,7 +229,7 @@ def test_changed_static_variable_refused_in_memory_and_blockwise(era5_store: str
 
 def test_append_records_carry_one_digest_per_label(era5_store: str) -> None:
     pz.append(_next(), era5_store, "time")
-    (record,) = [e for e in cm.append_log(zarr.storage.LocalStore(era5_store)) if e["offset"] == 6]
+    (record,) = [e for e in append_log(zarr.storage.LocalStore(era5_store)) if e["offset"] == 6]
     assert len(record["digests"]) == 2 and len(set(record["digests"])) == 2
 
 

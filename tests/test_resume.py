@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
         # Appends up to INLINE_APPEND_BYTES are written without a graph (and rewritten whole by a rerun:
         # at most 64 MiB); markers and resume are for the graph path, which this forces.
         import importlib  # (the attribute parallelzarr.append is the function, not the module)
-        importlib.import_module("parallelzarr.entry.append").INLINE_APPEND_BYTES = 0
+        importlib.import_module("parallelzarr.run.append").INLINE_APPEND_BYTES = 0
         pz.to_zarr(ds(24, 16), path, append_dim="time", **run)
     print("finished")
     """

@@ -143,7 +143,7 @@ def plan_write(
         lock=lock,
     ).plan
     if parts is not None:  # job arrays (parallelzarr.entry.parts)
-        from parallelzarr.entry.parts import check_parts, split_plan
+        from parallelzarr.run.parts import check_parts, split_plan
 
         plan.parts = split_plan(plan, check_parts(parts))[1]
     return plan
@@ -260,11 +260,11 @@ def to_zarr(
         check_compute_kwargs("to_zarr(chunkmanager_store_kwargs=...)", chunkmanager_store_kwargs)
         compute_kwargs = {**chunkmanager_store_kwargs, **compute_kwargs}
     if part is not None:  # one part of a job array (parallelzarr.entry.parts)
-        from parallelzarr.entry.parts import write_part
+        from parallelzarr.run.parts import run_part
 
         if not compute:
             raise ModeError("part= runs the part now (it is marked done when it finished); drop compute=False")
-        return write_part(data, in_group(store, group, storage_options), part, mode, region=region,
+        return run_part(data, in_group(store, group, storage_options), part, mode, region=region,
                           append_dim=append_dim, encoding=encoding, strategy=strategy, max_mem=max_mem,
                           storage_options=storage_options, zarr_format=zarr_format, consolidated=consolidated,
                           lock=lock, **compute_kwargs)
@@ -276,7 +276,8 @@ def to_zarr(
     array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
         if write_empty_chunks is not None else None
     if append_dim is not None and mode in ("a", "a-"):
-        from parallelzarr.entry.append import append
+        from parallelzarr.entry.notices import quiet_zarr_notices
+        from parallelzarr.run.append import append_data
 
         if region is not None:
             if is_xarray(data):
@@ -296,7 +297,7 @@ def to_zarr(
 
         check_append(data, store, append_dim, encoding, storage_options)
         statics = _statics(data, store, append_dim, storage_options, mode) if is_xarray(data) else None
-        appended = append(
+        appended = append_data(
             data if statics is None else statics[0],
             store,
             append_dim,
@@ -316,7 +317,8 @@ def to_zarr(
             # silently would leave out rows the caller asked for, so they are refused here
             # (pz.append(..., repeat="skip") is the idempotent form).
             repeat="error",
-            **compute_kwargs,
+            compute_kwargs=compute_kwargs,
+            quiet=quiet_zarr_notices,
         )
         if statics is not None and statics[1] is not None:
             # xarray's mode="a" also overwrites the variables without append_dim, both modes add

@@ -1,0 +1,968 @@
+"""The append run: checks against the store, the plan as a :class:`~parallelzarr.run.job.WriteJob`, the
+lease, the graph (or a small append written inline), the commit (journal, roll forward).
+
+Readers only ever see whole appends: new chunks are written beyond the stored shape (invisible while
+the metadata keeps the old shape), then the commit publishes the new shapes (:mod:`parallelzarr.commit`).
+:func:`parallelzarr.append` (the entry point) creates a new store for a first append itself and hands
+appends to an existing store to :func:`run_append`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from dask.delayed import Delayed
+
+from parallelzarr.commit.appendlog import is_recorded, write_record
+from parallelzarr.commit.journal import (
+    pending_journal,
+    published_view,
+    roll_forward,
+    stored_zarr_format,
+    write_journal,
+)
+from parallelzarr.commit.lease import Lease, acquire_lease, clear_dead_lease, parse_wait
+from parallelzarr.errors import (
+    AlreadyAppliedError,
+    AppendError,
+    EncodingError,
+    ModeError,
+    SchemaMismatchError,
+)
+from parallelzarr.hooks import chunk_written, fault_point
+from parallelzarr.inputs.datasets import _encoded, _stored_encoding, as_dataset, open_stored
+from parallelzarr.inputs.ingest import (
+    STATIC_POLICIES,
+    STATIC_VERIFY_IN_MEMORY,
+    check_index_coordinates,
+    check_steps,
+    combine_digests,
+    parse_step,
+    row_checksums,
+    row_checksums_of,
+)
+from parallelzarr.plan.write import WritePlan
+from parallelzarr.reports.progress import compute_progress, finish_running_tasks
+from parallelzarr.run.failures import append_failure, store_write_failures
+from parallelzarr.run.job import AppendRows, GivenArray, WriteJob, plan_job
+from parallelzarr.run.prepare import default_zarr_format, prepare
+from parallelzarr.run.resume import with_resume
+from parallelzarr.run.runner import build_graph, write_now
+from parallelzarr.store.chunk_io import write_region
+from parallelzarr.store.dims import describe_conflict, dimension_conflicts
+from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
+from parallelzarr.store.keys import LEASE_KEY, read_json
+from parallelzarr.store.rectilinear import append_job
+from parallelzarr.store.resolve import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
+from parallelzarr.store.staging import unpublished_array, unpublished_write, write_running
+from parallelzarr.units import parse_bytes
+
+__all__ = ["AppendResult", "INLINE_APPEND_BYTES", "append_data", "prepare_append", "run_append"]
+
+
+@dataclass
+class AppendResult:
+    """What an append did.
+
+    Attributes
+    ----------
+    append_id
+        Identity of the append (given, or derived from the appended coordinate labels).
+    applied
+        ``False`` when the same append had already been committed and nothing was written.
+    plan
+        The write plan carried out (``None`` when nothing was written).
+    offset, length
+        Position and length of the appended rows along the append dimension.
+    repaired
+        What was rolled forward or cleared before this append could start.
+    skipped, overwritten
+        Rows at already stored labels that were identical (skipped) or rewritten (``repeat="overwrite"``).
+    """
+
+    append_id: str
+    applied: bool
+    message: str
+    plan: WritePlan | None = None
+    offset: int = 0
+    length: int = 0
+    repaired: list[str] = field(default_factory=list)
+    skipped: int = 0
+    overwritten: int = 0
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        lines += [f"  repaired first: {r}" for r in self.repaired]
+        if self.plan is not None:
+            lines.append(str(self.plan))
+        return "\n".join(lines)
+
+
+def _label(value: Any) -> str:
+    arr = np.asarray(value)
+    if arr.dtype.kind in "mM":
+        return str(np.datetime_as_string(arr) if arr.dtype.kind == "M" else arr)
+    return str(arr.item() if arr.ndim == 0 else value)
+
+
+def _appended_array(arr: zarr.Array, new_shape: tuple[int, ...]) -> zarr.Array:
+    """The stored array seen with a bigger shape, without saving that shape (readers keep the old)."""
+    aa = arr._async_array
+    return unpublished_array(aa.metadata.update_shape(new_shape), aa.store_path, config=aa.config)
+
+
+def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
+                      old: pd.Index | None = None) -> tuple[str, str] | None:
+    """Check the appended labels continue the stored ones; return (first, last) labels.
+
+    ``old``: the stored labels to check against (default: the stored index; the fast path passes
+    only the last two stored labels, see :func:`_stored_ends`).
+    """
+    if dim not in ds.indexes:
+        return None
+    new = ds.indexes[dim]
+    if len(new) == 0:
+        raise AppendError(f"nothing to append: the data has length 0 along {dim!r}")
+    old = stored.indexes.get(dim) if old is None else old
+    values = np.asarray(new)
+    if old is not None and len(old) and not _comparable(np.asarray(old).dtype, values.dtype):
+        raise AppendError(
+            f"the appended {dim!r} labels have dtype {values.dtype} but the stored ones have {np.asarray(old).dtype}; "
+            f"append labels of the stored kind"
+        )
+    if old is not None and len(old):
+        increasing = bool(old[-1] >= old[0]) if len(old) > 1 else bool(len(values) < 2 or values[-1] >= values[0])
+    else:
+        increasing = bool(len(values) < 2 or values[-1] >= values[0])
+    steps = np.diff(values)
+    if len(steps) and not ((steps > np.zeros_like(steps)).all() if increasing else (steps < np.zeros_like(steps)).all()):
+        order = "increasing" if increasing else "decreasing"
+        raise AppendError(f"the appended {dim!r} labels must be strictly {order}, like the stored ones")
+    if old is not None and len(old):
+        overlap = old.intersection(new)
+        if len(overlap):
+            raise AppendError(
+                f"the appended {dim!r} labels overlap the stored ones: {len(overlap)} label(s) from "
+                f"{_label(overlap[0])} to {_label(overlap[-1])} are already stored; append only new labels "
+                "(or write them with region=...)"
+            )
+        beyond = values[0] > np.asarray(old)[-1] if increasing else values[0] < np.asarray(old)[-1]
+        if not beyond:
+            raise AppendError(
+                f"the appended {dim!r} labels start at {_label(values[0])}, which is not after the last stored "
+                f"label {_label(old[-1])}; appends must continue the stored order"
+            )
+    return _label(values[0]), _label(values[-1])
+
+
+def _comparable(a: np.dtype, b: np.dtype) -> bool:
+    """Whether coordinate labels of dtypes ``a`` and ``b`` can be ordered against each other."""
+    kinds = {a.kind, b.kind}
+    return kinds <= set("biuf") or len(kinds) == 1
+
+
+def _check_dimension_agreement(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> None:
+    """Refuse an append after which the stored variables would disagree on the length of a dimension.
+
+    Only variables with ``dim`` grow; so each stored variable with ``dim`` must be appended with it,
+    and an appended variable with ``dim`` must be stored with it. ``xr.open_mfdataset`` (default
+    ``data_vars='all'``) broadcasts static variables such as a land-sea mask along the concatenated
+    dimension, so one file opened alone and the concatenation of several disagree there.
+    """
+    for name, old in stored.variables.items():
+        if name not in ds.variables:
+            continue
+        new = ds.variables[name]
+        old_dims, new_dims = tuple(map(str, old.dims)), tuple(map(str, new.dims))
+        if dim in old_dims and dim not in new_dims:
+            expand = f"ds[{str(name)!r}] = ds[{str(name)!r}].expand_dims({dim}=ds[{dim!r}])"
+            if old_dims[0] != dim:
+                expand += f".transpose{old_dims!r}"
+            raise SchemaMismatchError(
+                f"{str(name)!r} is stored with dimension {dim!r} {old_dims} but the appended {str(name)!r} has dims "
+                f"{new_dims} without it: it would not grow, leaving {str(name)!r} shorter than {dim!r} and the store "
+                f"unreadable. The stored one was probably broadcast along {dim!r} by xr.open_mfdataset. Broadcast the "
+                f"appended one the same way ({expand}), or rewrite the store with {str(name)!r} off the {dim!r} "
+                f"dimension (open the files with xr.open_mfdataset(..., data_vars='minimal'))"
+            )
+        if dim in new_dims and dim not in old_dims:
+            raise SchemaMismatchError(
+                f"the appended {str(name)!r} has dimension {dim!r} {new_dims} but the stored one has {old_dims}: it "
+                f"cannot grow along {dim!r}. It was probably broadcast along {dim!r} by xr.open_mfdataset; open the "
+                f"files with xr.open_mfdataset(..., data_vars='minimal'), or take one copy with "
+                f"ds[{str(name)!r}] = ds[{str(name)!r}].isel({dim}=0, drop=True) (static='verify' checks it is unchanged)"
+            )
+        if dim not in new_dims and new_dims != old_dims:
+            raise SchemaMismatchError(
+                f"{str(name)!r} has dims {new_dims} but the stored variable has {old_dims}; variables without "
+                f"{dim!r} are not appended and must match the store (or be dropped)"
+            )
+        for d in new_dims if dim not in new_dims else ():
+            if new.sizes[d] != old.sizes[d]:
+                raise SchemaMismatchError(
+                    f"{str(name)!r} has size {new.sizes[d]} along {d!r} but the store has {old.sizes[d]}; only "
+                    f"{dim!r} may change in an append (variables without it must match the store, or be dropped)"
+                )
+
+
+def _verify_static(name: str, new: xr.Variable, old: xr.Variable, dim: str) -> None:
+    """Refuse a variable without ``dim`` whose values differ from the stored ones (``static="verify"``).
+
+    Up to :data:`~parallelzarr.inputs.ingest.STATIC_VERIFY_IN_MEMORY` bytes both are loaded and compared;
+    larger ones are compared block by block with dask (each read once, never whole in memory).
+    """
+    small = max(new.nbytes, old.nbytes) <= STATIC_VERIFY_IN_MEMORY
+    a, b = (new.load(), old.load()) if small else (new.chunk(), old.chunk())
+    if a.dims == b.dims and a.shape == b.shape and a.equals(b):
+        return
+    detail = ""
+    if small and a.shape == b.shape and a.dtype.kind not in "SUO" and b.dtype.kind not in "SUO":
+        differ = ~((np.asarray(a) == np.asarray(b)) | (pd.isna(np.asarray(a)) & pd.isna(np.asarray(b))))
+        if differ.any():
+            detail = f" at {int(differ.sum())} of {differ.size} values"
+    elif small and a.ndim == 0:
+        detail = f": {a.values!r} where the store has {b.values!r}"
+    raise AppendError(
+        f"{name!r} has no {dim!r} dimension and differs from the stored values{detail}; an append cannot change "
+        f"it (it is stored once, not per {dim!r}). Drop it from the appended data if the stored values stand "
+        f"(or pass static='ignore', CLI --static ignore, to keep the stored ones), or write it into a new store"
+    )
+
+
+def _full_index(stored: xr.Dataset, dim: str) -> xr.Dataset:
+    """``stored`` with its index along ``dim`` (reading every stored label)."""
+    if dim in stored.indexes or dim not in stored.coords or stored[dim].dims != (dim,):
+        return stored
+    return stored.set_xindex(dim)
+
+
+def _stored_ends(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> pd.Index | None:
+    """The last two stored labels when every appended label lies beyond the last one, else ``None``.
+
+    Reads two labels (the last index chunk, or two), not the whole index. Appends keep the
+    stored labels strictly monotonic, so then no appended label can be stored already: the
+    repeat comparison has nothing to do and the continuity checks need only these two. ``None``
+    (the caller reads the whole index): labels that may overlap, another kind of labels, fewer
+    than two stored labels, or an index already built.
+    """
+    if dim in stored.indexes or dim not in ds.indexes or dim not in stored.coords or stored[dim].dims != (dim,):
+        return None
+    if stored.sizes[dim] < 2 or ds.sizes[dim] == 0:
+        return None
+    # The last two labels (mostly one index chunk) give the stored order and the last label.
+    ends = pd.Index(np.asarray(stored[dim].variable[[-2, -1]].values))
+    new = np.asarray(ds.indexes[dim])
+    if not _comparable(np.asarray(ends).dtype, new.dtype) or pd.isna(ends).any() or ends[0] == ends[1]:
+        return None
+    try:
+        beyond = new.min() > ends[1] if ends[1] > ends[0] else new.max() < ends[1]
+    except TypeError:
+        return None
+    return ends if bool(beyond) else None
+
+
+def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
+    h = hashlib.sha1()
+    h.update(dim.encode())
+    h.update(",".join(sorted(map(str, ds.data_vars))).encode())
+    h.update(str(ds.sizes[dim]).encode())
+    if labels is not None:
+        h.update(repr(labels).encode())
+    else:
+        h.update(dask.base.tokenize(ds).encode())
+    return h.hexdigest()[:16]
+
+
+def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no_index: str | None = None) -> xr.Dataset:
+    """The stored dataset, refusing a store whose arrays disagree on a dimension's length.
+
+    ``zarr_format``: the stored format when known (every open then skips zarr's format probing).
+    ``no_index``: a dimension whose index is not built (its labels are not all read; the other
+    dimensions' indexes are); :func:`_full_index` builds it when needed. With a known format the
+    lengths are those readers see: from the consolidated metadata where there is one (which the
+    commit keeps equal to each array's own, one read instead of one per array).
+    """
+    conflicts = dimension_conflicts(resolved.store, zarr_format, None if zarr_format else False)
+    if conflicts:
+        raise AppendError(
+            f"{resolved.description} is inconsistent: its arrays disagree on the length of "
+            + "; and ".join(describe_conflict(d, sizes) for d, sizes in conflicts.items())
+            + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
+        )
+    with warnings.catch_warnings():
+        # Our bookkeeping prefix (.parallelzarr/) is not a zarr node; zarr says so when xarray lists the group.
+        warnings.filterwarnings("ignore", message=r"Object at \.parallelzarr\S* is not recognized")
+        if zarr_format is None:
+            return open_stored(resolved)
+        try:
+            if no_index is None:
+                return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
+            stored = xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format,
+                                  create_default_indexes=False)
+            for name in stored.dims:
+                if name != no_index and name in stored.coords and stored[name].dims == (name,):
+                    stored = stored.set_xindex(str(name))
+            return stored
+        except Exception as exc:  # as open_stored reports it
+            raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
+
+
+def prepare_append(
+    ds: xr.Dataset,
+    resolved: ResolvedStore,
+    append_dim: str,
+    *,
+    strategy: str,
+    max_mem: int | None,
+    encoding: Mapping[str, Any] | None,
+    static: str,
+    append_step: Any = None,
+    gaps: str = "refuse",
+    stored: xr.Dataset | None = None,
+    zarr_format: int | None = None,
+    stored_ends: pd.Index | None = None,
+) -> WriteJob:
+    """Validate an append against the store and plan it; read only metadata and the static variables.
+
+    ``stored``: the store opened by the caller just before (saves opening it again);
+    ``zarr_format``: the stored format, when known; ``stored_ends``: the last two stored
+    labels when ``stored`` has no index along ``append_dim`` (see :func:`_stored_ends`).
+    """
+    stored = _open_consistent(resolved, zarr_format) if stored is None else stored
+    if append_dim not in ds.dims:
+        raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
+    if append_dim not in stored.dims:
+        raise AppendError(f"append_dim {append_dim!r} is not a dimension of the store; stored dimensions are {sorted(map(str, stored.dims))}")
+    if static not in STATIC_POLICIES:
+        raise AppendError(f"static must be one of {STATIC_POLICIES}, got {static!r}")
+    if encoding is not None and not isinstance(encoding, Mapping):
+        raise EncodingError(f"encoding must be a dict of variable name -> encoding, got {type(encoding).__name__}")
+    for name in encoding or {}:
+        if name in stored.variables:
+            raise EncodingError(f"encoding given for {name!r}, which is already stored; appends reuse the stored encoding, drop it")
+    new_vars = sorted(str(n) for n in ds.data_vars if n not in stored.data_vars)
+    if new_vars:
+        raise AppendError(f"variable(s) {new_vars} are not in the store; write them first or drop them from the appended data")
+    missing = sorted(str(n) for n, v in stored.variables.items() if append_dim in v.dims and n not in ds.variables)
+    if missing:
+        raise AppendError(
+            f"variable(s) or coordinate(s) {missing} of the store have {append_dim!r} but are missing from the "
+            "appended data; include them (e.g. the new coordinate labels)"
+        )
+    _check_dimension_agreement(ds, stored, append_dim)
+    check_index_coordinates(ds, stored, append_dim)
+    labels = _check_coordinate(ds, stored, append_dim, stored_ends)
+    if append_step is not None and append_dim in ds.indexes:
+        old_index = stored.indexes.get(append_dim) if stored_ends is None else stored_ends
+        last = np.asarray(old_index)[-1] if old_index is not None and len(old_index) else None
+        values = np.asarray(ds.indexes[append_dim])
+        check_steps(values, last, parse_step(append_step, values), gaps, append_dim)
+
+    plans = {}
+    jobs = []
+    digest_inputs: dict[str, tuple[da.Array, np.dtype, int]] = {}  # made into row checksums by the run
+    axes: dict[str, int] = {}
+    group = zarr.open_group(resolved.store, mode="r+", zarr_format=zarr_format) if zarr_format else None
+    offset = int(stored.sizes[append_dim])
+    length = int(ds.sizes[append_dim])
+    for name, var in ds.variables.items():
+        name = str(name)
+        if append_dim not in var.dims:
+            if static == "verify" and name in stored.variables:
+                _verify_static(name, var, stored.variables[name], append_dim)
+            continue
+        if name not in stored.variables:
+            raise AppendError(f"coordinate {name!r} is not in the store; appended data must match the stored variables")
+        old = stored.variables[name]
+        if tuple(map(str, var.dims)) != tuple(map(str, old.dims)):
+            raise SchemaMismatchError(f"{name!r} has dims {var.dims} but the stored variable has {old.dims}")
+        for d in var.dims:
+            if d != append_dim and var.sizes[d] != old.sizes[d]:
+                raise SchemaMismatchError(
+                    f"{name!r} has size {var.sizes[d]} along {d!r} but the store has {old.sizes[d]}; only "
+                    f"{append_dim!r} may change in an append"
+                )
+        new_kind, old_dtype = np.dtype(var.dtype), np.dtype(old.dtype)
+        if new_kind.kind in "biufc" and old_dtype.kind in "biufc" and not np.can_cast(new_kind, old_dtype, "same_kind"):
+            raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
+        if (new_kind.kind == "M") != (old_dtype.kind == "M"):
+            raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
+        # r+: the appended view writes through it. From the group's consolidated metadata (what
+        # the stored dataset above was read from) when the format is known: no read per array.
+        member = group.get(name) if group is not None else None
+        arr = member if isinstance(member, zarr.Array) else zarr.open_array(resolved.store, path=name, mode="r+",
+                                                                            zarr_format=zarr_format)
+        enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
+        src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
+        if np.dtype(var.dtype).kind in "SU":
+            src = np.dtype(var.dtype)  # the stored dtype in the encoding would silently cut the strings
+        if src.kind in "SU" and dst.kind in "SU":
+            width = src.itemsize // (4 if src.kind == "U" else 1)
+            room = dst.itemsize // (4 if dst.kind == "U" else 1)
+            if width > room:
+                raise SchemaMismatchError(
+                    f"{name!r}: appended strings need {width} characters but the stored dtype {dst} holds {room}; "
+                    "values would be cut. Rewrite the store with a wider dtype"
+                )
+        elif not np.can_cast(src, dst, casting="same_kind"):
+            raise SchemaMismatchError(f"{name!r}: appended dtype {src} cannot be stored as the stored dtype {dst}")
+        values = enc_var.data
+        if not isinstance(values, da.Array):
+            values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
+        axis = list(map(str, var.dims)).index(append_dim)
+        if arr.shape[axis] != offset:
+            raise SchemaMismatchError(
+                f"{name!r} has length {arr.shape[axis]} along {append_dim!r} but the store's dimension has {offset}; "
+                "run parallelzarr.repair(store) first"
+            )
+        new_shape = tuple(s + length if i == axis else s for i, s in enumerate(arr.shape))
+        target = _appended_array(arr, new_shape)
+        job = append_job(  # onto a rectilinear grid (zarr >= 3.2) the rows are one new chunk
+            plan_job, arr, axis, name, values, shape=new_shape, dims=tuple(map(str, var.dims)), dtype=dst,
+            shards=arr.shards, start=tuple(offset if i == axis else 0 for i in range(arr.ndim)), strategy=strategy,
+            max_mem=max_mem, lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
+            target=GivenArray(target),
+        )
+        plans[name] = job.plan
+        jobs.append(job)
+        axes[name] = axis
+        if name != append_dim:  # the digest of each appended label (the labels themselves are the key)
+            digest_inputs[name] = (values, dst, axis)
+    rows = AppendRows(
+        labels=labels,
+        offset=offset,
+        length=length,
+        shapes={j.plan.name: list(j.plan.shape) for j in jobs},
+        old_shapes={n: [int(s) for s in stored.variables[n].shape] for n in plans},
+        digest_inputs=digest_inputs,
+        axes=axes,
+    )
+    plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
+    return WriteJob(plan=plan, jobs=tuple(jobs), rows=rows)
+
+
+@dataclass
+class _AppendRun:
+    """What the tasks of one append's graph need: the first takes the lease, the last commits.
+
+    Picklable (a store, ids, shapes), so the tasks may run on dask workers. The lease's id is fixed
+    when the graph is built, so whoever computes it can release the lease, whichever process took it.
+    """
+
+    store: Any
+    description: str
+    lease_id: str
+    operation: str
+    old_shapes: dict[str, list[int]]
+    journal: dict[str, Any]
+    consolidated: bool
+    result: AppendResult
+    wait: Any = None  # how long the lease task waits for a lease held by another process
+    zarr_format: int | None = None  # the stored format (opens skip zarr's probing)
+
+    def check(self) -> None:
+        """Refuse to write if the store moved on since the append was planned."""
+        aid = self.journal["entry"]["id"]
+        # The lease is held: no commit is under way, so the consolidated shapes (one read) are current.
+        published, root_attrs = published_view(self.store, self.zarr_format) if self.consolidated else ({}, None)
+        if is_recorded(self.store, aid, self.zarr_format, root_attrs):
+            raise AlreadyAppliedError(f"append {aid} was already applied to {self.description} (computed twice?); nothing written")
+        if pending_journal(self.store) is not None:
+            raise AppendError(
+                f"{self.description} has an interrupted commit that appeared after this append was planned; "
+                "rerun the append (it rolls the commit forward first)"
+            )
+        for name, shape in self.old_shapes.items():
+            now = published.get(name) or zarr.open_array(self.store, path=name, mode="r", zarr_format=self.zarr_format).shape
+            if list(now) != shape:
+                raise AppendError(f"{name!r} changed from {tuple(shape)} to {tuple(now)} while this append was planned; retry")
+
+    def take_lease(self) -> bool:
+        """The graph's first task: take the lease (unless this run already holds it) and check the store."""
+        current = read_json(self.store, LEASE_KEY)
+        if current is not None and current.get("id") == self.lease_id:
+            return True  # taken by append(compute=True) before computing, or by an earlier try of this task
+        lease = acquire_lease(self.store, self.description, self.operation, lease_id=self.lease_id, wait=self.wait)
+        fault_point("append:leased")
+        try:
+            self.check()
+        except BaseException:
+            lease.release()
+            raise
+        return True
+
+    def stopped(self, exc: BaseException) -> None:
+        """The run stopped on ``exc`` before it finished: release the lease.
+
+        Running tasks go on after an interrupt (the commit among them): the lease is released only
+        once they are done, so no other append can start while this one still writes.
+        """
+        if isinstance(exc, KeyboardInterrupt):
+            finish_running_tasks()
+        self.release()
+
+    def release(self) -> None:
+        """Release the lease if this run holds it (a no-op otherwise)."""
+        Lease(self.store, {"id": self.lease_id}).release()
+
+    def finish(self, written: int, checksums: Mapping[str, np.ndarray] | None = None) -> AppendResult:
+        """The graph's last task, after every chunk is written: journal, commit, release.
+
+        ``checksums`` (per variable, one per appended label) become the record's content digests.
+        """
+        try:
+            if checksums:
+                self.journal["entry"]["digests"] = combine_digests(checksums)
+            fault_point("append:data-written")
+            write_journal(self.store, self.journal)
+            fault_point("append:journaled")
+            roll_forward(self.store, self.journal, self.consolidated)
+        except BaseException:
+            self.release()  # a written journal stays: the next append or repair rolls it forward
+            raise
+        self.release()
+        fault_point("append:released")
+        return self.result
+
+
+def _after_lease(block: Any, leased: Any) -> Any:
+    """Pass ``block`` on once the lease task has run (it is a dependency of every written block)."""
+    return block
+
+
+def _waiting_for(data: da.Array, token: da.Array) -> da.Array:
+    """``data`` whose every block waits for the lease task (``token``)."""
+    ind = tuple(range(data.ndim))
+    return da.blockwise(_after_lease, ind, data, ind, token, (), dtype=data.dtype, meta=data._meta,
+                        name=f"pz-leased-{data.name}")
+
+
+class AppendDelayed(Delayed):
+    """The ``Delayed`` of ``append(compute=False)``: its ``compute()`` releases the lease on failure.
+
+    The lease is taken when its ``compute()`` starts (under ``dask.compute``/``client.compute``, by
+    the graph's first task) and released by the graph's last task (the commit). When another task
+    fails, ``compute()`` of this object releases it too; a failure under
+    ``dask.compute(...)`` or ``client.compute(...)`` leaves it held by the computing process, which
+    the next append names (``repair(store, force=True)`` clears it).
+    """
+
+    __slots__ = ("_run",)
+
+    def __init__(self, key: Any, dsk: Any, run: _AppendRun) -> None:
+        super().__init__(key, dsk)
+        self._run = run
+
+    def compute(self, **kwargs: Any) -> Any:
+        try:
+            # Take the lease before any task runs: source blocks do not wait for the lease task, so a
+            # failing one could end compute() while that task is still about to take the lease,
+            # leaving it held after the release below. (The graph's lease task then finds it held.)
+            self._run.take_lease()
+            return super().compute(**kwargs)
+        except BaseException:
+            self._run.release()
+            raise
+
+
+def _lazy_graph(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None = None) -> AppendDelayed:
+    """One graph: lease task -> every written block -> commit task (returns the AppendResult)."""
+    leased = dask.delayed(run.take_lease, pure=False)(dask_key_name=f"pz-append-lease-{run.lease_id}")
+    token = da.from_delayed(leased, shape=(), dtype=bool)
+    # No chunk is written before the lease is held: every block waits for the lease task.
+    leased_jobs = tuple(dataclasses.replace(job, data=_waiting_for(job.data, token)) for job in prepared.jobs)
+    written = build_graph(prepared.replace(jobs=leased_jobs), array_config)
+    assert prepared.rows is not None
+    checksums = {n: row_checksums(v.astype(d), a) for n, (v, d, a) in prepared.rows.digest_inputs.items()}
+    final = dask.delayed(run.finish, pure=False)(written, checksums or None,
+                                                 dask_key_name=f"pz-append-commit-{run.lease_id}")
+    return AppendDelayed(final.key, final.dask, run)
+
+
+def _wait_until_free(store: Any, wait: Any) -> float:
+    """Poll (growing interval) until no other live process holds the lease, at most ``wait``; return the time left.
+
+    Nothing is taken here: the append takes the lease as usual, with the time left, after planning.
+    """
+    deadline = time.monotonic() + parse_wait(wait)
+    delay = 0.05
+    while True:
+        holder = read_json(store, LEASE_KEY)
+        left = deadline - time.monotonic()
+        if holder is None or holder_alive(holder) is False or held_by_this_process(holder) or left <= 0:
+            return max(0.0, left)
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, 2.0)
+
+
+def _check_stored_format(resolved: ResolvedStore, zarr_format: int, stored: int) -> None:
+    """Refuse ``zarr_format`` that differs from the ``stored`` one (xarray would silently keep the stored one)."""
+    if stored != zarr_format:
+        raise ModeError(
+            f"zarr_format={zarr_format} but {resolved.description} is stored in zarr format {stored}; an append keeps "
+            f"the stored format: drop zarr_format or pass zarr_format={stored}"
+        )
+
+
+#: Appends of at most this many new bytes (and within ``max_mem``) are written from the calling
+#: thread without a dask graph: for a few small chunks, building and scheduling a graph costs
+#: more than the writes.
+INLINE_APPEND_BYTES = 64 * 2**20
+
+
+_LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded", "processes", "multiprocessing"}
+
+
+def _runs_inline(prepared: WriteJob, budget: int | None, compute_kwargs: Mapping[str, Any], progress: bool) -> bool:
+    """Whether an append is small enough to write from the calling thread (see :data:`INLINE_APPEND_BYTES`).
+
+    Only with a local scheduler (a distributed client's data is read through its cluster) and no
+    progress bar; ``num_workers`` is then moot (one thread writes).
+    """
+    if progress or set(compute_kwargs) - {"scheduler", "num_workers"}:
+        return False
+    if "scheduler" in compute_kwargs:
+        if compute_kwargs["scheduler"] not in _LOCAL_SCHEDULERS:
+            return False
+    else:
+        default = dask.base.get_scheduler()
+        if default is not None and not str(getattr(default, "__module__", "")).startswith("dask."):
+            return False
+    nbytes = sum(int(job.data.nbytes) for job in prepared.jobs)
+    return nbytes <= INLINE_APPEND_BYTES and (budget is None or 2 * nbytes <= budget)
+
+
+def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None) -> None:
+    """Write a small append from this thread (no graph), then commit it like the graph's last task.
+
+    The input and its row digests are computed together (each input block read once), then each
+    array is written in slabs cut at its stored object boundaries along the append axis: every
+    object is encoded and stored once, and each slab counts as one write (the crash tests' points).
+    """
+    assert prepared.rows is not None
+    inputs = prepared.rows.digest_inputs
+    arrays = [job.data for job in prepared.jobs]
+    computed = dask.compute(*arrays, *(v for v, _, _ in inputs.values()), scheduler="sync")
+    values = computed[: len(arrays)]
+    digests = {name: row_checksums_of(np.asarray(v).astype(d), a)
+               for (name, (_, d, a)), v in zip(inputs.items(), computed[len(arrays):], strict=True)}
+    written = 0
+    for job, data in zip(prepared.jobs, values, strict=True):
+        target = job.open_target()
+        if array_config:
+            target = target.with_config(dict(array_config))
+        written += _write_slabs(target, job.plan, prepared.rows.axes[job.plan.name], np.asarray(data))
+    run.finish(written, digests or None)
+
+
+def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> int:
+    """Write ``data`` into ``plan.region`` of ``target``, one slab per stored object along ``axis``."""
+    region = [slice(int(lo), int(hi)) for lo, hi in plan.region]
+    lo, hi = region[axis].start, region[axis].stop
+    step = int((plan.shards or plan.chunks)[axis]) if plan.chunks else 0
+    edges = [lo, *range((lo // step + 1) * step, hi, step), hi] if step > 0 else [lo, hi]
+    for a, b in zip(edges, edges[1:], strict=False):
+        box = tuple(slice(a, b) if i == axis else s for i, s in enumerate(region))
+        local = tuple(slice(a - lo, b - lo) if i == axis else slice(None) for i in range(data.ndim))
+        write_region(target, box, data[local])
+        chunk_written()
+    return int(data.nbytes)
+
+
+def _check_repeat_policy(repeat: str) -> None:
+    """Refuse an unknown ``repeat`` (also when no label repeats)."""
+    from parallelzarr.inputs.ingest import REPEAT_POLICIES
+
+    if repeat not in REPEAT_POLICIES:
+        raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
+
+
+def _split_repeats(ds: xr.Dataset, stored: xr.Dataset, dim: str, repeat: str) -> Any:
+    """The rows of ``ds`` at stored labels (``repeats.Repeats``), or ``None``; ``repeat="error"`` refuses them."""
+    from parallelzarr.inputs.ingest import REPEAT_POLICIES
+    from parallelzarr.run.repeats import split_repeats
+
+    if repeat not in REPEAT_POLICIES:
+        raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
+    if dim not in ds.indexes or dim not in stored.indexes:
+        return None
+    if not _comparable(np.asarray(stored.indexes[dim]).dtype, np.asarray(ds.indexes[dim]).dtype):
+        return None  # labels of another kind: refused by the plan's coordinate check
+    found = split_repeats(ds, stored, dim)
+    if found is not None:
+        # Repeated rows are compared by content, but only on the stored grid and schema.
+        _check_dimension_agreement(ds, stored, dim)
+        check_index_coordinates(ds, stored, dim)
+    if found is not None and repeat == "error":
+        labels = found.repeated.indexes[dim]
+        raise AppendError(
+            f"the appended {dim!r} labels overlap the stored ones: {len(labels)} label(s) from {_label(labels[0])} to "
+            f"{_label(labels[-1])} are already stored (repeat='error'); append only new labels, or pass "
+            "repeat='skip' (identical rows) or repeat='overwrite'"
+        )
+    return found
+
+
+def _labels_only(ds: xr.Dataset, dim: str) -> tuple[str, str] | None:
+    if dim not in ds.indexes or ds.sizes.get(dim, 0) == 0:
+        return None
+    values = np.asarray(ds.indexes[dim])
+    return _label(values[0]), _label(values[-1])
+
+
+def _entry(aid: str, dim: str, offset: int, length: int, labels: tuple[str, str] | None) -> dict[str, Any]:
+    return {
+        "id": aid,
+        "dim": dim,
+        "offset": offset,
+        "length": length,
+        "first": labels[0] if labels else None,
+        "last": labels[1] if labels else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time_ns": time.time_ns(),  # orders records (digests of rewritten rows: the latest counts)
+    }
+
+
+def run_append(
+    ds: xr.Dataset,
+    resolved: ResolvedStore,
+    append_dim: str,
+    *,
+    consolidated: bool,
+    compute: bool,
+    strategy: str = "auto",
+    append_id: str | None = None,
+    max_mem: int | str | None = "256MiB",
+    encoding: Mapping[str, Any] | None = None,
+    static: str = "verify",
+    zarr_format: int | None = None,
+    write_empty_chunks: bool | None = None,
+    append_step: Any = None,
+    gaps: str = "refuse",
+    repeat: str = "skip",
+    wait: Any = None,
+    progress: bool = False,
+    compute_kwargs: Mapping[str, Any],
+) -> AppendResult | Delayed:
+    """Append ``ds`` to the existing store ``resolved``: see :func:`parallelzarr.append` for the keywords.
+
+    ``consolidated``: decided for this store already.
+    """
+    compute_kwargs = dict(compute_kwargs)
+    budget = parse_bytes(max_mem) if max_mem is not None else None
+    stored_format = stored_zarr_format(resolved.store)
+    if zarr_format is not None:
+        _check_stored_format(resolved, zarr_format, stored_format)
+    if wait is not None and compute:
+        # Before reading the store: the checks must see what the holder commits (its rows, its shape).
+        wait = _wait_until_free(resolved.store, wait)
+    repaired: list[str] = []
+    dead = clear_dead_lease(resolved.store)
+    if dead is not None:
+        repaired.append(f"cleared the lease of a dead process ({describe_holder(dead)})")
+    journal = pending_journal(resolved.store)
+    if journal is not None:
+        lease = acquire_lease(resolved.store, resolved.description, "roll-forward", wait=wait)
+        try:
+            steps = roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
+            repaired.append(f"rolled forward interrupted append {journal['entry']['id']}: {'; '.join(steps) or 'already applied'}")
+        finally:
+            lease.release()
+
+    skipped = overwritten = 0
+    stored = _open_consistent(resolved, stored_format, no_index=append_dim)
+    ends = _stored_ends(ds, stored, append_dim)
+    if ends is None:  # labels that may be stored already (or of another kind): compare with every stored label
+        stored = _full_index(stored, append_dim)
+    repeated = _split_repeats(ds, stored, append_dim, repeat) if ends is None else _check_repeat_policy(repeat)
+    if repeated is not None:
+        # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
+        from parallelzarr.run.repeats import changed_rows, overwrite_rows, refuse_changed
+
+        if repeat == "overwrite" and not compute:
+            raise AppendError("repeat='overwrite' rewrites stored rows at once; it needs compute=True")
+        changed, digests = changed_rows(resolved.store, repeated, stored, append_dim, repeat, compute_kwargs)
+        if changed.any() and repeat != "overwrite":
+            raise refuse_changed(repeated, changed, append_dim, resolved.description)
+        if changed.any():
+            with compute_progress(progress, compute_kwargs) as kw:
+                overwritten = overwrite_rows(resolved.store, resolved.description, repeated, changed, digests, append_dim,
+                                             wait=wait, compute_kwargs=kw, max_mem=max_mem)
+        skipped = int((~changed).sum())
+        ds = repeated.new
+        if not ds.sizes[append_dim]:
+            if static == "verify":  # no plan follows (it verifies them when new rows remain)
+                for name, var in repeated.repeated.variables.items():
+                    if append_dim not in var.dims and name in stored.variables:
+                        _verify_static(str(name), var, stored.variables[name], append_dim)
+            aid = append_id or _derive_id(repeated.repeated, append_dim, _labels_only(repeated.repeated, append_dim))
+            what = f"rewrote {overwritten} changed row(s)" if overwritten else "nothing written"
+            note = f" ({skipped} {append_dim!r} label(s) already stored with identical content)" if skipped else ""
+            head = f"append {aid} was already applied to {resolved.description}" if not overwritten else \
+                f"all {skipped + overwritten} {append_dim!r} label(s) are stored in {resolved.description}"
+            done = AppendResult(aid, bool(overwritten), f"{head}; {what}{note}", repaired=repaired,
+                                skipped=skipped, overwritten=overwritten)
+            return done if compute else dask.delayed(done, traverse=False)
+
+    aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
+    if is_recorded(resolved.store, aid, stored_format):
+        if append_dim in ds.indexes:
+            # Its labels are not stored (those were handled above): reusing an id would drop these rows.
+            raise AppendError(
+                f"append id {aid!r} is already recorded in {resolved.description}, but the data's {append_dim!r} labels "
+                f"{_labels_only(ds, append_dim)} are not stored; give this append a new append_id"
+            )
+        done = AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
+                            repaired=repaired)
+        return done if compute else dask.delayed(done, traverse=False)
+    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
+                              append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format,
+                              stored_ends=ends)
+    inline = compute and _runs_inline(prepared, budget, compute_kwargs, progress)
+    markers = None
+    if not inline:
+        prepared = with_resume(prepared, resolved.store)  # a rerun after a crash skips the blocks already written
+        assert prepared.resume is not None
+        prepared.resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
+        markers = prepared.resume.markers.prefix
+    info = prepared.rows
+    assert info is not None
+    entry = _entry(aid, append_dim, info.offset, info.length, info.labels)
+    extra = "".join([f"; skipped {skipped} already stored identical row(s)" if skipped else "",
+                     f"; rewrote {overwritten} changed stored row(s)" if overwritten else ""])
+    result = AppendResult(
+        aid, True,
+        f"appended {info.length} {append_dim!r} row(s) at {info.offset} to {resolved.description} (id {aid}){extra}",
+        prepared.plan, info.offset, info.length, repaired, skipped, overwritten,
+    )
+    run = _AppendRun(
+        resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
+        dict(info.old_shapes), {"shapes": dict(info.shapes), "entry": entry, "consolidated": consolidated,
+                             "markers": markers, "zarr_format": stored_format}, consolidated, result,
+    )
+    run.wait = wait
+    run.zarr_format = stored_format
+    array_config = {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None
+    graph = None if inline else _lazy_graph(prepared, run, array_config)
+    if not compute:
+        return graph
+
+    # Eagerly here: a held lease is reported before any input is read. The lease task then finds
+    # its own id and does nothing.
+    lease = acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id, wait=wait)
+    if lease.broke_stale:
+        repaired.append(f"broke the lease of a dead process ({describe_holder(lease.broke_stale)})")
+    with store_write_failures(append_failure(resolved.store, resolved.description), cleanup=run.stopped):
+        fault_point("append:leased")
+        run.check()
+        if graph is None:
+            _append_inline(prepared, run, array_config)
+        else:
+            with compute_progress(progress, compute_kwargs) as kw:
+                dask.compute(graph, **kw)
+    return result
+
+
+@dataclass
+class _FirstAppend:
+    """A first append (into an empty store) run as one task: :func:`to_zarr` computes inside it."""
+
+    ds: xr.Dataset
+    resolved: ResolvedStore
+    append_dim: str
+    restart: bool
+    append_id: str
+    labels: tuple[str, str] | None
+    options: dict[str, Any]
+    quiet: Callable[[], AbstractContextManager[Any]]
+
+    def __call__(self, compute_kwargs: Mapping[str, Any] | None = None) -> AppendResult:
+        if compute_kwargs is None:
+            try:  # on a distributed worker: compute through the cluster without blocking a thread
+                from distributed import get_worker, worker_client
+
+                get_worker()
+            except (ImportError, ValueError):
+                return self({})
+            with worker_client() as client:
+                return self({"scheduler": client})
+        n = int(self.ds.sizes[self.append_dim])
+        with self.quiet():  # as in the public entry points (this may run later, in a Delayed)
+            plan = write_now(self.ds, self.resolved.store, mode="w" if self.restart else "w-", **self.options,
+                             compute_kwargs=compute_kwargs)
+        # After the publish, as for any append: a record never names data readers cannot see.
+        write_record(self.resolved.store, _entry(self.append_id, self.append_dim, 0, n, self.labels))
+        return AppendResult(self.append_id, True, f"created {self.resolved.description} with {n} {self.append_dim!r} rows", plan, 0, n)
+
+
+def append_data(
+    data: xr.Dataset | xr.DataArray,
+    store: Any,
+    append_dim: str,
+    *,
+    strategy: str = "auto",
+    append_id: str | None = None,
+    consolidated: bool | None = None,
+    compute: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    max_mem: int | str | None = "256MiB",
+    encoding: Mapping[str, Any] | None = None,
+    static: str = "verify",
+    zarr_format: int | None = None,
+    write_empty_chunks: bool | None = None,
+    append_step: Any = None,
+    gaps: str = "refuse",
+    repeat: str = "skip",
+    wait: Any = None,
+    progress: bool = False,
+    compute_kwargs: Mapping[str, Any],
+    quiet: Callable[[], AbstractContextManager[Any]],
+) -> AppendResult | Delayed:
+    """Append ``data``: see :func:`parallelzarr.append` for the keywords.
+
+    A first append (into an empty store, or again after one interrupted before it published) is a
+    new-store write; an append to an existing store is :func:`run_append`. ``quiet``: the context
+    a deferred first append runs in (the entry points' filter of zarr's notices).
+    """
+    ds = as_dataset(data)
+    if append_dim not in ds.dims:
+        raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
+    resolved = resolve_store(store, storage_options)
+    consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
+    # A first append that was interrupted before it published its new store left nothing readers
+    # see: start it again (mode "w" replaces the unpublished leftovers).
+    unpublished = unpublished_write(resolved.store)
+    restart = unpublished is not None and not write_running(unpublished)
+    if restart or not store_has_data(resolved.store):
+        labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
+        options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem,
+                   "zarr_format": default_zarr_format(zarr_format), "write_empty_chunks": write_empty_chunks}
+        first = _FirstAppend(ds, resolved, append_dim, restart, append_id or _derive_id(ds, append_dim, labels), labels,
+                             options, quiet)
+        if compute:
+            return first(compute_kwargs)
+        # Validate now (metadata only); the store is created when the Delayed runs.
+        prepare(ds, resolved.store, mode="w" if restart else "w-", encoding=encoding, strategy=strategy, max_mem=max_mem,
+                zarr_format=default_zarr_format(zarr_format))
+        return dask.delayed(first, pure=False, traverse=False)(dask_key_name=f"pz-first-append-{uuid.uuid4().hex}")
+
+    return run_append(
+        ds, resolved, append_dim, consolidated=consolidated, compute=compute, strategy=strategy, append_id=append_id,
+        max_mem=max_mem, encoding=encoding, static=static, zarr_format=zarr_format,
+        write_empty_chunks=write_empty_chunks, append_step=append_step, gaps=gaps, repeat=repeat, wait=wait,
+        progress=progress, compute_kwargs=compute_kwargs,
+    )
