@@ -128,9 +128,9 @@ def cli(*args: str, cwd: Any, env: dict[str, str] | None = None, timeout: float 
 LEASE_HOLDER = """
 import sys, time
 import zarr
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.lease import acquire_lease
 store = zarr.storage.LocalStore(sys.argv[1])
-lease = cm.acquire_lease(store, sys.argv[1], "append (test holder)")
+lease = acquire_lease(store, sys.argv[1], "append (test holder)")
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
 lease.release()

@@ -10,8 +10,9 @@ import xarray as xr
 from append_helpers import data_only, rows, run_append_subprocess
 
 import parallelzarr as pz
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.journal import pending_journal
 from parallelzarr.errors import LeaseError
+from parallelzarr.store.keys import LEASE_KEY, read_json
 
 OLD, NEW, CHUNK = 10, 23, 3  # stored rows (zarr chunk 4: a partial last chunk), appended rows, dask chunk
 
@@ -53,7 +54,7 @@ def test_kill_then_recover(base, point):
     assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-2000:])
     seen = _state(base)
     assert seen in ("old", "new"), f"readers saw a mix after a kill at {point}"
-    journal = cm.pending_journal(__import__("zarr").storage.LocalStore(base)) is not None
+    journal = pending_journal(__import__("zarr").storage.LocalStore(base)) is not None
     # the next append of the same data finishes the job (rolling a journal forward if there is one)
     result = pz.append(rows(OLD, NEW, CHUNK), base, "time")
     assert _state(base) == "new"
@@ -80,7 +81,7 @@ def test_two_appenders_one_wins(base):
     holder = run_append_subprocess(base, OLD, NEW, CHUNK, env={"PARALLELZARR_PAUSE": "append:leased:6"}, wait=False)
     store = __import__("zarr").storage.LocalStore(base)
     for _ in range(200):  # wait until the first appender holds the lease
-        if cm.read_json(store, cm.LEASE_KEY):
+        if read_json(store, LEASE_KEY):
             break
         time.sleep(0.05)
     with pytest.raises(LeaseError, match=r"being written by another process .*pid \d+"):

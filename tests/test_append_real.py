@@ -22,9 +22,20 @@ from dask.delayed import Delayed
 
 import parallelzarr as pz
 from parallelzarr.cli import main
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.appendlog import (
+    LEGACY_LOG_ATTR,
+    append_log,
+    delete_record,
+    is_recorded,
+    read_record,
+    write_record,
+)
+from parallelzarr.commit.journal import write_journal
+from parallelzarr.commit.lease import acquire_lease
 from parallelzarr.errors import AppendError, LeaseError, SchemaMismatchError, StoreError
 from parallelzarr.reports.info import format_info, inspect_store
+from parallelzarr.store.holders import process_start, this_holder
+from parallelzarr.store.keys import LEASE_KEY, WRITE_KEY, read_json, write_json
 
 NY, NX, STEPS = 12, 20, 24
 
@@ -124,7 +135,7 @@ def test_repair_finds_arrays_of_unequal_length(files, tmp_path):
     group["time"][48:] = group["time"][47] + np.arange(1, 25)
     zarr.consolidate_metadata(path)
     store = zarr.storage.LocalStore(path)
-    cm.write_record(store, {"id": "bad-append", "dim": "time", "offset": 48, "length": 24, "first": "2021-01-03T00",
+    write_record(store, {"id": "bad-append", "dim": "time", "offset": 48, "length": 24, "first": "2021-01-03T00",
                             "last": "2021-01-03T23", "time": "2025-01-01T00:00:00Z"})
     with pytest.raises(ValueError, match="conflicting sizes for dimension 'time'"):
         xr.open_zarr(path)
@@ -168,12 +179,12 @@ def test_append_log_is_not_user_data_and_costs_no_metadata(files, tmp_path):
     # Only the shape digits of the consolidated metadata may change (the old log grew ~183 B each).
     assert max(sizes) - min(sizes) < 16, sizes
     with xr.open_zarr(path) as out:
-        assert cm.LEGACY_LOG_ATTR not in out.attrs
+        assert LEGACY_LOG_ATTR not in out.attrs
         assert out.attrs == {"Conventions": "CF-1.6", "history": "generated for tests"}
         out.isel(time=slice(0, 2)).to_netcdf(tmp_path / "x.nc")
     with xr.open_dataset(tmp_path / "x.nc") as back:
         assert back.sizes["time"] == 2 and set(back.data_vars) == {"t2m", "u10", "lsm"}
-    log = cm.append_log(zarr.storage.LocalStore(path))
+    log = append_log(zarr.storage.LocalStore(path))
     assert [e["offset"] for e in log] == [0, *range(48, 72, 3)]
     assert [e["offset"] for e in inspect_store(path)["appends"]] == [0, *range(48, 72, 3)]
     again = pz.append(xr.open_mfdataset(files).isel(time=slice(69, 72)), path, "time")
@@ -183,25 +194,25 @@ def test_append_log_is_not_user_data_and_costs_no_metadata(files, tmp_path):
 def test_legacy_log_in_root_attributes_is_read_then_moved(files, tmp_path):
     path = _lazy_lsm_store(files, tmp_path)
     store = zarr.storage.LocalStore(path)
-    legacy = cm.append_log(store)
+    legacy = append_log(store)
     assert len(legacy) == 1
     # Make it a store of an earlier version: the log in the root attributes, no records.
-    cm.delete_record(store, legacy[0]["id"])
+    delete_record(store, legacy[0]["id"])
     group = zarr.open_group(path, mode="r+")
-    group.attrs[cm.LEGACY_LOG_ATTR] = legacy
+    group.attrs[LEGACY_LOG_ATTR] = legacy
     zarr.consolidate_metadata(path)
-    assert cm.LEGACY_LOG_ATTR in xr.open_zarr(path).attrs
-    assert cm.is_recorded(store, legacy[0]["id"])
+    assert LEGACY_LOG_ATTR in xr.open_zarr(path).attrs
+    assert is_recorded(store, legacy[0]["id"])
     with xr.open_mfdataset(files[:2]) as ds:
         assert not pz.append(ds, path, "time").applied  # the legacy record still makes it idempotent
     with xr.open_mfdataset(files) as ds:
         assert pz.append(ds.isel(time=slice(48, None)), path, "time").applied
     with xr.open_zarr(path) as out:
-        assert cm.LEGACY_LOG_ATTR not in out.attrs
+        assert LEGACY_LOG_ATTR not in out.attrs
         assert out.sizes["time"] == 72
-    assert cm.LEGACY_LOG_ATTR not in zarr.open_group(path, mode="r", use_consolidated=False).attrs
-    assert [e["offset"] for e in cm.append_log(store)] == [0, 48]
-    assert cm.read_record(store, legacy[0]["id"]) is not None
+    assert LEGACY_LOG_ATTR not in zarr.open_group(path, mode="r", use_consolidated=False).attrs
+    assert [e["offset"] for e in append_log(store)] == [0, 48]
+    assert read_record(store, legacy[0]["id"]) is not None
 
 
 # --- finding 7: laziness, leases, info, repair ----------------------------------------------------
@@ -214,14 +225,14 @@ def test_lazy_append_holds_no_lease_until_computed(files, tmp_path):
         tail = ds.isel(time=slice(48, None))
         lazy = pz.append(tail.isel(time=slice(0, 12)), path, "time", compute=False)
         assert isinstance(lazy, Delayed)
-        assert cm.read_json(store, cm.LEASE_KEY) is None and inspect_store(path)["lease"] is None
+        assert read_json(store, LEASE_KEY) is None and inspect_store(path)["lease"] is None
         del lazy  # never computed: the kernel goes on, and the next append is not blocked
         assert pz.append(tail.isel(time=slice(0, 12)), path, "time").applied
         _open_ok(path, 60)
         lazy = pz.append(tail.isel(time=slice(12, 24)), path, "time", compute=False)
         result = lazy.compute()
         assert result.applied and result.offset == 60
-        assert cm.read_json(store, cm.LEASE_KEY) is None
+        assert read_json(store, LEASE_KEY) is None
     _open_ok(path, 72)
 
 
@@ -239,7 +250,7 @@ def test_failed_lazy_append_releases_its_lease(files, tmp_path):
         lazy = pz.append(bad, path, "time", compute=False)
         with pytest.raises(RuntimeError, match="source read failed"):
             lazy.compute()
-        assert cm.read_json(store, cm.LEASE_KEY) is None
+        assert read_json(store, LEASE_KEY) is None
         _open_ok(path, 48)
         assert pz.append(tail, path, "time").applied
     _open_ok(path, 72)
@@ -254,14 +265,14 @@ def test_lazy_first_append_returns_a_delayed_and_writes_nothing(files, tmp_path)
         result = lazy.compute()
     assert result.applied and result.length == 72
     _open_ok(str(path), 72)
-    assert len(cm.append_log(zarr.storage.LocalStore(path))) == 1
+    assert len(append_log(zarr.storage.LocalStore(path))) == 1
 
 
 def test_lease_of_this_process_is_named_and_shown(files, tmp_path):
     path = _lazy_lsm_store(files, tmp_path)
     store = zarr.storage.LocalStore(path)
     # What a lazy append whose computation failed under dask.compute leaves: a lease of this process.
-    cm.acquire_lease(store, path, "append(compute=False)")
+    acquire_lease(store, path, "append(compute=False)")
     with xr.open_mfdataset(files) as ds:
         with pytest.raises(LeaseError, match=rf"this process \(pid {os.getpid()}.*compute=False.*repair\(store, force=True\)"):
             pz.append(ds.isel(time=slice(48, None)), path, "time")
@@ -281,7 +292,7 @@ def test_info_shows_journal_and_unpublished_write(files, tmp_path):
     store = zarr.storage.LocalStore(path)
     shapes = {n: list(zarr.open_array(path, path=n).shape) for n in ("t2m", "u10", "lsm", "time")}
     entry = {"id": "journaled", "dim": "time", "offset": 48, "length": 0, "first": None, "last": None, "time": "now"}
-    cm.write_journal(store, {"shapes": shapes, "entry": entry, "consolidated": True})
+    write_journal(store, {"shapes": shapes, "entry": entry, "consolidated": True})
     info = inspect_store(path)
     assert info["journal"]["append_id"] == "journaled"
     assert "journal: interrupted commit of append journaled" in format_info(info)
@@ -289,8 +300,8 @@ def test_info_shows_journal_and_unpublished_write(files, tmp_path):
     assert inspect_store(path)["journal"] is None
 
     new = tmp_path / "unpublished.zarr"
-    marker = {**cm._holder("write"), "pid": 1, "pid_started": cm._process_start(1), "id": "w", "docs": {}}
-    cm.write_json(zarr.storage.LocalStore(new), cm.WRITE_KEY, marker)
+    marker = {**this_holder("write"), "pid": 1, "pid_started": process_start(1), "id": "w", "docs": {}}
+    write_json(zarr.storage.LocalStore(new), WRITE_KEY, marker)
     info = inspect_store(new)
     assert info["kind"] == "unpublished" and info["unpublished_write"]["pid"] == 1
     assert "unpublished write:" in format_info(info)

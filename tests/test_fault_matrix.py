@@ -21,8 +21,9 @@ from zarr.core.buffer import cpu
 from zarr.core.sync import sync
 
 import parallelzarr as pz
-from parallelzarr.commit import core as cm
 from parallelzarr.errors import ModeError, StoreWriteError
+from parallelzarr.store.holders import process_start
+from parallelzarr.store.keys import WRITE_KEY
 from parallelzarr.testing import FaultyStore, is_chunk_key
 
 
@@ -102,9 +103,9 @@ def test_failed_write_during_setup_leaves_no_dataset(tmp_path):
 def test_unpublished_write_of_a_live_process_is_not_replaced_by_w_dash(tmp_path):
     path = tmp_path / "w.zarr"
     store = zarr.storage.LocalStore(path)
-    marker = {"host": __import__("socket").gethostname(), "pid": 1, "pid_started": cm._process_start(1),
+    marker = {"host": __import__("socket").gethostname(), "pid": 1, "pid_started": process_start(1),
               "time": 0, "operation": "write", "id": "x", "docs": {}}
-    sync(store.set(cm.WRITE_KEY, cpu.Buffer.from_bytes(__import__("json").dumps(marker).encode())))
+    sync(store.set(WRITE_KEY, cpu.Buffer.from_bytes(__import__("json").dumps(marker).encode())))
     with pytest.raises(ModeError, match="being written by another process"):
         pz.to_zarr(make_ds(0, 8), str(path))
 

@@ -10,8 +10,9 @@ import xarray as xr
 import zarr
 
 import parallelzarr as pz
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.journal import pending_journal
 from parallelzarr.errors import EncodingError, LeaseError, ModeError, SchemaMismatchError
+from parallelzarr.store.keys import LEASE_KEY, PREFIX, read_json
 
 
 def _base(path: str) -> xr.Dataset:
@@ -36,7 +37,7 @@ def test_add_variable_keeps_stored_ones(tmp_path):
     assert got.rain.attrs == {"units": "mm"} and got.temp.attrs == {"units": "K"}
     assert got.attrs == {"title": "new"}  # mode="a" replaces the root attributes, as xarray
     assert zarr.open_array(path, path="rain").chunks == (2, 6)
-    assert not os.path.exists(os.path.join(path, cm.PREFIX))  # staging, journal and lease are gone
+    assert not os.path.exists(os.path.join(path, PREFIX))  # staging, journal and lease are gone
     assert pz.repair(path).ok
 
 
@@ -117,7 +118,7 @@ def test_compute_false_holds_lease_until_computed(tmp_path):
         pz.append(old.isel(time=slice(0, 2)).assign_coords(time=[8, 9]), path, "time")
     lazy.compute()
     np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values * 3)
-    assert cm.read_json(zarr.storage.LocalStore(path), cm.LEASE_KEY) is None
+    assert read_json(zarr.storage.LocalStore(path), LEASE_KEY) is None
 
 
 def test_failed_commit_is_journaled_and_repaired(tmp_path):
@@ -135,11 +136,11 @@ def test_failed_commit_is_journaled_and_repaired(tmp_path):
         for j in (0, 3):
             cell = np.s_[i:i + 4, j:j + 3]
             assert np.array_equal(got[cell], before[cell]) or np.array_equal(got[cell], after[cell])
-    assert cm.pending_journal(zarr.storage.LocalStore(path)) is not None
+    assert pending_journal(zarr.storage.LocalStore(path)) is not None
     report = pz.repair(path)
     assert any("rolled forward overwrite" in a for a in report.actions), str(report)
     np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values * 5)
-    assert not os.path.exists(os.path.join(path, cm.PREFIX, "staging"))
+    assert not os.path.exists(os.path.join(path, PREFIX, "staging"))
     pz.to_zarr(xr.Dataset({"temp": old.temp * 6}), path, mode="a")  # not blocked by a lease
     np.testing.assert_array_equal(xr.open_zarr(path).temp.values, old.temp.values * 6)
 

@@ -18,7 +18,8 @@ import xarray as xr
 import zarr
 
 import parallelzarr as pz
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.journal import pending_journal
+from parallelzarr.store.keys import PREFIX
 
 SCRIPT = """
 import sys; sys.path.insert(0, {tests!r})
@@ -99,7 +100,7 @@ def _chunks_old_or_new(path: str, kind: str) -> None:
 def test_kill_then_recover(store, kind, point):
     _kill_at(store, kind, point)
     seen = _state(store, kind)
-    journal = cm.pending_journal(zarr.storage.LocalStore(store)) is not None
+    journal = pending_journal(zarr.storage.LocalStore(store)) is not None
     if point in BEFORE_JOURNAL:
         assert seen == "old" and not journal, (point, seen)
     elif point in AFTER_COMMIT:
@@ -116,7 +117,7 @@ def test_kill_then_recover(store, kind, point):
         assert _state(store, kind) == ("new" if journal else "old")
     pz.to_zarr(change(kind), store, mode="a")  # the rerun always ends with the new dataset
     assert _state(store, kind) == "new"
-    assert not os.path.exists(os.path.join(store, cm.PREFIX, "staging"))
+    assert not os.path.exists(os.path.join(store, PREFIX, "staging"))
     report = pz.repair(store)
     assert report.ok and not report.actions, str(report)
 
@@ -142,4 +143,4 @@ def test_region_write_after_killed_commit_rolls_it_forward_first(store):
     want = expected("overwrite").temp.values.copy()
     want[4:8] = 7.0
     np.testing.assert_array_equal(got.temp.values, want)
-    assert cm.pending_journal(zarr.storage.LocalStore(store)) is None
+    assert pending_journal(zarr.storage.LocalStore(store)) is None

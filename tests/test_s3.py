@@ -12,8 +12,8 @@ import zarr
 from append_helpers import data_only, rows
 
 import parallelzarr as pz
-from parallelzarr.commit import core as cm
 from parallelzarr.errors import LeaseError
+from parallelzarr.store.keys import LEASE_KEY, create_exclusive
 
 SECRET = "s3cr3t-value-never-printed"
 
@@ -48,8 +48,8 @@ def test_append_with_conditional_lease(s3):
     pz.append(rows(0, 10, 4), url, "time", storage_options=s3, encoding={"temp": {"chunks": (4, 6)}})
     store = zarr.storage.FsspecStore.from_url(url, storage_options=s3)
     # an If-None-Match create: the second creator loses
-    assert cm.create_exclusive(store, cm.LEASE_KEY, {"id": "first", "host": "elsewhere", "pid": 1, "time": 0})
-    assert not cm.create_exclusive(store, cm.LEASE_KEY, {"id": "second"})
+    assert create_exclusive(store, LEASE_KEY, {"id": "first", "host": "elsewhere", "pid": 1, "time": 0})
+    assert not create_exclusive(store, LEASE_KEY, {"id": "second"})
     with pytest.raises(LeaseError, match="being written by another process") as info:
         pz.append(rows(10, 5, 2), url, "time", storage_options=s3)
     assert SECRET not in str(info.value)

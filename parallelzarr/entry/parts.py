@@ -22,9 +22,10 @@ from typing import Any
 from zarr.core.sync import sync
 
 from parallelzarr.commit.appendlog import is_recorded
-from parallelzarr.commit.journal import pending_journal, roll_forward, write_journal
+from parallelzarr.commit.journal import pending_journal, write_journal
 from parallelzarr.commit.lease import Lease, acquire_lease, clear_dead_lease
 from parallelzarr.commit.repair import remove_chunks_beyond_shape
+from parallelzarr.commit.rollforward import roll_forward
 from parallelzarr.entry.kwargs import check_compute_kwargs
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.parts import (  # noqa: F401  (parse_part, split_plan, check_parts: part of this module's API)

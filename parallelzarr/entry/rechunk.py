@@ -35,6 +35,7 @@ from parallelzarr.plan.rechunk import DATA_MEANING, DEFAULT_MAX_TASKS, ArraySpec
 from parallelzarr.plan.rechunk import plan_rechunk as _plan_specs
 from parallelzarr.plan.temp_codecs import describe_compressors, temp_compressors
 from parallelzarr.store import keys
+from parallelzarr.store.staging import unpublished_array
 from parallelzarr.units import format_bytes, parse_bytes
 
 __all__ = ["rechunk", "plan_rechunk", "Rechunked", "RechunkResult", "TargetExistsError", "ExecutorError",
@@ -500,8 +501,7 @@ class Rechunked:
         temps: list[tuple[Store, str, dict[str, bytes]]] = []
         for idx, (job, ap) in enumerate(zip(self._info.jobs, self.plan.arrays, strict=True)):
             # Chunks go to the real store under the staged metadata; metadata is committed last.
-            final = zarr.Array(zarr.AsyncArray(metadata=staged[job.path].metadata,
-                                               store_path=StorePath(store, _join(self._prefix, job.path))))
+            final = unpublished_array(staged[job.path].metadata, StorePath(store, _join(self._prefix, job.path)))
             src: Any = job.source
             chain = []
             for stage in ap.stages:
@@ -572,7 +572,7 @@ class Rechunked:
             **({"filters": opts["filters"]} if opts.get("filters") is not None else {}),
         )
         doc = {k: keys.get(staging, k) for k in keys.list_keys(staging, tpath + "/")}
-        arr = zarr.Array(zarr.AsyncArray(metadata=staged.metadata, store_path=StorePath(tstore, tpath)))
+        arr = unpublished_array(staged.metadata, StorePath(tstore, tpath))
         return arr, {k: v for k, v in doc.items() if v is not None}
 
 

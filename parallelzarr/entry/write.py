@@ -265,94 +265,96 @@ def to_zarr(
         if not compute:
             raise ModeError("part= runs the part now (it is marked done when it finished); drop compute=False")
         return run_part(data, in_group(store, group, storage_options), part, mode, region=region,
-                          append_dim=append_dim, encoding=encoding, strategy=strategy, max_mem=max_mem,
-                          storage_options=storage_options, zarr_format=zarr_format, consolidated=consolidated,
-                          lock=lock, **compute_kwargs)
+                        append_dim=append_dim, encoding=encoding, strategy=strategy, max_mem=max_mem,
+                        storage_options=storage_options, zarr_format=zarr_format, consolidated=consolidated,
+                        lock=lock, **compute_kwargs)
     mode = default_mode(mode, append_dim, region)
     strategy = "rechunk" if align_chunks and strategy == "auto" else strategy
     check_bool("safe_chunks", safe_chunks)
     check_bool("align_chunks", align_chunks)
-    root_store, store = store, in_group(store, group, storage_options)
-    array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
-        if write_empty_chunks is not None else None
+    target = in_group(store, group, storage_options)
     if append_dim is not None and mode in ("a", "a-"):
-        from parallelzarr.entry.notices import quiet_zarr_notices
-        from parallelzarr.run.append import append_data
-
         if region is not None:
-            if is_xarray(data):
-                from parallelzarr.inputs.datasets import as_dataset, check_auto_region
-                from parallelzarr.inputs.xarray_checks import check_region
-
-                check_region(as_dataset(data), region, append_dim)  # xarray's refusals, then ours
-                check_auto_region(data, store, region, storage_options)
-            raise ModeError(
-                f"append_dim and region cannot be combined here (append_dim={append_dim!r}, region over "
-                f"{sorted(region) if isinstance(region, Mapping) else region!r}): appends always write after the "
-                "stored data. Append first, then write the region with mode='r+'"
-            )
+            _refuse_append_region(data, target, region, append_dim, storage_options)
         if lock is not None:
             raise ModeError("lock is not taken by appends: they write cells no other writer touches, under a lease")
-        from parallelzarr.inputs.xarray_checks import check_append
-
-        check_append(data, store, append_dim, encoding, storage_options)
-        statics = _statics(data, store, append_dim, storage_options, mode) if is_xarray(data) else None
-        appended = append_data(
-            data if statics is None else statics[0],
-            store,
-            append_dim,
-            strategy=strategy,
-            consolidated=consolidated,
-            compute=compute,
-            storage_options=storage_options,
-            max_mem=max_mem,
-            encoding=encoding,
-            zarr_format=zarr_format,
-            write_empty_chunks=write_empty_chunks,
-            progress=progress,
-            # xarray's meaning: "a-" leaves variables without append_dim as stored; under "a" the
-            # changed ones were taken out above and are overwritten next.
-            static="ignore",
-            # xarray appends rows at labels already stored again (duplicate labels); skipping them
-            # silently would leave out rows the caller asked for, so they are refused here
-            # (pz.append(..., repeat="skip") is the idempotent form).
-            repeat="error",
-            compute_kwargs=compute_kwargs,
-            quiet=quiet_zarr_notices,
+        appended = _append_like_xarray(
+            data, target, append_dim, mode, strategy=strategy, consolidated=consolidated, compute=compute,
+            storage_options=storage_options, max_mem=max_mem, encoding=encoding, zarr_format=zarr_format,
+            write_empty_chunks=write_empty_chunks, progress=progress, compute_kwargs=compute_kwargs,
         )
-        if statics is not None and statics[1] is not None:
-            # xarray's mode="a" also overwrites the variables without append_dim, both modes add
-            # new ones and replace the root attributes: a second commit, after the append's.
-            kwargs = {"consolidated": consolidated, "storage_options": storage_options, "strategy": strategy,
-                      "max_mem": max_mem, "write_empty_chunks": write_empty_chunks, **compute_kwargs}
-            if not compute:
-                return dask.delayed(_then_overwrite, pure=False)(appended, statics[1], store, kwargs)
-            _then_overwrite(appended, statics[1], store, kwargs)
         if compute:
-            consolidate_root(root_store, group, storage_options, consolidated)
+            consolidate_root(store, group, storage_options, consolidated)
         return appended
     job = prepare(
-        data,
-        store,
-        mode=mode,
-        region=region,
-        append_dim=append_dim,
-        encoding=encoding,
-        strategy=strategy,
-        max_mem=max_mem,
-        storage_options=storage_options,
-        zarr_format=default_zarr_format(zarr_format),
-        consolidated=consolidated,
-        lock=lock,
-        write_empty_chunks=write_empty_chunks,
+        data, target, mode=mode, region=region, append_dim=append_dim, encoding=encoding, strategy=strategy,
+        max_mem=max_mem, storage_options=storage_options, zarr_format=default_zarr_format(zarr_format),
+        consolidated=consolidated, lock=lock, write_empty_chunks=write_empty_chunks,
     )
-    after_setup = (lambda: make_parent_groups(root_store, group, storage_options)) if group is not None else None
+    array_config = {"write_empty_chunks": check_bool("write_empty_chunks", write_empty_chunks)} \
+        if write_empty_chunks is not None else None
+    after_setup = (lambda: make_parent_groups(store, group, storage_options)) if group is not None else None
     if not compute:
         return execute(job, compute=False, array_config=array_config, after_setup=after_setup)
     plan = execute(job, array_config=array_config, progress=progress, compute_kwargs=compute_kwargs,
                    after_setup=after_setup)
-    consolidate_root(root_store, group, storage_options, consolidated)
+    consolidate_root(store, group, storage_options, consolidated)
     return plan
+
+
+def _refuse_append_region(data: Any, store: Any, region: Any, append_dim: str,
+                          storage_options: Mapping[str, Any] | None) -> None:
+    """``append_dim`` with ``region``: xarray's refusals for the region first, then ours (always)."""
+    if is_xarray(data):
+        from parallelzarr.inputs.datasets import as_dataset
+        from parallelzarr.inputs.xarray_checks import check_region
+        from parallelzarr.run.prepare_dataset import check_auto_region
+
+        check_region(as_dataset(data), region, append_dim)
+        check_auto_region(data, store, region, storage_options)
+    raise ModeError(
+        f"append_dim and region cannot be combined here (append_dim={append_dim!r}, region over "
+        f"{sorted(region) if isinstance(region, Mapping) else region!r}): appends always write after the "
+        "stored data. Append first, then write the region with mode='r+'"
+    )
+
+
+def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, compute: bool,
+                        compute_kwargs: dict[str, Any], **options: Any) -> Any:
+    """``to_zarr(mode="a" | "a-", append_dim=...)`` with xarray's meaning, on the append machinery.
+
+    ``options``: the append's keywords (``strategy``, ``consolidated``, ``storage_options``,
+    ``max_mem``, ``encoding``, ``zarr_format``, ``write_empty_chunks``, ``progress``).
+    """
+    from parallelzarr.entry.notices import quiet_zarr_notices
+    from parallelzarr.inputs.xarray_checks import check_append
+    from parallelzarr.run.append import append_data
+
+    check_append(data, store, append_dim, options["encoding"], options["storage_options"])
+    statics = _statics(data, store, append_dim, options["storage_options"], mode) if is_xarray(data) else None
+    appended = append_data(
+        data if statics is None else statics[0], store, append_dim, compute=compute, compute_kwargs=compute_kwargs,
+        # xarray's meaning: "a-" leaves variables without append_dim as stored; under "a" the
+        # changed ones were taken out above and are overwritten next.
+        static="ignore",
+        # xarray appends rows at labels already stored again (duplicate labels); skipping them
+        # silently would leave out rows the caller asked for, so they are refused here
+        # (pz.append(..., repeat="skip") is the idempotent form).
+        repeat="error",
+        quiet=quiet_zarr_notices,
+        **options,
+    )
+    if statics is None or statics[1] is None:
+        return appended
+    # xarray's mode="a" also overwrites the variables without append_dim, both modes add new ones
+    # and replace the root attributes: a second commit, after the append's.
+    kwargs = {key: options[key] for key in ("consolidated", "storage_options", "strategy", "max_mem",
+                                            "write_empty_chunks")}
+    kwargs.update(compute_kwargs)
+    if not compute:
+        return dask.delayed(_then_overwrite, pure=False)(appended, statics[1], store, kwargs)
+    _then_overwrite(appended, statics[1], store, kwargs)
+    return appended
 
 
 def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None,
@@ -363,8 +365,8 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
     As in xarray, both modes add new variables and replace the root attributes; only ``"a"``
     overwrites stored variables without ``append_dim``.
     """
-    from parallelzarr.commit.overwrite import static_changes
     from parallelzarr.inputs.datasets import as_dataset
+    from parallelzarr.run.overwrite import static_changes
     from parallelzarr.store.resolve import resolve_store
 
     ds = as_dataset(data)

@@ -220,89 +220,121 @@ def build_write_graph(plan: VariablePlan, data: da.Array, target: Any, locks: Lo
         raise ValueError(f"{plan.name!r}: data chunks {data.chunks} differ from the plan's {plan.write_chunks}")
     if (plan.strategy == "lock" or plan.lock_backend) and locks is None:
         raise ValueError(f"{plan.name!r}: the plan locks cells ({plan.lock_backend}) but no lock backend was given")
-    # Region writes lock their partly covered cells whatever the strategy (see plan_variable).
-    lock_partial = plan.strategy != "lock" and plan.lock_backend is not None
     token = tokenize(plan.name, data.name, plan.strategy, plan.region, id(target), str(target))
     name = f"pz-write-{plan.name}-{token}"
     target_key = f"pz-target-{plan.name}-{token}"
+    locks_key = f"pz-locks-{plan.name}-{token}"
     axes = _Axes.of(plan)
-    target_ref = TaskRef(target_key)
     data_layers = set(data.__dask_layers__())
     layers: list[tuple[str, Any, set[str]]] = [(target_key, data_layer(target_key, target), set())]
-
-    if plan.strategy == "lock":
-        locks_key = f"pz-locks-{plan.name}-{token}"
+    # Region writes lock their partly covered cells whatever the strategy (see plan_variable).
+    if plan.strategy == "lock" or plan.lock_backend is not None:
         layers.append((locks_key, data_layer(locks_key, locks), set()))
-        seg_range = _segments_per_block(plan)
-
-        def make_lock_task(key: Any) -> Task:
-            bidx = key[1:]
-            parts = []
-            for seg_idx in itertools.product(*(seg_range[a][b] for a, b in enumerate(bidx))):
-                segs = axes.segs(seg_idx)
-                local = axes.local(segs, bidx)
-                if any(sl.stop <= sl.start for sl in local):
-                    continue
-                # Cells shared by blocks of this write, and cells only partly written (a neighbouring
-                # writer, e.g. another process's region, may write the rest) are locked cell by cell,
-                # so every writer of a cell names the same lock whatever its own segments are.
-                lock_names: list[str] = []
-                if any(s.shared or not s.full for s in segs):
-                    lock_names = cell_lock_names(plan.name, segs)
-                parts.append((local, axes.box(local, bidx), lock_names))
-            return Task(key, write_with_locks, target_ref, TaskRef((data.name, *bidx)), parts, TaskRef(locks_key))
-
+    make: Any
+    if plan.strategy == "lock":
         writes = GridKeys(name, data.numblocks)
-        if select is not None:  # parts and resume (parallelzarr.store.markers)
-            writes, make_lock_task = select.restrict(writes, make_lock_task)
-        layers.append((name, LazyLayer(writes, make_lock_task), data_layers | {target_key, locks_key}))
+        make = _LockedBlockWrite(axes, _segments_per_block(plan), plan.name, data.name, target_key, locks_key)
+        deps = data_layers | {target_key, locks_key}
     else:
         piece_name = f"pz-piece-{plan.name}-{token}"
         pieces = _PieceKeys(piece_name, axes)
-
-        def make_piece(key: Any) -> Task:
-            nd = len(axes.segments)
-            seg_idx, bidx = key[1 : 1 + nd], key[1 + nd :]
-            # A separate slicing task keeps only the edge slab, not the whole block, in transit.
-            return Task(key, _getitem, TaskRef((data.name, *bidx)), axes.local(axes.segs(seg_idx), bidx))
-
-        if lock_partial:
-            locks_key = f"pz-locks-{plan.name}-{token}"
-            layers.append((locks_key, data_layer(locks_key, locks), set()))
-
-        def make_write(key: Any) -> Task:
-            seg_idx = key[1:]
-            segs = axes.segs(seg_idx)
-            box = tuple(slice(s.start, s.stop) for s in segs)
-            blocks = list(_blocks(segs))
-            extra: tuple[Any, ...] = ()
-            if lock_partial and any(not s.full for s in segs):
-                extra = (cell_lock_names(plan.name, segs), TaskRef(locks_key))
-            if len(blocks) == 1:
-                bidx = blocks[0]
-                return Task(key, write_part, target_ref, box, TaskRef((data.name, *bidx)), axes.local(segs, bidx), *extra)
-            wheres = []
-            refs = []
-            for bidx in blocks:
-                local = axes.local(segs, bidx)
-                wheres.append(tuple(slice(b.start - s.start, b.stop - s.start) for s, b in zip(segs, axes.box(local, bidx), strict=True)))
-                refs.append(TaskRef((piece_name, *seg_idx, *bidx)))
-            return Task(key, assemble_and_write, target_ref, box, plan.dtype, wheres, List(*refs), *extra)
-
         writes = GridKeys(name, [len(s) for s in axes.segments])
-        if select is not None:  # parts and resume (parallelzarr.store.markers)
-            writes, make_write = select.restrict(writes, make_write)
+        make = _CellWrite(axes, plan.name, plan.dtype, data.name, target_key, piece_name,
+                          locks_key if plan.lock_backend is not None else None)
+        deps = data_layers | {target_key}
         if len(pieces):
-            layers.append((piece_name, LazyLayer(pieces, make_piece), set(data_layers)))
-        deps = data_layers | {target_key} | ({piece_name} if len(pieces) else set()) | ({locks_key} if lock_partial else set())
-        layers.append((name, LazyLayer(writes, make_write), deps))
-
+            layers.append((piece_name, LazyLayer(pieces, _Piece(axes, data.name)), set(data_layers)))
+            deps.add(piece_name)
+        if plan.lock_backend is not None:
+            deps.add(locks_key)
+    if select is not None:  # parts and resume (parallelzarr.store.markers)
+        writes, make = select.restrict(writes, make)
+    layers.append((name, LazyLayer(writes, make), deps))
     sums, final = chain_sum_layers(f"pz-done-{plan.name}-{token}", writes)
     below = name
     for layer_name, layer in sums:
         layers.append((layer_name, layer, {below}))
         below = layer_name
     return stack_layers(as_hlg(data), layers), final
+
+
+@dataclass(frozen=True)
+class _LockedBlockWrite:
+    """The task of the ``lock`` strategy writing dask block ``key[1:]``: each of its cells under its lock."""
+
+    axes: _Axes
+    seg_range: list[list[range]]
+    plan_name: str
+    data_name: str
+    target_key: str
+    locks_key: str
+
+    def __call__(self, key: Any) -> Task:
+        bidx = key[1:]
+        parts = []
+        for seg_idx in itertools.product(*(self.seg_range[a][b] for a, b in enumerate(bidx))):
+            segs = self.axes.segs(seg_idx)
+            local = self.axes.local(segs, bidx)
+            if any(sl.stop <= sl.start for sl in local):
+                continue
+            # Cells shared by blocks of this write, and cells only partly written (a neighbouring
+            # writer, e.g. another process's region, may write the rest) are locked cell by cell,
+            # so every writer of a cell names the same lock whatever its own segments are.
+            lock_names: list[str] = []
+            if any(s.shared or not s.full for s in segs):
+                lock_names = cell_lock_names(self.plan_name, segs)
+            parts.append((local, self.axes.box(local, bidx), lock_names))
+        return Task(key, write_with_locks, TaskRef(self.target_key), TaskRef((self.data_name, *bidx)), parts,
+                    TaskRef(self.locks_key))
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """The task slicing one block's share of a cell: only the edge slab, not the block, stays in transit."""
+
+    axes: _Axes
+    data_name: str
+
+    def __call__(self, key: Any) -> Task:
+        nd = len(self.axes.segments)
+        seg_idx, bidx = key[1 : 1 + nd], key[1 + nd :]
+        return Task(key, _getitem, TaskRef((self.data_name, *bidx)), self.axes.local(self.axes.segs(seg_idx), bidx))
+
+
+@dataclass(frozen=True)
+class _CellWrite:
+    """The task writing grid segment ``key[1:]``: from its one block, or assembled from its pieces."""
+
+    axes: _Axes
+    plan_name: str
+    dtype: str
+    data_name: str
+    target_key: str
+    piece_name: str
+    #: Set for region writes: their partly covered cells are written under the cell's lock.
+    locks_key: str | None
+
+    def __call__(self, key: Any) -> Task:
+        seg_idx = key[1:]
+        segs = self.axes.segs(seg_idx)
+        box = tuple(slice(s.start, s.stop) for s in segs)
+        blocks = list(_blocks(segs))
+        extra: tuple[Any, ...] = ()
+        if self.locks_key is not None and any(not s.full for s in segs):
+            extra = (cell_lock_names(self.plan_name, segs), TaskRef(self.locks_key))
+        target = TaskRef(self.target_key)
+        if len(blocks) == 1:
+            bidx = blocks[0]
+            return Task(key, write_part, target, box, TaskRef((self.data_name, *bidx)), self.axes.local(segs, bidx),
+                        *extra)
+        wheres = []
+        refs = []
+        for bidx in blocks:
+            local = self.axes.local(segs, bidx)
+            wheres.append(tuple(slice(b.start - s.start, b.stop - s.start)
+                                for s, b in zip(segs, self.axes.box(local, bidx), strict=True)))
+            refs.append(TaskRef((self.piece_name, *seg_idx, *bidx)))
+        return Task(key, assemble_and_write, target, box, self.dtype, wheres, List(*refs), *extra)
 
 
 def _segments_per_block(plan: VariablePlan) -> list[list[range]]:

@@ -14,11 +14,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
-import zarr
 from xarray.backends.zarr import encode_zarr_variable
 
-from parallelzarr.commit.journal import pending_journal, roll_forward
-from parallelzarr.commit.lease import acquire_lease
 from parallelzarr.errors import (
     EncodingError,
     EncodingKeyError,
@@ -33,24 +30,12 @@ from parallelzarr.inputs.validate import (
     check_encoding_keys,
     check_name,
     normalize_chunk_spec,
-    normalize_region,
 )
-from parallelzarr.inputs.xarray_checks import check_region
 from parallelzarr.plan.chunks import chunk_limit, fit_chunks
 from parallelzarr.plan.grid import choose_grid, is_uniform
-from parallelzarr.plan.write import WritePlan
-from parallelzarr.run.job import LayDownUnpublished, Publish, StoredArray, WriteJob, plan_job
-from parallelzarr.store.holders import describe_holder, holder_alive
-from parallelzarr.store.keys import LEASE_KEY, read_json
-from parallelzarr.store.locks import choose_lock_backend, lock_spec
 from parallelzarr.store.resolve import (
     ResolvedStore,
-    is_in_memory,
-    resolve_consolidated,
-    resolve_store,
-    store_has_data,
 )
-from parallelzarr.store.staging import describe_unpublished, lay_down_in_memory, unpublished_write
 
 #: CF keys of a stored variable's encoding that decide its stored values.
 CF_KEYS = ("units", "calendar", "dtype", "_FillValue", "missing_value", "scale_factor", "add_offset")
@@ -121,7 +106,7 @@ def check_dataset_encoding(ds: xr.Dataset, encoding: Any) -> dict[str, Any]:
     return dict(encoding)
 
 
-def _new_chunks(
+def new_chunks(
     name: str, var: xr.Variable, user: Mapping[str, Any], max_mem: int | None = None,
 ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     """Zarr chunks and shards of a new dask variable: encoding, else source encoding, else dask chunks
@@ -143,7 +128,7 @@ def _new_chunks(
     return chunks, shards
 
 
-def _encoded(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_format: int) -> xr.Variable:
+def encoded_variable(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_format: int) -> xr.Variable:
     var = var.copy(deep=False)
     var.encoding = dict(encoding)
     try:
@@ -152,7 +137,7 @@ def _encoded(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_form
         raise encoding_error(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}", exc) from exc
 
 
-def _stored_encoding(stored: xr.Dataset, name: str) -> dict[str, Any]:
+def stored_encoding(stored: xr.Dataset, name: str) -> dict[str, Any]:
     enc = stored[name].encoding
     return {k: enc[k] for k in CF_KEYS if k in enc}
 
@@ -185,163 +170,6 @@ def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
     return region
 
 
-def finish_overwrite(resolved: ResolvedStore) -> None:
-    """Before a region write: finish an interrupted mode="a" commit, refuse one that is running.
-
-    Its roll-forward moves staged chunks over the stored ones: a region written in between would be
-    replaced by the older staged values.
-    """
-    from parallelzarr.errors import LeaseError
-
-    lease = read_json(resolved.store, LEASE_KEY)
-    if lease is not None and lease.get("operation") == "overwrite" and holder_alive(lease) is not False:
-        raise LeaseError(
-            f"{resolved.description} is being written with mode='a'/'r+' ({describe_holder(lease)}); its "
-            "commit would replace what a region write puts there now: wait for it to finish, then write the region"
-        )
-    journal = pending_journal(resolved.store)
-    if journal is not None and journal.get("kind") == "overwrite":
-        held = acquire_lease(resolved.store, resolved.description, "roll-forward")
-        try:
-            roll_forward(resolved.store, journal, journal.get("consolidated", True))
-        finally:
-            held.release()
-
-
-def check_auto_region(data: xr.Dataset | xr.DataArray, store: Any, region: Any,
-                      storage_options: Mapping[str, Any] | None) -> None:
-    """Resolve the ``"auto"`` parts of ``region`` against the store, for their refusals only
-    (:class:`~parallelzarr.errors.RegionKeyError` for labels the store lacks, as in xarray)."""
-    auto = [d for d, v in region.items() if isinstance(v, str) and v == "auto"] if isinstance(region, Mapping) \
-        else (list(as_dataset(data).dims) if region == "auto" else [])
-    resolved = resolve_store(store, storage_options)
-    if not auto or not store_has_data(resolved.store):
-        return
-    ds = as_dataset(data)
-    auto_region(ds[[d for d in auto if d in ds.indexes]], open_stored(resolved))
-
-
-def prepare_dataset_write(
-    data: xr.Dataset | xr.DataArray,
-    store: Any,
-    *,
-    mode: str,
-    region: Any,
-    append_dim: str | None,
-    encoding: Mapping[str, Any] | None,
-    strategy: str,
-    max_mem: int | None,
-    storage_options: Mapping[str, Any] | None,
-    zarr_format: int,
-    consolidated: bool | None,
-    lock: str | None = None,
-    write_empty_chunks: bool | None = None,
-) -> WriteJob:
-    """Validate and plan the write of a Dataset; nothing is written here.
-
-    ``write_empty_chunks`` reaches the variables xarray writes itself (in-memory ones); the dask
-    ones get it as their arrays' runtime configuration when the graph is built.
-    """
-    ds = as_dataset(data)
-    if isinstance(encoding, Mapping) and None in encoding:
-        encoding = {NONE_VAR_NAME if k is None else k: v for k, v in encoding.items()}
-    encoding = check_dataset_encoding(ds, encoding)
-    resolved = resolve_store(store, storage_options)
-    consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
-    has = store_has_data(resolved.store, resolved.description)
-    unpublished = unpublished_write(resolved.store) if has else None
-    if unpublished is not None and mode != "w":
-        raise ModeError(describe_unpublished(unpublished, resolved.description))
-    if mode == "w-" and has:
-        raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
-    if mode == "r+" and region is None and has and not unpublished_write(resolved.store):
-        # xarray's mode="r+" without region overwrites every (stored) variable whole: staged and
-        # committed like mode="a", so a failed write leaves the old data.
-        from parallelzarr.commit.overwrite import prepare_overwrite
-
-        return prepare_overwrite(ds, resolved, mode="r+", encoding=encoding, strategy=strategy,
-                                 max_mem=max_mem, consolidated=consolidated, lock=lock,
-                                 write_empty_chunks=write_empty_chunks)
-    if region is not None or mode == "r+":
-        if encoding:
-            raise EncodingError("encoding cannot be given for a region write: the stored encoding is reused")
-        if not has:
-            raise ModeError(f"region writes need an existing store; {resolved.description} is empty (write it first with mode='w-')")
-        finish_overwrite(resolved)
-        return _prepare_region(ds, resolved, region, strategy, max_mem, lock)
-    if mode in ("a", "a-") and has:
-        # xarray's mode="a" without append_dim: add new variables, overwrite stored ones (staged,
-        # then committed under the store's lease and journal).
-        from parallelzarr.commit.overwrite import prepare_overwrite
-
-        return prepare_overwrite(ds, resolved, mode=mode, encoding=encoding, strategy=strategy,
-                                 max_mem=max_mem, consolidated=consolidated, lock=lock,
-                                 write_empty_chunks=write_empty_chunks)
-    return _prepare_new(ds, resolved, mode, encoding, strategy, max_mem, zarr_format, consolidated, lock,
-                        write_empty_chunks)
-
-
-def _prepare_new(
-    ds: xr.Dataset,
-    resolved: ResolvedStore,
-    mode: str,
-    encoding: dict[str, Any],
-    strategy: str,
-    max_mem: int | None,
-    zarr_format: int,
-    consolidated: bool,
-    lock: str | None,
-    write_empty_chunks: bool | None = None,
-) -> WriteJob:
-    xr_encoding: dict[str, dict[str, Any]] = {str(k): dict(v) for k, v in encoding.items()}
-    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
-    plans = {}
-    jobs = []
-    for name, var in ds.variables.items():
-        name = str(name)
-        user = xr_encoding.get(name, {})
-        if not isinstance(var.data, da.Array):
-            continue
-        chunks, shards = _new_chunks(name, var, user, max_mem)
-        # xarray replaces a variable's own encoding by the one passed for it, so pass (and encode
-        # with) exactly one dict: the user's, else the variable's own valid keys.
-        base = dict(user) if name in xr_encoding else {
-            k: v for k, v in var.encoding.items() if k in DATASET_ENCODING_KEYS
-        }
-        base["chunks"] = chunks
-        if shards is not None:
-            base["shards"] = shards
-        xr_encoding[name] = base
-        enc_var = _encoded(name, var, base, zarr_format)
-        dtype = np.dtype(enc_var.dtype)
-        job = plan_job(
-            name, enc_var.data, shape=var.shape, dims=tuple(str(d) for d in var.dims), dtype=dtype, chunks=chunks,
-            shards=shards, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            target=StoredArray(resolved.store, name),
-        )
-        plans[name] = job.plan
-        jobs.append(job)
-
-    # xarray judges codecs and encodings on a scratch in-memory store before the target is touched.
-    template = metadata_template(ds)
-    lay_down_in_memory(template, "xarray refused the dataset or its encoding", encoding=xr_encoding,
-                       zarr_format=zarr_format, consolidated=False, safe_chunks=False)
-
-    locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
-    plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
-    return WriteJob(
-        plan=plan,
-        jobs=tuple(jobs),
-        # The root metadata is held back until the last chunk is written (Publish), so readers
-        # never see a half-written new store, and a failed write leaves none.
-        lay_down=LayDownUnpublished(resolved.store, mode, template, xr_encoding, zarr_format, consolidated,
-                                    write_empty_chunks),
-        commit=Publish(resolved.store),
-        locks=locks,
-        store=resolved.store,
-    )
-
-
 def metadata_template(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with every dask variable replaced by a one-block lazy array of the same dtype and shape.
 
@@ -366,80 +194,3 @@ def open_stored(resolved: ResolvedStore) -> xr.Dataset:
         raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
 
 
-def _prepare_region(
-    ds: xr.Dataset,
-    resolved: ResolvedStore,
-    region: Any,
-    strategy: str,
-    max_mem: int | None,
-    lock: str | None,
-) -> WriteJob:
-    stored = open_stored(resolved)
-    if region is None:
-        region = {}
-    if isinstance(region, str):
-        if region != "auto":
-            raise RegionError(f"region must be a dict of slices or 'auto', got {region!r}")
-        region = auto_region(ds, stored)
-    check_region(ds, region)  # xarray's checks and messages first (a TypeError for a non-dict)
-    if any(isinstance(v, str) and v == "auto" for v in region.values()):
-        # xarray's per-dimension "auto": from the labels where the dimension has them, else whole.
-        found = auto_region(ds[[d for d, v in region.items() if v == "auto" and d in ds.indexes]], stored)
-        region = {d: (found.get(d, slice(0, ds.sizes[d])) if isinstance(v, str) else v) for d, v in region.items()}
-        check_region(ds, region)
-    unknown = [d for d in region if d not in stored.dims]
-    if unknown:
-        raise RegionError(f"region names dimension(s) {unknown} that the store does not have; stored dims: {sorted(map(str, stored.dims))}")
-    region_dims = set(region)
-    outside = [
-        str(n) for n, v in ds.data_vars.items() if region_dims and not region_dims.intersection(map(str, v.dims))
-    ]
-    if outside:
-        raise RegionError(
-            f"variable(s) {outside} share no dimension with the region {sorted(region_dims)}; drop them "
-            "from the dataset before a region write"
-        )
-    # Always resolved: whether a region needs locks is only known per variable, from its grid.
-    backend, problem = choose_lock_backend(
-        resolved.local_path, lock, cross_process=True, in_memory=is_in_memory(resolved.store)
-    )
-    plans = {}
-    jobs = []
-    for name, var in ds.variables.items():
-        name = str(name)
-        if region_dims and not region_dims.intersection(map(str, var.dims)):
-            continue  # coordinates off the region are already stored
-        if name not in stored.variables:
-            raise SchemaMismatchError(f"variable {name!r} is not in the store {resolved.description}; region writes only fill existing variables")
-        old = stored.variables[name]
-        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)) and set(old.dims) == set(var.dims):
-            var = var.transpose(*old.dims)  # as xarray: written in the stored dimension order
-        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)):
-            raise SchemaMismatchError(
-                f"variable {name!r} already exists with different dimension names {old.dims} != {var.dims}, "
-                "but changing variable dimensions is not supported by to_zarr(); rename the variable"
-            )
-        arr = zarr.open_array(resolved.store, path=name, mode="r")
-        enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
-        if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):
-            raise SchemaMismatchError(
-                f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype {arr.dtype}"
-            )
-        dims = tuple(str(d) for d in var.dims)
-        sub = {d: region[d] for d in dims if d in region}
-        start = normalize_region(name, sub, dims, arr.shape, var.shape)
-        values = enc_var.data
-        if not isinstance(values, da.Array):
-            values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
-        job = plan_job(
-            name, values, shape=arr.shape, dims=dims, dtype=arr.dtype, chunks=arr.chunks, shards=arr.shards,
-            start=start, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            target=StoredArray(resolved.store, name), partial_cells_shared=True,
-        )
-        plans[name] = job.plan
-        jobs.append(job)
-
-    locked = any(p.lock_backend for p in plans.values())
-    locks = lock_spec(backend if locked else None, resolved.description, resolved.local_path)
-    plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
-    return WriteJob(plan=plan, jobs=tuple(jobs), locks=locks)

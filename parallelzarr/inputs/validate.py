@@ -88,16 +88,6 @@ def check_name(name: Any, what: str = "variable", fix: str = "rename it (ds.rena
     return name
 
 
-def check_path(path: Any, what: str = "store path") -> None:
-    """Refuse store paths that cannot name a location: empty (the current directory) or with NUL."""
-    if isinstance(path, str | bytes):
-        text = path.decode(errors="replace") if isinstance(path, bytes) else path
-        if not text.strip():
-            raise InvalidNameError(f"{what} is empty; give the path or URL of the store")
-        if "\x00" in text:
-            raise InvalidNameError(f"{what} {text!r} contains a NUL character; give a valid path")
-
-
 def check_mode(mode: str) -> str:
     if not isinstance(mode, str) or mode not in MODES:
         raise ModeError(

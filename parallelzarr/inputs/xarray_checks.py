@@ -49,12 +49,13 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
     """
     import zarr
 
-    from parallelzarr.commit import core as cm
     from parallelzarr.inputs.datasets import as_dataset, open_stored
+    from parallelzarr.store.dims import array_dims
     from parallelzarr.store.resolve import resolve_store, store_has_data
+    from parallelzarr.store.staging import unpublished_write
 
     resolved = resolve_store(store, storage_options)
-    if not store_has_data(resolved.store) or cm.unpublished_write(resolved.store) is not None:
+    if not store_has_data(resolved.store) or unpublished_write(resolved.store) is not None:
         return
     try:
         group = zarr.open_group(resolved.store, mode="r", use_consolidated=False)
@@ -64,7 +65,7 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
     check_stored_encoding(encoding, {str(n) for n in arrays})
     dims: set[str] = set()
     for arr in arrays.values():
-        dims.update(cm._array_dims(arr) or ())
+        dims.update(array_dims(arr) or ())
     if append_dim not in dims:
         raise AppendError(
             f"append_dim={append_dim!r} does not match any existing dataset dimensions {sorted(dims)}; append "

@@ -11,17 +11,20 @@ from typing import Any
 
 import zarr
 
-from parallelzarr.commit import core as cm
+from parallelzarr.commit.appendlog import LEGACY_LOG_ATTR, append_log
 from parallelzarr.errors import StoreError
 from parallelzarr.redact import redact, url_credentials
 from parallelzarr.store import zarr_compat
+from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
+from parallelzarr.store.keys import JOURNAL_KEY, LEASE_KEY, WRITE_KEY, read_json
+from parallelzarr.store.staging import write_running
 from parallelzarr.units import format_bytes
 
 __all__ = ["inspect_store", "format_info", "APPEND_LOG_ATTR"]
 
 #: Root group attribute where earlier versions kept the append log (now one record per append under
 #: ``.parallelzarr/appends/``); still read, and moved out by the next append.
-APPEND_LOG_ATTR = cm.LEGACY_LOG_ATTR
+APPEND_LOG_ATTR = LEGACY_LOG_ATTR
 
 
 def _codec_text(codec: Any) -> str:
@@ -105,9 +108,9 @@ def _array_info(path: str, arr: zarr.Array) -> dict[str, Any]:
 
 def _holder_info(holder: dict[str, Any]) -> dict[str, Any]:
     """Who holds a lease or runs a write, how long ago it started, and whether it still runs."""
-    alive = cm.holder_alive(holder)
+    alive = holder_alive(holder)
     state = {True: "running", False: "holder gone (stale)", None: "unknown (another host)"}[alive]
-    if cm.held_by_this_process(holder):
+    if held_by_this_process(holder):
         state = "this process"
     return {
         "operation": holder.get("operation"),
@@ -115,7 +118,7 @@ def _holder_info(holder: dict[str, Any]) -> dict[str, Any]:
         "pid": holder.get("pid"),
         "age_s": round(time.time() - float(holder.get("time", time.time())), 1),
         "state": state,
-        "description": cm.describe_holder(holder),
+        "description": describe_holder(holder),
     }
 
 
@@ -124,11 +127,11 @@ def bookkeeping(store: Any) -> dict[str, Any]:
 
     def read(key: str) -> dict[str, Any] | None:
         try:
-            return cm.read_json(store, key)
+            return read_json(store, key)
         except (OSError, ValueError):
             return None
 
-    lease, journal, write = read(cm.LEASE_KEY), read(cm.JOURNAL_KEY), read(cm.WRITE_KEY)
+    lease, journal, write = read(LEASE_KEY), read(JOURNAL_KEY), read(WRITE_KEY)
     out: dict[str, Any] = {"lease": _holder_info(lease) if lease else None, "journal": None, "unpublished_write": None}
     if journal:
         entry = journal.get("entry", {})
@@ -144,7 +147,7 @@ def bookkeeping(store: Any) -> dict[str, Any]:
         out["unpublished_write"] = {
             **_holder_info(write),
             "failed": write.get("failed"),
-            "running": cm.write_running(write),
+            "running": write_running(write),
             "hint": "readers see no dataset until it is published; rerun the write with mode='w' if it is gone",
         }
     return out
@@ -210,7 +213,7 @@ def inspect_store(store: Any, *, storage_options: Mapping[str, Any] | None = Non
                 arrays.append(_array_info(path, member))
             else:
                 groups[path] = _jsonable(dict(member.attrs))
-        appends = cm.append_log(resolved.store)
+        appends = append_log(resolved.store)
         groups[""].pop(APPEND_LOG_ATTR, None)  # a legacy log: shown with the records
     stored = [a["bytes_stored"] for a in arrays]
     info.update(

@@ -28,14 +28,9 @@ import zarr
 from dask.delayed import Delayed
 
 from parallelzarr.commit.appendlog import is_recorded, write_record
-from parallelzarr.commit.journal import (
-    pending_journal,
-    published_view,
-    roll_forward,
-    stored_zarr_format,
-    write_journal,
-)
+from parallelzarr.commit.journal import pending_journal, published_view, stored_zarr_format, write_journal
 from parallelzarr.commit.lease import Lease, acquire_lease, clear_dead_lease, parse_wait
+from parallelzarr.commit.rollforward import roll_forward
 from parallelzarr.errors import (
     AlreadyAppliedError,
     AppendError,
@@ -44,7 +39,7 @@ from parallelzarr.errors import (
     SchemaMismatchError,
 )
 from parallelzarr.hooks import chunk_written, fault_point
-from parallelzarr.inputs.datasets import _encoded, _stored_encoding, as_dataset, open_stored
+from parallelzarr.inputs.datasets import as_dataset, encoded_variable, open_stored, stored_encoding
 from parallelzarr.inputs.ingest import (
     STATIC_POLICIES,
     STATIC_VERIFY_IN_MEMORY,
@@ -406,7 +401,7 @@ def prepare_append(
         member = group.get(name) if group is not None else None
         arr = member if isinstance(member, zarr.Array) else zarr.open_array(resolved.store, path=name, mode="r+",
                                                                             zarr_format=zarr_format)
-        enc_var = _encoded(name, var, _stored_encoding(stored, name), arr.metadata.zarr_format)
+        enc_var = encoded_variable(name, var, stored_encoding(stored, name), arr.metadata.zarr_format)
         src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
         if np.dtype(var.dtype).kind in "SU":
             src = np.dtype(var.dtype)  # the stored dtype in the encoding would silently cut the strings

@@ -113,7 +113,7 @@ def prepare(
         if region is not None:
             raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
     if is_xarray(data):
-        from parallelzarr.inputs.datasets import prepare_dataset_write
+        from parallelzarr.run.prepare_dataset import prepare_dataset_write
 
         return _resumable(prepare_dataset_write(
             data,
@@ -132,7 +132,7 @@ def prepare(
         ), store, storage_options)
     if append_dim is not None:
         raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
-    from parallelzarr.inputs.arrays import prepare_array_write
+    from parallelzarr.run.prepare_array import prepare_array_write
 
     return _resumable(prepare_array_write(
         data,

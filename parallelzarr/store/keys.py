@@ -21,6 +21,11 @@ __all__ = [
     "ROOT_DOCS",
     "METADATA_NAMES",
     "ARRAY_DOCS",
+    "PREFIX",
+    "LEASE_KEY",
+    "JOURNAL_KEY",
+    "WRITE_KEY",
+    "APPENDS_PREFIX",
     "get",
     "put",
     "exists",
@@ -41,6 +46,17 @@ ARRAY_DOCS = ("zarr.json", ".zarray", ".zattrs")
 #: Every zarr metadata document name (v2 and v3): the keys of a node that are not chunks, and the
 #: names no variable may take.
 METADATA_NAMES = frozenset(ROOT_DOCS) | frozenset(ARRAY_DOCS)
+
+#: parallelzarr's bookkeeping prefix, which zarr and xarray ignore.
+PREFIX = ".parallelzarr"
+#: The lease (parallelzarr.commit.lease): who is appending, overwriting or repairing.
+LEASE_KEY = f"{PREFIX}/lease.json"
+#: A commit under way (parallelzarr.commit.journal): what to roll forward after a crash.
+JOURNAL_KEY = f"{PREFIX}/journal.json"
+#: A new store's unpublished write (parallelzarr.store.staging): its held-back root documents.
+WRITE_KEY = f"{PREFIX}/write.json"
+#: One record per committed append (parallelzarr.commit.appendlog).
+APPENDS_PREFIX = f"{PREFIX}/appends/"
 
 
 def get(store: Any, key: str) -> bytes | None:

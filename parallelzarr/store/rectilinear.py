@@ -169,17 +169,17 @@ def finish(prepared: Any, store: Any, storage_options: Mapping[str, Any] | None)
     enable_rectilinear()
     shown = ", ".join(sorted(grids))
     prepared.plan.notes.append(f"rectilinear chunk grid ({shown}): {READERS}")
-    from parallelzarr.commit import core as cm
+    from parallelzarr.store.staging import STAGING_HOOK
 
     setup = prepared.setup
     bare = list(grids) == ["array"] and prepared.info.get("write_id") is None and "store" not in prepared.info
 
     def setup_rectilinear() -> None:
-        token = cm.STAGING_HOOK.set(lambda staging: _patch(staging, grids))
+        token = STAGING_HOOK.set(lambda staging: _patch(staging, grids))
         try:
             setup()
         finally:
-            cm.STAGING_HOOK.reset(token)
+            STAGING_HOOK.reset(token)
         if bare:  # a bare array is created in place, not staged: patch it there, reopen it
             import zarr
 

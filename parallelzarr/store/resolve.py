@@ -10,8 +10,7 @@ from typing import Any
 import zarr
 import zarr.storage
 
-from parallelzarr.errors import StoreError
-from parallelzarr.inputs.validate import check_path
+from parallelzarr.errors import InvalidNameError, StoreError
 from parallelzarr.redact import redact, redact_url, url_credentials
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
@@ -36,6 +35,16 @@ class ResolvedStore:
     store: Any
     description: str
     local_path: str | None
+
+
+def check_path(path: Any, what: str = "store path") -> None:
+    """Refuse store paths that cannot name a location: empty (the current directory) or with NUL."""
+    if isinstance(path, str | bytes):
+        text = path.decode(errors="replace") if isinstance(path, bytes) else path
+        if not text.strip():
+            raise InvalidNameError(f"{what} is empty; give the path or URL of the store")
+        if "\x00" in text:
+            raise InvalidNameError(f"{what} {text!r} contains a NUL character; give a valid path")
 
 
 def _strip_credentials(url: str) -> str:

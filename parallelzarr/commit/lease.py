@@ -1,0 +1,112 @@
+"""The store's lease: one writer at a time for appends, overwrites, job arrays and repairs.
+
+The lease is one JSON key created exclusively (``.parallelzarr/lease.json``). A lease whose holder
+provably died on this host is broken; one held from another host only by ``repair(force=True)``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from parallelzarr.errors import LeaseError
+from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive, this_holder
+from parallelzarr.store.keys import LEASE_KEY, create_exclusive, read_json
+from parallelzarr.store.keys import delete as delete_key
+
+
+@dataclass
+class Lease:
+    """The store's append lease, held by this process while an append runs."""
+
+    store: Any
+    holder: dict[str, Any]
+    broke_stale: dict[str, Any] | None = None
+
+    def release(self) -> None:
+        current = read_json(self.store, LEASE_KEY)
+        if current is not None and current.get("id") == self.holder["id"]:
+            delete_key(self.store, LEASE_KEY)
+
+
+def parse_wait(wait: Any) -> float:
+    """``"30s"``, ``"2min"``, ``45`` (seconds) or ``None`` (do not wait) as seconds."""
+    if wait is None or wait is False:
+        return 0.0
+    if isinstance(wait, int | float) and not isinstance(wait, bool):
+        seconds = float(wait)
+    else:
+        import pandas as pd
+
+        try:
+            seconds = pd.Timedelta(str(wait).strip()).total_seconds()
+        except (TypeError, ValueError) as exc:
+            raise LeaseError(f"wait={wait!r} is not a duration (e.g. '30s', '5min', or seconds as a number)") from exc
+    if not seconds >= 0:
+        raise LeaseError(f"wait must not be negative, got {wait!r}")
+    return seconds
+
+
+def acquire_lease(store: Any, description: str, operation: str = "append", lease_id: str | None = None,
+                  wait: Any = None) -> Lease:
+    """Take the append lease or raise :class:`LeaseError` naming the holder.
+
+    A lease whose holder provably died (same host, process gone) is broken and reported; a lease
+    held from another host is never broken here (``repair(force=True)`` does that). ``lease_id``
+    fixes the holder's id in advance, so the caller can release the lease even when another
+    process (a dask worker) took it. ``wait`` (``"30s"``, seconds) polls a lease held by another
+    process with a growing interval (0.05 s up to 2 s) until it is free or the time is up, then
+    raises as without it; a lease held by this very process is reported at once (waiting for it
+    could never end).
+    """
+    deadline = time.monotonic() + parse_wait(wait)
+    delay = 0.05
+    while True:
+        try:
+            return _acquire_once(store, description, operation, lease_id)
+        except LeaseError:
+            current = read_json(store, LEASE_KEY) or {}
+            left = deadline - time.monotonic()
+            if left <= 0 or held_by_this_process(current):
+                raise
+            time.sleep(min(delay, left))
+            delay = min(delay * 1.5, 2.0)
+
+
+def _acquire_once(store: Any, description: str, operation: str, lease_id: str | None) -> Lease:
+    holder = {"id": lease_id or uuid.uuid4().hex, **this_holder(operation)}
+    broke = None
+    for _ in range(2):
+        if create_exclusive(store, LEASE_KEY, holder):
+            return Lease(store, holder, broke)
+        current = read_json(store, LEASE_KEY) or {}
+        if holder_alive(current) is False:
+            delete_key(store, LEASE_KEY)
+            broke = current
+            continue
+        if held_by_this_process(current):
+            # Not another process at all: most often a lazy append whose graph never finished.
+            raise LeaseError(
+                f"{description} is leased by this process (pid {current.get('pid')}; "
+                f"{describe_holder(current)}), probably an append(compute=False) whose Delayed was never "
+                "computed or whose computation failed or is still running. Compute it (or let it finish), "
+                "or clear the lease with parallelzarr.repair(store, force=True) if nothing is running"
+            )
+        state = "stale? run parallelzarr.repair(store, force=True) if it is gone" if holder_alive(current) is None else "still running"
+        raise LeaseError(
+            f"{description} is being written by another process ({describe_holder(current)}; {state}); "
+            "wait for it to finish and retry"
+        )
+    raise LeaseError(f"could not take the lease of {description}; another process keeps taking it")
+
+
+def clear_dead_lease(store: Any) -> dict[str, Any] | None:
+    """Remove a lease whose holder provably died (same host, process gone); return it if removed."""
+    lease = read_json(store, LEASE_KEY)
+    if lease is not None and holder_alive(lease) is False:
+        delete_key(store, LEASE_KEY)
+        return lease
+    return None
+
