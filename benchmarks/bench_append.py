@@ -28,7 +28,6 @@ import zarr
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
-    counting_store,
     environment,
     format_size,
     format_table,
@@ -37,6 +36,7 @@ from _common import (  # noqa: E402
     synthetic_numpy,
     write_json,
 )
+from _counting import counting_store  # noqa: E402
 
 import parallelzarr as pz  # noqa: E402
 

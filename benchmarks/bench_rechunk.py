@@ -464,6 +464,42 @@ def aims(summary: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def run_reps(args: argparse.Namespace, plan: list[tuple[str, int | None, str]], work: Path, source: Path,
+             chunks: list[int], me: list[str], rk_python: Path) -> list[dict[str, Any]]:
+    """Run every contender of ``plan`` ``args.reps`` times, rotated, and verify each target."""
+    rows: list[dict[str, Any]] = []
+    for rep in range(args.reps):
+        shift = rep % len(plan)
+        for mode, budget, peer in plan[shift:] + plan[:shift]:  # rotated: no contender always goes first
+            target, temp = work / f"{peer}-t.zarr", work / f"{peer}-tmp.zarr"
+            for p in (target, temp):
+                shutil.rmtree(p, ignore_errors=True)
+            cfg = {"source": str(source), "target": str(target), "temp": str(temp), "target_chunks": chunks,
+                   "budget": budget, "mode": mode, "before": args.before}
+            if peer == "rechunker":
+                if not rk_python.exists():
+                    rows.append({"rep": rep, "mode": mode, "budget": budget, "peer": peer, "status": "skipped"})
+                    continue
+                cmd = [str(rk_python), str(HERE / "rechunker_peer.py"), str(source), str(target), str(temp),
+                       json.dumps(chunks), str(budget), mode]
+            else:
+                cmd = [*me, "--peer", peer, "--config", json.dumps(cfg)]
+            os.sync()  # the previous run's dirty pages must not slow this one
+            time.sleep(0.5)
+            res = run_child(cmd, args.timeout)
+            if res["status"] == "ok":
+                res["correct"] = verify(str(target), str(source))
+            row = {"rep": rep, "mode": mode, "budget": budget, "peer": peer, **res}
+            rows.append(row)
+            share = f", loop {row['loop_share']:.1%}" if row.get("loop_share") is not None else ""
+            print(f"  rep {rep} {mode:<8} {fmt_bytes(budget) if budget else '-':>9} {peer:<12} {row['status']}: "
+                  f"{row.get('run_s')} s ({row.get('run_cpu_s')} s CPU) timed, {row.get('wall_s')} s process, {fmt_bytes(row.get('peak_rss', 0))} "
+                  f"peak{share}, load {row['load']}", flush=True)
+            for p in (target, temp):
+                shutil.rmtree(p, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1GB", help="array size, e.g. 1GB or 200MB")
@@ -510,37 +546,8 @@ def main() -> None:
         for peer in peers:
             for budget in (budgets if peer in ("parallelzarr", "pz-before", "pz-lz4temp", "rechunker") else [None]):
                 plan.append((mode, budget, peer))
-    rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for rep in range(args.reps):
-        shift = rep % len(plan)
-        for mode, budget, peer in plan[shift:] + plan[:shift]:  # rotated: no contender always goes first
-            target, temp = work / f"{peer}-t.zarr", work / f"{peer}-tmp.zarr"
-            for p in (target, temp):
-                shutil.rmtree(p, ignore_errors=True)
-            cfg = {"source": str(source), "target": str(target), "temp": str(temp), "target_chunks": chunks,
-                   "budget": budget, "mode": mode, "before": args.before}
-            if peer == "rechunker":
-                if not rk_python.exists():
-                    rows.append({"rep": rep, "mode": mode, "budget": budget, "peer": peer, "status": "skipped"})
-                    continue
-                cmd = [str(rk_python), str(HERE / "rechunker_peer.py"), str(source), str(target), str(temp),
-                       json.dumps(chunks), str(budget), mode]
-            else:
-                cmd = [*me, "--peer", peer, "--config", json.dumps(cfg)]
-            os.sync()  # the previous run's dirty pages must not slow this one
-            time.sleep(0.5)
-            res = run_child(cmd, args.timeout)
-            if res["status"] == "ok":
-                res["correct"] = verify(str(target), str(source))
-            row = {"rep": rep, "mode": mode, "budget": budget, "peer": peer, **res}
-            rows.append(row)
-            share = f", loop {row['loop_share']:.1%}" if row.get("loop_share") is not None else ""
-            print(f"  rep {rep} {mode:<8} {fmt_bytes(budget) if budget else '-':>9} {peer:<12} {row['status']}: "
-                  f"{row.get('run_s')} s ({row.get('run_cpu_s')} s CPU) timed, {row.get('wall_s')} s process, {fmt_bytes(row.get('peak_rss', 0))} "
-                  f"peak{share}, load {row['load']}", flush=True)
-            for p in (target, temp):
-                shutil.rmtree(p, ignore_errors=True)
+    rows = run_reps(args, plan, work, source, chunks, me, rk_python)
 
     summary = summarise(rows, budgets, modes)
     print()

@@ -58,7 +58,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except click.exceptions.ClickException as exc:
-            exc.message = _redact(exc.message)
+            exc.message = _redact(exc.message)  # type: ignore[misc]  # click marks it Final; it is the text it prints
             raise
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise

@@ -140,20 +140,27 @@ def run(size: int, workers: int, threads_per_worker: int | None, out: Path) -> i
               f"(stored {format_bytes(stored.nbytes_stored())}, {ratio:.0%} of raw)")
         del source
 
-        # Verify against a fresh recomputation (a new layer name, so no persisted block is reused).
-        t0 = time.perf_counter()
-        fresh = source_array(shape, DASK_TIME_CHUNK, name=f"demo-verify-{time.time_ns()}")
-        readback = da.from_zarr(str(target), chunks=fresh.chunks)
-        want, got = client.compute([digests(fresh), digests(readback)], sync=True)
-        want, got = np.asarray(want), np.asarray(got)
-        same = want[..., 0] == got[..., 0]
-        checked = int(got[..., 1].sum())
-        print(f"verification took {time.perf_counter() - t0:.1f} s ({same.size} blocks, CRC32 each)")
-        if same.all() and checked == nbytes:
-            print(f"verified: {checked} bytes identical")
-            return 0
-        print(f"MISMATCH: {int((~same).sum())} of {same.size} blocks differ ({checked} of {nbytes} bytes read)")
-        return 1
+        return verify(client, shape, target, nbytes)
+
+
+def verify(client: Any, shape: tuple[int, int, int], target: Path, nbytes: int) -> int:
+    """Compare the stored array with a fresh recomputation of the source, block by block (CRC32).
+
+    The fresh source has a new layer name, so no persisted block is reused. Returns the exit code.
+    """
+    t0 = time.perf_counter()
+    fresh = source_array(shape, DASK_TIME_CHUNK, name=f"demo-verify-{time.time_ns()}")
+    readback = da.from_zarr(str(target), chunks=fresh.chunks)
+    want, got = client.compute([digests(fresh), digests(readback)], sync=True)
+    want, got = np.asarray(want), np.asarray(got)
+    same = want[..., 0] == got[..., 0]
+    checked = int(got[..., 1].sum())
+    print(f"verification took {time.perf_counter() - t0:.1f} s ({same.size} blocks, CRC32 each)")
+    if same.all() and checked == nbytes:
+        print(f"verified: {checked} bytes identical")
+        return 0
+    print(f"MISMATCH: {int((~same).sum())} of {same.size} blocks differ ({checked} of {nbytes} bytes read)")
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,7 @@ class _Counter:
         return {"seen": self.seen, "failed": list(self.failed)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
+        self.lock = threading.Lock()  # locks do not pickle: each copy has its own
         self.seen, self.failed = state["seen"], state["failed"]
 
 

@@ -98,3 +98,16 @@ def test_dataset_subset_of_variables(tmp_path: Path) -> None:
     out = xr.open_zarr(tmp_path / "tgt.zarr")
     xr.testing.assert_identical(out.load(), ds.load())
     assert out["temp"].encoding["chunks"] == (24, 20, 30)
+
+
+def test_dask_dataset_with_0d_and_string_variables(tmp_path: Path) -> None:
+    # A Dataset held as dask arrays (an open_mfdataset result) with 0-d variables (numeric and string):
+    # their zarr source was created with chunks=None, which zarr refuses (found by mypy, issue 13).
+    ds = _dataset().chunk({"time": 12})
+    ds["height"] = xr.DataArray(np.float32(2.0), attrs={"units": "m"}).chunk()
+    ds["crs"] = xr.DataArray(np.array("EPSG:4326")).chunk()
+    target = tmp_path / "t.zarr"
+    rechunk(ds, {"time": -1}, "10MB", str(target)).execute()
+    out = xr.open_zarr(target)
+    xr.testing.assert_identical(out.load(), ds.load())
+    assert out["height"].shape == () and out["crs"].item() == "EPSG:4326"

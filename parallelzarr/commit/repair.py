@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zarr
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 
 from parallelzarr.commit.appendlog import append_log, delete_record, migrate_legacy_log
@@ -66,9 +67,8 @@ def remove_chunks_beyond_shape(store: Any) -> list[str]:
     group = zarr.open_group(store, mode="r", use_consolidated=False)
     for name, arr in group.arrays():
         fmt = arr.metadata.zarr_format
-        if fmt == 3:
-            enc = arr.metadata.chunk_key_encoding
-            sep = getattr(enc, "separator", "/")
+        if isinstance(arr.metadata, ArrayV3Metadata):
+            sep = getattr(arr.metadata.chunk_key_encoding, "separator", "/")
         else:
             sep = getattr(arr.metadata, "dimension_separator", ".") or "."
         grid = arr.shards or arr.chunks

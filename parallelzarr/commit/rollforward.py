@@ -17,7 +17,7 @@ from parallelzarr.commit.appendlog import LEGACY_LOG_ATTR, migrate_legacy_log, r
 from parallelzarr.commit.journal import stored_zarr_format
 from parallelzarr.commit.overwrite import roll_forward_overwrite
 from parallelzarr.hooks import fault_point
-from parallelzarr.store.keys import JOURNAL_KEY, read_json, write_metadata_doc
+from parallelzarr.store.keys import JOURNAL_KEY, read_json, write_metadata_doc, zarr_format_of
 from parallelzarr.store.keys import delete as delete_key
 
 
@@ -32,7 +32,7 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
     if journal.get("kind") == "overwrite":  # mode="a"/"r+" without append_dim (parallelzarr.commit.overwrite)
         return roll_forward_overwrite(store, journal)
     done: list[str] = []
-    fmt = journal.get("zarr_format") or stored_zarr_format(store)
+    fmt = zarr_format_of(journal.get("zarr_format") or stored_zarr_format(store))
     docs: dict[str, dict[str, Any]] = {}
     for name, shape in journal["shapes"].items():
         doc = _grow_shape(store, name, shape, fmt)

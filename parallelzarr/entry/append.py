@@ -9,7 +9,7 @@ an empty store) is a new-store write; the run of an append to an existing store 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import xarray as xr
 from dask.delayed import Delayed
@@ -36,6 +36,12 @@ from parallelzarr.units import parse_bytes
 __all__ = ["append", "plan_append", "repair", "AppendResult"]
 
 
+@overload
+def append(data: xr.Dataset | xr.DataArray, store: Any, append_dim: str, *, compute: Literal[False],
+           **kwargs: Any) -> Delayed: ...
+@overload
+def append(data: xr.Dataset | xr.DataArray, store: Any, append_dim: str, *, compute: Literal[True] = ...,
+           **kwargs: Any) -> AppendResult: ...
 @quietly
 def append(
     data: xr.Dataset | xr.DataArray,

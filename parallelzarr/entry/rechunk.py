@@ -15,8 +15,10 @@ import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal, overload
 
 import dask
 import zarr
@@ -28,13 +30,15 @@ from zarr.storage import StorePath
 
 from parallelzarr.entry.kwargs import check_compute_kwargs
 from parallelzarr.entry.notices import quietly
-from parallelzarr.errors import EncodingError, PlanningError, StoreError, StoreOverlapError, StoreWriteError
+from parallelzarr.errors import EncodingError, PlanningError, StoreError, StoreOverlapError
 from parallelzarr.graph.rechunk import MARK, StageIO, build_graph, plan_record
 from parallelzarr.inputs.rechunk_source import SourceInfo, as_store, as_zarr3_codecs, resolve_source
 from parallelzarr.plan.rechunk import DATA_MEANING, DEFAULT_MAX_TASKS, ArraySpec, MemoryModel, RechunkPlan
 from parallelzarr.plan.rechunk import plan_rechunk as _plan_specs
 from parallelzarr.plan.temp_codecs import describe_compressors, temp_compressors
+from parallelzarr.run.failures import rechunk_failure, store_write_failures
 from parallelzarr.store import keys
+from parallelzarr.store.keys import zarr_format_of
 from parallelzarr.store.staging import unpublished_array
 from parallelzarr.units import format_bytes, parse_bytes
 
@@ -161,7 +165,8 @@ class RechunkBudgetWarning(UserWarning):
 
 
 #: rechunker's executor names parallelzarr runs, and the ``dask.compute`` keywords each means.
-EXECUTORS: dict[str, dict[str, Any]] = {"dask": {}, "python": {"scheduler": "sync"}}
+EXECUTORS: Mapping[str, Mapping[str, Any]] = MappingProxyType({"dask": MappingProxyType({}),
+                                                             "python": MappingProxyType({"scheduler": "sync"})})
 #: rechunker's other executors: engines of their own that parallelzarr does not drive.
 PEER_EXECUTORS = frozenset({"beam", "prefect", "pywren"})
 
@@ -380,7 +385,7 @@ class Rechunked:
             full = _join(self._prefix, path)
             if self._target_group is not None and full == self._prefix:
                 attrs = {**dict(self._target_group.attrs), **attrs}  # rechunker updates the given group's attrs
-            zarr.create_group(staging, path=full or None, attributes=attrs, zarr_format=self._info.zarr_format,
+            zarr.create_group(staging, path=full or None, attributes=attrs, zarr_format=zarr_format_of(self._info.zarr_format),
                               overwrite=True)
         arrays = {}
         for j in self._info.jobs:
@@ -394,7 +399,7 @@ class Rechunked:
             if value is not None:
                 keys.put(self._store, key, value)
         if self._info.consolidated:
-            zarr.consolidate_metadata(self._store, path=self._prefix or None, zarr_format=self._info.zarr_format)
+            zarr.consolidate_metadata(self._store, path=self._prefix or None, zarr_format=zarr_format_of(self._info.zarr_format))
 
     def _open_target(self) -> Any:
         if self._info.kind == "array":
@@ -404,8 +409,14 @@ class Rechunked:
     # ------------------------------------------------------------------ run
 
     @quietly
+    @overload
+    def execute(self, keep_temp: bool | None = ..., *, compute: Literal[False], progress: bool = ...,
+                **compute_kwargs: Any) -> Delayed: ...
+    @overload
+    def execute(self, keep_temp: bool | None = ..., *, compute: Literal[True] = ..., progress: bool = ...,
+                **compute_kwargs: Any) -> zarr.Array | zarr.Group: ...
     def execute(self, keep_temp: bool | None = None, *, compute: bool = True, progress: bool = False,
-                **compute_kwargs: Any) -> Any:
+                **compute_kwargs: Any) -> zarr.Array | zarr.Group | Delayed:
         """Run the rechunk on the active (or given) dask scheduler and return the target.
 
         Chunks are written first and the target's metadata last, so readers see no target until
@@ -447,27 +458,15 @@ class Rechunked:
         if not compute:
             return dask.delayed(finish, pure=False, name=f"rechunk-commit-{self.plan.fingerprint()}")(graph)
         kwargs = {**self._executor_kwargs, **compute_kwargs}
-        try:
-            from parallelzarr.reports.progress import compute_progress
+        from parallelzarr.reports.progress import compute_progress
 
-            with compute_progress(progress, kwargs) as kw:
-                runs = graph.compute(**kw)
-        except OSError as exc:
-            raise self._write_error(exc) from exc
+        with self._write_failures(), compute_progress(progress, kwargs) as kw:
+            runs = graph.compute(**kw)
         return finish(runs)
 
-    def _write_error(self, exc: BaseException) -> StoreWriteError:
-        seen = ("The target is not published (readers see nothing there: its metadata is written last)"
-                if self._publish == "last" else
-                "The target was created by rechunk() (publish='early'): readers see it, with the chunks not yet "
-                "written read as the fill value")
-        replaced = (f" The previous contents at {self._replaced} were deleted first, as overwrite asked."
-                    if self._replaced else "")
-        return StoreWriteError(
-            f"rechunking into {_describe(self._store)} failed: {type(exc).__name__}: {exc}. {seen}, and the source "
-            "is untouched. Fix the cause, then rerun the same rechunk: it resumes, skipping the tasks that finished."
-            + replaced
-        )
+    def _write_failures(self) -> AbstractContextManager[None]:
+        """I/O failures of this run as :class:`StoreWriteError` (run/failures.py, shared with writes)."""
+        return store_write_failures(rechunk_failure(_describe(self._store), self._publish, self._replaced))
 
     def _record_run(self) -> bool:
         """Check the target, clear what ``overwrite`` replaces, record the plan; return whether resuming."""
@@ -525,10 +524,8 @@ class Rechunked:
         graph = build_graph(chains, fp)
 
         def finish(runs: dict[str, int]) -> Any:
-            try:
+            with self._write_failures():
                 self._commit(staging)
-            except OSError as exc:
-                raise self._write_error(exc) from exc
             for tstore, tpath, doc in temps:
                 if keep:
                     for key, value in doc.items():
@@ -721,9 +718,9 @@ def rechunk(
         # plain target store holds the array at its root.
         temp_leaf = array_name.strip("/")
         if tgroup is not None:
-            job = info.jobs[0]
-            job.path = temp_leaf
-            job.create_kwargs["name"] = job.path
+            only = info.jobs[0]
+            only.path = temp_leaf
+            only.create_kwargs["name"] = only.path
     plan = _plan(info, max_mem, threads_per_worker, knobs,
                  intermediate_codec=describe_compressors(_temp_codecs(temp_opts, info.zarr_format)))
     _check_overlap(info, tstore, temp, tpath, temp_path)
@@ -828,10 +825,7 @@ def _describe(store: Store) -> str:
 def _check_overlap(info: SourceInfo, target: Store, temp: Store | None, target_path: str = "",
                    temp_path: str = "") -> None:
     """Refuse targets and temporary stores that are, contain or lie inside the source or each other."""
-    sources = []
-    for job in info.jobs:
-        src = job.source
-        sources.append(_location(src.store, src.path))
+    sources = [loc for job in info.jobs if (loc := _location(job.source.store, job.source.path)) is not None]
     tloc = _location(target, target_path)
     mloc = _location(temp, temp_path) if temp is not None else None
     for sloc in sources:
@@ -840,12 +834,12 @@ def _check_overlap(info: SourceInfo, target: Store, temp: Store | None, target_p
                 f"the rechunk target {_describe(target)} overlaps the source array at {sloc[1]}; rechunk into "
                 "a new, separate location"
             )
-        if mloc is not None and _nested(sloc, mloc):
+        if temp is not None and _nested(sloc, mloc):
             raise StoreOverlapError(
                 f"temp_store {_describe(temp)} overlaps the source array at {sloc[1]}; intermediates are deleted "
                 "after the run, so give a separate location"
             )
-    if mloc is not None and _nested(tloc, mloc):
+    if temp is not None and _nested(tloc, mloc):
         raise StoreOverlapError(
             f"temp_store {_describe(temp)} and the target {_describe(target)} are the same or nested; give a "
             "separate temp_store (or none: intermediates then live in the target and are removed at the end)"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import dask
 from dask.delayed import Delayed
@@ -17,6 +17,7 @@ from parallelzarr.entry.notices import quietly
 from parallelzarr.errors import ModeError
 from parallelzarr.inputs.sources import sources_as_data
 from parallelzarr.plan.write import WritePlan
+from parallelzarr.run.append import AppendResult
 from parallelzarr.run.prepare import (
     check_bool,
     default_mode,
@@ -34,6 +35,7 @@ def in_group(store: Any, group: str | None, storage_options: Mapping[str, Any] |
     """``store`` re-rooted at ``group`` (xarray's ``group=``): a path, URL or store one level deeper."""
     if group is None:
         return store
+    import zarr.abc.store
     import zarr.storage
 
     parts = _group_parts(group)
@@ -149,6 +151,13 @@ def plan_write(
     return plan
 
 
+@overload
+def to_zarr(data: Any, store: Any, mode: str | None = ..., group: str | None = ...,
+            encoding: Mapping[str, Any] | None = ..., *, compute: Literal[False], **kwargs: Any) -> Delayed: ...
+@overload
+def to_zarr(data: Any, store: Any, mode: str | None = ..., group: str | None = ...,
+            encoding: Mapping[str, Any] | None = ..., *, compute: Literal[True] = ...,
+            **kwargs: Any) -> WritePlan | AppendResult: ...
 @quietly
 def to_zarr(
     data: Any,
@@ -173,7 +182,7 @@ def to_zarr(
     progress: bool = False,
     part: Any = None,
     **compute_kwargs: Any,
-) -> WritePlan | Delayed:
+) -> WritePlan | AppendResult | Delayed:
     """Write ``data`` to a zarr store in parallel, safely for any dask chunking.
 
     Parameters
@@ -240,10 +249,15 @@ def to_zarr(
         Passed to ``dask.compute`` (``scheduler=``, ``num_workers=``...); any other keyword raises
         ``TypeError`` naming it (a typo must not vanish silently).
 
+    Notes
+    -----
+    Long because it spells out xarray's signature (twenty keywords); the body only dispatches.
+
     Returns
     -------
-    WritePlan or Delayed
-        The plan that was carried out, or the lazy write when ``compute=False``.
+    WritePlan or AppendResult or Delayed
+        The plan that was carried out (an :class:`~parallelzarr.run.append.AppendResult` for an
+        append, ``append_dim`` with ``mode="a"``/``"a-"``), or the lazy write when ``compute=False``.
 
     Raises
     ------

@@ -33,6 +33,7 @@ from parallelzarr.inputs.validate import (
 )
 from parallelzarr.plan.chunks import chunk_limit, fit_chunks
 from parallelzarr.plan.grid import choose_grid, is_uniform
+from parallelzarr.store.keys import zarr_format_of
 from parallelzarr.store.resolve import (
     ResolvedStore,
 )
@@ -121,7 +122,7 @@ def new_chunks(
     if chunks is None:
         chunks = tuple(
             max(1, ch[0]) if is_uniform(ch) else choose_grid(ch, n)
-            for ch, n in zip(var.chunks, var.shape, strict=True)
+            for ch, n in zip(var.chunks or tuple((n,) for n in var.shape), var.shape, strict=True)
         )
         chunks = fit_chunks(chunks, np.dtype(var.dtype).itemsize, chunk_limit(max_mem))
     shards = normalize_chunk_spec(name, "shards", user.get("shards", var.encoding.get("shards")), var.shape, dims)
@@ -132,7 +133,7 @@ def encoded_variable(name: str, var: xr.Variable, encoding: Mapping[str, Any], z
     var = var.copy(deep=False)
     var.encoding = dict(encoding)
     try:
-        return encode_zarr_variable(var, name=name, zarr_format=zarr_format)
+        return encode_zarr_variable(var, name=name, zarr_format=zarr_format_of(zarr_format))
     except (ValueError, TypeError, OverflowError) as exc:
         raise encoding_error(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}", exc) from exc
 

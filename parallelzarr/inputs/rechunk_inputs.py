@@ -20,6 +20,7 @@ from zarr.core.buffer import default_buffer_prototype
 from parallelzarr.errors import ChunkSpecError, EncodingError, encoding_error
 from parallelzarr.inputs.validate import DATASET_ENCODING_KEYS, check_name
 from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
+from parallelzarr.store.keys import zarr_format_of
 
 __all__ = ["DaskChunkStore", "DATASET_ONLY_OPTIONS", "dask_source", "dask_job_parts", "dataset_parts"]
 
@@ -109,12 +110,12 @@ def dask_source(data: da.Array) -> zarr.Array:
         data = data.rechunk(tuple(max(c) for c in data.chunks))
     chunks = tuple(max(1, int(c[0])) if c else 1 for c in data.chunks) if data.ndim else ()
     if dtype.kind not in "biufcmM":
-        arr = zarr.create_array(zarr.storage.MemoryStore(), shape=data.shape, chunks=chunks or None, dtype=dtype,
+        arr = zarr.create_array(zarr.storage.MemoryStore(), shape=data.shape, chunks=chunks, dtype=dtype,
                                 zarr_format=3)
         arr[...] = np.asarray(data.compute(scheduler="sync"))
         return arr
     staging = zarr.storage.MemoryStore()
-    zarr.create_array(staging, shape=data.shape, chunks=chunks or None, dtype=dtype.newbyteorder("<") if
+    zarr.create_array(staging, shape=data.shape, chunks=chunks, dtype=dtype.newbyteorder("<") if
                       dtype.byteorder == ">" else dtype, compressors=None, filters=None, fill_value=0, zarr_format=3)
     store = DaskChunkStore(data, staging._store_dict)
     return zarr.open_array(store, mode="r")
@@ -208,14 +209,37 @@ def dataset_parts(
     ChunkSpecError, EncodingError
         On chunk requests or encodings xarray or zarr refuse (nothing has been written).
     """
-    from xarray.backends.zarr import encode_zarr_variable
-
     from parallelzarr.inputs.datasets import metadata_template
+    from parallelzarr.store.staging import lay_down_in_memory
 
+    names = [str(n) for n in ds.variables]
+    options = _checked_request(ds, names, target_chunks, target_options)
+    by_dim = bool(target_chunks) and all(k in ds.dims for k in target_chunks)
+    chunked, encoding, overwrite = {}, {}, {}
+    for name, var in ds.variables.items():
+        name = str(name)
+        user = options.get(name, {})
+        overwrite[name] = bool(user.get("overwrite", False))
+        encoding[name] = _variable_encoding(ds, name, var, target_chunks, by_dim, user)
+        chunked[name] = _lazy(var, encoding[name]["chunks"])
+    lazy = ds.copy(deep=False)
+    for name, var in chunked.items():
+        if name not in lazy.dims:  # index coordinates stay pandas indexes; their values are small
+            lazy[name] = var
+    staging = lay_down_in_memory(metadata_template(lazy), "xarray refused the Dataset or target_options as zarr "
+                                 "encodings", encoding=encoding, zarr_format=zarr_format, consolidated=False,
+                                 safe_chunks=False)
+    group = zarr.open_group(staging, mode="r")
+    jobs = [_variable_job(name, chunked[name], _array(group, name), encoding[name], zarr_format) for name in names]
+    return jobs, dict(group.attrs), overwrite
+
+
+def _checked_request(ds: Any, names: list[str], target_chunks: Any,
+                     target_options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Refuse chunk requests and options a Dataset rechunk cannot take; return the options per variable."""
     if not isinstance(target_chunks, Mapping):
         raise ChunkSpecError("You must specify ``target-chunks`` as a dict when rechunking a dataset "
                              f"(got {type(target_chunks).__name__}): variable name -> chunks, or dimension -> size")
-    names = [str(n) for n in ds.variables]
     for name in names:
         check_name(name, "variable", "rename it in the Dataset before rechunking")
     options = {str(k): dict(v) for k, v in (target_options or {}).items()}
@@ -232,60 +256,55 @@ def dataset_parts(
         if extra:
             raise ChunkSpecError(f"target_chunks name {extra}, which are neither variables nor dimensions of the "
                                  f"Dataset (variables {sorted(names)}, dimensions {sorted(map(str, ds.dims))})")
+    return options
 
-    chunked, encoding, overwrite = {}, {}, {}
-    for name, var in ds.variables.items():
-        name = str(name)
-        dims = tuple(str(d) for d in var.dims)
-        if by_dim:
-            chunks = _dim_chunks(ds, var, target_chunks)
-        else:
-            request = target_chunks.get(name)
-            chunks = normalize_chunks(request, var.shape, dims, default=_default_chunks(var), name=name)
-        user = options.get(name, {})
-        overwrite[name] = bool(user.get("overwrite", False))
-        enc = {k: v for k, v in var.encoding.items() if k in _CARRIED and k != "chunks"}
-        enc.update({k: v for k, v in user.items() if k not in DATASET_ONLY_OPTIONS})
-        if "compressor" in enc:  # rechunker's (zarr 2) spelling; xarray on zarr 3 takes ``compressors``
-            one = enc.pop("compressor")
-            enc["compressors"] = None if one is None else [one]
-        enc.pop("preferred_chunks", None)
-        enc["chunks"] = chunks
-        encoding[name] = enc
-        chunked[name] = _lazy(var, chunks)
-    lazy = ds.copy(deep=False)
-    for name, var in chunked.items():
-        if name not in lazy.dims:  # index coordinates stay pandas indexes; their values are small
-            lazy[name] = var
 
-    staging = zarr.storage.MemoryStore()
+def _variable_encoding(ds: Any, name: str, var: Any, target_chunks: Mapping[Any, Any], by_dim: bool,
+                       user: Mapping[str, Any]) -> dict[str, Any]:
+    """The encoding a variable is rechunked with: its own CF/codec encoding, the user's options, the new chunks."""
+    dims = tuple(str(d) for d in var.dims)
+    if by_dim:
+        chunks = _dim_chunks(ds, var, target_chunks)
+    else:
+        chunks = normalize_chunks(target_chunks.get(name), var.shape, dims, default=_default_chunks(var), name=name)
+    enc = {k: v for k, v in var.encoding.items() if k in _CARRIED and k != "chunks"}
+    enc.update({k: v for k, v in user.items() if k not in DATASET_ONLY_OPTIONS})
+    if "compressor" in enc:  # rechunker's (zarr 2) spelling; xarray on zarr 3 takes ``compressors``
+        one = enc.pop("compressor")
+        enc["compressors"] = None if one is None else [one]
+    enc.pop("preferred_chunks", None)
+    enc["chunks"] = chunks
+    return enc
+
+
+def _variable_job(name: str, var: Any, stored: zarr.Array, encoding: dict[str, Any],
+                  zarr_format: int) -> tuple[str, zarr.Array, ArraySpec, dict[str, Any]]:
+    """One variable's rechunk job: its encoded values as a source, the spec, the target's create keywords."""
+    from xarray.backends.zarr import encode_zarr_variable
+
+    if var.dtype.kind in "mM":
+        # Lazy times cannot have their units inferred; encode with those xarray chose for the metadata.
+        attrs = stored.attrs
+        encoding.update({k: attrs[k] for k in ("units", "calendar") if k in attrs})
+        encoding.setdefault("dtype", np.dtype(stored.dtype))
     try:
-        metadata_template(lazy).to_zarr(staging, mode="w", compute=False, encoding=encoding, zarr_format=zarr_format,
-                                        consolidated=False, safe_chunks=False)
-    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        raise encoding_error(f"xarray refused the Dataset or target_options as zarr encodings: {exc}", exc) from exc
-    group = zarr.open_group(staging, mode="r")
+        enc_var = encode_zarr_variable(_with_encoding(var, encoding), name=name, zarr_format=zarr_format_of(zarr_format))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise encoding_error(f"cannot encode variable {name!r} with {encoding}: {exc}", exc) from exc
+    data = enc_var.data if isinstance(enc_var.data, da.Array) else da.asarray(np.asarray(enc_var.data))
+    source_chunks = tuple(max(1, int(c)) for c in data.chunksize) if data.ndim else ()
+    dtype = np.dtype(stored.dtype)
+    spec = ArraySpec(name=name, shape=tuple(stored.shape), dtype=str(dtype), itemsize=_itemsize(dtype),
+                     source_chunks=source_chunks, target_chunks=tuple(stored.chunks))
+    return name, dask_source(data.astype(dtype, copy=False)), spec, _staged_kwargs(stored, name)
 
-    jobs = []
-    for name in names:
-        var = chunked[name]
-        if var.dtype.kind in "mM":
-            # Lazy times cannot have their units inferred; encode with those xarray chose for the metadata.
-            attrs = group[name].attrs
-            encoding[name].update({k: attrs[k] for k in ("units", "calendar") if k in attrs})
-            encoding[name].setdefault("dtype", np.dtype(group[name].dtype))
-        try:
-            enc_var = encode_zarr_variable(_with_encoding(var, encoding[name]), name=name, zarr_format=zarr_format)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise encoding_error(f"cannot encode variable {name!r} with {encoding[name]}: {exc}", exc) from exc
-        data = enc_var.data if isinstance(enc_var.data, da.Array) else da.asarray(np.asarray(enc_var.data))
-        stored = group[name]
-        source_chunks = tuple(max(1, int(c)) for c in data.chunksize) if data.ndim else ()
-        dtype = np.dtype(stored.dtype)
-        spec = ArraySpec(name=name, shape=tuple(stored.shape), dtype=str(dtype), itemsize=_itemsize(dtype),
-                         source_chunks=source_chunks, target_chunks=tuple(stored.chunks))
-        jobs.append((name, dask_source(data.astype(dtype, copy=False)), spec, _staged_kwargs(stored, name)))
-    return jobs, dict(group.attrs), overwrite
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    """Member ``name`` of ``group``, which xarray wrote as an array."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{name!r} was laid down as a group, not an array")  # xarray writes variables as arrays
+    return node
 
 
 def _with_encoding(var: Any, encoding: Mapping[str, Any]) -> Any:
@@ -306,7 +325,7 @@ def _staged_kwargs(arr: zarr.Array, name: str) -> dict[str, Any]:
         kw["dtype"] = meta.data_type
         kw["serializer"] = arr.serializer
         kw["dimension_names"] = meta.dimension_names
-        if getattr(arr, "shards", None):
+        if arr.shards is not None:
             kw["shards"] = tuple(arr.shards)
     else:
         kw["dtype"] = meta.dtype

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from parallelzarr.errors import ChunkSpecError, EncodingError, PlanningError, St
 from parallelzarr.inputs.rechunk_inputs import dask_job_parts, dataset_parts
 from parallelzarr.inputs.validate import check_name
 from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
+from parallelzarr.store.dims import array_dims
 from parallelzarr.store.zarr_compat import nominal_chunks
 
 __all__ = ["ArrayJob", "SourceInfo", "resolve_source", "as_store", "dims_of"]
@@ -112,11 +114,7 @@ def as_store(target: Any, storage_options: Mapping[str, Any] | None = None) -> S
 
 def dims_of(arr: zarr.Array) -> tuple[str, ...] | None:
     """Dimension names of a zarr array (v3 metadata or v2 ``_ARRAY_DIMENSIONS``)."""
-    if arr.metadata.zarr_format == 3:
-        names = arr.metadata.dimension_names
-        return tuple(names) if names is not None and all(n is not None for n in names) else None
-    names = arr.attrs.get("_ARRAY_DIMENSIONS")
-    return tuple(names) if names is not None else None
+    return array_dims(arr)
 
 
 def _itemsize(arr: zarr.Array) -> int:
@@ -125,7 +123,7 @@ def _itemsize(arr: zarr.Array) -> int:
     return dt.itemsize if dt.kind != "O" and dt.itemsize > 0 else 64
 
 
-def _is_per_array(target_chunks: Any, names: set[str], dims: set[str] = frozenset()) -> bool:
+def _is_per_array(target_chunks: Any, names: set[str], dims: AbstractSet[str] = frozenset()) -> bool:
     """Whether a dict maps array names to chunk specs (rather than dims to sizes)."""
     if not isinstance(target_chunks, Mapping):
         return False
@@ -265,7 +263,7 @@ def _make_job(
         )
         if all(s == c for s, c in zip(shards, chunks, strict=True)):
             shards = None
-    read_grid = tuple(src.shards) if getattr(src, "shards", None) else None
+    read_grid = tuple(src.shards) if src.shards is not None else None
     dt = np.dtype(src.dtype)
     spec = ArraySpec(
         name=path, shape=shape, dtype=str(dt), itemsize=_itemsize(src),
@@ -384,25 +382,13 @@ def resolve_source(
     target_options = dict(target_options or {})
     fmt_opt = _check_format(target_options.pop("zarr_format", None))
     if isinstance(source, zarr.Array):
-        _check_target_options(target_options, set())
-        fmt = int(fmt_opt or source.metadata.zarr_format)
-        request = target_chunks
-        if isinstance(request, Mapping) and "" in request:
-            request = request[""]
-        dims = dims_of(source)
-        _check_dict_keys(request, set(dims or ()), source.ndim, set(), "the array")
-        opts = _options_for(target_options, "", set())
-        job = _make_job(source, "", request, fmt, opts)
-        info = SourceInfo("array", [job], [], fmt, False, overwrite={"": bool(opts.get("overwrite"))})
-        _validate_target(info)
-        return info
+        return _resolve_zarr_array(source, target_chunks, target_options, fmt_opt)
     if isinstance(source, zarr.Group):
         return _resolve_group(source, target_chunks, target_options, fmt_opt, "group", None)
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a dependency
-        xr = None
-    if xr is not None and isinstance(source, xr.Dataset):
+    import dask.array as da
+    import xarray as xr
+
+    if isinstance(source, xr.Dataset):
         for name, opts in target_options.items():
             if isinstance(opts, Mapping) and "chunks" in opts:
                 raise EncodingError(f"Chunks must be provided in 'target_chunks' rather than options (variable={name})")
@@ -410,32 +396,53 @@ def resolve_source(
         if group is not None:
             return _resolve_group(group, target_chunks, target_options, fmt_opt, "dataset", set(map(str, source.variables)))
         return _resolve_xarray(source, target_chunks, target_options, fmt_opt)
-    import dask.array as da
-
     if isinstance(source, da.Array):
-        _check_target_options(target_options, set())
-        fmt = int(fmt_opt or zarr.config.get("default_zarr_format"))
-        request = target_chunks[""] if isinstance(target_chunks, Mapping) and "" in target_chunks else target_chunks
-        _check_dict_keys(request, set(), source.ndim, set(), "the dask array")
-        opts = _options_for(target_options, "", set())
-        src, spec, kw = dask_job_parts(source, "", request, None, fmt, opts)
-        for key in ("compressors", "filters", "fill_value", "chunk_key_encoding", "serializer"):
-            if key in opts:
-                kw[key] = opts[key]
-        if "compressor" in opts:
-            kw["compressors"] = opts["compressor"]
-        if fmt == 3:
-            for key in ("compressors", "filters"):
-                if key in kw:
-                    kw[key] = as_zarr3_codecs(kw[key])
-        info = SourceInfo("array", [ArrayJob("", src, spec, apply_zarr_options(kw, opts))], [], fmt, False,
-                          overwrite={"": bool(opts.get("overwrite"))})
-        _validate_target(info)
-        return info
+        return _resolve_dask_array(source, target_chunks, target_options, fmt_opt)
     raise PlanningError(
         f"Source must be a Zarr Array, Zarr Group, Dask Array or Xarray Dataset (not {type(source)}): "
         "parallelzarr rechunks those (a Dataset in memory, opened from netCDF or from zarr)"
     )
+
+
+def _resolve_zarr_array(source: zarr.Array, target_chunks: Any, target_options: dict[str, Any],
+                        fmt_opt: int | None) -> SourceInfo:
+    """A stored zarr array as one rechunk job (target format: ``zarr_format`` or the source's)."""
+    _check_target_options(target_options, set())
+    fmt = int(fmt_opt or source.metadata.zarr_format)
+    request = target_chunks
+    if isinstance(request, Mapping) and "" in request:
+        request = request[""]
+    dims = dims_of(source)
+    _check_dict_keys(request, set(dims or ()), source.ndim, set(), "the array")
+    opts = _options_for(target_options, "", set())
+    job = _make_job(source, "", request, fmt, opts)
+    info = SourceInfo("array", [job], [], fmt, False, overwrite={"": bool(opts.get("overwrite"))})
+    _validate_target(info)
+    return info
+
+
+def _resolve_dask_array(source: Any, target_chunks: Any, target_options: dict[str, Any],
+                        fmt_opt: int | None) -> SourceInfo:
+    """A dask array as one rechunk job (target format: ``zarr_format`` or zarr's configured default)."""
+    _check_target_options(target_options, set())
+    fmt = int(fmt_opt or zarr.config.get("default_zarr_format"))
+    request = target_chunks[""] if isinstance(target_chunks, Mapping) and "" in target_chunks else target_chunks
+    _check_dict_keys(request, set(), source.ndim, set(), "the dask array")
+    opts = _options_for(target_options, "", set())
+    src, spec, kw = dask_job_parts(source, "", request, None, fmt, opts)
+    for key in ("compressors", "filters", "fill_value", "chunk_key_encoding", "serializer"):
+        if key in opts:
+            kw[key] = opts[key]
+    if "compressor" in opts:
+        kw["compressors"] = opts["compressor"]
+    if fmt == 3:
+        for key in ("compressors", "filters"):
+            if key in kw:
+                kw[key] = as_zarr3_codecs(kw[key])
+    info = SourceInfo("array", [ArrayJob("", src, spec, apply_zarr_options(kw, opts))], [], fmt, False,
+                      overwrite={"": bool(opts.get("overwrite"))})
+    _validate_target(info)
+    return info
 
 
 def _stored_group(ds: Any, target_options: Mapping[str, Any], storage_options: Mapping[str, Any] | None) -> Any:

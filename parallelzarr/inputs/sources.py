@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from parallelzarr.errors import ParallelZarrError
@@ -34,9 +35,9 @@ __all__ = [
 #: (``"minimal"``): xarray's default ``"all"`` broadcasts static variables such as a land-sea mask
 #: along time (one copy per step, and an append of a file without it would not fit). Static
 #: variables must agree across files (``compat="no_conflicts"``), so none is silently dropped.
-MFDATASET_OPTIONS: dict[str, Any] = {
+MFDATASET_OPTIONS: Mapping[str, Any] = MappingProxyType({
     "combine": "by_coords", "data_vars": "minimal", "coords": "minimal", "compat": "no_conflicts", "join": "outer",
-}
+})
 
 
 class SourceError(ParallelZarrError, OSError):

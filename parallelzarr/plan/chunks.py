@@ -52,10 +52,9 @@ def fit_chunks(chunks: Sequence[int], itemsize: int, limit: int) -> tuple[int, .
                 out[i] //= divisor
                 break
         else:  # every axis is 1 or prime-free of small divisors: split the longest one unevenly
-            i = order[0] if order else None
-            if i is None or out[i] == 1:
+            if not order or out[order[0]] == 1:
                 break
-            out[i] = -(-out[i] // 2)
+            out[order[0]] = -(-out[order[0]] // 2)
     return tuple(out)
 
 

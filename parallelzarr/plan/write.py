@@ -251,9 +251,7 @@ def plan_variable(
         raise StrategyError(f"unknown strategy {strategy!r} for {name!r}; choose one of {', '.join(STRATEGIES)}")
     chunks, shards = _checked_grid(name, dims, chunks, shards, len(dask_chunks))
     grid = shards or chunks
-    start = tuple(int(s) for s in region_start) if region_start is not None else (0,) * ndim
-    dask_chunks = tuple(tuple(int(c) for c in ch) for ch in dask_chunks)
-    _check_extent(name, dims, shape, start, dask_chunks)
+    start, dask_chunks = _checked_extent(name, dims, shape, region_start, dask_chunks)
     axes = layout(dims, shape, dask_chunks, grid, start)
     aligned = all(not any(seg.shared for seg in ax.segments) for ax in axes)
     total_bytes = _prod([sum(c) for c in dask_chunks]) * itemsize
@@ -269,9 +267,7 @@ def plan_variable(
     )
     write_chunks = dask_chunks
     if chosen == "rechunk":
-        write_chunks = tuple(
-            aligned_chunks(ch, g, L, s) for ch, g, L, s in zip(dask_chunks, grid, shape, start, strict=True)
-        )
+        write_chunks = tuple(aligned_chunks(ch, g, L, s) for ch, g, L, s in zip(dask_chunks, grid, shape, start, strict=True))
         axes = layout(dims, shape, write_chunks, grid, start)
         moved_bytes = total_bytes if not aligned else 0
     counts = _task_counts(chosen, axes, write_chunks, grid, itemsize, aligned=aligned)
@@ -279,19 +275,8 @@ def plan_variable(
         moved_bytes = 0
     locks = counts.locks
     if lock_partial:
-        # Whatever the strategy, a task writing a partly covered cell holds that cell's lock.
-        if chosen != "lock":
-            locks = counts.partial
-        reason += (
-            f"; the region covers {counts.partial} grid cell(s) only in part ({_partial_cells_text(axes)}), which "
-            f"neighbouring writers may share: they are written under {lock_backend} locks"
-        )
-    if max_mem is not None and counts.peak > max_mem:
-        raise MemoryBudgetError(
-            f"{name!r}: a write task would hold about {format_bytes(counts.peak)} (largest dask block "
-            f"{format_bytes(counts.block_bytes)}, grid cell {format_bytes(counts.cell_bytes)}) but max_mem is "
-            f"{format_bytes(max_mem)}; raise max_mem to at least {format_bytes(counts.peak)} or use smaller dask chunks"
-        )
+        locks, reason = _lock_partial_cells(chosen, counts, axes, lock_backend, reason)
+    _check_task_memory(name, counts, max_mem)
     return VariablePlan(
         name=name, shape=tuple(int(s) for s in shape), dims=dims, dtype=dtype, itemsize=itemsize,
         region=tuple((ax.start, ax.stop) for ax in axes), dask_chunks=dask_chunks, chunks=chunks, shards=shards,
@@ -300,6 +285,36 @@ def plan_variable(
         partial_cells=counts.partial, bytes_total=total_bytes, bytes_moved=moved_bytes, locks=locks,
         lock_backend=lock_backend if chosen == "lock" or lock_partial else None, peak_memory_per_task=counts.peak,
     )
+
+
+def _checked_extent(name: str, dims: tuple[str, ...], shape: Sequence[int], region_start: Sequence[int] | None,
+                    dask_chunks: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """The write's start per axis and its dask chunks as ints, checked to lie inside the array."""
+    start = tuple(int(s) for s in region_start) if region_start is not None else (0,) * len(shape)
+    chunks = tuple(tuple(int(c) for c in ch) for ch in dask_chunks)
+    _check_extent(name, dims, shape, start, chunks)
+    return start, chunks
+
+
+def _lock_partial_cells(chosen: str, counts: _Counts, axes: Sequence[AxisLayout], lock_backend: str | None,
+                        reason: str) -> tuple[int, str]:
+    """A region write's locks and reason: whatever the strategy, a task writing a partly covered cell
+    holds that cell's lock."""
+    locks = counts.locks if chosen == "lock" else counts.partial
+    return locks, reason + (
+        f"; the region covers {counts.partial} grid cell(s) only in part ({_partial_cells_text(axes)}), which "
+        f"neighbouring writers may share: they are written under {lock_backend} locks"
+    )
+
+
+def _check_task_memory(name: str, counts: _Counts, max_mem: int | None) -> None:
+    """Refuse a plan whose largest write task would hold more than ``max_mem``."""
+    if max_mem is not None and counts.peak > max_mem:
+        raise MemoryBudgetError(
+            f"{name!r}: a write task would hold about {format_bytes(counts.peak)} (largest dask block "
+            f"{format_bytes(counts.block_bytes)}, grid cell {format_bytes(counts.cell_bytes)}) but max_mem is "
+            f"{format_bytes(max_mem)}; raise max_mem to at least {format_bytes(counts.peak)} or use smaller dask chunks"
+        )
 
 
 def _checked_grid(name: str, dims: tuple[str, ...], chunks: Sequence[int], shards: Sequence[int] | None,
@@ -467,14 +482,14 @@ def plan_rectilinear(
     gathering, no locks, whatever the chunk sizes. Zero-sized blocks write nothing.
     """
     ndim = len(shape)
-    dask_chunks = tuple(tuple(int(c) for c in ch) for ch in dask_chunks)
+    blocks = tuple(tuple(int(c) for c in ch) for ch in dask_chunks)
     if shards:
         raise ChunkSpecError(f"{name!r}: a rectilinear grid cannot be sharded here; drop shards (or use a regular grid)")
-    if len(dask_chunks) != ndim:
-        raise ChunkSpecError(f"{name!r}: data has {len(dask_chunks)} dimensions, target has {ndim} {tuple(dims)}")
+    if len(blocks) != ndim:
+        raise ChunkSpecError(f"{name!r}: data has {len(blocks)} dimensions, target has {ndim} {tuple(dims)}")
     start = tuple(int(s) for s in region_start) if region_start is not None else (0,) * ndim
     axes = []
-    for d, L, s, ch in zip(dims, shape, start, dask_chunks, strict=True):
+    for d, L, s, ch in zip(dims, shape, start, blocks, strict=True):
         if s < 0 or s + sum(ch) > L:
             raise ChunkSpecError(f"{name!r}: write [{s}, {s + sum(ch)}) along {d!r} is outside the array length {L}")
         segs, pos, cell = [], s, 0
@@ -483,17 +498,17 @@ def plan_rectilinear(
                 segs.append(Segment(pos, pos + c, cell, cell + 1, b, b + 1, True))
                 cell += 1
             pos += c
-        axes.append(AxisLayout(str(d), int(L), s, ch, max(ch, default=1) or 1, segs))
-    edges = tuple(tuple(c for c in ch if c) for ch in dask_chunks)
+        axes.append(AxisLayout(str(d), int(L), s, tuple(ch), max(ch, default=1) or 1, segs))
+    edges = tuple(tuple(c for c in ch if c) for ch in blocks)
     tasks = _prod([len(ax.segments) for ax in axes])
-    total_bytes = _prod([sum(c) for c in dask_chunks]) * itemsize
-    block_bytes = _max_block_bytes(dask_chunks, itemsize)
+    total_bytes = _prod([sum(c) for c in blocks]) * itemsize
+    block_bytes = _max_block_bytes(blocks, itemsize)
     peak = 3 * block_bytes  # the block, the cell being encoded and its encoded copy
     plan = VariablePlan(
         name=name, shape=tuple(int(n) for n in shape), dims=tuple(dims), dtype=dtype, itemsize=itemsize,
-        region=tuple((ax.start, ax.stop) for ax in axes), dask_chunks=dask_chunks,
+        region=tuple((ax.start, ax.stop) for ax in axes), dask_chunks=blocks,
         chunks=tuple(max(e, default=1) for e in edges), shards=None, strategy="rectilinear",
-        reason="a rectilinear grid: each dask block is stored as one chunk of its own size", write_chunks=dask_chunks,
+        reason="a rectilinear grid: each dask block is stored as one chunk of its own size", write_chunks=blocks,
         axes=axes, tasks=tasks, cells=tasks, cells_direct=tasks, bytes_total=total_bytes,
         peak_memory_per_task=peak, grid_edges=edges,
     )

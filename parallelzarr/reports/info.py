@@ -56,7 +56,7 @@ def _dims(arr: zarr.Array) -> list[str] | None:
     if names:
         return [str(n) for n in names]
     v2 = arr.attrs.get("_ARRAY_DIMENSIONS")
-    return [str(n) for n in v2] if v2 else None
+    return [str(n) for n in v2] if isinstance(v2, list | tuple) and v2 else None
 
 
 def _jsonable(value: Any) -> Any:
@@ -241,6 +241,26 @@ def format_info(info: Mapping[str, Any], *, attrs: bool = False) -> str:
     attrs
         Also list each node's attributes.
     """
+    lines = [_summary_line(info)]
+    if attrs and info["groups"].get(""):
+        lines += _attr_lines(info["groups"][""], "  ")
+    groups = sorted(set(info["groups"]) - {""})
+    nodes = sorted([(g, None) for g in groups] + [(a["path"], a) for a in info["arrays"]], key=lambda n: n[0])
+    for path, arr in nodes:
+        indent = "  " * (path.count("/") + 1)
+        name = path.rsplit("/", 1)[-1] or "(root array)"
+        if arr is None:
+            lines.append(f"{indent}{name}/")
+        else:
+            lines.append(indent + _array_line(name, arr))
+        if attrs:
+            lines += _attr_lines(info["groups"][path] if arr is None else arr["attrs"], indent + "  ")
+    lines += _append_lines(info.get("appends") or [])
+    lines += _bookkeeping_lines(info)
+    return "\n".join(lines)
+
+
+def _summary_line(info: Mapping[str, Any]) -> str:
     raw, stored = info["bytes_raw"], info["bytes_stored"]
     size = f"{format_bytes(raw)} raw"
     if stored is not None:
@@ -249,54 +269,41 @@ def format_info(info: Mapping[str, Any], *, attrs: bool = False) -> str:
             size += f" ({raw / stored:.2f}x)"
     cons = ", consolidated" if info.get("consolidated") else ""
     if info["kind"] == "unpublished":
-        lines = [f"{info['store']}: no dataset published yet (readers see nothing here)"]
-    else:
-        lines = [f"{info['store']} (zarr v{info['zarr_format']} {info['kind']}{cons}): {len(info['arrays'])} array(s), {size}"]
+        return f"{info['store']}: no dataset published yet (readers see nothing here)"
+    return f"{info['store']} (zarr v{info['zarr_format']} {info['kind']}{cons}): {len(info['arrays'])} array(s), {size}"
 
-    def show_attrs(a: Mapping[str, Any], indent: str) -> None:
-        for k, v in a.items():
-            lines.append(f"{indent}@{k}: {json.dumps(v)[:100]}")
 
-    if attrs and info["groups"].get(""):
-        show_attrs(info["groups"][""], "  ")
-    groups = sorted(set(info["groups"]) - {""})
-    nodes = sorted([(g, None) for g in groups] + [(a["path"], a) for a in info["arrays"]], key=lambda n: n[0])
-    for path, arr in nodes:
-        depth = path.count("/")
-        indent = "  " * (depth + 1)
-        name = path.rsplit("/", 1)[-1] or "(root array)"
-        if arr is None:
-            lines.append(f"{indent}{name}/")
-            if attrs:
-                show_attrs(info["groups"][path], indent + "  ")
-            continue
-        dims = f"({', '.join(arr['dims'])})" if arr["dims"] else ""
-        sizes = format_bytes(arr["bytes_raw"])
-        if arr["bytes_stored"] is not None:
-            sizes += f" raw / {format_bytes(arr['bytes_stored'])} stored"
-        shards = f" shards {_x(arr['shards'])}" if arr["shards"] else ""
-        head = f"{name} {dims}" if dims else name
-        lines.append(
-            f"{indent}{head} {arr['dtype']} shape {_x(arr['shape'])} chunks {_x(arr['chunks'])}"
-            f"{shards} [{', '.join(arr['codecs'])}] {sizes}"
-        )
-        if attrs:
-            show_attrs(arr["attrs"], indent + "  ")
-    if info.get("appends"):
-        lines.append(f"appends ({len(info['appends'])}):")
-        for entry in info["appends"]:
-            if isinstance(entry, Mapping):
-                head = entry.get("id", "?")
-                # Per-label digests (and an overwrite's positions) are for the checks, not for reading.
-                rest = ", ".join(f"{k}={v}" for k, v in entry.items()
-                                 if k not in ("id", "digests", "positions", "time_ns") and v is not None)
-                if isinstance(entry.get("digests"), list):
-                    rest += f", {len(entry['digests'])} content digest(s)"
-                lines.append(f"  {head}: {rest}")
-            else:
-                lines.append(f"  {entry}")
-    lines += _bookkeeping_lines(info)
-    return "\n".join(lines)
+def _attr_lines(attrs: Mapping[str, Any], indent: str) -> list[str]:
+    return [f"{indent}@{k}: {json.dumps(v)[:100]}" for k, v in attrs.items()]
+
+
+def _array_line(name: str, arr: Mapping[str, Any]) -> str:
+    dims = f"({', '.join(arr['dims'])})" if arr["dims"] else ""
+    sizes = format_bytes(arr["bytes_raw"])
+    if arr["bytes_stored"] is not None:
+        sizes += f" raw / {format_bytes(arr['bytes_stored'])} stored"
+    shards = f" shards {_x(arr['shards'])}" if arr["shards"] else ""
+    head = f"{name} {dims}" if dims else name
+    return (f"{head} {arr['dtype']} shape {_x(arr['shape'])} chunks {_x(arr['chunks'])}"
+            f"{shards} [{', '.join(arr['codecs'])}] {sizes}")
+
+
+def _append_lines(appends: list[Any]) -> list[str]:
+    if not appends:
+        return []
+    lines = [f"appends ({len(appends)}):"]
+    for entry in appends:
+        if isinstance(entry, Mapping):
+            head = entry.get("id", "?")
+            # Per-label digests (and an overwrite's positions) are for the checks, not for reading.
+            rest = ", ".join(f"{k}={v}" for k, v in entry.items()
+                             if k not in ("id", "digests", "positions", "time_ns") and v is not None)
+            if isinstance(entry.get("digests"), list):
+                rest += f", {len(entry['digests'])} content digest(s)"
+            lines.append(f"  {head}: {rest}")
+        else:
+            lines.append(f"  {entry}")
+    return lines
 
 
 def _bookkeeping_lines(info: Mapping[str, Any]) -> list[str]:

@@ -21,8 +21,9 @@ and never the reverse: the plan layer holds plain data and imports no drawing co
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from parallelzarr.plan.rechunk import RechunkPlan
@@ -44,7 +45,7 @@ MAX_CELLS = 200
 MAX_ARRAYS = 10
 
 #: Legend labels of the cell kinds.
-LABELS = {
+LABELS: Mapping[str, str] = MappingProxyType({
     "owned": "owned (direct)",
     "edge": "edge (shared, gathered)",
     "locked": "locked (shared)",
@@ -52,8 +53,8 @@ LABELS = {
     "blocks": "dask blocks",
     "original": "dask blocks before rechunk",
     "grid": "write grid",
-}
-_COLORS = {"owned": "#8ecae6", "edge": "#ffb703", "locked": "#e76f51", "partial": "#cdb4db"}
+})
+_COLORS = MappingProxyType({"owned": "#8ecae6", "edge": "#ffb703", "locked": "#e76f51", "partial": "#cdb4db"})
 _KINDS = ("owned", "edge", "locked", "partial")
 
 
@@ -69,7 +70,11 @@ def _pyplot() -> Any:
 
 def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
-        return ax.figure, ax
+        # The root figure: an axes inside a subfigure has no tight_layout of its own.
+        fig = ax.get_figure(root=True)
+        if fig is None:
+            raise ValueError("ax is not part of a figure; create it with plt.subplots() or fig.add_subplot()")
+        return fig, ax
     plt = _pyplot()
     fig, new_ax = plt.subplots(figsize=figsize)
     return fig, new_ax
@@ -331,7 +336,7 @@ def _hatch_partial(ax: Axes, w: _Window) -> None:
     from matplotlib.patches import Rectangle
 
     x_lo, x_hi, y_lo, y_hi = w.x_edges[0], w.x_edges[-1], w.y_edges[0], w.y_edges[-1]
-    hatch_kw = {"fill": False, "hatch": "///", "edgecolor": "0.25", "linewidth": 0}
+    hatch_kw: dict[str, Any] = {"fill": False, "hatch": "///", "edgecolor": "0.25", "linewidth": 0}
     for j, f in enumerate(w.c_full):
         if not f:
             ax.add_patch(Rectangle((w.x_edges[j], y_lo), w.x_edges[j + 1] - w.x_edges[j], y_hi - y_lo, **hatch_kw))
@@ -475,7 +480,7 @@ def plot_rechunk_plan(plan: RechunkPlan, ax: Axes | None = None) -> Figure:
     return fig
 
 
-_STAGE_COLORS = {"read": "#8ecae6", "block": "#219ebc", "write": "#ffb703"}
+_STAGE_COLORS = MappingProxyType({"read": "#8ecae6", "block": "#219ebc", "write": "#ffb703"})
 _BAR = 0.26
 
 

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as da
@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 from dask.delayed import Delayed
+from zarr.core.array_spec import ArrayConfigParams
 
 from parallelzarr.commit.appendlog import is_recorded, write_record
 from parallelzarr.commit.journal import pending_journal, published_view, stored_zarr_format, write_journal
@@ -53,14 +54,14 @@ from parallelzarr.inputs.ingest import (
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress, finish_running_tasks
 from parallelzarr.run.failures import append_failure, store_write_failures
-from parallelzarr.run.job import AppendRows, GivenArray, WriteJob, plan_job
+from parallelzarr.run.job import AppendRows, ArrayJob, GivenArray, WriteJob, plan_job
 from parallelzarr.run.prepare import default_zarr_format, prepare
 from parallelzarr.run.resume import with_resume
 from parallelzarr.run.runner import build_graph, write_now
 from parallelzarr.store.chunk_io import write_region
 from parallelzarr.store.dims import describe_conflict, dimension_conflicts
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
-from parallelzarr.store.keys import LEASE_KEY, read_json
+from parallelzarr.store.keys import LEASE_KEY, read_json, zarr_format_of
 from parallelzarr.store.rectilinear import append_job
 from parallelzarr.store.resolve import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
 from parallelzarr.store.staging import unpublished_array, unpublished_write, write_running
@@ -338,6 +339,49 @@ def prepare_append(
     labels when ``stored`` has no index along ``append_dim`` (see :func:`_stored_ends`).
     """
     stored = _open_consistent(resolved, zarr_format) if stored is None else stored
+    _check_append_schema(ds, stored, append_dim, static, encoding)
+    _check_dimension_agreement(ds, stored, append_dim)
+    check_index_coordinates(ds, stored, append_dim)
+    labels = _check_coordinate(ds, stored, append_dim, stored_ends)
+    if append_step is not None and append_dim in ds.indexes:
+        _check_append_steps(ds, stored, append_dim, append_step, gaps, stored_ends)
+
+    plans = {}
+    jobs = []
+    digest_inputs: dict[str, tuple[da.Array, np.dtype, int]] = {}  # made into row checksums by the run
+    axes: dict[str, int] = {}
+    group = zarr.open_group(resolved.store, mode="r+", zarr_format=zarr_format_of(zarr_format)) if zarr_format else None
+    offset = int(stored.sizes[append_dim])
+    length = int(ds.sizes[append_dim])
+    planner = _AppendPlanner(resolved, stored, group, zarr_format, append_dim, offset, length, strategy, max_mem)
+    for name, var in ds.variables.items():
+        name = str(name)
+        if append_dim not in var.dims:
+            if static == "verify" and name in stored.variables:
+                _verify_static(name, var, stored.variables[name], append_dim)
+            continue
+        job, axis, values, dst = planner.job(name, var)
+        plans[name] = job.plan
+        jobs.append(job)
+        axes[name] = axis
+        if name != append_dim:  # the digest of each appended label (the labels themselves are the key)
+            digest_inputs[name] = (values, dst, axis)
+    rows = AppendRows(
+        labels=labels,
+        offset=offset,
+        length=length,
+        shapes={j.plan.name: list(j.plan.shape) for j in jobs},
+        old_shapes={n: [int(s) for s in stored.variables[n].shape] for n in plans},
+        digest_inputs=digest_inputs,
+        axes=axes,
+    )
+    plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
+    return WriteJob(plan=plan, jobs=tuple(jobs), rows=rows)
+
+
+def _check_append_schema(ds: xr.Dataset, stored: xr.Dataset, append_dim: str, static: str,
+                         encoding: Mapping[str, Any] | None) -> None:
+    """Refuse an append whose dimension, ``static``, encoding or variables do not fit the store."""
     if append_dim not in ds.dims:
         raise AppendError(f"append_dim {append_dim!r} is not a dimension of the data; its dimensions are {sorted(map(str, ds.dims))}")
     if append_dim not in stored.dims:
@@ -358,63 +402,80 @@ def prepare_append(
             f"variable(s) or coordinate(s) {missing} of the store have {append_dim!r} but are missing from the "
             "appended data; include them (e.g. the new coordinate labels)"
         )
-    _check_dimension_agreement(ds, stored, append_dim)
-    check_index_coordinates(ds, stored, append_dim)
-    labels = _check_coordinate(ds, stored, append_dim, stored_ends)
-    if append_step is not None and append_dim in ds.indexes:
-        old_index = stored.indexes.get(append_dim) if stored_ends is None else stored_ends
-        last = np.asarray(old_index)[-1] if old_index is not None and len(old_index) else None
-        values = np.asarray(ds.indexes[append_dim])
-        check_steps(values, last, parse_step(append_step, values), gaps, append_dim)
 
-    plans = {}
-    jobs = []
-    digest_inputs: dict[str, tuple[da.Array, np.dtype, int]] = {}  # made into row checksums by the run
-    axes: dict[str, int] = {}
-    group = zarr.open_group(resolved.store, mode="r+", zarr_format=zarr_format) if zarr_format else None
-    offset = int(stored.sizes[append_dim])
-    length = int(ds.sizes[append_dim])
-    for name, var in ds.variables.items():
-        name = str(name)
-        if append_dim not in var.dims:
-            if static == "verify" and name in stored.variables:
-                _verify_static(name, var, stored.variables[name], append_dim)
-            continue
-        if name not in stored.variables:
+
+def _check_append_steps(ds: xr.Dataset, stored: xr.Dataset, append_dim: str, append_step: Any, gaps: str,
+                        stored_ends: pd.Index | None) -> None:
+    """Refuse appended labels that do not continue the stored ones at ``append_step`` (gaps as ``gaps`` says)."""
+    old_index = stored.indexes.get(append_dim) if stored_ends is None else stored_ends
+    last = np.asarray(old_index)[-1] if old_index is not None and len(old_index) else None
+    values = np.asarray(ds.indexes[append_dim])
+    check_steps(values, last, parse_step(append_step, values), gaps, append_dim)
+
+
+def _check_appended_variable(name: str, var: xr.Variable, old: xr.Variable, append_dim: str) -> None:
+    """Refuse an appended variable whose dims, sizes off ``append_dim`` or dtype kind differ from the stored one."""
+    if tuple(map(str, var.dims)) != tuple(map(str, old.dims)):
+        raise SchemaMismatchError(f"{name!r} has dims {var.dims} but the stored variable has {old.dims}")
+    for d in var.dims:
+        if d != append_dim and var.sizes[d] != old.sizes[d]:
+            raise SchemaMismatchError(
+                f"{name!r} has size {var.sizes[d]} along {d!r} but the store has {old.sizes[d]}; only "
+                f"{append_dim!r} may change in an append"
+            )
+    new_kind, old_dtype = np.dtype(var.dtype), np.dtype(old.dtype)
+    if new_kind.kind in "biufc" and old_dtype.kind in "biufc" and not np.can_cast(new_kind, old_dtype, "same_kind"):
+        raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
+    if (new_kind.kind == "M") != (old_dtype.kind == "M"):
+        raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
+
+
+def _stored_dtype(name: str, var: xr.Variable, enc_var: xr.Variable, arr: zarr.Array) -> np.dtype:
+    """The stored dtype of ``arr``, refusing encoded values it cannot hold (strings that would be cut, other kinds)."""
+    src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
+    if np.dtype(var.dtype).kind in "SU":
+        src = np.dtype(var.dtype)  # the stored dtype in the encoding would silently cut the strings
+    if src.kind in "SU" and dst.kind in "SU":
+        width = src.itemsize // (4 if src.kind == "U" else 1)
+        room = dst.itemsize // (4 if dst.kind == "U" else 1)
+        if width > room:
+            raise SchemaMismatchError(
+                f"{name!r}: appended strings need {width} characters but the stored dtype {dst} holds {room}; "
+                "values would be cut. Rewrite the store with a wider dtype"
+            )
+    elif not np.can_cast(src, dst, casting="same_kind"):
+        raise SchemaMismatchError(f"{name!r}: appended dtype {src} cannot be stored as the stored dtype {dst}")
+    return dst
+
+
+@dataclass(frozen=True, eq=False)
+class _AppendPlanner:
+    """What planning each appended variable shares: the store, what it holds, where the new rows go."""
+
+    resolved: ResolvedStore
+    stored: xr.Dataset
+    group: zarr.Group | None
+    zarr_format: int | None
+    append_dim: str
+    offset: int
+    length: int
+    strategy: str
+    max_mem: int | None
+
+    def job(self, name: str, var: xr.Variable) -> tuple[ArrayJob, int, da.Array, np.dtype]:
+        """Check ``var`` against its stored array and plan its rows; return the job, axis, values and stored dtype."""
+        append_dim, offset, length = self.append_dim, self.offset, self.length
+        if name not in self.stored.variables:
             raise AppendError(f"coordinate {name!r} is not in the store; appended data must match the stored variables")
-        old = stored.variables[name]
-        if tuple(map(str, var.dims)) != tuple(map(str, old.dims)):
-            raise SchemaMismatchError(f"{name!r} has dims {var.dims} but the stored variable has {old.dims}")
-        for d in var.dims:
-            if d != append_dim and var.sizes[d] != old.sizes[d]:
-                raise SchemaMismatchError(
-                    f"{name!r} has size {var.sizes[d]} along {d!r} but the store has {old.sizes[d]}; only "
-                    f"{append_dim!r} may change in an append"
-                )
-        new_kind, old_dtype = np.dtype(var.dtype), np.dtype(old.dtype)
-        if new_kind.kind in "biufc" and old_dtype.kind in "biufc" and not np.can_cast(new_kind, old_dtype, "same_kind"):
-            raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
-        if (new_kind.kind == "M") != (old_dtype.kind == "M"):
-            raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
+        _check_appended_variable(name, var, self.stored.variables[name], append_dim)
         # r+: the appended view writes through it. From the group's consolidated metadata (what
         # the stored dataset above was read from) when the format is known: no read per array.
-        member = group.get(name) if group is not None else None
-        arr = member if isinstance(member, zarr.Array) else zarr.open_array(resolved.store, path=name, mode="r+",
-                                                                            zarr_format=zarr_format)
-        enc_var = encoded_variable(name, var, stored_encoding(stored, name), arr.metadata.zarr_format)
-        src, dst = np.dtype(enc_var.dtype), np.dtype(arr.dtype)
-        if np.dtype(var.dtype).kind in "SU":
-            src = np.dtype(var.dtype)  # the stored dtype in the encoding would silently cut the strings
-        if src.kind in "SU" and dst.kind in "SU":
-            width = src.itemsize // (4 if src.kind == "U" else 1)
-            room = dst.itemsize // (4 if dst.kind == "U" else 1)
-            if width > room:
-                raise SchemaMismatchError(
-                    f"{name!r}: appended strings need {width} characters but the stored dtype {dst} holds {room}; "
-                    "values would be cut. Rewrite the store with a wider dtype"
-                )
-        elif not np.can_cast(src, dst, casting="same_kind"):
-            raise SchemaMismatchError(f"{name!r}: appended dtype {src} cannot be stored as the stored dtype {dst}")
+        member = self.group.get(name) if self.group is not None else None
+        fmt = None if self.zarr_format is None else zarr_format_of(self.zarr_format)
+        arr = member if isinstance(member, zarr.Array) else zarr.open_array(self.resolved.store, path=name, mode="r+",
+                                                                            zarr_format=fmt)
+        enc_var = encoded_variable(name, var, stored_encoding(self.stored, name), arr.metadata.zarr_format)
+        dst = _stored_dtype(name, var, enc_var, arr)
         values = enc_var.data
         if not isinstance(values, da.Array):
             values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
@@ -428,26 +489,11 @@ def prepare_append(
         target = _appended_array(arr, new_shape)
         job = append_job(  # onto a rectilinear grid (zarr >= 3.2) the rows are one new chunk
             plan_job, arr, axis, name, values, shape=new_shape, dims=tuple(map(str, var.dims)), dtype=dst,
-            shards=arr.shards, start=tuple(offset if i == axis else 0 for i in range(arr.ndim)), strategy=strategy,
-            max_mem=max_mem, lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
+            shards=arr.shards, start=tuple(offset if i == axis else 0 for i in range(arr.ndim)), strategy=self.strategy,
+            max_mem=self.max_mem, lock_problem="appends write cells no other writer touches; use 'auto' or 'gather-edges'",
             target=GivenArray(target),
         )
-        plans[name] = job.plan
-        jobs.append(job)
-        axes[name] = axis
-        if name != append_dim:  # the digest of each appended label (the labels themselves are the key)
-            digest_inputs[name] = (values, dst, axis)
-    rows = AppendRows(
-        labels=labels,
-        offset=offset,
-        length=length,
-        shapes={j.plan.name: list(j.plan.shape) for j in jobs},
-        old_shapes={n: [int(s) for s in stored.variables[n].shape] for n in plans},
-        digest_inputs=digest_inputs,
-        axes=axes,
-    )
-    plan = WritePlan(target=resolved.description, mode="a", variables=plans, append_dim=append_dim, max_mem=max_mem)
-    return WriteJob(plan=plan, jobs=tuple(jobs), rows=rows)
+        return job, axis, values, dst
 
 
 @dataclass
@@ -482,7 +528,8 @@ class _AppendRun:
                 "rerun the append (it rolls the commit forward first)"
             )
         for name, shape in self.old_shapes.items():
-            now = published.get(name) or zarr.open_array(self.store, path=name, mode="r", zarr_format=self.zarr_format).shape
+            fmt = None if self.zarr_format is None else zarr_format_of(self.zarr_format)
+            now = published.get(name) or zarr.open_array(self.store, path=name, mode="r", zarr_format=fmt).shape
             if list(now) != shape:
                 raise AppendError(f"{name!r} changed from {tuple(shape)} to {tuple(now)} while this append was planned; retry")
 
@@ -619,7 +666,7 @@ def _check_stored_format(resolved: ResolvedStore, zarr_format: int, stored: int)
 INLINE_APPEND_BYTES = 64 * 2**20
 
 
-_LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded", "processes", "multiprocessing"}
+_LOCAL_SCHEDULERS = frozenset({"threads", "threading", "sync", "synchronous", "single-threaded", "processes", "multiprocessing"})
 
 
 def _runs_inline(prepared: WriteJob, budget: int | None, compute_kwargs: Mapping[str, Any], progress: bool) -> bool:
@@ -659,7 +706,7 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
     for job, data in zip(prepared.jobs, values, strict=True):
         target = job.open_target()
         if array_config:
-            target = target.with_config(dict(array_config))
+            target = target.with_config(cast(ArrayConfigParams, dict(array_config)))
         written += _write_slabs(target, job.plan, prepared.rows.axes[job.plan.name], np.asarray(data))
     run.finish(written, digests or None)
 
@@ -759,12 +806,78 @@ def run_append(
     """
     compute_kwargs = dict(compute_kwargs)
     budget = parse_bytes(max_mem) if max_mem is not None else None
+    stored_format, wait, repaired = _check_and_repair_store(resolved, zarr_format, consolidated, wait, compute)
+
+    skipped = overwritten = 0
+    stored, ends = _open_for_append(ds, resolved, stored_format, append_dim)
+    repeated = None
+    if ends is None:
+        repeated = _split_repeats(ds, stored, append_dim, repeat)
+    else:
+        _check_repeat_policy(repeat)
+    if repeated is not None:
+        # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
+        skipped, overwritten = _handle_repeats(repeated, stored, resolved, append_dim, repeat, compute=compute,
+                                               compute_kwargs=compute_kwargs, progress=progress, wait=wait,
+                                               max_mem=max_mem)
+        ds = repeated.new
+        if not ds.sizes[append_dim]:
+            done = _nothing_new(repeated, stored, resolved, append_dim, static, append_id, skipped, overwritten,
+                                repaired)
+            return done if compute else dask.delayed(done, traverse=False)
+
+    aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
+    if is_recorded(resolved.store, aid, stored_format):
+        done = _already_recorded(ds, resolved, append_dim, aid, repaired)
+        return done if compute else dask.delayed(done, traverse=False)
+    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
+                              append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format,
+                              stored_ends=ends)
+    inline = compute and _runs_inline(prepared, budget, compute_kwargs, progress)
+    prepared, markers = (prepared, None) if inline else _with_append_resume(prepared, resolved.store)
+    run = _append_run(prepared, resolved, aid, append_dim, compute=compute, consolidated=consolidated,
+                      markers=markers, zarr_format=stored_format, wait=wait, repaired=repaired, skipped=skipped,
+                      overwritten=overwritten)
+    array_config = {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None
+    if not compute:
+        return _lazy_graph(prepared, run, array_config)
+    graph = None if inline else _lazy_graph(prepared, run, array_config)
+    _lease_and_write(prepared, run, graph, array_config, repaired, progress, compute_kwargs)
+    return run.result
+
+
+def _check_and_repair_store(resolved: ResolvedStore, zarr_format: int | None, consolidated: bool, wait: Any,
+                            compute: bool) -> tuple[int, Any, list[str]]:
+    """Check the stored format, wait for a held lease, repair; return (stored format, wait left, what was repaired)."""
     stored_format = stored_zarr_format(resolved.store)
     if zarr_format is not None:
         _check_stored_format(resolved, zarr_format, stored_format)
     if wait is not None and compute:
         # Before reading the store: the checks must see what the holder commits (its rows, its shape).
         wait = _wait_until_free(resolved.store, wait)
+    return stored_format, wait, _repair_before_append(resolved, consolidated, wait)
+
+
+def _open_for_append(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int,
+                     append_dim: str) -> tuple[xr.Dataset, pd.Index | None]:
+    """The stored dataset (its ``append_dim`` index built only when needed) and its last two labels (:func:`_stored_ends`)."""
+    stored = _open_consistent(resolved, stored_format, no_index=append_dim)
+    ends = _stored_ends(ds, stored, append_dim)
+    if ends is None:  # labels that may be stored already (or of another kind): compare with every stored label
+        stored = _full_index(stored, append_dim)
+    return stored, ends
+
+
+def _with_append_resume(prepared: WriteJob, store: Any) -> tuple[WriteJob, str]:
+    """``prepared`` with its resume state (markers the commit clears); return it and the markers' prefix."""
+    prepared = with_resume(prepared, store)  # a rerun after a crash skips the blocks already written
+    assert prepared.resume is not None
+    prepared.resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
+    return prepared, prepared.resume.markers.prefix
+
+
+def _repair_before_append(resolved: ResolvedStore, consolidated: bool, wait: Any) -> list[str]:
+    """Clear a dead process's lease and roll an interrupted commit forward; return what was repaired."""
     repaired: list[str] = []
     dead = clear_dead_lease(resolved.store)
     if dead is not None:
@@ -777,63 +890,61 @@ def run_append(
             repaired.append(f"rolled forward interrupted append {journal['entry']['id']}: {'; '.join(steps) or 'already applied'}")
         finally:
             lease.release()
+    return repaired
 
-    skipped = overwritten = 0
-    stored = _open_consistent(resolved, stored_format, no_index=append_dim)
-    ends = _stored_ends(ds, stored, append_dim)
-    if ends is None:  # labels that may be stored already (or of another kind): compare with every stored label
-        stored = _full_index(stored, append_dim)
-    repeated = _split_repeats(ds, stored, append_dim, repeat) if ends is None else _check_repeat_policy(repeat)
-    if repeated is not None:
-        # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
-        from parallelzarr.run.repeats import changed_rows, overwrite_rows, refuse_changed
 
-        if repeat == "overwrite" and not compute:
-            raise AppendError("repeat='overwrite' rewrites stored rows at once; it needs compute=True")
-        changed, digests = changed_rows(resolved.store, repeated, stored, append_dim, repeat, compute_kwargs)
-        if changed.any() and repeat != "overwrite":
-            raise refuse_changed(repeated, changed, append_dim, resolved.description)
-        if changed.any():
-            with compute_progress(progress, compute_kwargs) as kw:
-                overwritten = overwrite_rows(resolved.store, resolved.description, repeated, changed, digests, append_dim,
-                                             wait=wait, compute_kwargs=kw, max_mem=max_mem)
-        skipped = int((~changed).sum())
-        ds = repeated.new
-        if not ds.sizes[append_dim]:
-            if static == "verify":  # no plan follows (it verifies them when new rows remain)
-                for name, var in repeated.repeated.variables.items():
-                    if append_dim not in var.dims and name in stored.variables:
-                        _verify_static(str(name), var, stored.variables[name], append_dim)
-            aid = append_id or _derive_id(repeated.repeated, append_dim, _labels_only(repeated.repeated, append_dim))
-            what = f"rewrote {overwritten} changed row(s)" if overwritten else "nothing written"
-            note = f" ({skipped} {append_dim!r} label(s) already stored with identical content)" if skipped else ""
-            head = f"append {aid} was already applied to {resolved.description}" if not overwritten else \
-                f"all {skipped + overwritten} {append_dim!r} label(s) are stored in {resolved.description}"
-            done = AppendResult(aid, bool(overwritten), f"{head}; {what}{note}", repaired=repaired,
-                                skipped=skipped, overwritten=overwritten)
-            return done if compute else dask.delayed(done, traverse=False)
+def _handle_repeats(repeated: Any, stored: xr.Dataset, resolved: ResolvedStore, append_dim: str, repeat: str, *,
+                    compute: bool, compute_kwargs: dict[str, Any], progress: bool, wait: Any,
+                    max_mem: int | str | None) -> tuple[int, int]:
+    """Compare the rows at stored labels with the stored ones: refuse or rewrite changed ones; return (skipped, overwritten)."""
+    from parallelzarr.run.repeats import changed_rows, overwrite_rows, refuse_changed
 
-    aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
-    if is_recorded(resolved.store, aid, stored_format):
-        if append_dim in ds.indexes:
-            # Its labels are not stored (those were handled above): reusing an id would drop these rows.
-            raise AppendError(
-                f"append id {aid!r} is already recorded in {resolved.description}, but the data's {append_dim!r} labels "
-                f"{_labels_only(ds, append_dim)} are not stored; give this append a new append_id"
-            )
-        done = AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
-                            repaired=repaired)
-        return done if compute else dask.delayed(done, traverse=False)
-    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
-                              append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format,
-                              stored_ends=ends)
-    inline = compute and _runs_inline(prepared, budget, compute_kwargs, progress)
-    markers = None
-    if not inline:
-        prepared = with_resume(prepared, resolved.store)  # a rerun after a crash skips the blocks already written
-        assert prepared.resume is not None
-        prepared.resume.clear_at_end = False  # the commit (roll_forward) clears them, after the new shapes are published
-        markers = prepared.resume.markers.prefix
+    overwritten = 0
+    if repeat == "overwrite" and not compute:
+        raise AppendError("repeat='overwrite' rewrites stored rows at once; it needs compute=True")
+    changed, digests = changed_rows(resolved.store, repeated, stored, append_dim, repeat, compute_kwargs)
+    if changed.any() and repeat != "overwrite":
+        raise refuse_changed(repeated, changed, append_dim, resolved.description)
+    if changed.any():
+        with compute_progress(progress, compute_kwargs) as kw:
+            overwritten = overwrite_rows(resolved.store, resolved.description, repeated, changed, digests, append_dim,
+                                         wait=wait, compute_kwargs=kw, max_mem=max_mem)
+    return int((~changed).sum()), overwritten
+
+
+def _nothing_new(repeated: Any, stored: xr.Dataset, resolved: ResolvedStore, append_dim: str, static: str,
+                 append_id: str | None, skipped: int, overwritten: int, repaired: list[str]) -> AppendResult:
+    """The result of an append whose every label is stored (static variables verified, as no plan follows)."""
+    if static == "verify":  # no plan follows (it verifies them when new rows remain)
+        for name, var in repeated.repeated.variables.items():
+            if append_dim not in var.dims and name in stored.variables:
+                _verify_static(str(name), var, stored.variables[name], append_dim)
+    aid = append_id or _derive_id(repeated.repeated, append_dim, _labels_only(repeated.repeated, append_dim))
+    what = f"rewrote {overwritten} changed row(s)" if overwritten else "nothing written"
+    note = f" ({skipped} {append_dim!r} label(s) already stored with identical content)" if skipped else ""
+    head = f"append {aid} was already applied to {resolved.description}" if not overwritten else \
+        f"all {skipped + overwritten} {append_dim!r} label(s) are stored in {resolved.description}"
+    return AppendResult(aid, bool(overwritten), f"{head}; {what}{note}", repaired=repaired,
+                        skipped=skipped, overwritten=overwritten)
+
+
+def _already_recorded(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, aid: str,
+                      repaired: list[str]) -> AppendResult:
+    """The result of an append whose id is recorded already; refused when its labels are not stored."""
+    if append_dim in ds.indexes:
+        # Its labels are not stored (those were handled above): reusing an id would drop these rows.
+        raise AppendError(
+            f"append id {aid!r} is already recorded in {resolved.description}, but the data's {append_dim!r} labels "
+            f"{_labels_only(ds, append_dim)} are not stored; give this append a new append_id"
+        )
+    return AppendResult(aid, False, f"append {aid} was already applied to {resolved.description}; nothing written",
+                        repaired=repaired)
+
+
+def _append_run(prepared: WriteJob, resolved: ResolvedStore, aid: str, append_dim: str, *, compute: bool,
+                consolidated: bool, markers: str | None, zarr_format: int, wait: Any, repaired: list[str],
+                skipped: int, overwritten: int) -> _AppendRun:
+    """The lease, journal and result of this append (what its graph's first and last tasks need)."""
     info = prepared.rows
     assert info is not None
     entry = _entry(aid, append_dim, info.offset, info.length, info.labels)
@@ -847,21 +958,23 @@ def run_append(
     run = _AppendRun(
         resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
         dict(info.old_shapes), {"shapes": dict(info.shapes), "entry": entry, "consolidated": consolidated,
-                             "markers": markers, "zarr_format": stored_format}, consolidated, result,
+                             "markers": markers, "zarr_format": zarr_format}, consolidated, result,
     )
     run.wait = wait
-    run.zarr_format = stored_format
-    array_config = {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None
-    graph = None if inline else _lazy_graph(prepared, run, array_config)
-    if not compute:
-        return graph
+    run.zarr_format = zarr_format
+    return run
 
+
+def _lease_and_write(prepared: WriteJob, run: _AppendRun, graph: AppendDelayed | None,
+                     array_config: Mapping[str, Any] | None, repaired: list[str], progress: bool,
+                     compute_kwargs: dict[str, Any]) -> None:
+    """Take the lease, check the store, then write (inline, or by computing ``graph``) and commit."""
     # Eagerly here: a held lease is reported before any input is read. The lease task then finds
     # its own id and does nothing.
-    lease = acquire_lease(resolved.store, resolved.description, run.operation, lease_id=run.lease_id, wait=wait)
+    lease = acquire_lease(run.store, run.description, run.operation, lease_id=run.lease_id, wait=run.wait)
     if lease.broke_stale:
         repaired.append(f"broke the lease of a dead process ({describe_holder(lease.broke_stale)})")
-    with store_write_failures(append_failure(resolved.store, resolved.description), cleanup=run.stopped):
+    with store_write_failures(append_failure(run.store, run.description), cleanup=run.stopped):
         fault_point("append:leased")
         run.check()
         if graph is None:
@@ -869,7 +982,6 @@ def run_append(
         else:
             with compute_progress(progress, compute_kwargs) as kw:
                 dask.compute(graph, **kw)
-    return result
 
 
 @dataclass

@@ -9,7 +9,7 @@ printed later shows the original text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -17,8 +17,8 @@ from parallelzarr.commit.journal import pending_journal
 from parallelzarr.errors import StoreWriteError
 from parallelzarr.plan.write import WritePlan
 
-__all__ = ["append_failure", "describe_cause", "failures_as", "part_failure", "store_write_failures",
-           "write_failure"]
+__all__ = ["append_failure", "describe_cause", "failures_as", "part_failure", "rechunk_failure",
+           "store_write_failures", "write_failure"]
 
 
 def describe_cause(exc: BaseException) -> str:
@@ -169,5 +169,25 @@ def part_failure(i: int, nparts: int, description: str) -> Callable[[str], str]:
         return (f"part {i}/{nparts} of the write to {description} failed: {cause}. Nothing is published (finalize "
                 "refuses until every part is done). Fix the cause, then rerun the same part: its finished tasks "
                 "are skipped.")
+
+    return describe
+
+
+def rechunk_failure(description: str, publish: str, replaced: Sequence[str]) -> Callable[[str], str]:
+    """The message of an I/O failure while rechunking into ``description``, given its cause.
+
+    ``publish``: ``"last"`` (the target's metadata is written after its chunks) or ``"early"``
+    (rechunker's way: the target exists from the start). ``replaced``: what an ``overwrite`` deleted.
+    """
+
+    def describe(cause: str) -> str:
+        seen = ("The target is not published (readers see nothing there: its metadata is written last)"
+                if publish == "last" else
+                "The target was created by rechunk() (publish='early'): readers see it, with the chunks not yet "
+                "written read as the fill value")
+        gone = (f" The previous contents at {', '.join(map(repr, replaced))} were deleted first, as overwrite asked."
+                if replaced else "")
+        return (f"rechunking into {description} failed: {cause}. {seen}, and the source is untouched. Fix the "
+                "cause, then rerun the same rechunk: it resumes, skipping the tasks that finished." + gone)
 
     return describe

@@ -28,6 +28,7 @@ import zarr
 
 from parallelzarr.errors import StoreError
 from parallelzarr.plan.write import VariablePlan, WritePlan, plan_variable
+from parallelzarr.store.keys import zarr_format_of
 from parallelzarr.store.locks import LockSpec
 from parallelzarr.store.markers import Resume
 from parallelzarr.store.staging import STAGING_HOOK, lay_down_unpublished, publish
@@ -173,7 +174,7 @@ class CreateArray:
         """Create the array in ``store`` (the target, or a scratch store to let zarr judge the encoding)."""
         return zarr.create_array(
             store, shape=self.shape, chunks=self.chunks, shards=self.shards, dtype=self.dtype,
-            dimension_names=self.dimension_names, overwrite=overwrite, zarr_format=self.zarr_format,
+            dimension_names=self.dimension_names, overwrite=overwrite, zarr_format=zarr_format_of(self.zarr_format),
             **dict(self.options),
         )
 

@@ -39,7 +39,7 @@ from parallelzarr.inputs.datasets import (
 )
 from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding
 from parallelzarr.plan.write import WritePlan
-from parallelzarr.run.job import Commit, StoredArray, WriteJob, plan_job
+from parallelzarr.run.job import ArrayJob, Commit, StoredArray, WriteJob, plan_job
 from parallelzarr.store.keys import get as get_key
 from parallelzarr.store.keys import put as put_key
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
@@ -135,6 +135,45 @@ def prepare_overwrite(
     stored_arrays = {str(n) for n, _ in group.arrays()}
     zarr_format = group.metadata.zarr_format
     check_stored_encoding(encoding, stored_arrays)
+    names, new, variables = _checked_variables(ds, resolved, stored, stored_arrays, mode)
+
+    write_id = uuid.uuid4().hex
+    staging = f"{STAGING_PREFIX}{write_id}"
+    xr_encoding, dask_new = _new_encodings(new, variables, encoding, max_mem)
+
+    # xarray lays down the new arrays' metadata (and writes small in-memory new variables) into a
+    # scratch store; only what belongs to new variables (and the root attributes) is taken from it.
+    template = _template(ds, set(stored_arrays))
+    scratch = lay_down_in_memory(template, "xarray refused the dataset or its encoding", encoding=xr_encoding,
+                                 zarr_format=zarr_format, consolidated=False, safe_chunks=False,
+                                 write_empty_chunks=write_empty_chunks)
+    new_docs, scratch_chunks = _scratch_documents(scratch, new, dask_new)
+    root_attrs = dict(zarr.open_group(scratch, mode="r").attrs) if mode != "r+" else None
+
+    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
+    planner = _StagingPlanner(resolved, stored, zarr_format, staging, strategy, max_mem, backend, problem)
+    plans, jobs = planner.jobs(names, new, variables, xr_encoding, dask_new)
+
+    journal = {
+        "kind": "overwrite",
+        "entry": {"id": write_id, "mode": mode},  # "entry" id: how repair and appends name a journal
+        "staging": staging,
+        "overwrite": [n for n in names if n not in new],
+        "new": new_docs,
+        "root_attrs": root_attrs,
+        "consolidated": consolidated,
+        "phase": "staged",
+    }
+    run = OverwriteRun(resolved.store, resolved.description, write_id, journal, scratch, scratch_chunks,
+                       [n for n in names if n not in new], consolidated)
+    locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
+    plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
+    return WriteJob(plan=plan, jobs=tuple(jobs), lay_down=run, commit=run, locks=locks, store=resolved.store)
+
+
+def _checked_variables(ds: xr.Dataset, resolved: ResolvedStore, stored: xr.Dataset, stored_arrays: set[str],
+                       mode: str) -> tuple[list[str], list[str], dict[str, xr.Variable]]:
+    """The names to write, the new ones among them, and each variable checked (stored ones in the stored dim order)."""
     names = [str(n) for n in ds.variables]
     new = [n for n in names if n not in stored_arrays]
     if mode == "r+" and new:
@@ -152,9 +191,13 @@ def prepare_overwrite(
                 raise SchemaMismatchError(f"array {name!r} of {resolved.description} is not a variable xarray can read")
             var = _check_overwritten(name, var, stored.variables[name])
         variables[name] = var
+    return names, new, variables
 
-    write_id = uuid.uuid4().hex
-    staging = f"{STAGING_PREFIX}{write_id}"
+
+def _new_encodings(new: list[str], variables: Mapping[str, xr.Variable], encoding: Mapping[str, Any],
+                   max_mem: int | None,
+                   ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]]]:
+    """The encoding xarray lays down with (the user's, with the grid of new dask variables) and those grids."""
     user = {str(k): dict(v) for k, v in encoding.items()}
     xr_encoding: dict[str, dict[str, Any]] = dict(user)
     dask_new: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {}
@@ -170,13 +213,12 @@ def prepare_overwrite(
                 base["shards"] = shards
             xr_encoding[name] = base
             dask_new[name] = (chunks, shards)
+    return xr_encoding, dask_new
 
-    # xarray lays down the new arrays' metadata (and writes small in-memory new variables) into a
-    # scratch store; only what belongs to new variables (and the root attributes) is taken from it.
-    template = _template(ds, set(stored_arrays))
-    scratch = lay_down_in_memory(template, "xarray refused the dataset or its encoding", encoding=xr_encoding,
-                                 zarr_format=zarr_format, consolidated=False, safe_chunks=False,
-                                 write_empty_chunks=write_empty_chunks)
+
+def _scratch_documents(scratch: Any, new: list[str], dask_new: Mapping[str, Any],
+                       ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
+    """Per new variable, its metadata documents in the scratch store, and the chunk keys xarray wrote there."""
     new_docs: dict[str, dict[str, str]] = {}
     scratch_chunks: dict[str, list[str]] = {}
     for name in new:
@@ -187,57 +229,68 @@ def prepare_overwrite(
         }
         if name not in dask_new:
             scratch_chunks[name] = chunk_keys(scratch, f"{name}/")
-    root_attrs = dict(zarr.open_group(scratch, mode="r").attrs) if mode != "r+" else None
+    return new_docs, scratch_chunks
 
-    backend, problem = choose_lock_backend(resolved.local_path, lock) if strategy == "lock" else (None, None)
-    plans, jobs = {}, []
-    for name in names:
-        var = variables[name]
-        path = f"{staging}/{name}"
-        if name in new:
-            if name not in dask_new:
-                continue  # written into the scratch store by xarray: copied into staging at setup
-            chunks, shards = dask_new[name]
-            enc = xr_encoding[name]
-            enc_var = encoded_variable(name, var, enc, zarr_format)
-            values, dtype, shape = enc_var.data, None, var.shape
-        else:
-            arr = zarr.open_array(resolved.store, path=name, mode="r")
-            enc_var = encoded_variable(name, var, stored_encoding(stored, name), zarr_format)
-            if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind") and enc_var.dtype.kind not in "OSUT":
-                raise SchemaMismatchError(
-                    f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype "
-                    f"{arr.dtype}; cast the data, or rewrite the store with mode='w'"
-                )
-            values, dtype, shape = enc_var.data, arr.dtype, arr.shape
-            chunks, shards = arr.chunks, arr.shards
-        if dtype is None:
-            dtype = np.dtype(enc_var.dtype) if enc_var.dtype.kind != "O" else np.dtype(object)
+
+@dataclass(frozen=True, eq=False)
+class _StagingPlanner:
+    """What the staged writes of one overwrite share: the store, what it holds, the staging path, the options."""
+
+    resolved: ResolvedStore
+    stored: xr.Dataset
+    zarr_format: int
+    staging: str
+    strategy: str
+    max_mem: int | None
+    backend: str | None
+    problem: str | None
+
+    def jobs(self, names: list[str], new: list[str], variables: Mapping[str, xr.Variable],
+             xr_encoding: Mapping[str, Mapping[str, Any]], dask_new: Mapping[str, Any],
+             ) -> tuple[dict[str, Any], list[ArrayJob]]:
+        """The plan and job of each variable written through the staging, in ``names`` order."""
+        plans, jobs = {}, []
+        for name in names:
+            var = variables[name]
+            if name in new:
+                if name not in dask_new:
+                    continue  # written into the scratch store by xarray: copied into staging at setup
+                job = self.new_job(name, var, xr_encoding[name], *dask_new[name])
+            else:
+                job = self.overwritten_job(name, var)
+            plans[name] = job.plan
+            jobs.append(job)
+        return plans, jobs
+
+    def new_job(self, name: str, var: xr.Variable, enc: Mapping[str, Any], chunks: tuple[int, ...],
+                shards: tuple[int, ...] | None) -> ArrayJob:
+        """Plan the staged write of the new dask variable ``name`` (encoded with ``enc``)."""
+        enc_var = encoded_variable(name, var, enc, self.zarr_format)
+        dtype = np.dtype(enc_var.dtype) if enc_var.dtype.kind != "O" else np.dtype(object)
+        return self._job(name, var, enc_var.data, dtype, var.shape, chunks, shards)
+
+    def overwritten_job(self, name: str, var: xr.Variable) -> ArrayJob:
+        """Plan the staged write of the stored variable ``name`` (encoded as stored, on the stored grid)."""
+        arr = zarr.open_array(self.resolved.store, path=name, mode="r")
+        enc_var = encoded_variable(name, var, stored_encoding(self.stored, name), self.zarr_format)
+        if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind") and enc_var.dtype.kind not in "OSUT":
+            raise SchemaMismatchError(
+                f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype "
+                f"{arr.dtype}; cast the data, or rewrite the store with mode='w'"
+            )
+        return self._job(name, var, enc_var.data, arr.dtype, arr.shape, arr.chunks, arr.shards)
+
+    def _job(self, name: str, var: xr.Variable, values: Any, dtype: Any, shape: tuple[int, ...],
+             chunks: tuple[int, ...], shards: tuple[int, ...] | None) -> ArrayJob:
+        """Plan the write of ``values`` into the staging array of ``name``."""
+        path = f"{self.staging}/{name}"
         if not isinstance(values, da.Array):
             values = da.from_array(np.asarray(values), chunks=tuple(shards or chunks) or ())
-        job = plan_job(
+        return plan_job(
             name, values, shape=shape, dims=tuple(map(str, var.dims)), dtype=dtype, chunks=chunks, shards=shards,
-            strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            target=StoredArray(resolved.store, path),
+            strategy=self.strategy, max_mem=self.max_mem, lock_backend=self.backend, lock_problem=self.problem,
+            target=StoredArray(self.resolved.store, path),
         )
-        plans[name] = job.plan
-        jobs.append(job)
-
-    journal = {
-        "kind": "overwrite",
-        "entry": {"id": write_id, "mode": mode},  # "entry" id: how repair and appends name a journal
-        "staging": staging,
-        "overwrite": [n for n in names if n not in new],
-        "new": new_docs,
-        "root_attrs": root_attrs,
-        "consolidated": consolidated,
-        "phase": "staged",
-    }
-    run = OverwriteRun(resolved.store, resolved.description, write_id, journal, scratch, scratch_chunks,
-                       [n for n in names if n not in new], consolidated)
-    locks = lock_spec(backend if strategy == "lock" else None, resolved.description, resolved.local_path)
-    plan = WritePlan(target=resolved.description, mode=mode, variables=plans, max_mem=max_mem)
-    return WriteJob(plan=plan, jobs=tuple(jobs), lay_down=run, commit=run, locks=locks, store=resolved.store)
 
 
 @dataclass(frozen=True, eq=False)

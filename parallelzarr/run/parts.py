@@ -280,19 +280,7 @@ def run_part(
                              consolidated, lock)
     kind = _kind(mode, append_dim, region)
     resolved = _resolved(store, storage_options)
-    manifest = _manifest(resolved.store)
-    if manifest is None:
-        raise PartsError(f"{resolved.description} has no job array: run init first (parallelzarr init ... --parts "
-                         f"{nparts}, or parallelzarr.entry.parts.init(data, store, parts={nparts}))")
-    if manifest.get("kind") != kind or manifest.get("parts") != nparts:
-        raise PartsError(f"{resolved.description} was initialised as a {manifest.get('kind')} write in "
-                         f"{manifest.get('parts')} part(s), this is a {kind} write in {nparts} part(s); pass the "
-                         "arguments given to init")
-    if kind == "append":
-        held = read_json(resolved.store, LEASE_KEY) or {}
-        if held.get("id") != manifest.get("lease_id"):
-            raise PartsError(f"the lease of {resolved.description} is not the job array's (it was cleared or "
-                             "taken over); run init again")
+    manifest = _initialised_manifest(resolved, kind, nparts)
     prepared = _prepare(kind, data, store, "w" if kind == "new" else mode, options)
     fp = _structure(prepared.plan, options)
     if fp != manifest.get("fingerprint"):
@@ -316,12 +304,35 @@ def run_part(
     delayed = build_graph(prepared)
     with store_write_failures(part_failure(i, nparts, resolved.description)):
         dask.compute(delayed, **compute_kwargs)
-    write_json(resolved.store, done_key(i), {
-        "part": i, "parts": nparts, "fingerprint": fp, "markers": resume.markers.prefix, "host": socket.gethostname(),
-        "tasks": table[i]["tasks"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
+    _mark_done(resolved.store, i, nparts, fp, resume.markers.prefix, table[i]["tasks"])
     prepared.plan.tasks_run = table[i]["tasks"] - prepared.plan.tasks_done
     return prepared.plan
+
+
+def _initialised_manifest(resolved: Any, kind: str, nparts: int) -> dict[str, Any]:
+    """The store's job-array manifest; refuse a store without one, or initialised for another write or lease."""
+    manifest = _manifest(resolved.store)
+    if manifest is None:
+        raise PartsError(f"{resolved.description} has no job array: run init first (parallelzarr init ... --parts "
+                         f"{nparts}, or parallelzarr.entry.parts.init(data, store, parts={nparts}))")
+    if manifest.get("kind") != kind or manifest.get("parts") != nparts:
+        raise PartsError(f"{resolved.description} was initialised as a {manifest.get('kind')} write in "
+                         f"{manifest.get('parts')} part(s), this is a {kind} write in {nparts} part(s); pass the "
+                         "arguments given to init")
+    if kind == "append":
+        held = read_json(resolved.store, LEASE_KEY) or {}
+        if held.get("id") != manifest.get("lease_id"):
+            raise PartsError(f"the lease of {resolved.description} is not the job array's (it was cleared or "
+                             "taken over); run init again")
+    return manifest
+
+
+def _mark_done(store: Any, i: int, nparts: int, fingerprint: str, markers: str, tasks: int) -> None:
+    """Record part ``i`` of ``nparts`` as done (what ``finalize`` checks, and what a rerun of the part skips on)."""
+    write_json(store, done_key(i), {
+        "part": i, "parts": nparts, "fingerprint": fingerprint, "markers": markers, "host": socket.gethostname(),
+        "tasks": tasks, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
 
 
 def _is_dataset(data: Any) -> bool:

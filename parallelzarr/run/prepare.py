@@ -105,6 +105,20 @@ def prepare(
     if region is not None and mode == "w-":
         mode = "r+"  # as in xarray: a region always writes into existing arrays
     budget = parse_bytes(max_mem) if max_mem is not None else None
+    _check_format_and_append(mode, region, append_dim, zarr_format)
+    if is_xarray(data):
+        return _prepare_dataset(data, store, mode=mode, region=region, append_dim=append_dim, encoding=encoding,
+                                strategy=strategy, max_mem=budget, storage_options=storage_options,
+                                zarr_format=zarr_format, consolidated=consolidated, lock=lock,
+                                write_empty_chunks=write_empty_chunks)
+    if append_dim is not None:
+        raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
+    return _prepare_array(data, store, mode=mode, region=region, encoding=encoding, strategy=strategy,
+                          max_mem=budget, storage_options=storage_options, zarr_format=zarr_format, lock=lock)
+
+
+def _check_format_and_append(mode: str, region: Any, append_dim: str | None, zarr_format: int) -> None:
+    """Refuse a ``zarr_format`` other than 2 or 3, and ``append_dim`` with another mode or with a region."""
     if zarr_format not in (2, 3):
         raise PlanningError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if append_dim is not None:
@@ -112,26 +126,58 @@ def prepare(
             raise ModeError(f"append_dim={append_dim!r} needs mode='a', got mode={mode!r}")
         if region is not None:
             raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
-    if is_xarray(data):
-        from parallelzarr.run.prepare_dataset import prepare_dataset_write
 
-        return _resumable(prepare_dataset_write(
-            data,
-            store,
-            mode=mode,
-            region=region,
-            append_dim=append_dim,
-            encoding=encoding,
-            strategy=strategy,
-            max_mem=budget,
-            storage_options=storage_options,
-            zarr_format=zarr_format,
-            consolidated=consolidated,
-            lock=lock,
-            write_empty_chunks=write_empty_chunks,
-        ), store, storage_options)
-    if append_dim is not None:
-        raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
+
+def _prepare_dataset(
+    data: Any,
+    store: Any,
+    *,
+    mode: str,
+    region: Any,
+    append_dim: str | None,
+    encoding: Mapping[str, Any] | None,
+    strategy: str,
+    max_mem: int | None,
+    storage_options: Mapping[str, Any] | None,
+    zarr_format: int,
+    consolidated: bool | None,
+    lock: str | None,
+    write_empty_chunks: bool | None,
+) -> WriteJob:
+    """Plan the write of an xarray Dataset or DataArray (``max_mem`` in bytes) and attach its resume state."""
+    from parallelzarr.run.prepare_dataset import prepare_dataset_write
+
+    return _resumable(prepare_dataset_write(
+        data,
+        store,
+        mode=mode,
+        region=region,
+        append_dim=append_dim,
+        encoding=encoding,
+        strategy=strategy,
+        max_mem=max_mem,
+        storage_options=storage_options,
+        zarr_format=zarr_format,
+        consolidated=consolidated,
+        lock=lock,
+        write_empty_chunks=write_empty_chunks,
+    ), store, storage_options)
+
+
+def _prepare_array(
+    data: Any,
+    store: Any,
+    *,
+    mode: str,
+    region: Any,
+    encoding: Mapping[str, Any] | None,
+    strategy: str,
+    max_mem: int | None,
+    storage_options: Mapping[str, Any] | None,
+    zarr_format: int,
+    lock: str | None,
+) -> WriteJob:
+    """Plan the write of one bare array (``max_mem`` in bytes) and attach its resume state."""
     from parallelzarr.run.prepare_array import prepare_array_write
 
     return _resumable(prepare_array_write(
@@ -141,7 +187,7 @@ def prepare(
         region=region,
         encoding=encoding,
         strategy=strategy,
-        max_mem=budget,
+        max_mem=max_mem,
         storage_options=storage_options,
         zarr_format=zarr_format,
         lock=lock,

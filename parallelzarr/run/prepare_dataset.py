@@ -36,7 +36,7 @@ from parallelzarr.inputs.validate import (
 )
 from parallelzarr.inputs.xarray_checks import check_region
 from parallelzarr.plan.write import WritePlan
-from parallelzarr.run.job import LayDownUnpublished, Publish, StoredArray, WriteJob, plan_job
+from parallelzarr.run.job import ArrayJob, LayDownUnpublished, Publish, StoredArray, WriteJob, plan_job
 from parallelzarr.store.holders import describe_holder, holder_alive
 from parallelzarr.store.keys import LEASE_KEY, read_json
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
@@ -216,6 +216,30 @@ def _prepare_region(
     lock: str | None,
 ) -> WriteJob:
     stored = open_stored(resolved)
+    region = _resolve_region(ds, stored, region)
+    region_dims = set(region)
+    # Always resolved: whether a region needs locks is only known per variable, from its grid.
+    backend, problem = choose_lock_backend(
+        resolved.local_path, lock, cross_process=True, in_memory=is_in_memory(resolved.store)
+    )
+    plans = {}
+    jobs = []
+    for name, var in ds.variables.items():
+        name = str(name)
+        if region_dims and not region_dims.intersection(map(str, var.dims)):
+            continue  # coordinates off the region are already stored
+        job = _region_job(name, var, stored, resolved, region, strategy, max_mem, backend, problem)
+        plans[name] = job.plan
+        jobs.append(job)
+
+    locked = any(p.lock_backend for p in plans.values())
+    locks = lock_spec(backend if locked else None, resolved.description, resolved.local_path)
+    plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
+    return WriteJob(plan=plan, jobs=tuple(jobs), locks=locks)
+
+
+def _resolve_region(ds: xr.Dataset, stored: xr.Dataset, region: Any) -> dict[str, Any]:
+    """The region as a dict of slices ("auto" parts resolved against ``stored``), checked against the store."""
     if region is None:
         region = {}
     if isinstance(region, str):
@@ -240,47 +264,45 @@ def _prepare_region(
             f"variable(s) {outside} share no dimension with the region {sorted(region_dims)}; drop them "
             "from the dataset before a region write"
         )
-    # Always resolved: whether a region needs locks is only known per variable, from its grid.
-    backend, problem = choose_lock_backend(
-        resolved.local_path, lock, cross_process=True, in_memory=is_in_memory(resolved.store)
-    )
-    plans = {}
-    jobs = []
-    for name, var in ds.variables.items():
-        name = str(name)
-        if region_dims and not region_dims.intersection(map(str, var.dims)):
-            continue  # coordinates off the region are already stored
-        if name not in stored.variables:
-            raise SchemaMismatchError(f"variable {name!r} is not in the store {resolved.description}; region writes only fill existing variables")
-        old = stored.variables[name]
-        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)) and set(old.dims) == set(var.dims):
-            var = var.transpose(*old.dims)  # as xarray: written in the stored dimension order
-        if tuple(map(str, old.dims)) != tuple(map(str, var.dims)):
-            raise SchemaMismatchError(
-                f"variable {name!r} already exists with different dimension names {old.dims} != {var.dims}, "
-                "but changing variable dimensions is not supported by to_zarr(); rename the variable"
-            )
-        arr = zarr.open_array(resolved.store, path=name, mode="r")
-        enc_var = encoded_variable(name, var, stored_encoding(stored, name), arr.metadata.zarr_format)
-        if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):
-            raise SchemaMismatchError(
-                f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype {arr.dtype}"
-            )
-        dims = tuple(str(d) for d in var.dims)
-        sub = {d: region[d] for d in dims if d in region}
-        start = normalize_region(name, sub, dims, arr.shape, var.shape)
-        values = enc_var.data
-        if not isinstance(values, da.Array):
-            values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
-        job = plan_job(
-            name, values, shape=arr.shape, dims=dims, dtype=arr.dtype, chunks=arr.chunks, shards=arr.shards,
-            start=start, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
-            target=StoredArray(resolved.store, name), partial_cells_shared=True,
-        )
-        plans[name] = job.plan
-        jobs.append(job)
+    return region
 
-    locked = any(p.lock_backend for p in plans.values())
-    locks = lock_spec(backend if locked else None, resolved.description, resolved.local_path)
-    plan = WritePlan(target=resolved.description, mode="r+", variables=plans, max_mem=max_mem)
-    return WriteJob(plan=plan, jobs=tuple(jobs), locks=locks)
+
+def _region_job(
+    name: str,
+    var: xr.Variable,
+    stored: xr.Dataset,
+    resolved: ResolvedStore,
+    region: Mapping[str, Any],
+    strategy: str,
+    max_mem: int | None,
+    backend: str | None,
+    problem: str | None,
+) -> ArrayJob:
+    """Check one variable of a region write against its stored array and plan its write."""
+    if name not in stored.variables:
+        raise SchemaMismatchError(f"variable {name!r} is not in the store {resolved.description}; region writes only fill existing variables")
+    old = stored.variables[name]
+    if tuple(map(str, old.dims)) != tuple(map(str, var.dims)) and set(old.dims) == set(var.dims):
+        var = var.transpose(*old.dims)  # as xarray: written in the stored dimension order
+    if tuple(map(str, old.dims)) != tuple(map(str, var.dims)):
+        raise SchemaMismatchError(
+            f"variable {name!r} already exists with different dimension names {old.dims} != {var.dims}, "
+            "but changing variable dimensions is not supported by to_zarr(); rename the variable"
+        )
+    arr = zarr.open_array(resolved.store, path=name, mode="r")
+    enc_var = encoded_variable(name, var, stored_encoding(stored, name), arr.metadata.zarr_format)
+    if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):
+        raise SchemaMismatchError(
+            f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype {arr.dtype}"
+        )
+    dims = tuple(str(d) for d in var.dims)
+    sub = {d: region[d] for d in dims if d in region}
+    start = normalize_region(name, sub, dims, arr.shape, var.shape)
+    values = enc_var.data
+    if not isinstance(values, da.Array):
+        values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
+    return plan_job(
+        name, values, shape=arr.shape, dims=dims, dtype=arr.dtype, chunks=arr.chunks, shards=arr.shards,
+        start=start, strategy=strategy, max_mem=max_mem, lock_backend=backend, lock_problem=problem,
+        target=StoredArray(resolved.store, name), partial_cells_shared=True,
+    )

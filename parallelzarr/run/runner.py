@@ -10,13 +10,14 @@ job's commit step has undone what it holds (staging, lease).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import dask
 from dask._task_spec import Task, TaskRef
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from zarr.core.array_spec import ArrayConfigParams
 
 from parallelzarr.graph.write import build_write_graph, total
 from parallelzarr.plan.write import WritePlan
@@ -51,7 +52,7 @@ def build_graph(job: WriteJob, array_config: Mapping[str, Any] | None = None) ->
     for one in job.jobs:
         target = one.open_target()
         if array_config:
-            target = target.with_config(dict(array_config))
+            target = target.with_config(cast(ArrayConfigParams, dict(array_config)))
         # parallelzarr.store.markers: resume and job-array parts
         select = job.resume.selection(one.plan.name) if job.resume is not None else None
         graph, final = build_write_graph(one.plan, one.data, target, job.locks, select=select)
@@ -65,7 +66,8 @@ def build_graph(job: WriteJob, array_config: Mapping[str, Any] | None = None) ->
         task = Task(name, _commit_after, commit, *refs)
     else:
         task = Task(name, total, *refs)
-    graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=parts)
+    # Delayed is a dask collection; dask's annotation (DaskCollection) does not admit it.
+    graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=parts)  # type: ignore[arg-type]
     return Delayed(name, graph)
 
 

@@ -10,13 +10,15 @@ from typing import Any
 
 import zarr
 
+from parallelzarr.store.keys import zarr_format_of
+
 
 def array_dims(arr: zarr.Array) -> tuple[str, ...] | None:
     names = getattr(arr.metadata, "dimension_names", None)
     if names and all(n is not None for n in names):
         return tuple(str(n) for n in names)
     v2 = arr.attrs.get("_ARRAY_DIMENSIONS")
-    return tuple(str(n) for n in v2) if v2 else None
+    return tuple(str(n) for n in v2) if isinstance(v2, list | tuple) and v2 else None
 
 
 def dimension_lengths(store: Any, zarr_format: int | None = None, use_consolidated: bool | None = False
@@ -25,7 +27,7 @@ def dimension_lengths(store: Any, zarr_format: int | None = None, use_consolidat
 
     ``use_consolidated``: as zarr's (``False``, the default: each array's own metadata).
     """
-    group = zarr.open_group(store, mode="r", use_consolidated=use_consolidated, zarr_format=zarr_format)
+    group = zarr.open_group(store, mode="r", use_consolidated=use_consolidated, zarr_format=None if zarr_format is None else zarr_format_of(zarr_format))
     out: dict[str, dict[str, int]] = {}
     for name, arr in group.arrays():
         dims = array_dims(arr)

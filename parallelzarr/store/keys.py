@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Literal, cast
 
 import zarr
 import zarr.storage
@@ -36,6 +36,8 @@ __all__ = [
     "write_json",
     "write_metadata_doc",
     "create_exclusive",
+    "ZarrFormat",
+    "zarr_format_of",
 ]
 
 #: The metadata documents a group's root can hold (v2's, then v3's ``zarr.json``), in the order
@@ -46,6 +48,23 @@ ARRAY_DOCS = ("zarr.json", ".zarray", ".zattrs")
 #: Every zarr metadata document name (v2 and v3): the keys of a node that are not chunks, and the
 #: names no variable may take.
 METADATA_NAMES = frozenset(ROOT_DOCS) | frozenset(ARRAY_DOCS)
+
+#: A zarr format number, as zarr's own functions type it.
+ZarrFormat = Literal[2, 3]
+
+
+def zarr_format_of(value: Any) -> ZarrFormat:
+    """``value`` (a format number from metadata, a journal or the user) as a :data:`ZarrFormat`.
+
+    Raises
+    ------
+    ValueError
+        When it is neither 2 nor 3 (zarr knows no other).
+    """
+    if value not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, got {value!r}")
+    return cast(ZarrFormat, int(value))
+
 
 #: parallelzarr's bookkeeping prefix, which zarr and xarray ignore.
 PREFIX = ".parallelzarr"

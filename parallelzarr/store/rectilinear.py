@@ -72,11 +72,9 @@ def take_requests(data: Any, encoding: Mapping[str, Any] | None, strategy: str, 
             )
     if not encoding or not isinstance(encoding, Mapping):
         return data, encoding, frozenset()  # nothing asked (a malformed encoding is refused by the write's checks)
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a dependency
-        xr = None
-    if xr is not None and isinstance(data, xr.Dataset | xr.DataArray):
+    import xarray as xr
+
+    if isinstance(data, xr.Dataset | xr.DataArray):
         ds = data.to_dataset(name=data.name or "__xarray_dataarray_variable__") if isinstance(data, xr.DataArray) else data
         out = dict(encoding)
         for name, enc in encoding.items():
@@ -156,7 +154,7 @@ def _patch(store: Any, grids: Mapping[str, Any], prefix: str = "") -> None:
         if path in meta:
             meta[path]["chunk_grid"] = _grid_doc(edges)
             changed = True
-    if changed:
+    if changed and root is not None:
         put(f"{prefix}zarr.json", root)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import zarr
+import zarr.abc.store
 import zarr.storage
 
 from parallelzarr.errors import InvalidNameError, StoreError
@@ -74,7 +76,7 @@ def _check_bucket(fs_store: zarr.storage.FsspecStore, url: str, options: dict[st
         raise StoreError(redact(f"bucket {bucket!r} of {_strip_credentials(url)} {problem}", options, secrets))
 
 
-def resolve_store(store: Any, storage_options: dict[str, Any] | None = None, *, read_only: bool = False) -> ResolvedStore:
+def resolve_store(store: Any, storage_options: Mapping[str, Any] | None = None, *, read_only: bool = False) -> ResolvedStore:
     """Turn a path, URL or zarr store into a :class:`ResolvedStore`.
 
     Parameters
