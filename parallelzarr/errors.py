@@ -28,6 +28,7 @@ __all__ = [
     "StrategyError",
     "MemoryBudgetError",
     "AppendError",
+    "RepeatedLabelsError",
     "AlreadyAppliedError",
     "LeaseError",
     "StoreError",
@@ -133,6 +134,10 @@ class MemoryBudgetError(PlanningError):
 
 class AppendError(PlanningError):
     """An append is invalid: wrong coordinate, overlap, or inconsistent variables."""
+
+
+class RepeatedLabelsError(AppendError):
+    """Appended labels along the append dimension are already stored (and repeats are refused)."""
 
 
 class AlreadyAppliedError(AppendError):

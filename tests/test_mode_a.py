@@ -210,3 +210,24 @@ def test_to_zarr_append_of_stored_labels_is_refused_not_skipped(tmp_path):
     with pytest.raises(ValueError, match="already stored"):
         pz.to_zarr(old.isel(time=slice(6, 8)), path, append_dim="time")
     xr.testing.assert_identical(xr.open_zarr(path).load(), before)
+
+
+def test_rerun_after_a_stop_between_the_two_commits_says_how_to_finish(tmp_path):
+    # mode="a" with append_dim commits the rows, then the changed variables without append_dim. A run
+    # stopped in between (here: the rows appended alone) leaves the old mask; rerunning the call is
+    # refused (its labels are stored), and the message gives the call that finishes it.
+    from parallelzarr.errors import RepeatedLabelsError
+
+    path = str(tmp_path / "s.zarr")
+    old = _base(path).assign(mask=("x", np.zeros(6)))
+    pz.to_zarr(old, path, mode="w")
+    more = old.isel(time=slice(0, 2)).assign_coords(time=[8, 9]).assign(mask=("x", np.ones(6)))
+    pz.append(more.drop_vars("mask"), path, append_dim="time")
+    with pytest.raises(RepeatedLabelsError, match=r"finish it with to_zarr\(ds\[\['mask'\]\], store, mode='a'\)") as info:
+        pz.to_zarr(more, path, mode="a", append_dim="time")
+    assert isinstance(info.value, ValueError)  # still the ValueError xarray raises
+    assert (xr.open_zarr(path).mask.values == 0).all()  # refused before any write
+    pz.to_zarr(more[["mask"]], path, mode="a")  # the call the message gives
+    got = xr.open_zarr(path).load()
+    assert got.sizes["time"] == 10 and (got.mask.values == 1).all()
+    np.testing.assert_array_equal(got.temp.values[8:], old.temp.values[0:2])

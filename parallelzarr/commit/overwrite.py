@@ -28,7 +28,6 @@ variables only after the consolidation). A crash during step 4 is rolled forward
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import zarr
@@ -38,7 +37,7 @@ from zarr.core.sync import sync
 from parallelzarr.commit.appendlog import migrate_legacy_log
 from parallelzarr.commit.journal import pending_journal, write_journal
 from parallelzarr.hooks import fault_point
-from parallelzarr.store.keys import JOURNAL_KEY, METADATA_NAMES, PREFIX, list_keys
+from parallelzarr.store.keys import JOURNAL_KEY, METADATA_NAMES, PREFIX, list_keys, write_documents
 from parallelzarr.store.keys import delete as delete_key
 from parallelzarr.store.keys import get as get_key
 from parallelzarr.store.keys import put as put_key
@@ -82,12 +81,6 @@ def _move(store: Any, src: str, dst: str) -> None:
     delete_key(store, src)
 
 
-def ordered_docs(name: str, docs: Mapping[str, str]) -> list[tuple[str, str]]:
-    # v2: attributes before the array document, so a reader finding the array finds its dims too.
-    order = {".zattrs": 0, ".zarray": 1, "zarr.json": 2}
-    return [(f"{name}/{d}", docs[d]) for d in sorted(docs, key=lambda d: order.get(d, 3))]
-
-
 def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
     """Apply an overwrite journal; idempotent, so safe to rerun after a crash inside it.
 
@@ -114,8 +107,8 @@ def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
             _move(store, f"{staging}/{name}/{rel}", f"{name}/{rel}")
         fault_point(f"overwrite:moved:{name}")
         if name in journal["new"]:
-            for key, text in ordered_docs(name, journal["new"][name]):
-                put_key(store, key, text.encode())
+            # v2: attributes before the array document, so a reader finding the array finds its dims too.
+            write_documents(store, {f"{name}/{d}": text.encode() for d, text in journal["new"][name].items()})
             done.append(f"added {name}")
         elif moved:
             done.append(f"overwrote {name} ({len(moved)} chunk(s))")

@@ -394,10 +394,8 @@ class Rechunked:
 
     def _commit(self, staging: zarr.storage.MemoryStore) -> None:
         """Copy the staged metadata documents, deepest first so the root lands last."""
-        for key in sorted(keys.list_keys(staging), key=lambda k: (-k.count("/"), k)):
-            value = keys.get(staging, key)
-            if value is not None:
-                keys.put(self._store, key, value)
+        docs = {key: keys.get(staging, key) for key in keys.list_keys(staging)}
+        keys.write_documents(self._store, {key: value for key, value in docs.items() if value is not None})
         if self._info.consolidated:
             zarr.consolidate_metadata(self._store, path=self._prefix or None, zarr_format=zarr_format_of(self._info.zarr_format))
 
@@ -408,13 +406,13 @@ class Rechunked:
 
     # ------------------------------------------------------------------ run
 
-    @quietly
     @overload
     def execute(self, keep_temp: bool | None = ..., *, compute: Literal[False], progress: bool = ...,
                 **compute_kwargs: Any) -> Delayed: ...
     @overload
     def execute(self, keep_temp: bool | None = ..., *, compute: Literal[True] = ..., progress: bool = ...,
                 **compute_kwargs: Any) -> zarr.Array | zarr.Group: ...
+    @quietly
     def execute(self, keep_temp: bool | None = None, *, compute: bool = True, progress: bool = False,
                 **compute_kwargs: Any) -> zarr.Array | zarr.Group | Delayed:
         """Run the rechunk on the active (or given) dask scheduler and return the target.

@@ -14,7 +14,7 @@ from dask.delayed import Delayed
 
 from parallelzarr.entry.kwargs import check_compute_kwargs
 from parallelzarr.entry.notices import quietly
-from parallelzarr.errors import ModeError
+from parallelzarr.errors import ModeError, RepeatedLabelsError
 from parallelzarr.inputs.sources import sources_as_data
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.append import AppendResult
@@ -346,18 +346,31 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
 
     check_append(data, store, append_dim, options["encoding"], options["storage_options"])
     statics = _statics(data, store, append_dim, options["storage_options"], mode) if is_xarray(data) else None
-    appended = append_data(
-        data if statics is None else statics[0], store, append_dim, compute=compute, compute_kwargs=compute_kwargs,
-        # xarray's meaning: "a-" leaves variables without append_dim as stored; under "a" the
-        # changed ones were taken out above and are overwritten next.
-        static="ignore",
-        # xarray appends rows at labels already stored again (duplicate labels); skipping them
-        # silently would leave out rows the caller asked for, so they are refused here
-        # (pz.append(..., repeat="skip") is the idempotent form).
-        repeat="error",
-        quiet=quiet_zarr_notices,
-        **options,
-    )
+    try:
+        appended = append_data(
+            data if statics is None else statics[0], store, append_dim, compute=compute,
+            compute_kwargs=compute_kwargs,
+            # xarray's meaning: "a-" leaves variables without append_dim as stored; under "a" the
+            # changed ones were taken out above and are overwritten next.
+            static="ignore",
+            # xarray appends rows at labels already stored again (duplicate labels); skipping them
+            # silently would leave out rows the caller asked for, so they are refused here
+            # (pz.append(..., repeat="skip") is the idempotent form).
+            repeat="error",
+            quiet=quiet_zarr_notices,
+            **options,
+        )
+    except RepeatedLabelsError as exc:
+        if statics is None or statics[1] is None:
+            raise
+        # The rows may be stored by an earlier run of this very call that stopped between its two
+        # commits: say how to finish it (the variables without append_dim) instead of leaving it stuck.
+        names = sorted(map(str, statics[1].variables))
+        raise RepeatedLabelsError(
+            f"{exc}. If an earlier to_zarr(..., mode={mode!r}, append_dim={append_dim!r}) of these rows stopped after "
+            f"its append was committed, its variables without {append_dim!r} ({', '.join(names)}) and attributes "
+            f"are still the old ones: finish it with to_zarr(ds[{names}], store, mode='a')"
+        ) from exc
     if statics is None or statics[1] is None:
         return appended
     # xarray's mode="a" also overwrites the variables without append_dim, both modes add new ones

@@ -37,6 +37,7 @@ from parallelzarr.errors import (
     AppendError,
     EncodingError,
     ModeError,
+    RepeatedLabelsError,
     SchemaMismatchError,
 )
 from parallelzarr.hooks import chunk_written, fault_point
@@ -151,7 +152,7 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
     if old is not None and len(old):
         overlap = old.intersection(new)
         if len(overlap):
-            raise AppendError(
+            raise RepeatedLabelsError(
                 f"the appended {dim!r} labels overlap the stored ones: {len(overlap)} label(s) from "
                 f"{_label(overlap[0])} to {_label(overlap[-1])} are already stored; append only new labels "
                 "(or write them with region=...)"
@@ -725,12 +726,13 @@ def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> 
     return int(data.nbytes)
 
 
-def _check_repeat_policy(repeat: str) -> None:
-    """Refuse an unknown ``repeat`` (also when no label repeats)."""
+def _no_repeats(repeat: str) -> Any:
+    """No rows repeat (``None``, as :func:`_split_repeats` says), after refusing an unknown ``repeat``."""
     from parallelzarr.inputs.ingest import REPEAT_POLICIES
 
     if repeat not in REPEAT_POLICIES:
         raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
+    return None
 
 
 def _split_repeats(ds: xr.Dataset, stored: xr.Dataset, dim: str, repeat: str) -> Any:
@@ -751,10 +753,10 @@ def _split_repeats(ds: xr.Dataset, stored: xr.Dataset, dim: str, repeat: str) ->
         check_index_coordinates(ds, stored, dim)
     if found is not None and repeat == "error":
         labels = found.repeated.indexes[dim]
-        raise AppendError(
+        raise RepeatedLabelsError(
             f"the appended {dim!r} labels overlap the stored ones: {len(labels)} label(s) from {_label(labels[0])} to "
-            f"{_label(labels[-1])} are already stored (repeat='error'); append only new labels, or pass "
-            "repeat='skip' (identical rows) or repeat='overwrite'"
+            f"{_label(labels[-1])} are already stored (repeat='error'); append only new labels, or append with "
+            "parallelzarr.append(..., repeat='skip') (identical rows are skipped) or repeat='overwrite'"
         )
     return found
 
@@ -810,11 +812,7 @@ def run_append(
 
     skipped = overwritten = 0
     stored, ends = _open_for_append(ds, resolved, stored_format, append_dim)
-    repeated = None
-    if ends is None:
-        repeated = _split_repeats(ds, stored, append_dim, repeat)
-    else:
-        _check_repeat_policy(repeat)
+    repeated = _split_repeats(ds, stored, append_dim, repeat) if ends is None else _no_repeats(repeat)
     if repeated is not None:
         # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
         skipped, overwritten = _handle_repeats(repeated, stored, resolved, append_dim, repeat, compute=compute,

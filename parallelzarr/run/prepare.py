@@ -107,14 +107,21 @@ def prepare(
     budget = parse_bytes(max_mem) if max_mem is not None else None
     _check_format_and_append(mode, region, append_dim, zarr_format)
     if is_xarray(data):
-        return _prepare_dataset(data, store, mode=mode, region=region, append_dim=append_dim, encoding=encoding,
-                                strategy=strategy, max_mem=budget, storage_options=storage_options,
-                                zarr_format=zarr_format, consolidated=consolidated, lock=lock,
-                                write_empty_chunks=write_empty_chunks)
+        from parallelzarr.run.prepare_dataset import prepare_dataset_write
+
+        job = prepare_dataset_write(data, store, mode=mode, region=region, append_dim=append_dim, encoding=encoding,
+                                    strategy=strategy, max_mem=budget, storage_options=storage_options,
+                                    zarr_format=zarr_format, consolidated=consolidated, lock=lock,
+                                    write_empty_chunks=write_empty_chunks)
+        return _resumable(job, store, storage_options)
     if append_dim is not None:
         raise PlanningError("append_dim needs an xarray Dataset or DataArray (it names a dimension)")
-    return _prepare_array(data, store, mode=mode, region=region, encoding=encoding, strategy=strategy,
-                          max_mem=budget, storage_options=storage_options, zarr_format=zarr_format, lock=lock)
+    from parallelzarr.run.prepare_array import prepare_array_write
+
+    job = prepare_array_write(data, store, mode=mode, region=region, encoding=encoding, strategy=strategy,
+                              max_mem=budget, storage_options=storage_options, zarr_format=zarr_format, lock=lock)
+    # A bare array's metadata is not staged: a rerun resumes onto it only when its encoding and format match.
+    return _resumable(job, store, storage_options, {"encoding": encoding, "zarr_format": zarr_format})
 
 
 def _check_format_and_append(mode: str, region: Any, append_dim: str | None, zarr_format: int) -> None:
@@ -126,72 +133,6 @@ def _check_format_and_append(mode: str, region: Any, append_dim: str | None, zar
             raise ModeError(f"append_dim={append_dim!r} needs mode='a', got mode={mode!r}")
         if region is not None:
             raise ModeError("append_dim and region cannot be combined; appends always write after the stored data")
-
-
-def _prepare_dataset(
-    data: Any,
-    store: Any,
-    *,
-    mode: str,
-    region: Any,
-    append_dim: str | None,
-    encoding: Mapping[str, Any] | None,
-    strategy: str,
-    max_mem: int | None,
-    storage_options: Mapping[str, Any] | None,
-    zarr_format: int,
-    consolidated: bool | None,
-    lock: str | None,
-    write_empty_chunks: bool | None,
-) -> WriteJob:
-    """Plan the write of an xarray Dataset or DataArray (``max_mem`` in bytes) and attach its resume state."""
-    from parallelzarr.run.prepare_dataset import prepare_dataset_write
-
-    return _resumable(prepare_dataset_write(
-        data,
-        store,
-        mode=mode,
-        region=region,
-        append_dim=append_dim,
-        encoding=encoding,
-        strategy=strategy,
-        max_mem=max_mem,
-        storage_options=storage_options,
-        zarr_format=zarr_format,
-        consolidated=consolidated,
-        lock=lock,
-        write_empty_chunks=write_empty_chunks,
-    ), store, storage_options)
-
-
-def _prepare_array(
-    data: Any,
-    store: Any,
-    *,
-    mode: str,
-    region: Any,
-    encoding: Mapping[str, Any] | None,
-    strategy: str,
-    max_mem: int | None,
-    storage_options: Mapping[str, Any] | None,
-    zarr_format: int,
-    lock: str | None,
-) -> WriteJob:
-    """Plan the write of one bare array (``max_mem`` in bytes) and attach its resume state."""
-    from parallelzarr.run.prepare_array import prepare_array_write
-
-    return _resumable(prepare_array_write(
-        data,
-        store,
-        mode=mode,
-        region=region,
-        encoding=encoding,
-        strategy=strategy,
-        max_mem=max_mem,
-        storage_options=storage_options,
-        zarr_format=zarr_format,
-        lock=lock,
-    ), store, storage_options, {"encoding": encoding, "zarr_format": zarr_format})
 
 
 def _resumable(job: WriteJob, store: Any, storage_options: Mapping[str, Any] | None,

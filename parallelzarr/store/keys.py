@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
 import zarr
@@ -36,6 +38,8 @@ __all__ = [
     "write_json",
     "write_metadata_doc",
     "create_exclusive",
+    "publish_order",
+    "write_documents",
     "ZarrFormat",
     "zarr_format_of",
 ]
@@ -172,3 +176,27 @@ def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
 def _protocols(fs: Any) -> tuple[str, ...]:
     proto = fs.protocol
     return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+#: Within one node, the order its documents are written in: attributes first, and the document that
+#: makes the node visible to readers (``.zarray``/``.zgroup``, v3 ``zarr.json``) after them, the
+#: consolidated copy last of v2's; a reader that finds the node then finds its attributes too.
+_DOC_ORDER = MappingProxyType({".zattrs": 0, ".zarray": 1, ".zgroup": 2, ".zmetadata": 3, "zarr.json": 4})
+
+
+def publish_order(key: str) -> tuple[int, int, str]:
+    """Sort key of a metadata document for publishing: deepest nodes first, a node's own documents by
+    ``_DOC_ORDER``, so a node becomes visible only after everything below it and its attributes."""
+    node, _, name = key.rpartition("/")
+    depth = node.count("/") + 1 if node else 0
+    return -depth, _DOC_ORDER.get(name, -1), key
+
+
+def write_documents(store: Any, docs: Mapping[str, bytes]) -> None:
+    """Write metadata documents in :func:`publish_order` (one write each; the last one publishes).
+
+    Every metadata-last publish goes through here: a new store's root documents, the documents of
+    arrays a ``mode="a"`` write adds, a rechunk's target.
+    """
+    for key in sorted(docs, key=publish_order):
+        put(store, key, docs[key])

@@ -17,13 +17,13 @@ from typing import Any
 
 import zarr
 import zarr.storage
-from zarr.core.buffer import cpu, default_buffer_prototype
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from parallelzarr.errors import encoding_error
 from parallelzarr.hooks import fault_point
 from parallelzarr.store.holders import describe_holder, holder_alive, this_holder
-from parallelzarr.store.keys import PREFIX, ROOT_DOCS, WRITE_KEY, read_json, write_json
+from parallelzarr.store.keys import PREFIX, ROOT_DOCS, WRITE_KEY, read_json, write_documents, write_json
 from parallelzarr.store.keys import delete as delete_key
 
 #: The fingerprint of the write whose metadata :func:`lay_down_unpublished` is laying down (set by
@@ -130,9 +130,7 @@ def publish(store: Any) -> None:
         return  # already published
     fault_point("write:data-written")
     docs = marker.get("docs", {})
-    for key in ROOT_DOCS:
-        if key in docs:
-            sync(store.set(key, cpu.Buffer.from_bytes(docs[key].encode())))
+    write_documents(store, {key: docs[key].encode() for key in ROOT_DOCS if key in docs})
     delete_key(store, WRITE_KEY)
     if isinstance(store, zarr.storage.LocalStore):
         try:  # an empty bookkeeping directory would make zarr warn about a foreign object
