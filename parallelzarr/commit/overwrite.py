@@ -23,6 +23,11 @@ or copies only, no computation), a reader opening the store sees each chunk of a
 either old or new, and each new variable either absent or whole (consolidated readers see new
 variables only after the consolidation). A crash during step 4 is rolled forward by
 :func:`parallelzarr.repair` or by the next write or append to the store.
+
+A ``mode="a"`` write with ``append_dim`` that also rewrites variables without it commits both in this
+one journal (its ``"append"`` entry): the rows go beyond the stored shape under the same lease, and
+step 4 also grows those arrays (before the consolidation) and records the append (after it), so
+consolidated readers see the old dataset or the new one, never the new rows beside old variables.
 """
 
 from __future__ import annotations
@@ -35,9 +40,17 @@ import zarr.storage
 from zarr.core.sync import sync
 
 from parallelzarr.commit.appendlog import migrate_legacy_log
-from parallelzarr.commit.journal import pending_journal, write_journal
+from parallelzarr.commit.grow import grow_arrays, record_append
+from parallelzarr.commit.journal import pending_journal, stored_zarr_format, write_journal
 from parallelzarr.hooks import fault_point
-from parallelzarr.store.keys import JOURNAL_KEY, METADATA_NAMES, PREFIX, list_keys, write_documents
+from parallelzarr.store.keys import (
+    JOURNAL_KEY,
+    METADATA_NAMES,
+    PREFIX,
+    list_keys,
+    write_documents,
+    zarr_format_of,
+)
 from parallelzarr.store.keys import delete as delete_key
 from parallelzarr.store.keys import get as get_key
 from parallelzarr.store.keys import put as put_key
@@ -113,6 +126,10 @@ def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
         elif moved:
             done.append(f"overwrote {name} ({len(moved)} chunk(s))")
     consolidated = bool(journal.get("consolidated"))
+    appended = journal.get("append")  # the rows of a mode="a" write with append_dim, in this commit
+    if appended is not None:
+        grow_arrays(store, appended["shapes"], zarr_format_of(appended.get("zarr_format") or stored_zarr_format(store)),
+                    done)
     if journal.get("root_attrs") is not None:
         migrate_legacy_log(store, consolidated)
         # Written without the consolidated metadata: in zarr 3 both share the root document, and
@@ -125,6 +142,8 @@ def roll_forward_overwrite(store: Any, journal: dict[str, Any]) -> list[str]:
         zarr.consolidate_metadata(store)
         done.append("consolidated metadata")
     fault_point("overwrite:consolidated")
+    if appended is not None:
+        record_append(store, appended, done)
     sync(store.delete_dir(staging))
     delete_key(store, JOURNAL_KEY)
     tidy_bookkeeping(store)

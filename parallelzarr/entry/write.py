@@ -346,6 +346,13 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
 
     check_append(data, store, append_dim, options["encoding"], options["storage_options"])
     statics = _statics(data, store, append_dim, options["storage_options"], mode) if is_xarray(data) else None
+    then = None
+    if compute and statics is not None and statics[1] is not None:
+        # The variables without append_dim commit in the append's journal (one commit: readers see the
+        # old dataset or the new one); planned and checked now, before any byte is written.
+        then = prepare(statics[1], store, mode="a", strategy=options["strategy"], max_mem=options["max_mem"],
+                       storage_options=options["storage_options"], zarr_format=default_zarr_format(None),
+                       consolidated=options["consolidated"], write_empty_chunks=options["write_empty_chunks"])
     try:
         appended = append_data(
             data if statics is None else statics[0], store, append_dim, compute=compute,
@@ -358,23 +365,26 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
             # (pz.append(..., repeat="skip") is the idempotent form).
             repeat="error",
             quiet=quiet_zarr_notices,
+            then=then,
             **options,
         )
     except RepeatedLabelsError as exc:
+        # Looked at again: the append rolled an interrupted commit forward before it refused.
+        statics = _statics(data, store, append_dim, options["storage_options"], mode) if is_xarray(data) else None
         if statics is None or statics[1] is None:
             raise
-        # The rows may be stored by an earlier run of this very call that stopped between its two
-        # commits: say how to finish it (the variables without append_dim) instead of leaving it stuck.
+        # The rows may be stored by an earlier compute=False run of this very call that stopped between
+        # its two commits: say how to finish it (the variables without append_dim) instead of leaving it stuck.
         names = sorted(map(str, statics[1].variables))
         raise RepeatedLabelsError(
             f"{exc}. If an earlier to_zarr(..., mode={mode!r}, append_dim={append_dim!r}) of these rows stopped after "
             f"its append was committed, its variables without {append_dim!r} ({', '.join(names)}) and attributes "
             f"are still the old ones: finish it with to_zarr(ds[{names}], store, mode='a')"
         ) from exc
-    if statics is None or statics[1] is None:
+    if statics is None or statics[1] is None or then is not None:
         return appended
-    # xarray's mode="a" also overwrites the variables without append_dim, both modes add new ones
-    # and replace the root attributes: a second commit, after the append's.
+    # compute=False: xarray's mode="a" also overwrites the variables without append_dim, both modes add
+    # new ones and replace the root attributes: a second commit, after the append's.
     kwargs = {key: options[key] for key in ("consolidated", "storage_options", "strategy", "max_mem",
                                             "write_empty_chunks")}
     kwargs.update(compute_kwargs)
@@ -413,7 +423,7 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
     statics = xr.Dataset({n: ds.variables[n] for n in names if n in ds.data_vars},
                          coords={n: ds.variables[n] for n in names if n in ds.coords}, attrs=ds.attrs)
     # The append gets neither: it would refuse new variables, and a changed coordinate off
-    # append_dim (xarray's "a" overwrites it; here by the second commit).
+    # append_dim (xarray's "a" overwrites it; here in the append's commit, or after it with compute=False).
     return ds.drop_vars([*names, *ignored]), statics
 
 

@@ -515,6 +515,9 @@ class _AppendRun:
     result: AppendResult
     wait: Any = None  # how long the lease task waits for a lease held by another process
     zarr_format: int | None = None  # the stored format (opens skip zarr's probing)
+    #: The commit step (an ``OverwriteRun``, run/overwrite.py) of a ``mode="a"`` write of the variables
+    #: without the append dimension that commits in this append's journal, staged under this lease.
+    then: Any = None
 
     def check(self) -> None:
         """Refuse to write if the store moved on since the append was planned."""
@@ -549,13 +552,15 @@ class _AppendRun:
         return True
 
     def stopped(self, exc: BaseException) -> None:
-        """The run stopped on ``exc`` before it finished: release the lease.
+        """The run stopped on ``exc`` before it finished: drop staged variables, release the lease.
 
         Running tasks go on after an interrupt (the commit among them): the lease is released only
         once they are done, so no other append can start while this one still writes.
         """
         if isinstance(exc, KeyboardInterrupt):
             finish_running_tasks()
+        if self.then is not None:
+            self.then.drop_staging()
         self.release()
 
     def release(self) -> None:
@@ -571,9 +576,12 @@ class _AppendRun:
             if checksums:
                 self.journal["entry"]["digests"] = combine_digests(checksums)
             fault_point("append:data-written")
-            write_journal(self.store, self.journal)
+            journal = self.journal
+            if self.then is not None:  # one commit for the rows and the variables without the dim
+                journal = {**self.then.journal, "append": self.journal}
+            write_journal(self.store, journal)
             fault_point("append:journaled")
-            roll_forward(self.store, self.journal, self.consolidated)
+            roll_forward(self.store, journal, self.consolidated)
         except BaseException:
             self.release()  # a written journal stays: the next append or repair rolls it forward
             raise
@@ -801,10 +809,13 @@ def run_append(
     wait: Any = None,
     progress: bool = False,
     compute_kwargs: Mapping[str, Any],
+    then: WriteJob | None = None,
 ) -> AppendResult | Delayed:
     """Append ``ds`` to the existing store ``resolved``: see :func:`parallelzarr.append` for the keywords.
 
-    ``consolidated``: decided for this store already.
+    ``consolidated``: decided for this store already. ``then`` (with ``compute=True``): a prepared
+    ``mode="a"`` write of variables without ``append_dim`` that commits in this append's journal
+    (run alone when no row is appended).
     """
     compute_kwargs = dict(compute_kwargs)
     budget = parse_bytes(max_mem) if max_mem is not None else None
@@ -822,11 +833,13 @@ def run_append(
         if not ds.sizes[append_dim]:
             done = _nothing_new(repeated, stored, resolved, append_dim, static, append_id, skipped, overwritten,
                                 repaired)
+            _commit_alone(then)
             return done if compute else dask.delayed(done, traverse=False)
 
     aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
     if is_recorded(resolved.store, aid, stored_format):
         done = _already_recorded(ds, resolved, append_dim, aid, repaired)
+        _commit_alone(then)
         return done if compute else dask.delayed(done, traverse=False)
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
                               append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format,
@@ -835,13 +848,21 @@ def run_append(
     prepared, markers = (prepared, None) if inline else _with_append_resume(prepared, resolved.store)
     run = _append_run(prepared, resolved, aid, append_dim, compute=compute, consolidated=consolidated,
                       markers=markers, zarr_format=stored_format, wait=wait, repaired=repaired, skipped=skipped,
-                      overwritten=overwritten)
+                      overwritten=overwritten, then=then)
     array_config = {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None
     if not compute:
         return _lazy_graph(prepared, run, array_config)
     graph = None if inline else _lazy_graph(prepared, run, array_config)
-    _lease_and_write(prepared, run, graph, array_config, repaired, progress, compute_kwargs)
+    _lease_and_write(prepared, run, graph, array_config, repaired, progress, compute_kwargs, then)
     return run.result
+
+
+def _commit_alone(then: WriteJob | None) -> None:
+    """Run ``then`` on its own (lease, staging, commit): there are no rows to commit it with."""
+    if then is not None:
+        from parallelzarr.run.runner import execute
+
+        execute(then)
 
 
 def _check_and_repair_store(resolved: ResolvedStore, zarr_format: int | None, consolidated: bool, wait: Any,
@@ -941,8 +962,11 @@ def _already_recorded(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, 
 
 def _append_run(prepared: WriteJob, resolved: ResolvedStore, aid: str, append_dim: str, *, compute: bool,
                 consolidated: bool, markers: str | None, zarr_format: int, wait: Any, repaired: list[str],
-                skipped: int, overwritten: int) -> _AppendRun:
-    """The lease, journal and result of this append (what its graph's first and last tasks need)."""
+                skipped: int, overwritten: int, then: WriteJob | None = None) -> _AppendRun:
+    """The lease, journal and result of this append (what its graph's first and last tasks need).
+
+    ``then``: a ``mode="a"`` write whose commit step joins this append's journal (see :func:`run_append`).
+    """
     info = prepared.rows
     assert info is not None
     entry = _entry(aid, append_dim, info.offset, info.length, info.labels)
@@ -960,12 +984,23 @@ def _append_run(prepared: WriteJob, resolved: ResolvedStore, aid: str, append_di
     )
     run.wait = wait
     run.zarr_format = zarr_format
+    run.then = then.lay_down if then is not None else None
     return run
+
+
+def _stage_then(then: WriteJob | None, array_config: Mapping[str, Any] | None,
+                compute_kwargs: Mapping[str, Any]) -> None:
+    """With the append's lease held: stage the variables of ``then`` (they commit in its journal)."""
+    if then is None:
+        return
+    then.lay_down.stage(then.resume)  # type: ignore[union-attr]  # an OverwriteRun (run/overwrite.py)
+    dask.compute(build_graph(then.replace(commit=None), array_config), **compute_kwargs)
+    fault_point("append:then-staged")
 
 
 def _lease_and_write(prepared: WriteJob, run: _AppendRun, graph: AppendDelayed | None,
                      array_config: Mapping[str, Any] | None, repaired: list[str], progress: bool,
-                     compute_kwargs: dict[str, Any]) -> None:
+                     compute_kwargs: dict[str, Any], then: WriteJob | None = None) -> None:
     """Take the lease, check the store, then write (inline, or by computing ``graph``) and commit."""
     # Eagerly here: a held lease is reported before any input is read. The lease task then finds
     # its own id and does nothing.
@@ -975,6 +1010,7 @@ def _lease_and_write(prepared: WriteJob, run: _AppendRun, graph: AppendDelayed |
     with store_write_failures(append_failure(run.store, run.description), cleanup=run.stopped):
         fault_point("append:leased")
         run.check()
+        _stage_then(then, array_config, compute_kwargs)
         if graph is None:
             _append_inline(prepared, run, array_config)
         else:
@@ -1036,8 +1072,9 @@ def append_data(
     progress: bool = False,
     compute_kwargs: Mapping[str, Any],
     quiet: Callable[[], AbstractContextManager[Any]],
+    then: WriteJob | None = None,
 ) -> AppendResult | Delayed:
-    """Append ``data``: see :func:`parallelzarr.append` for the keywords.
+    """Append ``data``: see :func:`parallelzarr.append` for the keywords (``then``: see :func:`run_append`).
 
     A first append (into an empty store, or again after one interrupted before it published) is a
     new-store write; an append to an existing store is :func:`run_append`. ``quiet``: the context
@@ -1069,5 +1106,5 @@ def append_data(
         ds, resolved, append_dim, consolidated=consolidated, compute=compute, strategy=strategy, append_id=append_id,
         max_mem=max_mem, encoding=encoding, static=static, zarr_format=zarr_format,
         write_empty_chunks=write_empty_chunks, append_step=append_step, gaps=gaps, repeat=repeat, wait=wait,
-        progress=progress, compute_kwargs=compute_kwargs,
+        progress=progress, compute_kwargs=compute_kwargs, then=then,
     )

@@ -329,6 +329,15 @@ class OverwriteRun(Commit):
         """Take the lease, finish or drop what an earlier writer left, lay down the staging arrays."""
         lease = acquire_lease(self.store, self.description, "overwrite", lease_id=self.write_id)
         try:
+            self.stage(resume)
+        except BaseException:
+            lease.release()
+            raise
+        return None  # no unpublished-write marker: the lease and the journal say what is under way
+
+    def stage(self, resume: Resume | None) -> None:
+        """With the lease held: finish or drop what an earlier writer left, lay down the staging arrays."""
+        try:
             pending = pending_journal(self.store)
             if pending is not None:
                 roll_forward(self.store, pending, pending.get("consolidated", self.consolidated))
@@ -352,10 +361,8 @@ class OverwriteRun(Commit):
                         put_key(self.store, f"{staging}/{name}/{rel}", data)
             fault_point("overwrite:staging-laid")
         except BaseException:
-            self.failed()
-            lease.release()
+            self.drop_staging()
             raise
-        return None  # no unpublished-write marker: the lease and the journal say what is under way
 
     def commit(self) -> None:
         """After the last staged chunk: write the journal (the commit point), roll forward, release."""
@@ -394,6 +401,11 @@ class OverwriteRun(Commit):
 
     def failed(self, exc: BaseException | None = None) -> None:
         """The write failed before its commit point: drop its staging, release the lease."""
+        self.drop_staging()
+        self.release()
+
+    def drop_staging(self) -> None:
+        """Drop this write's staging unless its journal (the commit point) was written."""
         try:
             journal = pending_journal(self.store)
             if journal is None or journal.get("entry", {}).get("id") != self.write_id:
@@ -401,7 +413,6 @@ class OverwriteRun(Commit):
                 tidy_bookkeeping(self.store)
         except OSError:
             pass  # best effort: repair drops staging left without a journal
-        self.release()
 
 
 def static_changes(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str) -> tuple[list[str], list[str], bool]:
