@@ -262,19 +262,7 @@ def run_part(
     lock: str | None = None,
     **compute_kwargs: Any,
 ) -> WritePlan:
-    """Write part ``i`` of ``N`` of a write initialised with :func:`init` (same arguments).
-
-    Runs on any dask scheduler (threads by default). Idempotent and resumable: a part that already
-    finished does nothing, a part killed midway rerun writes only its unfinished tasks.
-
-    Raises
-    ------
-    PartsError
-        ``init`` did not run, or this write differs from the initialised one (other data shape,
-        chunks, encoding or part count): nothing is written.
-    StoreWriteError
-        An I/O error during the run; rerun the same part.
-    """
+    """Write one part of a job array: :func:`parallelzarr.entry.parts.write_part` (and ``to_zarr(part=...)``)."""
     i, nparts = parse_part(part)
     mode, options = _options(mode, region, append_dim, encoding, strategy, max_mem, storage_options, zarr_format,
                              consolidated, lock)
