@@ -110,3 +110,15 @@ def test_kill_then_recover(store, point):
     assert not os.path.exists(os.path.join(store, PREFIX, "staging"))
     report = pz.repair(store)
     assert report.ok and not report.actions, str(report)
+
+
+
+def test_lazy_write_commits_the_variables_after_the_rows(store):
+    # compute=False keeps the second commit: the staging of the variables is laid down when the
+    # Delayed runs, but their write graph opens the staged arrays when it is built.
+    delayed = pz.to_zarr(change(), store, mode="a", append_dim="time", compute=False)
+    assert _state(store) == "old"  # nothing before it is computed
+    delayed.compute(scheduler="threads")
+    assert _state(store) == "new"
+    report = pz.repair(store)
+    assert report.ok and not report.actions, str(report)
