@@ -113,12 +113,42 @@ def test_kill_then_recover(store, point):
 
 
 
-def test_lazy_write_commits_the_variables_after_the_rows(store):
-    # compute=False keeps the second commit: the staging of the variables is laid down when the
-    # Delayed runs, but their write graph opens the staged arrays when it is built.
+
+SCRIPT_LAZY = """
+import sys; sys.path.insert(0, {tests!r})
+import parallelzarr as pz
+from test_append_statics_crash import change
+pz.to_zarr(change(), {path!r}, mode="a", append_dim="time", compute=False).compute(scheduler="threads")
+"""
+
+
+def test_lazy_write_is_one_commit_too(store):
     delayed = pz.to_zarr(change(), store, mode="a", append_dim="time", compute=False)
-    assert _state(store) == "old"  # nothing before it is computed
+    assert _state(store) == "old"  # staged, not committed, until it is computed
     delayed.compute(scheduler="threads")
     assert _state(store) == "new"
     report = pz.repair(store)
     assert report.ok and not report.actions, str(report)
+
+
+@pytest.mark.parametrize("point", ["overwrite:staging-laid", "write:1", "append:data-written", "append:journaled",
+                                   "overwrite:moved:mask", "overwrite:consolidated"])
+def test_lazy_write_killed(store, point):
+    code = SCRIPT_LAZY.format(tests=os.path.dirname(__file__), path=store)
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PARALLELZARR_FAULT": point},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-2000:])
+    seen = _state(store)
+    journal = pending_journal(zarr.storage.LocalStore(store)) is not None
+    if point in ("overwrite:staging-laid", "write:1", "append:data-written"):
+        assert seen == "old" and not journal, (point, seen)
+    elif point == "overwrite:consolidated":
+        assert seen == "new", (point, seen)
+    else:
+        assert journal, point
+    report = pz.repair(store)  # the killed process's lease is cleared; a journal is rolled forward
+    assert report.ok, str(report)
+    if not journal and seen == "old":
+        pz.to_zarr(change(), store, mode="a", append_dim="time")
+    assert _state(store) == "new"
+    assert not os.path.exists(os.path.join(store, PREFIX, "staging"))

@@ -9,7 +9,6 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, overload
 
-import dask
 from dask.delayed import Delayed
 
 from parallelzarr.entry.kwargs import check_compute_kwargs
@@ -347,7 +346,7 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
     check_append(data, store, append_dim, options["encoding"], options["storage_options"])
     statics = _statics(data, store, append_dim, options["storage_options"], mode) if is_xarray(data) else None
     then = None
-    if compute and statics is not None and statics[1] is not None:
+    if statics is not None and statics[1] is not None:
         # The variables without append_dim commit in the append's journal (one commit: readers see the
         # old dataset or the new one); planned and checked now, before any byte is written.
         then = prepare(statics[1], store, mode="a", strategy=options["strategy"], max_mem=options["max_mem"],
@@ -381,16 +380,6 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
             f"its append was committed, its variables without {append_dim!r} ({', '.join(names)}) and attributes "
             f"are still the old ones: finish it with to_zarr(ds[{names}], store, mode='a')"
         ) from exc
-    if statics is None or statics[1] is None or then is not None:
-        return appended
-    # compute=False: xarray's mode="a" also overwrites the variables without append_dim, both modes add
-    # new ones and replace the root attributes: a second commit, after the append's.
-    kwargs = {key: options[key] for key in ("consolidated", "storage_options", "strategy", "max_mem",
-                                            "write_empty_chunks")}
-    kwargs.update(compute_kwargs)
-    if not compute:
-        return dask.delayed(_then_overwrite, pure=False)(appended, statics[1], store, kwargs)
-    _then_overwrite(appended, statics[1], store, kwargs)
     return appended
 
 
@@ -425,11 +414,3 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
     # The append gets neither: it would refuse new variables, and a changed coordinate off
     # append_dim (xarray's "a" overwrites it; here in the append's commit, or after it with compute=False).
     return ds.drop_vars([*names, *ignored]), statics
-
-
-def _then_overwrite(appended: Any, statics: Any, store: Any, kwargs: dict[str, Any]) -> Any:
-    """Overwrite (or add) the variables without append_dim after an append, as xarray's mode="a" does."""
-    to_zarr(statics, store, mode="a", **kwargs)
-    return appended
-
-

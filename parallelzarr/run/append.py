@@ -567,10 +567,12 @@ class _AppendRun:
         """Release the lease if this run holds it (a no-op otherwise)."""
         Lease(self.store, {"id": self.lease_id}).release()
 
-    def finish(self, written: int, checksums: Mapping[str, np.ndarray] | None = None) -> AppendResult:
+    def finish(self, written: int, checksums: Mapping[str, np.ndarray] | None = None,
+               staged: Any = None) -> AppendResult:
         """The graph's last task, after every chunk is written: journal, commit, release.
 
-        ``checksums`` (per variable, one per appended label) become the record's content digests.
+        ``checksums`` (per variable, one per appended label) become the record's content digests;
+        ``staged`` is only a dependency (the staged writes of :attr:`then`).
         """
         try:
             if checksums:
@@ -630,8 +632,12 @@ class AppendDelayed(Delayed):
             raise
 
 
-def _lazy_graph(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None = None) -> AppendDelayed:
-    """One graph: lease task -> every written block -> commit task (returns the AppendResult)."""
+def _lazy_graph(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None = None,
+                staged: Delayed | None = None) -> AppendDelayed:
+    """One graph: lease task -> every written block -> commit task (returns the AppendResult).
+
+    ``staged``: the writes of :attr:`_AppendRun.then`'s staged variables, which the commit waits for.
+    """
     leased = dask.delayed(run.take_lease, pure=False)(dask_key_name=f"pz-append-lease-{run.lease_id}")
     token = da.from_delayed(leased, shape=(), dtype=bool)
     # No chunk is written before the lease is held: every block waits for the lease task.
@@ -639,7 +645,7 @@ def _lazy_graph(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, 
     written = build_graph(prepared.replace(jobs=leased_jobs), array_config)
     assert prepared.rows is not None
     checksums = {n: row_checksums(v.astype(d), a) for n, (v, d, a) in prepared.rows.digest_inputs.items()}
-    final = dask.delayed(run.finish, pure=False)(written, checksums or None,
+    final = dask.delayed(run.finish, pure=False)(written, checksums or None, staged,
                                                  dask_key_name=f"pz-append-commit-{run.lease_id}")
     return AppendDelayed(final.key, final.dask, run)
 
@@ -813,9 +819,9 @@ def run_append(
 ) -> AppendResult | Delayed:
     """Append ``ds`` to the existing store ``resolved``: see :func:`parallelzarr.append` for the keywords.
 
-    ``consolidated``: decided for this store already. ``then`` (with ``compute=True``): a prepared
-    ``mode="a"`` write of variables without ``append_dim`` that commits in this append's journal
-    (run alone when no row is appended).
+    ``consolidated``: decided for this store already. ``then``: a prepared ``mode="a"`` write of
+    variables without ``append_dim`` that commits in this append's journal (run alone when no row
+    is appended).
     """
     compute_kwargs = dict(compute_kwargs)
     budget = parse_bytes(max_mem) if max_mem is not None else None
@@ -833,14 +839,12 @@ def run_append(
         if not ds.sizes[append_dim]:
             done = _nothing_new(repeated, stored, resolved, append_dim, static, append_id, skipped, overwritten,
                                 repaired)
-            _commit_alone(then)
-            return done if compute else dask.delayed(done, traverse=False)
+            return _done_then(done, then) if compute else dask.delayed(_done_then, pure=False)(done, then)
 
     aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
     if is_recorded(resolved.store, aid, stored_format):
         done = _already_recorded(ds, resolved, append_dim, aid, repaired)
-        _commit_alone(then)
-        return done if compute else dask.delayed(done, traverse=False)
+        return _done_then(done, then) if compute else dask.delayed(_done_then, pure=False)(done, then)
     prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
                               append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format,
                               stored_ends=ends)
@@ -851,18 +855,19 @@ def run_append(
                       overwritten=overwritten, then=then)
     array_config = {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None
     if not compute:
-        return _lazy_graph(prepared, run, array_config)
+        return _lazy_graph(prepared, run, array_config, _stage_now(run, then, array_config))
     graph = None if inline else _lazy_graph(prepared, run, array_config)
     _lease_and_write(prepared, run, graph, array_config, repaired, progress, compute_kwargs, then)
     return run.result
 
 
-def _commit_alone(then: WriteJob | None) -> None:
-    """Run ``then`` on its own (lease, staging, commit): there are no rows to commit it with."""
+def _done_then(done: AppendResult, then: WriteJob | None) -> AppendResult:
+    """Run ``then`` on its own (lease, staging, commit; no rows to commit it with), then return ``done``."""
     if then is not None:
         from parallelzarr.run.runner import execute
 
         execute(then)
+    return done
 
 
 def _check_and_repair_store(resolved: ResolvedStore, zarr_format: int | None, consolidated: bool, wait: Any,
@@ -986,6 +991,25 @@ def _append_run(prepared: WriteJob, resolved: ResolvedStore, aid: str, append_di
     run.zarr_format = zarr_format
     run.then = then.lay_down if then is not None else None
     return run
+
+
+def _stage_now(run: _AppendRun, then: WriteJob | None, array_config: Mapping[str, Any] | None) -> Delayed | None:
+    """``append(compute=False)`` with ``then``: take the lease and lay down its staging now; return its writes.
+
+    As a ``mode="a"`` write with ``compute=False`` does, the lease is then held until the Delayed is
+    computed (its lease task finds the lease its own): the staged arrays must exist when their write
+    graph is built.
+    """
+    if then is None:
+        return None
+    lease = acquire_lease(run.store, run.description, run.operation, lease_id=run.lease_id, wait=run.wait)
+    try:
+        run.check()
+        then.lay_down.stage(then.resume)  # type: ignore[union-attr]  # an OverwriteRun (run/overwrite.py)
+    except BaseException:
+        lease.release()
+        raise
+    return build_graph(then.replace(commit=None), array_config)
 
 
 def _stage_then(then: WriteJob | None, array_config: Mapping[str, Any] | None,
