@@ -94,7 +94,7 @@ def default_local_size(
     if workers is None and threads_per_worker is None:
         return nprocesses_nthreads(ncpu)
     if workers is None:
-        return max(1, ncpu // int(threads_per_worker)), int(threads_per_worker)  # type: ignore[arg-type]
+        return max(1, ncpu // int(threads_per_worker)), int(threads_per_worker)  # type: ignore[arg-type]  # not None here: the branch above took that case
     if threads_per_worker is None:
         return int(workers), max(1, ncpu // int(workers))
     return int(workers), int(threads_per_worker)

@@ -37,7 +37,7 @@ def field_block(block_info: Mapping[Any, Any] | None = None) -> np.ndarray:
     A smooth temperature-like pattern (latitude gradient, seasonal cycle, a travelling wave) plus
     hash-based noise, so the codecs have real work and every element is reproducible.
     """
-    info = block_info[None]  # type: ignore[index]
+    info = block_info[None]  # type: ignore[index]  # dask passes a dict keyed by None for the output block
     (t0, t1), (y0, y1), (x0, x1) = info["array-location"]
     _, ny, nx = info["shape"]
     t = np.arange(t0, t1, dtype=np.int64)[:, None, None]

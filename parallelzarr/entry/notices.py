@@ -58,4 +58,4 @@ def quietly(func: F) -> F:
         with quiet_zarr_notices():
             return func(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # same signature as func (functools.wraps)

@@ -49,7 +49,7 @@ class DaskChunkStore(zarr.storage.MemoryStore):
         return {"data": self._data, "docs": dict(self._store_dict)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["data"], state["docs"])  # type: ignore[misc]
+        self.__init__(state["data"], state["docs"])  # type: ignore[misc]  # rebuilt exactly as constructed
 
     def __eq__(self, other: object) -> bool:
         return self is other

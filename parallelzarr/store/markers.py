@@ -176,7 +176,7 @@ class RangeKeys(AbstractSet):
         if key not in self.grid:
             return False
         flat = 0
-        for i, n in zip(key[1:], self.grid.shape, strict=True):  # type: ignore[index]
+        for i, n in zip(key[1:], self.grid.shape, strict=True):  # type: ignore[index]  # a tuple key, checked by `in self.grid` above
             flat = flat * n + i
         return self.start <= flat < self.stop
 

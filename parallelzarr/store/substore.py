@@ -104,4 +104,4 @@ class SubStore(WrapperStore[Store]):
         return {"store": self._store, "prefix": self.prefix}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["store"], state["prefix"])  # type: ignore[misc]
+        self.__init__(state["store"], state["prefix"])  # type: ignore[misc]  # rebuilt exactly as constructed

@@ -270,7 +270,7 @@ def _amplification_notes(stages: Sequence[StagePlan]) -> tuple[StagePlan, ...]:
 def _budget_error(smallest: int, message: str) -> MemoryBudgetError:
     """A :class:`MemoryBudgetError` carrying the smallest budget that works (``.smallest``, bytes)."""
     err = MemoryBudgetError(message)
-    err.smallest = smallest  # type: ignore[attr-defined]
+    err.smallest = smallest  # type: ignore[attr-defined]  # an attribute of this instance only, read by callers
     return err
 
 
