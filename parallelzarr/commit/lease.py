@@ -24,11 +24,14 @@ class Lease:
     store: Any
     holder: dict[str, Any]
     broke_stale: dict[str, Any] | None = None
+    released: bool = False
 
     def release(self) -> None:
+        """Delete the lease if it is still this holder's (read first: a broken lease may be another's now)."""
         current = read_json(self.store, LEASE_KEY)
         if current is not None and current.get("id") == self.holder["id"]:
             delete_key(self.store, LEASE_KEY)
+        self.released = True
 
 
 def parse_wait(wait: Any) -> float:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -63,6 +65,7 @@ from parallelzarr.store.chunk_io import write_region
 from parallelzarr.store.dims import describe_conflict, dimension_conflicts
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
 from parallelzarr.store.keys import LEASE_KEY, read_json, zarr_format_of
+from parallelzarr.store.read_cache import ReadCache
 from parallelzarr.store.rectilinear import append_job
 from parallelzarr.store.resolve import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
 from parallelzarr.store.staging import unpublished_array, unpublished_write, write_running
@@ -518,6 +521,8 @@ class _AppendRun:
     #: The commit step (an ``OverwriteRun``, run/overwrite.py) of a ``mode="a"`` write of the variables
     #: without the append dimension that commits in this append's journal, staged under this lease.
     then: Any = None
+    #: The lease when the append took it before reading the store (released through it).
+    lease: Lease | None = None
 
     def check(self) -> None:
         """Refuse to write if the store moved on since the append was planned."""
@@ -565,7 +570,7 @@ class _AppendRun:
 
     def release(self) -> None:
         """Release the lease if this run holds it (a no-op otherwise)."""
-        Lease(self.store, {"id": self.lease_id}).release()
+        (self.lease or Lease(self.store, {"id": self.lease_id})).release()
 
     def finish(self, written: int, checksums: Mapping[str, np.ndarray] | None = None,
                staged: Any = None) -> AppendResult:
@@ -690,6 +695,16 @@ def _runs_inline(prepared: WriteJob, budget: int | None, compute_kwargs: Mapping
     Only with a local scheduler (a distributed client's data is read through its cluster) and no
     progress bar; ``num_workers`` is then moot (one thread writes).
     """
+    return _local_compute(compute_kwargs, progress) and _small_enough(sum(int(j.data.nbytes) for j in prepared.jobs), budget)
+
+
+def _small_enough(nbytes: int, budget: int | None) -> bool:
+    """Whether ``nbytes`` of new data may be written from the calling thread (at most half the budget)."""
+    return nbytes <= INLINE_APPEND_BYTES and (budget is None or 2 * nbytes <= budget)
+
+
+def _local_compute(compute_kwargs: Mapping[str, Any], progress: bool) -> bool:
+    """Whether ``compute_kwargs`` name a local scheduler (or none, and the default is local) and no progress bar."""
     if progress or set(compute_kwargs) - {"scheduler", "num_workers"}:
         return False
     if "scheduler" in compute_kwargs:
@@ -699,30 +714,36 @@ def _runs_inline(prepared: WriteJob, budget: int | None, compute_kwargs: Mapping
         default = dask.base.get_scheduler()
         if default is not None and not str(getattr(default, "__module__", "")).startswith("dask."):
             return False
-    nbytes = sum(int(job.data.nbytes) for job in prepared.jobs)
-    return nbytes <= INLINE_APPEND_BYTES and (budget is None or 2 * nbytes <= budget)
+    return True
 
 
 def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None) -> None:
-    """Write a small append from this thread (no graph), then commit it like the graph's last task.
+    """Write a small append without a graph, then commit it like the graph's last task.
 
     The input and its row digests are computed together (each input block read once), then each
     array is written in slabs cut at its stored object boundaries along the append axis: every
     object is encoded and stored once, and each slab counts as one write (the crash tests' points).
+    The arrays are written, and the digests summed, by up to one thread per core: each of these
+    steps is a few milliseconds of encoding and file writes, which release the GIL.
     """
     assert prepared.rows is not None
-    inputs = prepared.rows.digest_inputs
+    rows = prepared.rows
+    inputs = rows.digest_inputs
     arrays = [job.data for job in prepared.jobs]
     computed = dask.compute(*arrays, *(v for v, _, _ in inputs.values()), scheduler="sync")
-    values = computed[: len(arrays)]
-    digests = {name: row_checksums_of(np.asarray(v).astype(d), a)
-               for (name, (_, d, a)), v in zip(inputs.items(), computed[len(arrays):], strict=True)}
-    written = 0
-    for job, data in zip(prepared.jobs, values, strict=True):
+
+    def write(job: ArrayJob, data: Any) -> int:
         target = job.open_target()
         if array_config:
             target = target.with_config(cast(ArrayConfigParams, dict(array_config)))
-        written += _write_slabs(target, job.plan, prepared.rows.axes[job.plan.name], np.asarray(data))
+        return _write_slabs(target, job.plan, rows.axes[job.plan.name], np.asarray(data))
+
+    with ThreadPoolExecutor(max(1, min(len(arrays) + len(inputs), os.cpu_count() or 1))) as pool:
+        writes = [pool.submit(write, job, data) for job, data in zip(prepared.jobs, computed, strict=False)]
+        sums = {name: pool.submit(lambda v, d, a: row_checksums_of(np.asarray(v).astype(d), a), v, d, a)
+                for (name, (_, d, a)), v in zip(inputs.items(), computed[len(arrays):], strict=True)}
+        written = sum(w.result() for w in writes)
+        digests = {name: f.result() for name, f in sums.items()}
     run.finish(written, digests or None)
 
 
@@ -822,42 +843,98 @@ def run_append(
     ``consolidated``: decided for this store already. ``then``: a prepared ``mode="a"`` write of
     variables without ``append_dim`` that commits in this append's journal (run alone when no row
     is appended).
+
+    A small append computed here (see :func:`_leased_first`) takes the lease before it reads the
+    store, then reads through a :class:`~parallelzarr.store.read_cache.ReadCache`: with no other
+    writer, every document and index chunk it needs is read once. Any other append plans first and
+    takes the lease to write (a held lease then costs no planning reads).
     """
     compute_kwargs = dict(compute_kwargs)
     budget = parse_bytes(max_mem) if max_mem is not None else None
-    stored_format, wait, repaired = _check_and_repair_store(resolved, zarr_format, consolidated, wait, compute)
+    options = _AppendOptions(consolidated, compute, strategy, append_id, budget, max_mem, encoding, static, zarr_format,
+                             write_empty_chunks, append_step, gaps, repeat, wait, progress, compute_kwargs, then)
+    if not _leased_first(ds, options):
+        return _append_with(ds, resolved, append_dim, options)
+    lease = acquire_lease(resolved.store, resolved.description, "append", wait=wait)
+    cached = dataclasses.replace(resolved, store=ReadCache(resolved.store, uncached=(LEASE_KEY,)))
+    try:
+        return _append_with(ds, cached, append_dim, options, lease)
+    finally:
+        if not lease.released:  # an append that wrote nothing, or failed (the commit releases its own)
+            lease.release()
 
+
+@dataclass(frozen=True)
+class _AppendOptions:
+    """The keywords of one :func:`run_append` (``budget``: ``max_mem`` in bytes)."""
+
+    consolidated: bool
+    compute: bool
+    strategy: str
+    append_id: str | None
+    budget: int | None
+    max_mem: int | str | None
+    encoding: Mapping[str, Any] | None
+    static: str
+    zarr_format: int | None
+    write_empty_chunks: bool | None
+    append_step: Any
+    gaps: str
+    repeat: str
+    wait: Any
+    progress: bool
+    compute_kwargs: dict[str, Any]
+    then: WriteJob | None
+
+
+def _leased_first(ds: xr.Dataset, options: _AppendOptions) -> bool:
+    """Whether an append takes the lease before reading the store: one written inline from here.
+
+    Computed now, no ``then``, and small enough (all of ``ds``, statics included) to write from this
+    thread (:func:`_runs_inline`); it is then written inline whatever its encoded size.
+    """
+    return (options.compute and options.then is None and _local_compute(options.compute_kwargs, options.progress)
+            and _small_enough(int(ds.nbytes), options.budget))
+
+
+def _append_with(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, options: _AppendOptions,
+                 leased: Lease | None = None) -> AppendResult | Delayed:
+    """:func:`run_append` with its keywords in ``options``; ``leased``: the lease, when taken first."""
+    o = options
+    stored_format, wait, repaired = _check_and_repair_store(resolved, o.zarr_format, o.consolidated, o.wait, o.compute,
+                                                            leased)
     skipped = overwritten = 0
     stored, ends = _open_for_append(ds, resolved, stored_format, append_dim)
-    repeated = _split_repeats(ds, stored, append_dim, repeat) if ends is None else _no_repeats(repeat)
+    repeated = _split_repeats(ds, stored, append_dim, o.repeat) if ends is None else _no_repeats(o.repeat)
     if repeated is not None:
         # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
-        skipped, overwritten = _handle_repeats(repeated, stored, resolved, append_dim, repeat, compute=compute,
-                                               compute_kwargs=compute_kwargs, progress=progress, wait=wait,
-                                               max_mem=max_mem)
+        skipped, overwritten = _handle_repeats(repeated, stored, resolved, append_dim, o.repeat, compute=o.compute,
+                                               compute_kwargs=o.compute_kwargs, progress=o.progress, wait=wait,
+                                               max_mem=o.max_mem)
         ds = repeated.new
         if not ds.sizes[append_dim]:
-            done = _nothing_new(repeated, stored, resolved, append_dim, static, append_id, skipped, overwritten,
+            done = _nothing_new(repeated, stored, resolved, append_dim, o.static, o.append_id, skipped, overwritten,
                                 repaired)
-            return _done_then(done, then) if compute else dask.delayed(_done_then, pure=False)(done, then)
+            return _done_then(done, o.then) if o.compute else dask.delayed(_done_then, pure=False)(done, o.then)
 
-    aid = append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
-    if is_recorded(resolved.store, aid, stored_format):
+    aid = o.append_id or _derive_id(ds, append_dim, _labels_only(ds, append_dim))
+    # Labels all beyond the last stored one (ends) cannot have been recorded under an id derived from them.
+    if (o.append_id is not None or ends is None) and is_recorded(resolved.store, aid, stored_format):
         done = _already_recorded(ds, resolved, append_dim, aid, repaired)
-        return _done_then(done, then) if compute else dask.delayed(_done_then, pure=False)(done, then)
-    prepared = prepare_append(ds, resolved, append_dim, strategy=strategy, max_mem=budget, encoding=encoding, static=static,
-                              append_step=append_step, gaps=gaps, stored=stored, zarr_format=stored_format,
-                              stored_ends=ends)
-    inline = compute and _runs_inline(prepared, budget, compute_kwargs, progress)
+        return _done_then(done, o.then) if o.compute else dask.delayed(_done_then, pure=False)(done, o.then)
+    prepared = prepare_append(ds, resolved, append_dim, strategy=o.strategy, max_mem=o.budget, encoding=o.encoding,
+                              static=o.static, append_step=o.append_step, gaps=o.gaps, stored=stored,
+                              zarr_format=stored_format, stored_ends=ends)
+    inline = leased is not None or (o.compute and _runs_inline(prepared, o.budget, o.compute_kwargs, o.progress))
     prepared, markers = (prepared, None) if inline else _with_append_resume(prepared, resolved.store)
-    run = _append_run(prepared, resolved, aid, append_dim, compute=compute, consolidated=consolidated,
+    run = _append_run(prepared, resolved, aid, append_dim, compute=o.compute, consolidated=o.consolidated,
                       markers=markers, zarr_format=stored_format, wait=wait, repaired=repaired, skipped=skipped,
-                      overwritten=overwritten, then=then)
-    array_config = {"write_empty_chunks": write_empty_chunks} if write_empty_chunks is not None else None
-    if not compute:
-        return _lazy_graph(prepared, run, array_config, _stage_now(run, then, array_config))
+                      overwritten=overwritten, then=o.then, lease=leased)
+    array_config = {"write_empty_chunks": o.write_empty_chunks} if o.write_empty_chunks is not None else None
+    if not o.compute:
+        return _lazy_graph(prepared, run, array_config, _stage_now(run, o.then, array_config))
     graph = None if inline else _lazy_graph(prepared, run, array_config)
-    _lease_and_write(prepared, run, graph, array_config, repaired, progress, compute_kwargs, then)
+    _lease_and_write(prepared, run, graph, array_config, repaired, o.progress, o.compute_kwargs, o.then)
     return run.result
 
 
@@ -871,11 +948,16 @@ def _done_then(done: AppendResult, then: WriteJob | None) -> AppendResult:
 
 
 def _check_and_repair_store(resolved: ResolvedStore, zarr_format: int | None, consolidated: bool, wait: Any,
-                            compute: bool) -> tuple[int, Any, list[str]]:
-    """Check the stored format, wait for a held lease, repair; return (stored format, wait left, what was repaired)."""
+                            compute: bool, leased: Lease | None = None) -> tuple[int, Any, list[str]]:
+    """Check the stored format, wait for a held lease, repair; return (stored format, wait left, what was repaired).
+
+    ``leased``: the lease this append took before reading (it broke a dead holder's lease already).
+    """
     stored_format = stored_zarr_format(resolved.store)
     if zarr_format is not None:
         _check_stored_format(resolved, zarr_format, stored_format)
+    if leased is not None:
+        return stored_format, wait, _repair_under_lease(resolved, consolidated, leased)
     if wait is not None and compute:
         # Before reading the store: the checks must see what the holder commits (its rows, its shape).
         wait = _wait_until_free(resolved.store, wait)
@@ -914,6 +996,16 @@ def _repair_before_append(resolved: ResolvedStore, consolidated: bool, wait: Any
             repaired.append(f"rolled forward interrupted append {journal['entry']['id']}: {'; '.join(steps) or 'already applied'}")
         finally:
             lease.release()
+    return repaired
+
+
+def _repair_under_lease(resolved: ResolvedStore, consolidated: bool, lease: Lease) -> list[str]:
+    """With the lease held: roll an interrupted commit forward; return what was repaired."""
+    repaired = [f"broke the lease of a dead process ({describe_holder(lease.broke_stale)})"] if lease.broke_stale else []
+    journal = pending_journal(resolved.store)
+    if journal is not None:
+        steps = roll_forward(resolved.store, journal, journal.get("consolidated", consolidated))
+        repaired.append(f"rolled forward interrupted append {journal['entry']['id']}: {'; '.join(steps) or 'already applied'}")
     return repaired
 
 
@@ -967,10 +1059,11 @@ def _already_recorded(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, 
 
 def _append_run(prepared: WriteJob, resolved: ResolvedStore, aid: str, append_dim: str, *, compute: bool,
                 consolidated: bool, markers: str | None, zarr_format: int, wait: Any, repaired: list[str],
-                skipped: int, overwritten: int, then: WriteJob | None = None) -> _AppendRun:
+                skipped: int, overwritten: int, then: WriteJob | None = None, lease: Lease | None = None) -> _AppendRun:
     """The lease, journal and result of this append (what its graph's first and last tasks need).
 
-    ``then``: a ``mode="a"`` write whose commit step joins this append's journal (see :func:`run_append`).
+    ``then``: a ``mode="a"`` write whose commit step joins this append's journal (see :func:`run_append`);
+    ``lease``: the lease when the append took it before reading the store.
     """
     info = prepared.rows
     assert info is not None
@@ -983,13 +1076,14 @@ def _append_run(prepared: WriteJob, resolved: ResolvedStore, aid: str, append_di
         prepared.plan, info.offset, info.length, repaired, skipped, overwritten,
     )
     run = _AppendRun(
-        resolved.store, resolved.description, uuid.uuid4().hex, "append" if compute else "append(compute=False)",
+        resolved.store, resolved.description, lease.holder["id"] if lease is not None else uuid.uuid4().hex, "append" if compute else "append(compute=False)",
         dict(info.old_shapes), {"shapes": dict(info.shapes), "entry": entry, "consolidated": consolidated,
                              "markers": markers, "zarr_format": zarr_format}, consolidated, result,
     )
     run.wait = wait
     run.zarr_format = zarr_format
     run.then = then.lay_down if then is not None else None
+    run.lease = lease
     return run
 
 
@@ -1027,13 +1121,15 @@ def _lease_and_write(prepared: WriteJob, run: _AppendRun, graph: AppendDelayed |
                      compute_kwargs: dict[str, Any], then: WriteJob | None = None) -> None:
     """Take the lease, check the store, then write (inline, or by computing ``graph``) and commit."""
     # Eagerly here: a held lease is reported before any input is read. The lease task then finds
-    # its own id and does nothing.
-    lease = acquire_lease(run.store, run.description, run.operation, lease_id=run.lease_id, wait=run.wait)
-    if lease.broke_stale:
-        repaired.append(f"broke the lease of a dead process ({describe_holder(lease.broke_stale)})")
+    # its own id and does nothing. (An append that took it before reading holds it already.)
+    if run.lease is None:
+        lease = acquire_lease(run.store, run.description, run.operation, lease_id=run.lease_id, wait=run.wait)
+        if lease.broke_stale:
+            repaired.append(f"broke the lease of a dead process ({describe_holder(lease.broke_stale)})")
     with store_write_failures(append_failure(run.store, run.description), cleanup=run.stopped):
         fault_point("append:leased")
-        run.check()
+        if run.lease is None:  # a lease taken before reading needs no check: what was read is current
+            run.check()
         _stage_then(then, array_config, compute_kwargs)
         if graph is None:
             _append_inline(prepared, run, array_config)

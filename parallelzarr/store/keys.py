@@ -2,22 +2,25 @@
 
 Every operation that reads or writes one key of a store by name (bookkeeping under ``.parallelzarr*``,
 metadata documents, task markers, staged copies) goes through this module, so writes, appends and
-rechunks share one implementation of each. Each call runs the store's coroutine with zarr's
-``sync``, so it may be called from any thread (a dask worker's included).
+rechunks share one implementation of each. Each call runs the store's coroutine in the calling
+thread for local and memory stores and with zarr's ``sync`` for the others, so it may be called from
+any thread (a dask worker's included).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import zarr
 import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+
+from parallelzarr.store.zarr_compat import loop_free, run_inline
 
 __all__ = [
     "ROOT_DOCS",
@@ -56,6 +59,8 @@ METADATA_NAMES = frozenset(ROOT_DOCS) | frozenset(ARRAY_DOCS)
 #: A zarr format number, as zarr's own functions type it.
 ZarrFormat = Literal[2, 3]
 
+T = TypeVar("T")
+
 
 def zarr_format_of(value: Any) -> ZarrFormat:
     """``value`` (a format number from metadata, a journal or the user) as a :data:`ZarrFormat`.
@@ -82,30 +87,39 @@ WRITE_KEY = f"{PREFIX}/write.json"
 APPENDS_PREFIX = f"{PREFIX}/appends/"
 
 
+def _run(store: Any, coro: Coroutine[Any, Any, T]) -> T:
+    """Run one store coroutine: in this thread for local files and memory, else on zarr's loop.
+
+    A metadata read or write is a fraction of a millisecond; the hop to zarr's loop thread and back
+    would cost about as much again.
+    """
+    return run_inline(coro) if loop_free(store) else sync(coro)
+
+
 def get(store: Any, key: str) -> bytes | None:
     """The bytes stored at ``key``, or ``None`` if it is absent."""
-    buf = sync(store.get(key, prototype=default_buffer_prototype()))
+    buf = _run(store, store.get(key, prototype=default_buffer_prototype()))
     return None if buf is None else buf.to_bytes()
 
 
 def put(store: Any, key: str, value: bytes) -> None:
     """Write ``value`` at ``key`` (one object write)."""
-    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(value)))
+    _run(store, store.set(key, default_buffer_prototype().buffer.from_bytes(value)))
 
 
 def exists(store: Any, key: str) -> bool:
     """Whether ``key`` exists in ``store``."""
-    return bool(sync(store.exists(key)))
+    return bool(_run(store, store.exists(key)))
 
 
 def delete(store: Any, key: str) -> None:
     """Delete one key (an absent key is fine)."""
-    sync(store.delete(key))
+    _run(store, store.delete(key))
 
 
 def delete_prefix(store: Any, prefix: str) -> None:
     """Delete every key under ``prefix`` (``""``: the whole store)."""
-    sync(store.delete_dir(prefix))
+    _run(store, store.delete_dir(prefix))
 
 
 async def _collect(it: Any) -> list[str]:
@@ -114,7 +128,7 @@ async def _collect(it: Any) -> list[str]:
 
 def list_keys(store: Any, prefix: str = "") -> list[str]:
     """Every key under ``prefix`` (one listing; its order is the store's)."""
-    return sync(_collect(store.list_prefix(prefix)))
+    return _run(store, _collect(store.list_prefix(prefix)))
 
 
 def read_json(store: Any, key: str) -> dict[str, Any] | None:

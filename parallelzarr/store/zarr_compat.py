@@ -193,6 +193,11 @@ class ArrayCodec:
         The numcodecs compressor of a zarr v2 array without filters, in native byte order: its
         ``decode(data, out=...)`` writes a whole object straight into a slice of the caller's block
         (what zarr's V2 codec does, minus the copy out of its own buffer). None otherwise.
+    steps
+        The pipeline's codecs with the spec each one sees, when every codec can run synchronously
+        (``_encode_sync``/``_decode_sync``, zarr 3.1 to 3.4; not sharding): :meth:`encode` and
+        :meth:`decode` then call them directly instead of running the pipeline's coroutine, which
+        costs about as much again as zstd-encoding a 160 KB chunk. ``None`` otherwise.
     """
 
     store: Any
@@ -208,6 +213,7 @@ class ArrayCodec:
     encode_key: Callable[[tuple[int, ...]], str]
     raw_bytes: bool
     direct: Any = None
+    steps: tuple[tuple[Any, Any], ...] | None = None
 
     def key(self, coords: tuple[int, ...]) -> str:
         """Store key of the object at grid ``coords``."""
@@ -219,6 +225,11 @@ class ArrayCodec:
         if self.raw_bytes:
             return proto.buffer.from_array_like(chunk.reshape(-1, order="A").view("B"))
         nd = proto.nd_buffer.from_numpy_array(chunk)
+        if self.steps is not None:
+            data: Any = nd
+            for codec, spec in self.steps:
+                data = codec._encode_sync(data, spec)
+            return data
         out = run_inline(self.pipeline.encode([(nd, self.spec)]))
         return list(out)[0]
 
@@ -234,6 +245,10 @@ class ArrayCodec:
 
     def decode(self, data: Any) -> np.ndarray:
         """Decode one stored object (a zarr Buffer) into an array of the object's shape."""
+        if self.steps is not None:
+            for codec, spec in reversed(self.steps):
+                data = codec._decode_sync(data, spec)
+            return np.asarray(data.as_ndarray_like())
         out = run_inline(self.pipeline.decode([(data, self.spec)]))
         return np.asarray(list(out)[0].as_ndarray_like())
 
@@ -266,8 +281,25 @@ def array_codec(arr: zarr.Array) -> ArrayCodec:
         store=arr.store, prefix=f"{path}/" if path else "", grid=grid, shape=tuple(arr.shape),
         dtype=np.dtype(meta.dtype.to_native_dtype()), order=order, fill=_fill_value_or_default(spec),
         write_empty=bool(config.write_empty_chunks), spec=spec, pipeline=aa.codec_pipeline,
-        encode_key=meta.encode_chunk_key, raw_bytes=raw, direct=direct,
+        encode_key=meta.encode_chunk_key, raw_bytes=raw, direct=direct, steps=_sync_steps(aa.codec_pipeline, spec),
     )
+
+
+def _sync_steps(pipeline: Any, spec: ArraySpec) -> tuple[tuple[Any, Any], ...] | None:
+    """Each codec of ``pipeline`` with the spec it sees (as zarr's pipeline resolves them), if all run synchronously."""
+    from zarr.codecs import ShardingCodec
+
+    try:
+        codecs = [*pipeline.array_array_codecs, pipeline.array_bytes_codec, *pipeline.bytes_bytes_codecs]
+    except AttributeError:  # another pipeline class (zarr's config can name one)
+        return None
+    steps = []
+    for codec in codecs:
+        if isinstance(codec, ShardingCodec) or not (hasattr(codec, "_encode_sync") and hasattr(codec, "_decode_sync")):
+            return None
+        steps.append((codec, spec))
+        spec = codec.resolve_metadata(spec)
+    return tuple(steps)
 
 
 # --- rectilinear chunk grids (zarr >= 3.2, zarr format 3) -----------------------------------------
