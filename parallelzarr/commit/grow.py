@@ -39,10 +39,14 @@ def grow_arrays(store: Any, shapes: dict[str, list[int]], fmt: ZarrFormat, done:
     return docs
 
 
-def record_append(store: Any, journal: dict[str, Any], done: list[str]) -> None:
-    """Record the append of ``journal`` (after it is visible) and drop its resume markers."""
+def record_append(store: Any, journal: dict[str, Any], done: list[str], fresh: bool = False) -> None:
+    """Record the append of ``journal`` (after it is visible) and drop its resume markers.
+
+    ``fresh``: the commit of the run that checked, under its lease, that no record exists (not a
+    roll-forward after a crash): the record is written without reading it first.
+    """
     entry = journal["entry"]
-    if read_record(store, entry["id"]) is None:
+    if fresh or read_record(store, entry["id"]) is None:
         write_record(store, entry)
         done.append(f"recorded append {entry['id']}")
     fault_point("commit:logged")

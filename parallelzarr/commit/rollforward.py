@@ -21,13 +21,15 @@ from parallelzarr.store.keys import JOURNAL_KEY, read_json, write_metadata_doc, 
 from parallelzarr.store.keys import delete as delete_key
 
 
-def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> list[str]:
+def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool, fresh: bool = False) -> list[str]:
     """Apply a journal: resize arrays, consolidate, record the append, drop the journal.
 
     Every step checks before it acts, so running it twice (or after a crash inside it) is safe. The
     record is written after the consolidation (the commit point for consolidated readers) and
     before the journal goes: a record never names an append readers cannot see, and an append
     readers can see but that has no record yet still has its journal, which writes the record.
+    ``fresh``: the first roll-forward, by the append that wrote the journal and found under its
+    lease that the append has no record (the record is then written without reading it first).
     """
     if journal.get("kind") == "overwrite":  # mode="a"/"r+" without append_dim (parallelzarr.commit.overwrite)
         return roll_forward_overwrite(store, journal)
@@ -42,7 +44,7 @@ def roll_forward(store: Any, journal: dict[str, Any], consolidated: bool) -> lis
             zarr.consolidate_metadata(store, zarr_format=fmt)
             done.append("consolidated metadata")
     fault_point("commit:consolidated")
-    record_append(store, journal, done)
+    record_append(store, journal, done, fresh)
     delete_key(store, JOURNAL_KEY)
     fault_point("commit:journal-removed")
     return done

@@ -153,11 +153,20 @@ _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, elementwise (uint64 arithmetic wraps, as intended)."""
+    """splitmix64's finaliser, elementwise (uint64 arithmetic wraps, as intended); ``x`` is overwritten.
+
+    In place, with one scratch array: each step of the finaliser would otherwise allocate an array
+    of the piece's size (the digests of a small append are mostly this function).
+    """
+    scratch = np.empty_like(x)
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * _M1
-        x = (x ^ (x >> np.uint64(27))) * _M2
-        return x ^ (x >> np.uint64(31))
+        for shift, factor in ((30, _M1), (27, _M2)):
+            np.right_shift(x, np.uint64(shift), out=scratch)
+            np.bitwise_xor(x, scratch, out=x)
+            np.multiply(x, factor, out=x)
+        np.right_shift(x, np.uint64(31), out=scratch)
+        np.bitwise_xor(x, scratch, out=x)
+    return x
 
 
 def _bits(block: np.ndarray) -> np.ndarray:

@@ -588,7 +588,8 @@ class _AppendRun:
                 journal = {**self.then.journal, "append": self.journal}
             write_journal(self.store, journal)
             fault_point("append:journaled")
-            roll_forward(self.store, journal, self.consolidated)
+            # Fresh: the lease is held since the check (check(), or reads under a lease taken first) found no record.
+            roll_forward(self.store, journal, self.consolidated, fresh=True)
         except BaseException:
             self.release()  # a written journal stays: the next append or repair rolls it forward
             raise
@@ -730,7 +731,8 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
     rows = prepared.rows
     inputs = rows.digest_inputs
     arrays = [job.data for job in prepared.jobs]
-    computed = dask.compute(*arrays, *(v for v, _, _ in inputs.values()), scheduler="sync")
+    # Unoptimised: a few blocks of in-memory data, where fusing the graph costs more than it saves.
+    computed = dask.compute(*arrays, *(v for v, _, _ in inputs.values()), scheduler="sync", optimize_graph=False)
 
     def write(job: ArrayJob, data: Any) -> int:
         target = job.open_target()
@@ -890,11 +892,12 @@ class _AppendOptions:
 def _leased_first(ds: xr.Dataset, options: _AppendOptions) -> bool:
     """Whether an append takes the lease before reading the store: one written inline from here.
 
-    Computed now, no ``then``, and small enough (all of ``ds``, statics included) to write from this
-    thread (:func:`_runs_inline`); it is then written inline whatever its encoded size.
+    Computed now, no ``then``, not ``repeat="overwrite"`` (its rewrite of stored rows takes the lease
+    itself), and small enough (all of ``ds``, statics included) to write from this thread
+    (:func:`_runs_inline`); it is then written inline whatever its encoded size.
     """
-    return (options.compute and options.then is None and _local_compute(options.compute_kwargs, options.progress)
-            and _small_enough(int(ds.nbytes), options.budget))
+    return (options.compute and options.then is None and options.repeat != "overwrite"
+            and _local_compute(options.compute_kwargs, options.progress) and _small_enough(int(ds.nbytes), options.budget))
 
 
 def _append_with(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, options: _AppendOptions,

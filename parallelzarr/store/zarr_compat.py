@@ -155,11 +155,14 @@ def _innermost(store: Any) -> Any:
 
 
 def loop_free(store: Any) -> bool:
-    """Whether the store's coroutines may run on any loop (local files, memory).
+    """Whether the store's coroutines may run on any loop (local files, memory, once open).
 
-    fsspec stores keep sessions bound to zarr's loop; their operations are submitted there.
+    fsspec stores keep sessions bound to zarr's loop; their operations are submitted there. So is
+    the first operation on a store not yet open: zarr opens a store inside its first operation,
+    which is safe on zarr's one loop but a race between threads that each run their own.
     """
-    return isinstance(_innermost(store), zarr.storage.LocalStore | zarr.storage.MemoryStore)
+    inner = _innermost(store)
+    return isinstance(inner, zarr.storage.LocalStore | zarr.storage.MemoryStore) and bool(getattr(inner, "_is_open", False))
 
 
 @dataclass(frozen=True)
