@@ -848,8 +848,8 @@ def run_append(
 
     A small append computed here (see :func:`_leased_first`) takes the lease before it reads the
     store, then reads through a :class:`~parallelzarr.store.read_cache.ReadCache`: with no other
-    writer, every document and index chunk it needs is read once. Any other append plans first and
-    takes the lease to write (a held lease then costs no planning reads).
+    writer, every document and index chunk it needs is read once. Any other append plans first, then
+    takes the lease to write and checks that the store has not moved on (:meth:`_AppendRun.check`).
     """
     compute_kwargs = dict(compute_kwargs)
     budget = parse_bytes(max_mem) if max_mem is not None else None
