@@ -741,12 +741,17 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
         return _write_slabs(target, job.plan, rows.axes[job.plan.name], np.asarray(data))
 
     with ThreadPoolExecutor(max(1, min(len(arrays) + len(inputs), os.cpu_count() or 1))) as pool:
-        writes = [pool.submit(write, job, data) for job, data in zip(prepared.jobs, computed, strict=False)]
-        sums = {name: pool.submit(lambda v, d, a: row_checksums_of(np.asarray(v).astype(d), a), v, d, a)
+        writes = [pool.submit(write, job, data) for job, data in zip(prepared.jobs, computed[:len(arrays)], strict=True)]
+        sums = {name: pool.submit(_row_digests, v, d, a)
                 for (name, (_, d, a)), v in zip(inputs.items(), computed[len(arrays):], strict=True)}
         written = sum(w.result() for w in writes)
         digests = {name: f.result() for name, f in sums.items()}
     run.finish(written, digests or None)
+
+
+def _row_digests(values: Any, dtype: np.dtype, axis: int) -> np.ndarray:
+    """The row checksums of ``values`` as stored (cast to the stored ``dtype``)."""
+    return row_checksums_of(np.asarray(values).astype(dtype), axis)
 
 
 def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> int:
