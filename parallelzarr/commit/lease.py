@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from parallelzarr.errors import LeaseError
+from parallelzarr.hooks import fault_point
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive, this_holder
-from parallelzarr.store.keys import LEASE_KEY, create_exclusive, read_json
+from parallelzarr.store.keys import LEASE_KEY, PREFIX, create_exclusive, list_keys, read_json
 from parallelzarr.store.keys import delete as delete_key
+
+#: Prefix of the marker one breaker of a dead lease creates exclusively (``lease-break-<id>.json``).
+BREAK_PREFIX = f"{PREFIX}/lease-break-"
 
 
 @dataclass
@@ -86,8 +90,8 @@ def _acquire_once(store: Any, description: str, operation: str, lease_id: str | 
             return Lease(store, holder, broke)
         current = read_json(store, LEASE_KEY) or {}
         if holder_alive(current) is False:
-            delete_key(store, LEASE_KEY)
-            broke = current
+            if break_dead_lease(store, current, description):
+                broke = current
             continue
         if held_by_this_process(current):
             # Not another process at all: most often a lazy append whose graph never finished.
@@ -105,11 +109,52 @@ def _acquire_once(store: Any, description: str, operation: str, lease_id: str | 
     raise LeaseError(f"could not take the lease of {description}; another process keeps taking it")
 
 
+def break_dead_lease(store: Any, dead: dict[str, Any], description: str = "the store") -> bool:
+    """Delete the lease ``dead`` (read earlier, its holder gone) if it is still the stored one.
+
+    Two processes that read the same dead lease must not both break it: the slower one would delete
+    the lease the faster one has taken since, and both would write. So a breaker first creates
+    ``lease-break-<id>.json`` exclusively; only its creator re-reads the lease and deletes it if it
+    is still ``dead``, then removes the marker. The re-read makes a late breaker (one that wins the
+    marker after the first has removed it) harmless. Returns whether this call deleted the lease.
+    """
+    marker = f"{BREAK_PREFIX}{dead.get('id', 'unknown')}.json"
+    fault_point("lease:breaking")
+    breaker = {"id": uuid.uuid4().hex, **this_holder("lease break"), "breaks": dead.get("id")}
+    if not create_exclusive(store, marker, breaker):
+        other = read_json(store, marker) or {}
+        if holder_alive(other) is False and read_json(store, LEASE_KEY) == dead:
+            raise LeaseError(
+                f"the dead lease of {description} ({describe_holder(dead)}) is stuck: the process breaking it "
+                f"died too ({describe_holder(other)}); run parallelzarr.repair(store, force=True)"
+            )
+        return False  # another process is breaking it right now
+    try:
+        if read_json(store, LEASE_KEY) != dead:
+            return False  # broken (and perhaps taken) by someone else already
+        delete_key(store, LEASE_KEY)
+        return True
+    finally:
+        delete_key(store, marker)
+
+
 def clear_dead_lease(store: Any) -> dict[str, Any] | None:
     """Remove a lease whose holder provably died (same host, process gone); return it if removed."""
     lease = read_json(store, LEASE_KEY)
-    if lease is not None and holder_alive(lease) is False:
-        delete_key(store, LEASE_KEY)
+    if lease is not None and holder_alive(lease) is False and break_dead_lease(store, lease):
         return lease
     return None
+
+
+def clear_break_markers(store: Any) -> list[str]:
+    """Delete lease-break markers left by breakers that died (``repair(force=True)``); return their keys."""
+    stale = []
+    for key in list_keys(store, PREFIX):
+        if not key.startswith(BREAK_PREFIX):
+            continue
+        marker = read_json(store, key)
+        if marker is None or holder_alive(marker) is not True:
+            delete_key(store, key)
+            stale.append(key)
+    return stale
 

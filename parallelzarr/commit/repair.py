@@ -15,9 +15,9 @@ from zarr.core.sync import sync
 
 from parallelzarr.commit.appendlog import append_log, delete_record, migrate_legacy_log
 from parallelzarr.commit.journal import pending_journal
-from parallelzarr.commit.lease import acquire_lease
+from parallelzarr.commit.lease import acquire_lease, break_dead_lease, clear_break_markers
 from parallelzarr.commit.rollforward import roll_forward
-from parallelzarr.errors import StoreError
+from parallelzarr.errors import LeaseError, StoreError
 from parallelzarr.store.dims import array_dims, describe_conflict, dimension_conflicts
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
 from parallelzarr.store.keys import ARRAY_DOCS, LEASE_KEY, PREFIX, read_json
@@ -160,8 +160,20 @@ def repair_store(store: Any, description: str, *, force: bool = False, truncate:
                 f"lease held from another host ({describe_holder(lease)}); run repair(force=True) once it is gone"
             )
             return report
-        delete_key(store, LEASE_KEY)
-        report.actions.append(f"cleared {'stale' if alive is False else 'forced'} lease ({describe_holder(lease)})")
+        if force:
+            # First, so that a breaker which died mid-break no longer blocks the stale lease.
+            report.actions.extend(f"removed the marker of a lease breaker that died ({key})"
+                                  for key in clear_break_markers(store))
+        if alive is False:
+            try:
+                if break_dead_lease(store, lease, description):
+                    report.actions.append(f"cleared stale lease ({describe_holder(lease)})")
+            except LeaseError as exc:
+                report.problems.append(str(exc))
+                return report
+        else:
+            delete_key(store, LEASE_KEY)
+            report.actions.append(f"cleared forced lease ({describe_holder(lease)})")
     journal = pending_journal(store)
     if journal is not None:
         steps = roll_forward(store, journal, journal.get("consolidated", True))

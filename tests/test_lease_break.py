@@ -1,0 +1,111 @@
+"""Breaking a dead lease: two processes that find the same dead lease never both end up holding it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import zarr
+
+import parallelzarr as pz
+from parallelzarr.commit.lease import BREAK_PREFIX, break_dead_lease
+from parallelzarr.errors import LeaseError
+from parallelzarr.store.holders import this_holder
+from parallelzarr.store.keys import LEASE_KEY, create_exclusive, list_keys, read_json, write_json
+
+# Each contender tries to take the lease, reports whether it got it, holds it a while and then
+# reports whether the stored lease is still its own (a second breaker would have replaced it).
+CONTENDER = textwrap.dedent("""
+    import json, sys, time
+    import zarr
+    from parallelzarr.commit.lease import acquire_lease
+    from parallelzarr.errors import LeaseError
+    store = zarr.storage.LocalStore(sys.argv[1])
+    try:
+        lease = acquire_lease(store, "the store")
+    except LeaseError as exc:
+        print(json.dumps({"got": False, "error": str(exc)}), flush=True)
+        sys.exit(0)
+    time.sleep(float(sys.argv[2]))
+    from parallelzarr.store.keys import LEASE_KEY, read_json
+    still = (read_json(store, LEASE_KEY) or {}).get("id") == lease.holder["id"]
+    lease.release()
+    print(json.dumps({"got": True, "still_mine": still, "broke": lease.broke_stale is not None}), flush=True)
+""")
+
+
+def _dead_lease(store) -> dict:
+    """A lease of a process that has exited (same host): what a killed append leaves."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    holder = {"id": "dead-one", **this_holder("append"), "pid": int(proc.stdout), "pid_started": time.time() - 5}
+    assert create_exclusive(store, LEASE_KEY, holder)
+    return holder
+
+
+def _contender(path: str, hold: float, pause: str | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELZARR_")}
+    if pause:
+        env["PARALLELZARR_PAUSE"] = pause
+    return subprocess.Popen([sys.executable, "-c", CONTENDER, path, str(hold)], env=env, stdout=subprocess.PIPE, text=True)
+
+
+def test_two_breakers_of_one_dead_lease_never_both_hold_it(tmp_path):
+    """The slow breaker read the dead lease before the fast one broke it and took its own."""
+    path = str(tmp_path / "s.zarr")
+    store = zarr.storage.LocalStore(path)
+    _dead_lease(store)
+    slow = _contender(path, 0.2, pause="lease:breaking:2.5")  # reads the dead lease, then stalls
+    time.sleep(1.5)
+    fast = _contender(path, 3.0)  # breaks it and holds the store while the slow one wakes up
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in (slow, fast)]
+    holders = [r for r in results if r["got"]]
+    assert len(holders) == 1, results
+    assert holders[0]["still_mine"] and holders[0]["broke"], results
+    refused = next(r for r in results if not r["got"])
+    assert "being written by another process" in refused["error"], refused
+    assert read_json(store, LEASE_KEY) is None
+    assert not [k for k in list_keys(store, ".parallelzarr") if k.startswith(BREAK_PREFIX)]
+
+
+def test_many_processes_racing_for_a_dead_lease_get_one_holder(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    store = zarr.storage.LocalStore(path)
+    _dead_lease(store)
+    procs = [_contender(path, 2.0) for _ in range(6)]
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    holders = [r for r in results if r["got"]]
+    assert len(holders) == 1 and holders[0]["still_mine"], results
+
+
+def test_a_breaker_that_lost_the_race_leaves_the_new_lease_alone(tmp_path):
+    store = zarr.storage.LocalStore(str(tmp_path / "s.zarr"))
+    dead = _dead_lease(store)
+    assert break_dead_lease(store, dead)
+    mine = {"id": "alive", **this_holder("append")}
+    assert create_exclusive(store, LEASE_KEY, mine)
+    assert not break_dead_lease(store, dead)  # late: the lease is another one now
+    assert read_json(store, LEASE_KEY)["id"] == "alive"
+
+
+def test_a_breaker_that_died_mid_break_is_named_and_repair_force_clears_it(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    zarr.create_group(path)
+    store = zarr.storage.LocalStore(path)
+    dead = _dead_lease(store)
+    write_json(store, f"{BREAK_PREFIX}{dead['id']}.json", {**dead, "id": "breaker", "operation": "lease break"})
+    from parallelzarr.commit.lease import acquire_lease
+
+    try:
+        acquire_lease(store, "the store")
+        raise AssertionError("took a lease whose breaker died mid-break")
+    except LeaseError as exc:
+        assert "repair(store, force=True)" in str(exc) and "died too" in str(exc)
+    report = pz.repair(path, force=True)
+    assert any("lease breaker that died" in a for a in report.actions), report.actions
+    lease = acquire_lease(store, "the store")
+    assert read_json(store, LEASE_KEY)["id"] == lease.holder["id"]
+    lease.release()
