@@ -66,11 +66,15 @@ def encoding() -> dict:
 class FloorAppend:
     """The least a crash-safe append of these rows must do, with no framework and no validation.
 
-    Take the lease (one exclusive create), read the consolidated root, write the journal, encode each
-    new chunk once (the stored codecs: bytes + Zstd level 0) and store it beyond the published shape
-    (2 threads, as the other contenders), write each array's grown document and the consolidated
-    root (the commit point), write the append record, delete the journal, release the lease:
-    19 store operations. Written as files, so its store is read back like the others'.
+    Take the lease (one exclusive create), read the consolidated root, encode each new chunk once
+    (the stored codecs: bytes + Zstd level 0) and store it beyond the published shape (2 threads, as
+    the other contenders; plain file writes: no reader looks there until the commit), write the
+    journal, each array's grown document and the consolidated root (the commit point), write the
+    append record, delete the journal, release the lease: 19 store operations. Every document a
+    reader or a recovery reads (journal, array documents, root, record) is replaced atomically
+    (temporary file, then rename), as zarr's LocalStore writes every key: a kill mid-write must leave
+    the old document or the new one, never a torn one. Written as files, so its store is read back
+    like the others'. It does not check for an earlier append's pending journal, nor read any label.
     """
 
     def __init__(self, path: Path) -> None:
@@ -88,14 +92,19 @@ class FloorAppend:
         with self._lock:  # chunk writes count from the pool's threads
             self.counts[kind] = self.counts.get(kind, 0) + 1
 
-    def _put(self, key: str, data: bytes) -> None:
+    def _put(self, key: str, data: bytes, atomic: bool = True) -> None:
         self._n("set")
         target = self.path / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        if not atomic:
+            target.write_bytes(data)
+            return
+        partial = target.with_name(f".{target.name}.{threading.get_ident()}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
 
     def _chunk(self, key: str, block: np.ndarray) -> None:
-        self._put(key, self.codec.encode(np.ascontiguousarray(block)))
+        self._put(key, self.codec.encode(np.ascontiguousarray(block)), atomic=False)
 
     def __call__(self, step: xr.Dataset) -> None:
         from xarray.coding.times import encode_cf_datetime
@@ -109,7 +118,6 @@ class FloorAppend:
         root = json.loads((self.path / "zarr.json").read_bytes())
         meta = root["consolidated_metadata"]["metadata"]
         offset = int(meta["time"]["shape"][0])
-        self._put(".floor-journal.json", json.dumps({"offset": offset, "length": STEP}).encode())
         attrs = meta["time"]["attributes"]
         times, _, _ = encode_cf_datetime(step.time.values, attrs["units"], attrs["calendar"], np.dtype("int64"))
         jobs = [self.pool.submit(self._chunk, f"time/c/{offset // STEP}", np.asarray(times, dtype="<i8"))]
@@ -122,6 +130,7 @@ class FloorAppend:
                     jobs.append(self.pool.submit(self._chunk, f"{name}/c/{offset // STEP}/{j}/{k}", block))
         for job in jobs:
             job.result()
+        self._put(".floor-journal.json", json.dumps({"offset": offset, "length": STEP}).encode())
         for name in ("time", "t2m", "d2m"):
             meta[name]["shape"][0] = offset + STEP
             self._put(f"{name}/zarr.json", json.dumps(meta[name], indent=2).encode())

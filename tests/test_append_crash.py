@@ -89,3 +89,18 @@ def test_two_appenders_one_wins(base):
     out, err = holder.communicate(timeout=120)
     assert holder.returncode == 0, err[-2000:]
     assert _state(base) == "new"
+
+
+@pytest.mark.parametrize("point", ["publish:data-written", "publish:root-written"])
+def test_first_append_killed_while_publishing_then_next_append_keeps_every_row(tmp_path, point):
+    """A kill after the new store's root is published but before its marker is dropped: the store is
+    published, so the next append adds to it (it used to be taken for unpublished and rewritten)."""
+    path = str(tmp_path / "new.zarr")
+    proc = run_append_subprocess(path, 0, OLD, CHUNK, env={"PARALLELZARR_FAULT": point})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    pz.append(rows(OLD, NEW, CHUNK), path, "time")
+    got = data_only(xr.open_zarr(path).load())
+    # Killed before the root was written, the first rows were never published: the rerun starts over.
+    expected = rows(0, OLD + NEW, OLD + NEW) if point == "publish:root-written" else rows(OLD, NEW, NEW)
+    xr.testing.assert_identical(got, expected.load())
+    assert pz.repair(path).ok

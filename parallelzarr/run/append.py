@@ -67,7 +67,13 @@ from parallelzarr.store.holders import describe_holder, held_by_this_process, ho
 from parallelzarr.store.keys import LEASE_KEY, read_json, zarr_format_of
 from parallelzarr.store.read_cache import ReadCache
 from parallelzarr.store.rectilinear import append_job
-from parallelzarr.store.resolve import ResolvedStore, resolve_consolidated, resolve_store, store_has_data
+from parallelzarr.store.resolve import (
+    ResolvedStore,
+    has_root_node,
+    resolve_consolidated,
+    resolve_store,
+    store_has_data,
+)
 from parallelzarr.store.staging import unpublished_array, unpublished_write, write_running
 from parallelzarr.units import parse_bytes
 
@@ -1214,10 +1220,12 @@ def append_data(
     resolved = resolve_store(store, storage_options)
     consolidated = resolve_consolidated(resolved.store, consolidated, resolved.description)
     # A first append that was interrupted before it published its new store left nothing readers
-    # see: start it again (mode "w" replaces the unpublished leftovers).
-    unpublished = unpublished_write(resolved.store)
+    # see: start it again (mode "w" replaces the unpublished leftovers). A root node means published:
+    # a marker beside it was left by a kill between publishing the root and dropping the marker.
+    published = has_root_node(resolved.store)
+    unpublished = None if published else unpublished_write(resolved.store)
     restart = unpublished is not None and not write_running(unpublished)
-    if restart or not store_has_data(resolved.store):
+    if restart or not (published or store_has_data(resolved.store)):
         labels = _check_coordinate(ds, ds.isel({append_dim: slice(0, 0)}), append_dim)
         options = {"encoding": encoding, "strategy": strategy, "consolidated": consolidated, "max_mem": max_mem,
                    "zarr_format": default_zarr_format(zarr_format), "write_empty_chunks": write_empty_chunks}

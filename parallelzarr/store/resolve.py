@@ -170,6 +170,30 @@ def resolve_consolidated(store: Any, consolidated: bool | None, description: str
     return bool(consolidated) and supported
 
 
+#: The documents that make a store's root node visible (v3, then v2's group and array).
+_ROOT_NODE_DOCS = ("zarr.json", ".zgroup", ".zarray")
+
+
+async def _has_root_node(store: Any) -> bool:
+    for key in _ROOT_NODE_DOCS:
+        if await store.exists(key):
+            return True
+    return False
+
+
+def has_root_node(store: Any) -> bool:
+    """Whether a root node document is stored: the store is published (our writes publish it last).
+
+    One ``exists`` for a zarr v3 store; no listing. ``False`` also when the store cannot be read.
+    """
+    from zarr.core.sync import sync
+
+    try:
+        return bool(sync(_has_root_node(store)))
+    except Exception:
+        return False
+
+
 def store_has_data(store: Any, description: str | None = None) -> bool:
     """Whether anything is stored at the root of ``store``.
 
@@ -179,9 +203,8 @@ def store_has_data(store: Any, description: str | None = None) -> bool:
     from zarr.core.sync import sync
 
     async def _any() -> bool:
-        for key in ("zarr.json", ".zgroup", ".zarray"):
-            if await store.exists(key):
-                return True
+        if await _has_root_node(store):
+            return True
         async for _ in store.list():
             return True
         return False

@@ -25,6 +25,7 @@ from parallelzarr.hooks import fault_point
 from parallelzarr.store.holders import describe_holder, holder_alive, this_holder
 from parallelzarr.store.keys import PREFIX, ROOT_DOCS, WRITE_KEY, read_json, write_documents, write_json
 from parallelzarr.store.keys import delete as delete_key
+from parallelzarr.store.resolve import has_root_node
 
 #: The fingerprint of the write whose metadata :func:`lay_down_unpublished` is laying down (set by
 #: ``to_zarr`` and job-array ``init``): an unfinished write of the same fingerprint is resumed, its chunks kept.
@@ -128,9 +129,10 @@ def publish(store: Any) -> None:
     marker = read_json(store, WRITE_KEY)
     if marker is None:
         return  # already published
-    fault_point("write:data-written")
+    fault_point("publish:data-written")
     docs = marker.get("docs", {})
     write_documents(store, {key: docs[key].encode() for key in ROOT_DOCS if key in docs})
+    fault_point("publish:root-written")
     delete_key(store, WRITE_KEY)
     if isinstance(store, zarr.storage.LocalStore):
         try:  # an empty bookkeeping directory would make zarr warn about a foreign object
@@ -140,11 +142,19 @@ def publish(store: Any) -> None:
 
 
 def unpublished_write(store: Any) -> dict[str, Any] | None:
-    """The marker of a new store's write that has not been published (running or interrupted)."""
+    """The marker of a new store's write that has not been published (running or interrupted).
+
+    A marker beside a root node was left by a kill between :func:`publish`'s two steps: the store
+    is published, so the publish is finished here (idempotent) and ``None`` returned.
+    """
     try:
-        return read_json(store, WRITE_KEY)
+        marker = read_json(store, WRITE_KEY)
     except (OSError, ValueError):
         return None
+    if marker is not None and marker.get("docs") and has_root_node(store):
+        publish(store)
+        return None
+    return marker
 
 
 def write_running(marker: dict[str, Any]) -> bool:
