@@ -134,6 +134,38 @@ def truncate_to_common_length(store: Any, conflicts: dict[str, dict[str, int]], 
     return done
 
 
+def _clear_lease(store: Any, description: str, force: bool, report: RepairReport) -> bool:
+    """Clear a dead (with ``force``, any) lease into ``report``; ``False`` if repair must stop here."""
+    lease = read_json(store, LEASE_KEY)
+    if lease is None:
+        return True
+    alive = holder_alive(lease)
+    if alive is True and not force:
+        mine = " (this very process: an append(compute=False) not computed yet?)" if held_by_this_process(lease) else ""
+        report.problems.append(f"lease held by a running process{mine} ({describe_holder(lease)}); not touched")
+        return False
+    if alive is None and not force:
+        report.problems.append(
+            f"lease held from another host ({describe_holder(lease)}); run repair(force=True) once it is gone"
+        )
+        return False
+    if force:
+        # First, so that a breaker which died mid-break no longer blocks the stale lease.
+        report.actions.extend(f"removed the marker of a lease breaker that died ({key})"
+                              for key in clear_break_markers(store))
+    if alive is False:
+        try:
+            if break_dead_lease(store, lease, description):
+                report.actions.append(f"cleared stale lease ({describe_holder(lease)})")
+        except LeaseError as exc:
+            report.problems.append(str(exc))
+            return False
+    else:
+        delete_key(store, LEASE_KEY)
+        report.actions.append(f"cleared forced lease ({describe_holder(lease)})")
+    return True
+
+
 def repair_store(store: Any, description: str, *, force: bool = False, truncate: bool = False) -> RepairReport:
     """Roll forward a journal, clear a dead (or, with ``force``, any) lease, drop stray chunks.
 
@@ -148,32 +180,8 @@ def repair_store(store: Any, description: str, *, force: bool = False, truncate:
         report.problems.append(describe_unpublished(unpublished, description))
         return report
     _open_root_group(store, description)
-    lease = read_json(store, LEASE_KEY)
-    if lease is not None:
-        alive = holder_alive(lease)
-        if alive is True and not force:
-            mine = " (this very process: an append(compute=False) not computed yet?)" if held_by_this_process(lease) else ""
-            report.problems.append(f"lease held by a running process{mine} ({describe_holder(lease)}); not touched")
-            return report
-        if alive is None and not force:
-            report.problems.append(
-                f"lease held from another host ({describe_holder(lease)}); run repair(force=True) once it is gone"
-            )
-            return report
-        if force:
-            # First, so that a breaker which died mid-break no longer blocks the stale lease.
-            report.actions.extend(f"removed the marker of a lease breaker that died ({key})"
-                                  for key in clear_break_markers(store))
-        if alive is False:
-            try:
-                if break_dead_lease(store, lease, description):
-                    report.actions.append(f"cleared stale lease ({describe_holder(lease)})")
-            except LeaseError as exc:
-                report.problems.append(str(exc))
-                return report
-        else:
-            delete_key(store, LEASE_KEY)
-            report.actions.append(f"cleared forced lease ({describe_holder(lease)})")
+    if not _clear_lease(store, description, force, report):
+        return report
     journal = pending_journal(store)
     if journal is not None:
         steps = roll_forward(store, journal, journal.get("consolidated", True))
