@@ -227,8 +227,8 @@ def test_changed_static_variable_refused_in_memory_and_blockwise(era5_store: str
     assert xr.open_zarr(era5_store).sizes["time"] == 9
 
 
-def test_append_records_carry_one_digest_per_label(era5_store: str) -> None:
-    pz.append(_next(), era5_store, "time")
+def test_graph_append_records_carry_one_digest_per_label(era5_store: str) -> None:
+    pz.append(_next(), era5_store, "time", progress=True)  # progress: through the graph, which digests as it writes
     (record,) = [e for e in append_log(zarr.storage.LocalStore(era5_store)) if e["offset"] == 6]
     assert len(record["digests"]) == 2 and len(set(record["digests"])) == 2
 

@@ -52,7 +52,6 @@ from parallelzarr.inputs.ingest import (
     combine_digests,
     parse_step,
     row_checksums,
-    row_checksums_of,
 )
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress, finish_running_tasks
@@ -143,6 +142,7 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
     new = ds.indexes[dim]
     if len(new) == 0:
         raise AppendError(f"nothing to append: the data has length 0 along {dim!r}")
+    ends_only = old is not None
     old = stored.indexes.get(dim) if old is None else old
     values = np.asarray(new)
     if old is not None and len(old) and not _comparable(np.asarray(old).dtype, values.dtype):
@@ -159,7 +159,9 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
         order = "increasing" if increasing else "decreasing"
         raise AppendError(f"the appended {dim!r} labels must be strictly {order}, like the stored ones")
     if old is not None and len(old):
-        overlap = old.intersection(new)
+        # Beyond the last of the two stored ends (the fast path), no appended label can be stored.
+        beyond_ends = ends_only and bool(values[0] > old[-1] if increasing else values[0] < old[-1])
+        overlap = old[:0] if beyond_ends else old.intersection(new)
         if len(overlap):
             raise RepeatedLabelsError(
                 f"the appended {dim!r} labels overlap the stored ones: {len(overlap)} label(s) from "
@@ -300,19 +302,14 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no
     ``no_index``: a dimension whose index is not built (its labels are not all read; the other
     dimensions' indexes are); :func:`_full_index` builds it when needed. With a known format the
     lengths are those readers see: from the consolidated metadata where there is one (which the
-    commit keeps equal to each array's own, one read instead of one per array).
+    commit keeps equal to each array's own, one read instead of one per array). The arrays are
+    listed for a disagreement only when xarray cannot open the store (one open, not two).
     """
-    conflicts = dimension_conflicts(resolved.store, zarr_format, None if zarr_format else False)
-    if conflicts:
-        raise AppendError(
-            f"{resolved.description} is inconsistent: its arrays disagree on the length of "
-            + "; and ".join(describe_conflict(d, sizes) for d, sizes in conflicts.items())
-            + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
-        )
     with warnings.catch_warnings():
         # Our bookkeeping prefix (.parallelzarr/) is not a zarr node; zarr says so when xarray lists the group.
         warnings.filterwarnings("ignore", message=r"Object at \.parallelzarr\S* is not recognized")
         if zarr_format is None:
+            _refuse_conflicts(resolved, zarr_format)
             return open_stored(resolved)
         try:
             if no_index is None:
@@ -324,7 +321,20 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no
                     stored = stored.set_xindex(str(name))
             return stored
         except Exception as exc:  # as open_stored reports it
+            # Arrays that disagree on a dimension are one reason; only then are they listed, to name them.
+            _refuse_conflicts(resolved, zarr_format)
             raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
+
+
+def _refuse_conflicts(resolved: ResolvedStore, zarr_format: int | None) -> None:
+    """Refuse a store whose arrays disagree on a dimension's length, naming them."""
+    conflicts = dimension_conflicts(resolved.store, zarr_format, None if zarr_format else False)
+    if conflicts:
+        raise AppendError(
+            f"{resolved.description} is inconsistent: its arrays disagree on the length of "
+            + "; and ".join(describe_conflict(d, sizes) for d, sizes in conflicts.items())
+            + ", so readers cannot open it. Run parallelzarr.repair(store) to see how to recover, then append again"
+        )
 
 
 def prepare_append(
@@ -727,18 +737,20 @@ def _local_compute(compute_kwargs: Mapping[str, Any], progress: bool) -> bool:
 def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[str, Any] | None) -> None:
     """Write a small append without a graph, then commit it like the graph's last task.
 
-    The input and its row digests are computed together (each input block read once), then each
-    array is written in slabs cut at its stored object boundaries along the append axis: every
-    object is encoded and stored once, and each slab counts as one write (the crash tests' points).
-    The arrays are written, and the digests summed, by up to one thread per core: each of these
-    steps is a few milliseconds of encoding and file writes, which release the GIL.
+    The input is computed, then each array is written in slabs cut at its stored object boundaries
+    along the append axis: every object is encoded and stored once, and each slab counts as one
+    write (the crash tests' points). The arrays are written by up to one thread per core: each is a
+    few milliseconds of encoding and file writes, which release the GIL.
+
+    Its record carries no content digests: summing them took about as long as writing the chunks
+    (3 ms of a 20 ms append), while they only save a read in the rare rerun of the same labels,
+    which then digests the stored rows instead (:func:`parallelzarr.run.repeats.stored_digests`).
     """
     assert prepared.rows is not None
     rows = prepared.rows
-    inputs = rows.digest_inputs
     arrays = [job.data for job in prepared.jobs]
     # Unoptimised: a few blocks of in-memory data, where fusing the graph costs more than it saves.
-    computed = dask.compute(*arrays, *(v for v, _, _ in inputs.values()), scheduler="sync", optimize_graph=False)
+    computed = dask.compute(*arrays, scheduler="sync", optimize_graph=False)
 
     def write(job: ArrayJob, data: Any) -> int:
         target = job.open_target()
@@ -746,18 +758,10 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
             target = target.with_config(cast(ArrayConfigParams, dict(array_config)))
         return _write_slabs(target, job.plan, rows.axes[job.plan.name], np.asarray(data))
 
-    with ThreadPoolExecutor(max(1, min(len(arrays) + len(inputs), os.cpu_count() or 1))) as pool:
-        writes = [pool.submit(write, job, data) for job, data in zip(prepared.jobs, computed[:len(arrays)], strict=True)]
-        sums = {name: pool.submit(_row_digests, v, d, a)
-                for (name, (_, d, a)), v in zip(inputs.items(), computed[len(arrays):], strict=True)}
+    with ThreadPoolExecutor(max(1, min(len(arrays), os.cpu_count() or 1))) as pool:
+        writes = [pool.submit(write, job, data) for job, data in zip(prepared.jobs, computed, strict=True)]
         written = sum(w.result() for w in writes)
-        digests = {name: f.result() for name, f in sums.items()}
-    run.finish(written, digests or None)
-
-
-def _row_digests(values: Any, dtype: np.dtype, axis: int) -> np.ndarray:
-    """The row checksums of ``values`` as stored (cast to the stored ``dtype``)."""
-    return row_checksums_of(np.asarray(values).astype(dtype), axis)
+    run.finish(written)
 
 
 def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> int:
