@@ -120,7 +120,8 @@ def append(
         data for a gap can only be written if rows for it exist: see the README's "Late data".
     repeat
         Data at labels already stored: ``"skip"`` (default) rows identical to the stored ones
-        (content digests kept with the records of appends written through a graph, else read from the store), refusing changed rows with their labels;
+        (compared by content digests: recorded by appends written through a graph, else read
+        from the store), refusing changed rows with their labels;
         ``"overwrite"`` rewrites changed rows in place, crash-safely (readers see each value old
         or new); ``"error"`` refuses any repeated label. New labels after the stored ones are
         appended as usual.
