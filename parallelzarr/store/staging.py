@@ -152,7 +152,10 @@ def unpublished_write(store: Any) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     if marker is not None and marker.get("docs") and has_root_node(store):
-        publish(store)
+        try:
+            publish(store)
+        except (OSError, ValueError):  # a read-only view: the store is published all the same
+            pass
         return None
     return marker
 
