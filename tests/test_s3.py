@@ -71,3 +71,24 @@ def test_rechunk_on_s3(s3):
     out = zarr.open_array(zarr.storage.FsspecStore.from_url("s3://archive/dst.zarr", storage_options=s3))
     assert out.chunks == (60, 5)
     np.testing.assert_array_equal(out[...], x)
+
+
+def test_dead_lease_is_broken_through_its_marker_on_s3(s3):
+    """A lease of a process that died on this host is broken (exclusive break marker, a conditional PUT)."""
+    import subprocess
+    import sys
+
+    from parallelzarr.commit.lease import BREAK_PREFIX
+    from parallelzarr.store.holders import this_holder
+    from parallelzarr.store.keys import list_keys
+
+    url = "s3://archive/dead-lease.zarr"
+    pz.append(rows(0, 8, 4), url, "time", storage_options=s3, encoding={"temp": {"chunks": (4, 6)}})
+    store = zarr.storage.FsspecStore.from_url(url, storage_options=s3)
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    assert create_exclusive(store, LEASE_KEY, {"id": "dead", **this_holder("append"), "pid": gone})
+    result = pz.append(rows(8, 4, 2), url, "time", storage_options=s3)
+    assert result.applied and any("dead process" in r for r in result.repaired), result.repaired
+    assert not [k for k in list_keys(store, ".parallelzarr") if k.startswith(BREAK_PREFIX) or k == LEASE_KEY]
+    xr.testing.assert_identical(data_only(xr.open_zarr(url, storage_options=s3).load()), rows(0, 12, 12).load())
