@@ -12,10 +12,10 @@ import time
 import zarr
 
 import parallelzarr as pz
-from parallelzarr.commit.lease import BREAK_PREFIX, break_dead_lease
+from parallelzarr.commit.lease import BREAK_PREFIX, acquire_lease, break_dead_lease
 from parallelzarr.errors import LeaseError
 from parallelzarr.store.holders import this_holder
-from parallelzarr.store.keys import LEASE_KEY, create_exclusive, list_keys, read_json, write_json
+from parallelzarr.store.keys import LEASE_KEY, create_exclusive, delete, list_keys, read_json, write_json
 
 # Each contender tries to take the lease, reports whether it got it, holds it a while and then
 # reports whether the stored lease is still its own (a second breaker would have replaced it).
@@ -97,8 +97,6 @@ def test_a_breaker_that_died_mid_break_is_named_and_repair_force_clears_it(tmp_p
     store = zarr.storage.LocalStore(path)
     dead = _dead_lease(store)
     write_json(store, f"{BREAK_PREFIX}{dead['id']}.json", {**dead, "id": "breaker", "operation": "lease break"})
-    from parallelzarr.commit.lease import acquire_lease
-
     try:
         acquire_lease(store, "the store")
         raise AssertionError("took a lease whose breaker died mid-break")
@@ -109,3 +107,16 @@ def test_a_breaker_that_died_mid_break_is_named_and_repair_force_clears_it(tmp_p
     lease = acquire_lease(store, "the store")
     assert read_json(store, LEASE_KEY)["id"] == lease.holder["id"]
     lease.release()
+
+
+def test_repair_force_removes_a_marker_left_without_a_lease(tmp_path):
+    """A breaker killed after deleting the dead lease but before its marker: only the marker is left."""
+    path = str(tmp_path / "s.zarr")
+    zarr.create_group(path)
+    store = zarr.storage.LocalStore(path)
+    dead = _dead_lease(store)
+    write_json(store, f"{BREAK_PREFIX}{dead['id']}.json", {**dead, "id": "breaker", "operation": "lease break"})
+    delete(store, LEASE_KEY)
+    report = pz.repair(path, force=True)
+    assert any("lease breaker that died" in a for a in report.actions), report.actions
+    assert not [k for k in list_keys(store, ".parallelzarr") if k.startswith(BREAK_PREFIX)]

@@ -136,6 +136,11 @@ def truncate_to_common_length(store: Any, conflicts: dict[str, dict[str, int]], 
 
 def _clear_lease(store: Any, description: str, force: bool, report: RepairReport) -> bool:
     """Clear a dead (with ``force``, any) lease into ``report``; ``False`` if repair must stop here."""
+    if force:
+        # First, and with or without a lease: a breaker that died mid-break blocks the stale lease,
+        # or (dead after deleting it) leaves only its marker.
+        report.actions.extend(f"removed the marker of a lease breaker that died ({key})"
+                              for key in clear_break_markers(store))
     lease = read_json(store, LEASE_KEY)
     if lease is None:
         return True
@@ -149,10 +154,6 @@ def _clear_lease(store: Any, description: str, force: bool, report: RepairReport
             f"lease held from another host ({describe_holder(lease)}); run repair(force=True) once it is gone"
         )
         return False
-    if force:
-        # First, so that a breaker which died mid-break no longer blocks the stale lease.
-        report.actions.extend(f"removed the marker of a lease breaker that died ({key})"
-                              for key in clear_break_markers(store))
     if alive is False:
         try:
             if break_dead_lease(store, lease, description):
