@@ -74,12 +74,8 @@ class LockSpec:
                 shared.release()
         elif self.backend == "file":
             assert self.directory is not None
-            os.makedirs(self.directory, exist_ok=True)
             digest = hashlib.sha1(full.encode()).hexdigest()[:24]
-            path = os.path.join(self.directory, f"{digest}.lock")
-            # flock locks belong to the open file description, so separate opens exclude each other
-            # across threads of one process as well as across processes.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_lock_file(self.directory, f"{digest}.lock")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
@@ -90,6 +86,20 @@ class LockSpec:
                 os.close(fd)
         else:
             raise ValueError(f"unknown lock backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _open_lock_file(directory: str, name: str) -> int:
+    """Open (create) one lock file. flock locks belong to the open file description, so separate
+    opens exclude each other across threads of one process as well as across processes."""
+    for attempt in range(3):
+        try:
+            os.makedirs(directory, exist_ok=True)
+            return os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            # A finishing write removed the empty ``.parallelzarr`` just as this one created it.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def active_client() -> object | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from parallelzarr.store import keys
 
 #: Prefix of write task markers in the target store (zarr and xarray ignore ``.parallelzarr/``).
 TASKS_PREFIX = ".parallelzarr/tasks"
+
+#: Tries at leaving one task marker while concurrent writes clear markers (about 0.3 s in all).
+_MARK_ATTEMPTS = 6
 
 
 def plan_fingerprint(plan: Any, data_names: Mapping[str, str] | None = None, extra: Any = None) -> str:
@@ -81,19 +85,22 @@ class TaskMarkers:
                 out.setdefault(var, set()).add(tid)
         return out
 
-    def mark(self, variable: str, tid: str) -> None:
+    def mark(self, variable: str, tid: str) -> bool:
+        """Leave the marker of a finished task; ``False`` if other writes kept clearing it away.
+
+        Another write of this store that finishes clears every write's markers (see :func:`finish`),
+        directories included, so a local store's set can lose its temporary file or its directory
+        mid-way. That is retried with a short back-off; if it still fails the task simply has no
+        marker, which costs only its redo on a rerun (the data is written before the marker).
+        """
         key = f"{self.prefix}/{variable}/{tid}"
-        for attempt in range(3):
+        for attempt in range(_MARK_ATTEMPTS):
             try:
                 keys.put(self.store, key, b"")
-                return
+                return True
             except (FileNotFoundError, FileExistsError):
-                # Another write of this store finished meanwhile and cleared every write's markers
-                # (see finish), directories included: a local store's set then fails to move its
-                # temporary file in, or its mkdir races the removal. Set again (it recreates them);
-                # a marker only saves work.
-                if attempt == 2:
-                    raise
+                time.sleep(0.005 * 2**attempt)
+        return False
 
     def clear(self) -> None:
         """Delete every marker of this write (after it is published)."""
