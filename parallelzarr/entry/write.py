@@ -343,8 +343,8 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
     from parallelzarr.inputs.xarray_checks import check_append
     from parallelzarr.run.append import append_data
 
-    check_append(data, store, append_dim, options["encoding"], options["storage_options"])
-    statics = _statics(data, store, append_dim, options["storage_options"], mode) if is_xarray(data) else None
+    stored = check_append(data, store, append_dim, options["encoding"], options["storage_options"])
+    statics = _statics(data, store, append_dim, options["storage_options"], mode, stored) if is_xarray(data) else None
     then = None
     if statics is not None and statics[1] is not None:
         # The variables without append_dim commit in the append's journal (one commit: readers see the
@@ -384,9 +384,11 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
 
 
 def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None,
-             mode: str) -> tuple[Any, Any]:
+             mode: str, stored: Any = None) -> tuple[Any, Any]:
     """For an append (``mode`` ``"a"`` or ``"a-"``): (the data to append, the Dataset of variables
     without ``append_dim`` to write afterwards, or ``None`` when nothing there changes).
+
+    ``stored``: the stored dataset just opened by the caller (saves opening it again).
 
     As in xarray, both modes add new variables and replace the root attributes; only ``"a"``
     overwrites stored variables without ``append_dim``.
@@ -398,7 +400,7 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
     ds = as_dataset(data)
     if append_dim not in ds.dims:
         return data, None  # parallelzarr.append names the problem
-    new, changed, attrs = static_changes(ds, resolve_store(store, storage_options), append_dim)
+    new, changed, attrs = static_changes(ds, resolve_store(store, storage_options), append_dim, stored)
     # "a-" writes only the variables with append_dim (and new ones): the changed ones are neither
     # overwritten nor handed to the append (which would refuse a changed coordinate off append_dim).
     ignored = changed if mode != "a" else []

@@ -187,10 +187,14 @@ def metadata_template(ds: xr.Dataset) -> xr.Dataset:
     return template
 
 
-def open_stored(resolved: ResolvedStore) -> xr.Dataset:
-    """Open the stored dataset lazily, reading metadata only."""
+def open_stored(resolved: ResolvedStore, zarr_format: int | None = None, indexes: bool = True) -> xr.Dataset:
+    """Open the stored dataset lazily, reading metadata only (and, with ``indexes``, the labels of
+    the dimension coordinates, to build their indexes). ``zarr_format``: the stored format, when known."""
     try:
-        return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True)
+        if not indexes:
+            return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True,
+                                zarr_format=zarr_format, create_default_indexes=False)
+        return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
     except Exception as exc:
         raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
 

@@ -41,11 +41,12 @@ def check_stored_encoding(encoding: Mapping[Any, Any] | None, stored_names: set[
 
 
 def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,
-                 storage_options: Mapping[str, Any] | None) -> None:
+                 storage_options: Mapping[str, Any] | None) -> Any:
     """xarray's checks of ``to_zarr(append_dim=...)`` into an existing store; reads metadata only.
 
     In xarray's order: an encoding for a stored variable, an ``append_dim`` the store lacks, a
     mismatched fixed-width dtype. A store without data (a first append) is not checked here.
+    Returns the stored dataset it opened (lazily, no dask), or ``None`` when it opened none.
     """
     import zarr
 
@@ -56,11 +57,11 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
 
     resolved = resolve_store(store, storage_options)
     if not store_has_data(resolved.store) or unpublished_write(resolved.store) is not None:
-        return
+        return None
     try:
         group = zarr.open_group(resolved.store, mode="r", use_consolidated=False)
     except Exception:  # not a group: parallelzarr.append names the problem
-        return
+        return None
     arrays = dict(group.arrays())
     check_stored_encoding(encoding, {str(n) for n in arrays})
     dims: set[str] = set()
@@ -72,10 +73,12 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
             "along one of them, or write the new dimension's variables without append_dim (mode='a' adds variables)"
         )
     ds = as_dataset(data)
-    stored = open_stored(resolved)
+    # Metadata only: no index is built (that would read every label of every dimension coordinate).
+    stored = open_stored(resolved, zarr_format=group.metadata.zarr_format, indexes=False)
     for name, var in ds.variables.items():
         if name in stored.variables:
             check_dtype(str(name), var.dtype, stored.variables[name].dtype)
+    return stored
 
 
 def check_region(ds: Any, region: Any, append_dim: str | None = None) -> None:

@@ -415,28 +415,41 @@ class OverwriteRun(Commit):
             pass  # best effort: repair drops staging left without a journal
 
 
-def static_changes(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str) -> tuple[list[str], list[str], bool]:
+def static_changes(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str,
+                   stored: xr.Dataset | None = None) -> tuple[list[str], list[str], bool]:
     """What xarray's ``mode="a"`` with ``append_dim`` writes besides the appended rows.
 
     xarray overwrites every variable without ``append_dim`` and replaces the root attributes;
     here only what would change is rewritten. Returns (new variables without ``append_dim``, stored
     ones whose values differ, whether the root attributes differ). Values are compared blockwise
-    for dask data, so a large static variable is not loaded whole.
+    (by stored chunk) for dask data, so a large static variable is not loaded whole. ``stored``:
+    the store just opened by the caller (lazily), which saves opening it again.
     """
     from parallelzarr.store.resolve import store_has_data
 
-    if not store_has_data(resolved.store) or unpublished_write(resolved.store) is not None:
-        return [], [], False
-    try:
-        stored = xr.open_zarr(resolved.store, chunks={}, decode_cf=True)
-    except Exception:  # an unreadable or inconsistent store: parallelzarr.append says what is wrong
-        return [], [], False
+    if stored is None:
+        if not store_has_data(resolved.store) or unpublished_write(resolved.store) is not None:
+            return [], [], False
+        try:
+            stored = xr.open_zarr(resolved.store, chunks=None, decode_cf=True)
+        except Exception:  # an unreadable or inconsistent store: parallelzarr.append says what is wrong
+            return [], [], False
     new, changed = [], []
     for name, var in ds.variables.items():
         if append_dim in var.dims:
             continue
         if name not in stored.variables:
             new.append(str(name))
-        elif not var.equals(stored.variables[name]):
+        elif not var.equals(_comparable_stored(var, stored.variables[name])):
             changed.append(str(name))
     return new, changed, dict(stored.attrs) != dict(ds.attrs)
+
+
+def _comparable_stored(new: xr.Variable, stored: xr.Variable) -> xr.Variable:
+    """``stored`` as dask blocks of its stored chunks when ``new`` is chunked (dask) data (compared block by
+    block, never loaded whole), else as it is."""
+    chunks = stored.encoding.get("chunks")
+    # ``.chunks``, not ``.data``: the data of a lazily opened variable is read when asked for.
+    if new.chunks is None or stored.chunks is not None or not chunks or len(chunks) != stored.ndim:
+        return stored
+    return stored.chunk(dict(zip(stored.dims, (int(c) for c in chunks), strict=True)))
