@@ -1,7 +1,9 @@
 """Append benchmark: many small incremental appends, and one large append against the floor.
 
 Small appends: ``--appends`` (default 50) appends of 2 float32 variables of (4, 200, 200), zarr
-chunks (4, 100, 100), with parallelzarr (crash-safe protocol: lease, journal, consolidated commit)
+chunks (4, 100, 100), with parallelzarr (crash-safe protocol: lease, journal, consolidated commit; both as
+``pz.append`` and as the drop-in ``pz.to_zarr(append_dim=...)``, which adds xarray's checks and the
+comparison of the variables without the append dimension)
 and with ``xarray.Dataset.to_zarr(append_dim="time")`` in the same run; median and total time per
 append. Large append: one append of about ``--large`` bytes onto a store with a partial last chunk,
 against the floor (the same bytes written to fresh zarr arrays from memory).
@@ -144,17 +146,22 @@ class FloorAppend:
 def run_small(root: Path, appends: int) -> list[dict]:
     rows = []
     ours, theirs, least = root / "ours.zarr", root / "xarray.zarr", root / "floor.zarr"
+    drop_in = root / "ours-to_zarr.zarr"
     pz.to_zarr(small_step(0), str(ours), encoding=encoding())
+    pz.to_zarr(small_step(0), str(drop_in), encoding=encoding())
     small_step(0).to_zarr(str(theirs), encoding=encoding(), zarr_format=3, consolidated=True)
     small_step(0).to_zarr(str(least), encoding=encoding(), zarr_format=3, consolidated=True)
     floor = FloorAppend(least)
-    names = ("parallelzarr", "xarray", "floor")
+    # "parallelzarr to_zarr": the drop-in spelling, pz.to_zarr(ds, store, append_dim=...), which also
+    # runs xarray's checks and compares the variables without append_dim, as xarray's mode="a" does.
+    names = ("parallelzarr", "parallelzarr to_zarr", "xarray", "floor")
     times: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
     ops: dict[str, list[dict[str, int]]] = {n: [] for n in names}
     # Every append goes through a store wrapper that counts its operations (same store underneath).
     our_store = counting_store(zarr.storage.LocalStore(str(ours)))
     their_store = counting_store(zarr.storage.LocalStore(str(theirs)))
+    drop_in_store = counting_store(zarr.storage.LocalStore(str(drop_in)))
     for i in range(1, appends + 1):
         step = small_step(i)
         our_store.counts.clear()
@@ -162,6 +169,11 @@ def run_small(root: Path, appends: int) -> list[dict]:
         times["parallelzarr"].append(m.seconds)
         cpus["parallelzarr"].append(m.cpu_seconds)
         ops["parallelzarr"].append(dict(our_store.counts))
+        drop_in_store.counts.clear()
+        m = measure(lambda s=step: pz.to_zarr(s, drop_in_store, append_dim="time"))
+        times["parallelzarr to_zarr"].append(m.seconds)
+        cpus["parallelzarr to_zarr"].append(m.cpu_seconds)
+        ops["parallelzarr to_zarr"].append(dict(drop_in_store.counts))
         their_store.counts.clear()
         m = measure(lambda s=step: s.to_zarr(their_store, append_dim="time", consolidated=True))
         times["xarray"].append(m.seconds)
@@ -175,9 +187,10 @@ def run_small(root: Path, appends: int) -> list[dict]:
     a = xr.open_zarr(str(ours)).load()
     b = xr.open_zarr(str(theirs)).load()
     c = xr.open_zarr(str(least)).load()
+    d = xr.open_zarr(str(drop_in)).load()
     same = bool(np.array_equal(a.t2m.values, b.t2m.values) and np.array_equal(a.time.values, b.time.values)
                 and np.array_equal(a.t2m.values, c.t2m.values) and np.array_equal(a.d2m.values, c.d2m.values)
-                and np.array_equal(a.time.values, c.time.values))
+                and np.array_equal(a.time.values, c.time.values) and a.identical(d))
     base = statistics.median(times["xarray"])
     for name, ts in times.items():
         rows.append({

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from parallelzarr.errors import AppendError, EncodingError, RegionError, RegionTypeError, SchemaMismatchError
+from parallelzarr.errors import (
+    AppendError,
+    EncodingError,
+    ModeError,
+    RegionError,
+    RegionTypeError,
+    SchemaMismatchError,
+)
 
 
 def check_dtype(name: str, new: np.dtype, old: np.dtype) -> None:
@@ -59,22 +66,30 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
     if not store_has_data(resolved.store) or unpublished_write(resolved.store) is not None:
         return None
     try:
-        group = zarr.open_group(resolved.store, mode="r", use_consolidated=False)
-    except Exception:  # not a group: parallelzarr.append names the problem
-        return None
-    arrays = dict(group.arrays())
-    check_stored_encoding(encoding, {str(n) for n in arrays})
-    dims: set[str] = set()
-    for arr in arrays.values():
-        dims.update(array_dims(arr) or ())
+        # Metadata only: no index is built (that would read every label of every dimension coordinate).
+        stored = open_stored(resolved, indexes=False)
+    except ModeError:
+        stored = None  # xarray's refusals first, from the arrays zarr lists; then why it cannot be opened
+    if stored is not None:
+        names, dims = {str(n) for n in stored.variables}, {str(d) for d in stored.dims}
+    else:
+        try:
+            group = zarr.open_group(resolved.store, mode="r", use_consolidated=False)
+        except Exception:  # not a group: parallelzarr.append names the problem
+            return None
+        arrays = dict(group.arrays())
+        names, dims = {str(n) for n in arrays}, set()
+        for arr in arrays.values():
+            dims.update(array_dims(arr) or ())
+    check_stored_encoding(encoding, names)
     if append_dim not in dims:
         raise AppendError(
             f"append_dim={append_dim!r} does not match any existing dataset dimensions {sorted(dims)}; append "
             "along one of them, or write the new dimension's variables without append_dim (mode='a' adds variables)"
         )
+    if stored is None:
+        stored = open_stored(resolved, indexes=False)  # raises the ModeError that says why
     ds = as_dataset(data)
-    # Metadata only: no index is built (that would read every label of every dimension coordinate).
-    stored = open_stored(resolved, zarr_format=group.metadata.zarr_format, indexes=False)
     for name, var in ds.variables.items():
         if name in stored.variables:
             check_dtype(str(name), var.dtype, stored.variables[name].dtype)
