@@ -230,6 +230,7 @@ def test_markers_survive_other_writes_clearing_them(tmp_path: Path) -> None:
 
     import zarr
 
+    from parallelzarr.store import keys
     from parallelzarr.store.markers import TaskMarkers
 
     store = zarr.storage.LocalStore(str(tmp_path))
@@ -238,11 +239,15 @@ def test_markers_survive_other_writes_clearing_them(tmp_path: Path) -> None:
     clearers = [subprocess.Popen([sys.executable, "-c", CLEARER, str(tmp_path), "6"], stdout=subprocess.PIPE,
                                  text=True) for _ in range(3)]
     time.sleep(1.5)  # imports done: they are clearing
-    kept, end = [], time.time() + 3
+    kept, created, end = [], 0, time.time() + 3
     while time.time() < end:
         kept.append(markers.mark("v", f"{len(kept)}.0"))
+        # A lease is created the same way, beside the markers: its directory may vanish too.
+        created += keys.create_exclusive(store, ".parallelzarr/probe.json", {"id": "x"})
+        keys.delete(store, ".parallelzarr/probe.json")
     cleared = [int(p.communicate(timeout=60)[0]) for p in clearers]
     assert all(c > 100 for c in cleared), cleared  # the race did run
     assert len(kept) >= 5 and any(kept)  # not all lost (a failed try backs off for up to 0.3 s)
+    assert created == len(kept)
     markers.mark("v", "done")
     assert "done" in markers.done().get("v", set())

@@ -156,11 +156,17 @@ def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
     data = json.dumps(value, sort_keys=True).encode()
     if isinstance(store, zarr.storage.LocalStore):
         path = os.path.join(str(store.root), key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
+        for attempt in range(3):
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                # Another write, finishing, removed the empty ``.parallelzarr`` just as it was made.
+                if attempt == 2:
+                    raise
         # No fsync: the lease guards against concurrent processes, not power loss (a lease lost
         # with the machine has no live holder and is cleared as stale).
         with os.fdopen(fd, "wb") as fh:
