@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Coroutine, Mapping
+import random
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
@@ -31,6 +33,8 @@ __all__ = [
     "JOURNAL_KEY",
     "WRITE_KEY",
     "APPENDS_PREFIX",
+    "beside_vanishing_dirs",
+    "make_parent",
     "get",
     "put",
     "exists",
@@ -147,6 +151,42 @@ def write_metadata_doc(store: Any, key: str, doc: dict[str, Any]) -> None:
     put(store, key, json.dumps(doc, indent=zarr.config.get("json_indent", 2), allow_nan=True).encode())
 
 
+_T = TypeVar("_T")
+
+# Finishing writes remove the empty directories under ``.parallelzarr`` (zarr warns about them; see
+# ``markers.clear``), so a create beside them can find its directory gone between ``mkdir`` and
+# ``open``. Losing that window is a matter of scheduling, so most retries are immediate; the last
+# few back off with jitter (about 0.5 s in all) for a process that keeps being descheduled in it.
+_VANISHED_ATTEMPTS = 40
+_IMMEDIATE_ATTEMPTS = 32
+
+
+def beside_vanishing_dirs(create: Callable[[], _T]) -> _T:
+    """Run ``create`` (which makes its directories itself), retrying while another process's
+    cleanup removes them under it; the last ``FileNotFoundError``/``FileExistsError`` is raised."""
+    for attempt in range(_VANISHED_ATTEMPTS):
+        try:
+            return create()
+        except (FileNotFoundError, FileExistsError):
+            if attempt == _VANISHED_ATTEMPTS - 1:
+                raise
+            if attempt >= _IMMEDIATE_ATTEMPTS:
+                time.sleep(0.002 * 2 ** (attempt - _IMMEDIATE_ATTEMPTS) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+def make_parent(path: str) -> None:
+    """Make ``path``'s directory, keeping the time between its ``mkdir`` and the caller's
+    ``open`` short (one system call when only the leaf is missing, as after a cleanup)."""
+    parent = os.path.dirname(path)
+    try:
+        os.mkdir(parent)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(parent, exist_ok=True)
+
+
 def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
     """Create ``key`` only if absent; ``True`` if this call created it.
 
@@ -156,17 +196,17 @@ def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
     data = json.dumps(value, sort_keys=True).encode()
     if isinstance(store, zarr.storage.LocalStore):
         path = os.path.join(str(store.root), key)
-        for attempt in range(3):
+
+        def _open() -> int:
+            make_parent(path)
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                break
+                return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                return False
-            except FileNotFoundError:
-                # Another write, finishing, removed the empty ``.parallelzarr`` just as it was made.
-                if attempt == 2:
-                    raise
+                return -1  # held by someone else: not a vanished directory
+
+        fd = beside_vanishing_dirs(_open)
+        if fd < 0:
+            return False
         # No fsync: the lease guards against concurrent processes, not power loss (a lease lost
         # with the machine has no live holder and is cleared as stale).
         with os.fdopen(fd, "wb") as fh:

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from parallelzarr.store import keys
+
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
@@ -91,15 +93,13 @@ class LockSpec:
 def _open_lock_file(directory: str, name: str) -> int:
     """Open (create) one lock file. flock locks belong to the open file description, so separate
     opens exclude each other across threads of one process as well as across processes."""
-    for attempt in range(3):
-        try:
-            os.makedirs(directory, exist_ok=True)
-            return os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            # A finishing write removed the empty ``.parallelzarr`` just as this one created it.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    path = os.path.join(directory, name)
+
+    def _open() -> int:
+        keys.make_parent(path)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    return keys.beside_vanishing_dirs(_open)
 
 
 def active_client() -> object | None:

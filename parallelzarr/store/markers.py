@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -30,9 +29,6 @@ from parallelzarr.store import keys
 
 #: Prefix of write task markers in the target store (zarr and xarray ignore ``.parallelzarr/``).
 TASKS_PREFIX = ".parallelzarr/tasks"
-
-#: Tries at leaving one task marker while concurrent writes clear markers (about 0.3 s in all).
-_MARK_ATTEMPTS = 6
 
 
 def plan_fingerprint(plan: Any, data_names: Mapping[str, str] | None = None, extra: Any = None) -> str:
@@ -94,13 +90,11 @@ class TaskMarkers:
         marker, which costs only its redo on a rerun (the data is written before the marker).
         """
         key = f"{self.prefix}/{variable}/{tid}"
-        for attempt in range(_MARK_ATTEMPTS):
-            try:
-                keys.put(self.store, key, b"")
-                return True
-            except (FileNotFoundError, FileExistsError):
-                time.sleep(0.005 * 2**attempt)
-        return False
+        try:
+            keys.beside_vanishing_dirs(lambda: keys.put(self.store, key, b""))
+        except (FileNotFoundError, FileExistsError):
+            return False
+        return True
 
     def clear(self) -> None:
         """Delete every marker of this write (after it is published)."""
