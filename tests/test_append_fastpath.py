@@ -71,6 +71,22 @@ def test_small_append_reads_no_index_chunk_but_the_last_and_writes_each_document
         assert root["consolidated_metadata"]["metadata"]["v"]["shape"] == [43, 6]
 
 
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_drop_in_to_zarr_append_does_not_read_every_stored_label(tmp_path, fmt):
+    """``pz.to_zarr(ds, store, append_dim=...)``, xarray's spelling, takes the same short path: its
+    checks once read every stored label twice (two full opens), so each append grew with the store."""
+    path = str(tmp_path / "s.zarr")
+    pz.to_zarr(_rows(0, 40), path, encoding={"v": {"chunks": (2, 6)}, "t": {"chunks": (2,)}}, zarr_format=fmt)
+    store = KeyLog(LocalStore(path))
+    pz.to_zarr(_rows(40, 3), store, append_dim="t")
+    index_chunks = [k for op, k in store.log
+                    if op == "get" and k.startswith("t/") and not k.rsplit("/", 1)[-1].startswith((".", "zarr"))]
+    assert len(index_chunks) <= 3, sorted(index_chunks)  # of 20 stored (reads 1 now; 40 before)
+    got = xr.open_zarr(path).load()
+    np.testing.assert_array_equal(got.v.values, _rows(0, 43).v.values)
+    np.testing.assert_array_equal(got.t.values, np.arange(43))
+
+
 def test_inline_and_graph_appends_give_the_same_store_and_repeat_checks(tmp_path):
     paths = [str(tmp_path / "inline.zarr"), str(tmp_path / "graph.zarr")]
     for p in paths:
