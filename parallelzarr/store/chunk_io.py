@@ -7,7 +7,8 @@ one. Here a dask task does that work itself: per stored object it makes at most 
 (none when the task's block already holds the object contiguously), tests it against the fill value
 with an early exit, encodes it with the array's own codecs (so the bytes are zarr's), and stores it.
 
-Store operations run in the task's thread for local and in-memory stores. Stores bound to zarr's
+Store operations run in the task's thread for local and in-memory stores (a plain ``LocalStore``'s
+objects as files, directly: :mod:`parallelzarr.store.local_files`). Stores bound to zarr's
 loop (fsspec: S3, GCS, ...) are driven from there, with at most ``window`` operations in flight per
 call: reads prefetch ``window`` objects, writes keep up to ``window`` encoded objects queued. That
 bound is what the rechunk memory model counts (:class:`parallelzarr.plan.rechunk.MemoryModel`).
@@ -28,6 +29,7 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
+from parallelzarr.store.local_files import delete_object, local_root, read_object, write_object
 from parallelzarr.store.zarr_compat import (
     FAST_KINDS,
     ArrayCodec,
@@ -99,6 +101,7 @@ class StoreOps:
     def __init__(self, store: Any, window: int) -> None:
         self.store = store
         self.inline = loop_free(store)
+        self.root = local_root(store)  # a plain LocalStore: its objects are files, used directly
         self.window = max(1, int(window))
         self._pending: deque[Any] = deque()
 
@@ -109,13 +112,17 @@ class StoreOps:
 
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` (a zarr Buffer) at ``key``."""
-        if self.inline:
+        if self.root is not None:
+            write_object(self.store, self.root, key, value)
+        elif self.inline:
             run_inline(self.store.set(key, value))
         else:
             self._submit(self.store.set(key, value))
 
     def delete(self, key: str) -> None:
         """Delete ``key`` (an absent key is fine), as zarr does for an all-fill chunk."""
+        if self.root is not None and delete_object(self.store, self.root, key):
+            return
         if self.inline:
             run_inline(self.store.delete(key))
         else:
@@ -143,6 +150,10 @@ class StoreOps:
     def get_many(self, keys: Iterable[str]) -> Iterator[Any]:
         """Yield the Buffer (or None) at each key in order, prefetching ``window`` on zarr's loop."""
         proto = default_buffer_prototype()
+        if self.root is not None:
+            for key in keys:
+                yield read_object(self.root, key, proto)
+            return
         if self.inline:
             for key in keys:
                 yield run_inline(self.store.get(key, prototype=proto))
