@@ -59,15 +59,16 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
 
     from parallelzarr.inputs.datasets import as_dataset, open_stored
     from parallelzarr.store.dims import array_dims
-    from parallelzarr.store.resolve import resolve_store, store_has_data
+    from parallelzarr.store.resolve import resolve_store, root_node_format, store_has_data
     from parallelzarr.store.staging import unpublished_write
 
     resolved = resolve_store(store, storage_options)
-    if not store_has_data(resolved.store) or unpublished_write(resolved.store) is not None:
+    fmt = root_node_format(resolved.store)  # given to the open: it then reads one format's documents
+    if (fmt is None and not store_has_data(resolved.store)) or unpublished_write(resolved.store) is not None:
         return None
     try:
         # Metadata only: no index is built (that would read every label of every dimension coordinate).
-        stored = open_stored(resolved, indexes=False)
+        stored = open_stored(resolved, zarr_format=fmt, indexes=False)
     except ModeError:
         stored = None  # xarray's refusals first, from the arrays zarr lists; then why it cannot be opened
     if stored is not None:

@@ -170,15 +170,33 @@ def resolve_consolidated(store: Any, consolidated: bool | None, description: str
     return bool(consolidated) and supported
 
 
-#: The documents that make a store's root node visible (v3, then v2's group and array).
-_ROOT_NODE_DOCS = ("zarr.json", ".zgroup", ".zarray")
+#: The documents that make a store's root node visible (v3, then v2's group and array), with their format.
+_ROOT_NODE_DOCS = (("zarr.json", 3), (".zgroup", 2), (".zarray", 2))
+
+
+async def _root_node_format(store: Any) -> int | None:
+    for key, fmt in _ROOT_NODE_DOCS:
+        if await store.exists(key):
+            return fmt
+    return None
 
 
 async def _has_root_node(store: Any) -> bool:
-    for key in _ROOT_NODE_DOCS:
-        if await store.exists(key):
-            return True
-    return False
+    return await _root_node_format(store) is not None
+
+
+def root_node_format(store: Any) -> int | None:
+    """The zarr format of the store's root node document, ``None`` without one (or when unreadable).
+
+    The same ``exists`` checks as :func:`has_root_node` (one for a zarr v3 store), so an open that
+    follows can be given the format instead of probing every format's documents.
+    """
+    from zarr.core.sync import sync
+
+    try:
+        return sync(_root_node_format(store))
+    except Exception:
+        return None
 
 
 def has_root_node(store: Any) -> bool:
@@ -186,12 +204,7 @@ def has_root_node(store: Any) -> bool:
 
     One ``exists`` for a zarr v3 store; no listing. ``False`` also when the store cannot be read.
     """
-    from zarr.core.sync import sync
-
-    try:
-        return bool(sync(_has_root_node(store)))
-    except Exception:
-        return False
+    return root_node_format(store) is not None
 
 
 def store_has_data(store: Any, description: str | None = None) -> bool:
