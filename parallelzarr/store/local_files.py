@@ -2,9 +2,9 @@
 
 A ``LocalStore`` operation is a coroutine that hands its file work to ``asyncio.to_thread``; run
 inline (:func:`parallelzarr.store.zarr_compat.run_inline`) each one still costs an event-loop turn,
-a future and a ``mkdir`` of the key's directory. For the hundreds of chunk objects of a rechunk or
-a write that overhead was about a tenth of a worker thread's time (py-spy, 1 GB rechunk). Here the
-same file operations are made directly, with the store's guarantees kept: every object is written
+a future and a ``mkdir`` of the key's directory: 75-100 µs of CPU per write and 40-50 µs per read
+on the development machine (``benchmarks/bench_store_ops.py``). Here the same file operations are
+made directly, with the store's guarantees kept: every object is written
 to a temporary file beside it and renamed into place (a reader or a crash sees the old object or
 the new one, never part of one), a missing object reads as ``None``, and a read-only store refuses
 writes. Only an open store of exactly ``zarr.storage.LocalStore`` qualifies: a subclass or a
