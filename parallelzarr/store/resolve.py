@@ -181,10 +181,6 @@ async def _root_node_format(store: Any) -> int | None:
     return None
 
 
-async def _has_root_node(store: Any) -> bool:
-    return await _root_node_format(store) is not None
-
-
 def root_node_format(store: Any) -> int | None:
     """The zarr format of the store's root node document, ``None`` without one (or when unreadable).
 
@@ -216,7 +212,7 @@ def store_has_data(store: Any, description: str | None = None) -> bool:
     from zarr.core.sync import sync
 
     async def _any() -> bool:
-        if await _has_root_node(store):
+        if await _root_node_format(store) is not None:
             return True
         async for _ in store.list():
             return True
