@@ -5,7 +5,9 @@ chunks (4, 100, 100), with parallelzarr (crash-safe protocol: lease, journal, co
 ``pz.append`` and as the drop-in ``pz.to_zarr(append_dim=...)``, which adds xarray's checks and the
 comparison of the variables without the append dimension)
 and with ``xarray.Dataset.to_zarr(append_dim="time")`` in the same run; median and total time per
-append. Large append: one append of about ``--large`` bytes onto a store with a partial last chunk,
+append, each contender timed on a store given as a path (as users give it). The store operations
+per append are counted on a twin store behind a counting wrapper, in untimed runs of the same
+appends. Large append: one append of about ``--large`` bytes onto a store with a partial last chunk,
 against the floor (the same bytes written to fresh zarr arrays from memory).
 
 Prints a table and writes JSON (``--out``).
@@ -145,52 +147,55 @@ class FloorAppend:
 
 def run_small(root: Path, appends: int) -> list[dict]:
     rows = []
-    ours, theirs, least = root / "ours.zarr", root / "xarray.zarr", root / "floor.zarr"
-    drop_in = root / "ours-to_zarr.zarr"
-    pz.to_zarr(small_step(0), str(ours), encoding=encoding())
-    pz.to_zarr(small_step(0), str(drop_in), encoding=encoding())
-    small_step(0).to_zarr(str(theirs), encoding=encoding(), zarr_format=3, consolidated=True)
-    small_step(0).to_zarr(str(least), encoding=encoding(), zarr_format=3, consolidated=True)
-    floor = FloorAppend(least)
     # "parallelzarr to_zarr": the drop-in spelling, pz.to_zarr(ds, store, append_dim=...), which also
     # runs xarray's checks and compares the variables without append_dim, as xarray's mode="a" does.
     names = ("parallelzarr", "parallelzarr to_zarr", "xarray", "floor")
+    appenders = {
+        "parallelzarr": lambda s, store: pz.append(s, store, "time"),
+        "parallelzarr to_zarr": lambda s, store: pz.to_zarr(s, store, append_dim="time"),
+        "xarray": lambda s, store: s.to_zarr(store, append_dim="time", consolidated=True),
+    }
+    # Timed: each contender is given a path, as users give it. Counted: the same appends onto a twin
+    # store behind a wrapper that counts every operation (untimed: a wrapper store is not a plain
+    # LocalStore, so parallelzarr writes it through the store's coroutines instead of as files).
+    timed, counted = {}, {}
+    for name in appenders:
+        for store_of, tag in ((timed, ""), (counted, "-counted")):
+            path = root / f"{name.replace(' ', '-')}{tag}.zarr"
+            if name == "xarray":
+                small_step(0).to_zarr(str(path), encoding=encoding(), zarr_format=3, consolidated=True)
+            else:
+                pz.to_zarr(small_step(0), str(path), encoding=encoding())
+            store_of[name] = str(path) if not tag else counting_store(zarr.storage.LocalStore(str(path)))
+    least = root / "floor.zarr"
+    small_step(0).to_zarr(str(least), encoding=encoding(), zarr_format=3, consolidated=True)
+    floor = FloorAppend(least)
     times: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
     ops: dict[str, list[dict[str, int]]] = {n: [] for n in names}
-    # Every append goes through a store wrapper that counts its operations (same store underneath).
-    our_store = counting_store(zarr.storage.LocalStore(str(ours)))
-    their_store = counting_store(zarr.storage.LocalStore(str(theirs)))
-    drop_in_store = counting_store(zarr.storage.LocalStore(str(drop_in)))
     for i in range(1, appends + 1):
         step = small_step(i)
-        our_store.counts.clear()
-        m = measure(lambda s=step: pz.append(s, our_store, "time"))
-        times["parallelzarr"].append(m.seconds)
-        cpus["parallelzarr"].append(m.cpu_seconds)
-        ops["parallelzarr"].append(dict(our_store.counts))
-        drop_in_store.counts.clear()
-        m = measure(lambda s=step: pz.to_zarr(s, drop_in_store, append_dim="time"))
-        times["parallelzarr to_zarr"].append(m.seconds)
-        cpus["parallelzarr to_zarr"].append(m.cpu_seconds)
-        ops["parallelzarr to_zarr"].append(dict(drop_in_store.counts))
-        their_store.counts.clear()
-        m = measure(lambda s=step: s.to_zarr(their_store, append_dim="time", consolidated=True))
-        times["xarray"].append(m.seconds)
-        cpus["xarray"].append(m.cpu_seconds)
-        ops["xarray"].append(dict(their_store.counts))
+        for name, append in appenders.items():
+            m = measure(lambda s=step, a=append, t=timed[name]: a(s, t))
+            times[name].append(m.seconds)
+            cpus[name].append(m.cpu_seconds)
+            counted[name].counts.clear()
+            append(step, counted[name])
+            ops[name].append(dict(counted[name].counts))
         floor.counts.clear()
         m = measure(lambda s=step: floor(s))
         times["floor"].append(m.seconds)
         cpus["floor"].append(m.cpu_seconds)
         ops["floor"].append(dict(floor.counts))
-    a = xr.open_zarr(str(ours)).load()
-    b = xr.open_zarr(str(theirs)).load()
+    loaded = {name: xr.open_zarr(store if isinstance(store, str) else store._store).load()
+              for name, store in [*timed.items(), *((f"{n} counted", s) for n, s in counted.items())]}
     c = xr.open_zarr(str(least)).load()
-    d = xr.open_zarr(str(drop_in)).load()
+    a, b = loaded["parallelzarr"], loaded["xarray"]
     same = bool(np.array_equal(a.t2m.values, b.t2m.values) and np.array_equal(a.time.values, b.time.values)
                 and np.array_equal(a.t2m.values, c.t2m.values) and np.array_equal(a.d2m.values, c.d2m.values)
-                and np.array_equal(a.time.values, c.time.values) and a.identical(d))
+                and np.array_equal(a.time.values, c.time.values)
+                and all(a.identical(loaded[n]) for n in loaded if n.startswith("parallelzarr"))
+                and b.identical(loaded["xarray counted"]))
     base = statistics.median(times["xarray"])
     for name, ts in times.items():
         rows.append({

@@ -10,9 +10,11 @@ import zarr
 import zarr.storage
 from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.buffer.cpu import Buffer as CpuBuffer
+from zarr.core.sync import sync
 
 from parallelzarr.store.chunk_io import StoreOps, read_region, write_region
 from parallelzarr.store.local_files import delete_object, local_root, read_object, write_object
+from parallelzarr.store.read_cache import ReadCache
 from parallelzarr.testing import FaultyStore
 
 PROTO = default_buffer_prototype()
@@ -96,3 +98,37 @@ def test_region_writes_through_files_read_back_through_zarr(tmp_path: Path) -> N
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[...], data)
     np.testing.assert_array_equal(read_region(arr, (slice(2, 29), slice(1, 16))), data[2:29, 1:16])
     assert not list((tmp_path / "a.zarr" / "c" / "0").glob("*"))  # the chunks of row 0 were all fill
+
+
+def test_files_written_under_an_append_read_cache_are_not_read_stale(tmp_path: Path) -> None:
+    """An append's ReadCache over a plain LocalStore: its objects are written as files and the
+    cache forgets each one written or deleted, so a read through the cache sees the new bytes."""
+    store = _open_store(tmp_path / "a.zarr")
+    cached = ReadCache(store)
+    assert StoreOps(cached, 1).root == tmp_path / "a.zarr"
+    assert StoreOps(ReadCache(FaultyStore(store, fail_at=10**6)), 1).root is None  # a wrapper inside: its coroutines
+    arr = zarr.open_array(cached, mode="r+")
+    write_region(arr, (slice(0, 4),), np.arange(4, dtype="f4"))
+    assert sync(cached.get("c/0", PROTO)) is not None  # now cached
+    write_region(arr, (slice(0, 4),), np.arange(10, 14, dtype="f4"))
+    assert np.array_equal(arr[:], np.arange(10, 14, dtype="f4"))  # read through the cache
+    assert np.array_equal(zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[:], np.arange(10, 14, dtype="f4"))
+    write_region(arr, (slice(0, 2),), np.zeros(2, dtype="f4"))  # all fill value: the chunk is deleted
+    assert np.array_equal(arr[:], np.array([0, 0, 12, 13], dtype="f4"))
+    assert not (tmp_path / "a.zarr" / "c" / "0").exists()
+
+
+def test_keys_are_joined_as_the_local_store_joins_them(tmp_path: Path) -> None:
+    """A key with a trailing or doubled slash (a 0-d variable's marker prefix) names the file the
+    store itself would write: the same bytes come back through the store, and a delete removes it."""
+    store = _open_store(tmp_path / "a.zarr")
+    root = local_root(store)
+    assert root is not None
+    for key in (".parallelzarr/tasks/x/a/", "b//c"):
+        write_object(store, root, key, _buf(b"marker"))
+        back = sync(store.get(key, PROTO))
+        assert back is not None and back.to_bytes() == b"marker"
+        got = read_object(root, key, PROTO)
+        assert got is not None and got.to_bytes() == b"marker"
+        assert delete_object(store, root, key)
+        assert sync(store.get(key, PROTO)) is None

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-
 from parallelzarr.errors import StoreError
-from parallelzarr.store.keys import JOURNAL_KEY, read_json, write_json
+from parallelzarr.store.keys import JOURNAL_KEY, get, read_json, write_json
 
 
 def write_journal(store: Any, journal: dict[str, Any]) -> None:
@@ -26,9 +23,9 @@ def pending_journal(store: Any) -> dict[str, Any] | None:
 
 def stored_zarr_format(store: Any) -> int:
     """The zarr format of the store's root group (one key read for format 3, two for format 2)."""
-    if sync(store.get("zarr.json", prototype=default_buffer_prototype())) is not None:
+    if get(store, "zarr.json") is not None:
         return 3
-    if sync(store.get(".zgroup", prototype=default_buffer_prototype())) is not None:
+    if get(store, ".zgroup") is not None:
         return 2
     raise StoreError("no zarr group at the store's root (neither zarr.json nor .zgroup)")
 

@@ -74,6 +74,7 @@ from parallelzarr.store.resolve import (
     store_has_data,
 )
 from parallelzarr.store.staging import unpublished_array, unpublished_write, write_running
+from parallelzarr.store.zarr_compat import group_member, open_group_for
 from parallelzarr.units import parse_bytes
 
 __all__ = ["AppendResult", "INLINE_APPEND_BYTES", "append_data", "prepare_append", "run_append"]
@@ -370,7 +371,7 @@ def prepare_append(
     jobs = []
     digest_inputs: dict[str, tuple[da.Array, np.dtype, int]] = {}  # made into row checksums by the run
     axes: dict[str, int] = {}
-    group = zarr.open_group(resolved.store, mode="r+", zarr_format=zarr_format_of(zarr_format)) if zarr_format else None
+    group = open_group_for(resolved.store, mode="r+", zarr_format=zarr_format_of(zarr_format)) if zarr_format else None
     offset = int(stored.sizes[append_dim])
     length = int(ds.sizes[append_dim])
     planner = _AppendPlanner(resolved, stored, group, zarr_format, append_dim, offset, length, strategy, max_mem)
@@ -490,7 +491,7 @@ class _AppendPlanner:
         _check_appended_variable(name, var, self.stored.variables[name], append_dim)
         # r+: the appended view writes through it. From the group's consolidated metadata (what
         # the stored dataset above was read from) when the format is known: no read per array.
-        member = self.group.get(name) if self.group is not None else None
+        member = group_member(self.group, name) if self.group is not None else None
         fmt = None if self.zarr_format is None else zarr_format_of(self.zarr_format)
         arr = member if isinstance(member, zarr.Array) else zarr.open_array(self.resolved.store, path=name, mode="r+",
                                                                             zarr_format=fmt)

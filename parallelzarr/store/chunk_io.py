@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
-from parallelzarr.store.local_files import delete_object, local_root, read_object, write_object
+from parallelzarr.store.local_files import files_target, read_object
 from parallelzarr.store.zarr_compat import (
     FAST_KINDS,
     ArrayCodec,
@@ -101,7 +101,9 @@ class StoreOps:
     def __init__(self, store: Any, window: int) -> None:
         self.store = store
         self.inline = loop_free(store)
-        self.root = local_root(store)  # a plain LocalStore: its objects are files, used directly
+        # A plain LocalStore (or an append's ReadCache over one): its objects are files, used directly.
+        self.files = files_target(store)
+        self.root = None if self.files is None else self.files.root
         self.window = max(1, int(window))
         self._pending: deque[Any] = deque()
 
@@ -112,8 +114,8 @@ class StoreOps:
 
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` (a zarr Buffer) at ``key``."""
-        if self.root is not None:
-            write_object(self.store, self.root, key, value)
+        if self.files is not None:
+            self.files.write(key, value)
         elif self.inline:
             run_inline(self.store.set(key, value))
         else:
@@ -121,7 +123,7 @@ class StoreOps:
 
     def delete(self, key: str) -> None:
         """Delete ``key`` (an absent key is fine), as zarr does for an all-fill chunk."""
-        if self.root is not None and delete_object(self.store, self.root, key):
+        if self.files is not None and self.files.delete(key):
             return
         if self.inline:
             run_inline(self.store.delete(key))

@@ -22,7 +22,8 @@ import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from parallelzarr.store.zarr_compat import loop_free, run_inline
+from parallelzarr.store.local_files import files_target, local_root, read_object
+from parallelzarr.store.zarr_compat import run_for
 
 __all__ = [
     "ROOT_DOCS",
@@ -97,18 +98,25 @@ def _run(store: Any, coro: Coroutine[Any, Any, T]) -> T:
     A metadata read or write is a fraction of a millisecond; the hop to zarr's loop thread and back
     would cost about as much again.
     """
-    return run_inline(coro) if loop_free(store) else sync(coro)
+    return run_for(store, coro)
 
 
 def get(store: Any, key: str) -> bytes | None:
     """The bytes stored at ``key``, or ``None`` if it is absent."""
-    buf = _run(store, store.get(key, prototype=default_buffer_prototype()))
+    root = local_root(store)
+    buf = (read_object(root, key, default_buffer_prototype()) if root is not None
+           else _run(store, store.get(key, prototype=default_buffer_prototype())))
     return None if buf is None else buf.to_bytes()
 
 
 def put(store: Any, key: str, value: bytes) -> None:
-    """Write ``value`` at ``key`` (one object write)."""
-    _run(store, store.set(key, default_buffer_prototype().buffer.from_bytes(value)))
+    """Write ``value`` at ``key`` (one object write; a plain local store's as a file, as it would)."""
+    buf = default_buffer_prototype().buffer.from_bytes(value)
+    files = files_target(store)
+    if files is not None:
+        files.write(key, buf)
+    else:
+        _run(store, store.set(key, buf))
 
 
 def exists(store: Any, key: str) -> bool:
@@ -118,7 +126,9 @@ def exists(store: Any, key: str) -> bool:
 
 def delete(store: Any, key: str) -> None:
     """Delete one key (an absent key is fine)."""
-    _run(store, store.delete(key))
+    files = files_target(store)
+    if files is None or not files.delete(key):
+        _run(store, store.delete(key))
 
 
 def delete_prefix(store: Any, prefix: str) -> None:

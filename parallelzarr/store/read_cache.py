@@ -57,9 +57,17 @@ class ReadCache(WrapperStore[Any]):
     def supports_consolidated_metadata(self) -> bool:
         return bool(getattr(self._store, "supports_consolidated_metadata", True))
 
-    def _forget(self, key: str) -> None:
+    @property
+    def inner(self) -> Any:
+        """The store this wrapper reads and writes."""
+        return self._store
+
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s cached value: the next read asks the store (after a write made around the wrapper)."""
         with self._lock:
             self._values.pop(key, None)
+
+    _forget = forget
 
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
         if byte_range is not None or key in self.uncached:

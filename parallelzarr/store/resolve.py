@@ -187,10 +187,10 @@ def root_node_format(store: Any) -> int | None:
     The same ``exists`` checks as :func:`has_root_node` (one for a zarr v3 store), so an open that
     follows can be given the format instead of probing every format's documents.
     """
-    from zarr.core.sync import sync
+    from parallelzarr.store.zarr_compat import run_for
 
     try:
-        return sync(_root_node_format(store))
+        return run_for(store, _root_node_format(store))
     except Exception:
         return None
 
@@ -209,7 +209,7 @@ def store_has_data(store: Any, description: str | None = None) -> bool:
     Root metadata documents answer without listing; only a store without them is listed (a partly
     written or foreign store still counts as holding data).
     """
-    from zarr.core.sync import sync
+    from parallelzarr.store.zarr_compat import run_for
 
     async def _any() -> bool:
         if await _root_node_format(store) is not None:
@@ -220,7 +220,7 @@ def store_has_data(store: Any, description: str | None = None) -> bool:
 
     problem = None
     try:
-        return bool(sync(_any()))
+        return bool(run_for(store, _any()))
     except FileNotFoundError:
         return False
     except Exception as exc:  # unreachable endpoints, bad options, permissions

@@ -40,7 +40,7 @@ except ImportError:  # zarr 3.1
     from zarr.core.codec_pipeline import fill_value_or_default as _fill_value_or_default
 
 __all__ = ["ArrayCodec", "array_codec", "run_inline", "run_on_zarr_loop", "submit_to_zarr_loop",
-           "loop_free", "zarr_loop_thread_id"]
+           "loop_free", "run_for", "open_group_for", "group_member", "zarr_loop_thread_id"]
 
 T = TypeVar("T")
 
@@ -163,6 +163,33 @@ def loop_free(store: Any) -> bool:
     """
     inner = _innermost(store)
     return isinstance(inner, zarr.storage.LocalStore | zarr.storage.MemoryStore) and bool(getattr(inner, "_is_open", False))
+
+
+def run_for(store: Any, coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine on ``store``: in this thread where the store allows it, else on zarr's loop.
+
+    A metadata read or an open from consolidated metadata is a fraction of a millisecond; the hop
+    to zarr's loop thread and back costs about 0.15 ms more on the development machine.
+    """
+    return run_inline(coro) if loop_free(store) else run_on_zarr_loop(coro)
+
+
+def open_group_for(store: Any, *, mode: Literal["r", "r+", "a", "w", "w-"], zarr_format: Literal[2, 3]) -> zarr.Group:
+    """``zarr.open_group(store, mode=mode, zarr_format=zarr_format)``, run as :func:`run_for` runs it."""
+    from zarr.api.asynchronous import open_group
+
+    return zarr.Group(run_for(store, open_group(store=store, mode=mode, zarr_format=zarr_format)))
+
+
+def group_member(group: zarr.Group, name: str) -> zarr.Array | zarr.Group | None:
+    """``group.get(name)``, run as :func:`run_for` runs it (``None`` where there is no such member)."""
+    from zarr.core.array import AsyncArray
+
+    try:
+        member = run_for(group.store, group._async_group.getitem(name))
+    except KeyError:
+        return None
+    return zarr.Array(member) if isinstance(member, AsyncArray) else zarr.Group(member)
 
 
 @dataclass(frozen=True)
