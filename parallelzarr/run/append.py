@@ -53,6 +53,7 @@ from parallelzarr.inputs.ingest import (
     parse_step,
     row_checksums,
 )
+from parallelzarr.inputs.stored_times import decode_from_ends, plain_cf_datetime, undecoded_open_kwargs
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress, finish_running_tasks
 from parallelzarr.run.failures import append_failure, store_write_failures
@@ -259,21 +260,21 @@ def _full_index(stored: xr.Dataset, dim: str) -> xr.Dataset:
     return stored.set_xindex(dim)
 
 
-def _stored_ends(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> pd.Index | None:
+def _stored_ends(ds: xr.Dataset, stored: xr.Dataset, dim: str, last_two: np.ndarray | None = None) -> pd.Index | None:
     """The last two stored labels when every appended label lies beyond the last one, else ``None``.
 
     Reads two labels (the last index chunk, or two), not the whole index. Appends keep the
     stored labels strictly monotonic, so then no appended label can be stored already: the
     repeat comparison has nothing to do and the continuity checks need only these two. ``None``
     (the caller reads the whole index): labels that may overlap, another kind of labels, fewer
-    than two stored labels, or an index already built.
+    than two stored labels, or an index already built. ``last_two``: those labels, already read.
     """
     if dim in stored.indexes or dim not in ds.indexes or dim not in stored.coords or stored[dim].dims != (dim,):
         return None
     if stored.sizes[dim] < 2 or ds.sizes[dim] == 0:
         return None
     # The last two labels (mostly one index chunk) give the stored order and the last label.
-    ends = pd.Index(np.asarray(stored[dim].variable[[-2, -1]].values))
+    ends = pd.Index(np.asarray(stored[dim].variable[[-2, -1]].values if last_two is None else last_two))
     new = np.asarray(ds.indexes[dim])
     if not _comparable(np.asarray(ends).dtype, new.dtype) or pd.isna(ends).any() or ends[0] == ends[1]:
         return None
@@ -296,12 +297,15 @@ def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
     return h.hexdigest()[:16]
 
 
-def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no_index: str | None = None) -> xr.Dataset:
+def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no_index: str | None = None,
+                     undecoded: str | None = None) -> xr.Dataset:
     """The stored dataset, refusing a store whose arrays disagree on a dimension's length.
 
     ``zarr_format``: the stored format when known (every open then skips zarr's format probing).
     ``no_index``: a dimension whose index is not built (its labels are not all read; the other
     dimensions' indexes are); :func:`_full_index` builds it when needed. With a known format the
+    ``undecoded``: a variable left undecoded (with ``no_index``; see
+    :mod:`parallelzarr.inputs.stored_times`). With a known format the
     lengths are those readers see: from the consolidated metadata where there is one (which the
     commit keeps equal to each array's own, one read instead of one per array). The arrays are
     listed for a disagreement only when xarray cannot open the store (one open, not two).
@@ -315,8 +319,11 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no
         try:
             if no_index is None:
                 return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
-            stored = xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format,
-                                  create_default_indexes=False)
+            decoding: dict[str, Any] = {"mask_and_scale": True}
+            if undecoded is not None:
+                decoding.update(undecoded_open_kwargs(undecoded))
+            stored = xr.open_zarr(resolved.store, chunks=None, decode_cf=True, zarr_format=zarr_format,
+                                  create_default_indexes=False, **decoding)
             for name in stored.dims:
                 if name != no_index and name in stored.coords and stored[name].dims == (name,):
                     stored = stored.set_xindex(str(name))
@@ -985,12 +992,36 @@ def _check_and_repair_store(resolved: ResolvedStore, zarr_format: int | None, co
 
 def _open_for_append(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int,
                      append_dim: str) -> tuple[xr.Dataset, pd.Index | None]:
-    """The stored dataset (its ``append_dim`` index built only when needed) and its last two labels (:func:`_stored_ends`)."""
-    stored = _open_consistent(resolved, stored_format, no_index=append_dim)
-    ends = _stored_ends(ds, stored, append_dim)
+    """The stored dataset (its ``append_dim`` index built only when needed) and its last two labels (:func:`_stored_ends`).
+
+    The ``append_dim`` coordinate is opened undecoded and decoded as xarray decodes it, from its
+    first and last two labels when it holds CF datetimes (:mod:`parallelzarr.inputs.stored_times`).
+    """
+    last_two = None
+    attrs = _consolidated_attrs(resolved.store, stored_format, append_dim)
+    if attrs is not None and plain_cf_datetime(attrs):
+        stored = _open_consistent(resolved, stored_format, no_index=append_dim, undecoded=append_dim)
+        from_ends = decode_from_ends(stored.variables[append_dim], append_dim) if append_dim in stored.variables else None
+        if from_ends is not None:
+            decoded, last_two = from_ends
+            stored = stored.assign_coords(xr.Coordinates({append_dim: decoded}, indexes={}))
+    if last_two is None:  # not CF datetimes (or not consolidated): opened as xarray opens it
+        stored = _open_consistent(resolved, stored_format, no_index=append_dim)
+    ends = _stored_ends(ds, stored, append_dim, last_two)
     if ends is None:  # labels that may be stored already (or of another kind): compare with every stored label
         stored = _full_index(stored, append_dim)
     return stored, ends
+
+
+def _consolidated_attrs(store: Any, zarr_format: int, name: str) -> dict[str, Any] | None:
+    """Array ``name``'s attributes in the consolidated metadata (the document xarray opens; read once
+    under the append's ReadCache), or ``None`` without them."""
+    if zarr_format == 3:
+        meta = ((read_json(store, "zarr.json") or {}).get("consolidated_metadata") or {}).get("metadata") or {}
+        attrs = (meta.get(name) or {}).get("attributes")
+    else:
+        attrs = ((read_json(store, ".zmetadata") or {}).get("metadata") or {}).get(f"{name}/.zattrs")
+    return attrs if isinstance(attrs, dict) else None
 
 
 def _with_append_resume(prepared: WriteJob, store: Any) -> tuple[WriteJob, str]:

@@ -1,0 +1,59 @@
+"""A stored CF datetime coordinate decoded as xarray decodes it, from the labels at its ends.
+
+Opening a store, xarray decides each datetime variable's decoded dtype (``datetime64`` or cftime
+objects) by decoding its first and last values, read one element at a time through zarr's event
+loop; an append then reads the last two labels again for its continuity checks. Opened undecoded
+instead, the append dimension's first and last two labels are read at once and decoded with
+xarray's own coder: the same dtype, attributes and encoding (the first label matters: a date out of
+``datetime64``'s range turns the whole variable into cftime objects). The full variable is decoded
+lazily with the transform xarray applies, so reading it still gives xarray's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from xarray.coding.common import lazy_elemwise_func
+from xarray.coding.times import CFDatetimeCoder, decode_cf_datetime
+
+__all__ = ["plain_cf_datetime", "undecoded_open_kwargs", "decode_from_ends"]
+
+#: Attributes whose coders run before the datetime coder and behave differently when it does not.
+_MASK_AND_SCALE = ("_FillValue", "missing_value", "scale_factor", "add_offset")
+
+
+def plain_cf_datetime(attrs: Mapping[str, Any]) -> bool:
+    """Whether stored attributes describe CF datetimes (units ``"... since ..."``) with no mask or scale."""
+    units = attrs.get("units")
+    return isinstance(units, str) and " since " in units and not any(k in attrs for k in _MASK_AND_SCALE)
+
+
+def undecoded_open_kwargs(name: str) -> dict[str, Any]:
+    """``xr.open_zarr`` keywords that leave only variable ``name`` undecoded (no mask, scale or times)."""
+    return {"decode_times": {name: False}, "mask_and_scale": {name: False}}
+
+
+def decode_from_ends(raw: xr.Variable, name: str) -> tuple[xr.Variable, np.ndarray] | None:
+    """``raw`` (opened with :func:`undecoded_open_kwargs`) decoded as xarray would, and its last two labels.
+
+    Reads three labels (the first and the last two). ``None`` where the variable is not a plain
+    1-d CF datetime variable of at least two labels (units ``"... since ..."``, numbers, no mask
+    or scale attributes): the caller then opens the store as xarray does.
+    """
+    if (raw.ndim != 1 or raw.shape[0] < 2 or raw.dtype.kind not in "iuf" or not plain_cf_datetime(raw.attrs)
+            or any(k in raw.encoding for k in _MASK_AND_SCALE)):
+        return None
+    units = raw.attrs["units"]
+    n = raw.shape[0]
+    probe = xr.Variable(raw.dims, np.asarray(raw[sorted({0, n - 2, n - 1})].values), dict(raw.attrs), dict(raw.encoding))
+    coder = CFDatetimeCoder()  # what xr.open_zarr(decode_times=True) decodes with
+    decoded_probe = coder.decode(probe, name)
+    transform = partial(decode_cf_datetime, units=units, calendar=raw.attrs.get("calendar"),
+                        use_cftime=coder.use_cftime, time_unit=coder.time_unit)
+    data = lazy_elemwise_func(raw._data, transform, decoded_probe.dtype)
+    decoded = xr.Variable(raw.dims, data, decoded_probe.attrs, decoded_probe.encoding, fastpath=True)
+    return decoded, np.asarray(decoded_probe.values)[-2:]
