@@ -81,9 +81,10 @@ def test_only_plain_cf_datetimes_are_decoded_from_the_ends(tmp_path: Path) -> No
     assert decode_from_ends(raw, "masked") is None
 
 
+@pytest.mark.parametrize("spelling", ["pz.append", "pz.to_zarr"])
 @pytest.mark.parametrize("case", ["hours, standard", "noleap cftime", "first label before 1678", "with a _FillValue"])
-def test_appends_onto_each_kind_of_time_match_xarrays(tmp_path: Path, case: str) -> None:
-    """End to end: pz.append onto each stored kind of time gives what xarray's append gives."""
+def test_appends_onto_each_kind_of_time_match_xarrays(tmp_path: Path, case: str, spelling: str) -> None:
+    """End to end: pz.append and the drop-in to_zarr onto each stored kind of time give what xarray's append gives."""
     labels, enc = _cases()[case]
     n = len(labels)
     ds = xr.Dataset({"v": ("time", np.arange(n, dtype="f4"))}, coords={"time": labels})
@@ -93,7 +94,10 @@ def test_appends_onto_each_kind_of_time_match_xarrays(tmp_path: Path, case: str)
         warnings.simplefilter("ignore")
         for p in (ours, theirs):
             head.to_zarr(p, zarr_format=3, consolidated=True, encoding={"time": enc} if enc else None)
-        pz.append(tail, str(ours), "time")
+        if spelling == "pz.append":
+            pz.append(tail, str(ours), "time")
+        else:
+            pz.to_zarr(tail, str(ours), append_dim="time")
         tail.to_zarr(theirs, append_dim="time", consolidated=True)
         a, b = xr.open_zarr(ours).load(), xr.open_zarr(theirs).load()
     assert a.identical(b)

@@ -25,6 +25,7 @@ from parallelzarr.errors import (
     SchemaMismatchError,
     encoding_error,
 )
+from parallelzarr.inputs.stored_times import open_with_dim_from_ends
 from parallelzarr.inputs.validate import (
     DATASET_ENCODING_KEYS,
     check_encoding_keys,
@@ -187,15 +188,28 @@ def metadata_template(ds: xr.Dataset) -> xr.Dataset:
     return template
 
 
-def open_stored(resolved: ResolvedStore, zarr_format: int | None = None, indexes: bool = True) -> xr.Dataset:
+def open_stored(resolved: ResolvedStore, zarr_format: int | None = None, indexes: bool = True,
+                from_ends: str | None = None) -> xr.Dataset:
     """Open the stored dataset lazily, reading metadata only (and, with ``indexes``, the labels of
-    the dimension coordinates, to build their indexes). ``zarr_format``: the stored format, when known."""
-    try:
-        if not indexes:
-            return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True,
-                                zarr_format=zarr_format, create_default_indexes=False)
-        return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
-    except Exception as exc:
-        raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
+    the dimension coordinates, to build their indexes). ``zarr_format``: the stored format, when known.
+
+    ``from_ends`` (without ``indexes``, with a known format): a dimension whose CF datetimes are
+    decoded from the labels at its ends (:func:`parallelzarr.inputs.stored_times.open_with_dim_from_ends`).
+    """
+
+    def _open(**decoding: Any) -> xr.Dataset:
+        try:
+            if not indexes:
+                return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, zarr_format=zarr_format,
+                                    create_default_indexes=False, **{"mask_and_scale": True, **decoding})
+            return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
+        except Exception as exc:
+            raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc
+
+    if from_ends is not None and not indexes and zarr_format in (2, 3):
+        opened = open_with_dim_from_ends(_open, resolved.store, int(zarr_format), from_ends)
+        if opened is not None:
+            return opened[0]
+    return _open()
 
 

@@ -11,7 +11,7 @@ lazily with the transform xarray applies, so reading it still gives xarray's val
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -20,7 +20,10 @@ import xarray as xr
 from xarray.coding.common import lazy_elemwise_func
 from xarray.coding.times import CFDatetimeCoder, decode_cf_datetime
 
-__all__ = ["plain_cf_datetime", "undecoded_open_kwargs", "decode_from_ends"]
+from parallelzarr.store.keys import read_json
+
+__all__ = ["open_with_dim_from_ends", "plain_cf_datetime", "undecoded_open_kwargs", "decode_from_ends",
+           "consolidated_attrs"]
 
 #: Attributes whose coders run before the datetime coder and behave differently when it does not.
 _MASK_AND_SCALE = ("_FillValue", "missing_value", "scale_factor", "add_offset")
@@ -57,3 +60,32 @@ def decode_from_ends(raw: xr.Variable, name: str) -> tuple[xr.Variable, np.ndarr
     data = lazy_elemwise_func(raw._data, transform, decoded_probe.dtype)
     decoded = xr.Variable(raw.dims, data, decoded_probe.attrs, decoded_probe.encoding, fastpath=True)
     return decoded, np.asarray(decoded_probe.values)[-2:]
+
+
+def consolidated_attrs(store: Any, zarr_format: int, name: str) -> dict[str, Any] | None:
+    """Array ``name``'s attributes in the consolidated metadata (the document xarray opens), or ``None``."""
+    if zarr_format == 3:
+        meta = ((read_json(store, "zarr.json") or {}).get("consolidated_metadata") or {}).get("metadata") or {}
+        attrs = (meta.get(name) or {}).get("attributes")
+    else:
+        attrs = ((read_json(store, ".zmetadata") or {}).get("metadata") or {}).get(f"{name}/.zattrs")
+    return attrs if isinstance(attrs, dict) else None
+
+
+def open_with_dim_from_ends(open_zarr: Callable[..., xr.Dataset], store: Any, zarr_format: int,
+                            dim: str) -> tuple[xr.Dataset, np.ndarray] | None:
+    """The stored dataset with coordinate ``dim`` decoded from its ends, and its last two labels.
+
+    ``open_zarr(**kwargs)`` opens the store (``kwargs``: :func:`undecoded_open_kwargs`). ``None``,
+    with nothing opened or the open discarded, where the consolidated metadata does not show plain
+    CF datetimes for ``dim`` or :func:`decode_from_ends` declines: the caller opens as xarray does.
+    """
+    attrs = consolidated_attrs(store, zarr_format, dim)
+    if attrs is None or not plain_cf_datetime(attrs):
+        return None
+    stored = open_zarr(**undecoded_open_kwargs(dim))
+    from_ends = decode_from_ends(stored.variables[dim], dim) if dim in stored.variables else None
+    if from_ends is None:
+        return None
+    decoded, last_two = from_ends
+    return stored.assign_coords(xr.Coordinates({dim: decoded}, indexes={})), last_two

@@ -8,6 +8,7 @@ same built-in exception type.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +60,7 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
 
     from parallelzarr.inputs.datasets import as_dataset, open_stored
     from parallelzarr.store.dims import array_dims
+    from parallelzarr.store.read_cache import ReadCache
     from parallelzarr.store.resolve import resolve_store, root_node_format, store_has_data
     from parallelzarr.store.staging import unpublished_write
 
@@ -68,7 +70,9 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
         return None
     try:
         # Metadata only: no index is built (that would read every label of every dimension coordinate).
-        stored = open_stored(resolved, zarr_format=fmt, indexes=False)
+        # Each document is read once during the open (a cache for this open only, before any lease).
+        once = dataclasses.replace(resolved, store=ReadCache(resolved.store))
+        stored = open_stored(once, zarr_format=fmt, indexes=False, from_ends=append_dim)
     except ModeError:
         stored = None  # xarray's refusals first, from the arrays zarr lists; then why it cannot be opened
     if stored is not None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import dask
@@ -53,7 +54,7 @@ from parallelzarr.inputs.ingest import (
     parse_step,
     row_checksums,
 )
-from parallelzarr.inputs.stored_times import decode_from_ends, plain_cf_datetime, undecoded_open_kwargs
+from parallelzarr.inputs.stored_times import open_with_dim_from_ends
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress, finish_running_tasks
 from parallelzarr.run.failures import append_failure, store_write_failures
@@ -298,14 +299,14 @@ def _derive_id(ds: xr.Dataset, dim: str, labels: tuple[str, str] | None) -> str:
 
 
 def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no_index: str | None = None,
-                     undecoded: str | None = None) -> xr.Dataset:
+                     **decoding: Any) -> xr.Dataset:
     """The stored dataset, refusing a store whose arrays disagree on a dimension's length.
 
     ``zarr_format``: the stored format when known (every open then skips zarr's format probing).
     ``no_index``: a dimension whose index is not built (its labels are not all read; the other
     dimensions' indexes are); :func:`_full_index` builds it when needed. With a known format the
-    ``undecoded``: a variable left undecoded (with ``no_index``; see
-    :mod:`parallelzarr.inputs.stored_times`). With a known format the
+    ``decoding``: ``xr.open_zarr`` decoding keywords per variable (with ``no_index``; see
+    :func:`parallelzarr.inputs.stored_times.undecoded_open_kwargs`). With a known format the
     lengths are those readers see: from the consolidated metadata where there is one (which the
     commit keeps equal to each array's own, one read instead of one per array). The arrays are
     listed for a disagreement only when xarray cannot open the store (one open, not two).
@@ -319,11 +320,8 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no
         try:
             if no_index is None:
                 return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
-            decoding: dict[str, Any] = {"mask_and_scale": True}
-            if undecoded is not None:
-                decoding.update(undecoded_open_kwargs(undecoded))
             stored = xr.open_zarr(resolved.store, chunks=None, decode_cf=True, zarr_format=zarr_format,
-                                  create_default_indexes=False, **decoding)
+                                  create_default_indexes=False, **{"mask_and_scale": True, **decoding})
             for name in stored.dims:
                 if name != no_index and name in stored.coords and stored[name].dims == (name,):
                     stored = stored.set_xindex(str(name))
@@ -997,31 +995,13 @@ def _open_for_append(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int
     The ``append_dim`` coordinate is opened undecoded and decoded as xarray decodes it, from its
     first and last two labels when it holds CF datetimes (:mod:`parallelzarr.inputs.stored_times`).
     """
-    last_two = None
-    attrs = _consolidated_attrs(resolved.store, stored_format, append_dim)
-    if attrs is not None and plain_cf_datetime(attrs):
-        stored = _open_consistent(resolved, stored_format, no_index=append_dim, undecoded=append_dim)
-        from_ends = decode_from_ends(stored.variables[append_dim], append_dim) if append_dim in stored.variables else None
-        if from_ends is not None:
-            decoded, last_two = from_ends
-            stored = stored.assign_coords(xr.Coordinates({append_dim: decoded}, indexes={}))
-    if last_two is None:  # not CF datetimes (or not consolidated): opened as xarray opens it
-        stored = _open_consistent(resolved, stored_format, no_index=append_dim)
+    opened = open_with_dim_from_ends(partial(_open_consistent, resolved, stored_format, append_dim), resolved.store,
+                                     stored_format, append_dim)
+    stored, last_two = opened if opened is not None else (_open_consistent(resolved, stored_format, append_dim), None)
     ends = _stored_ends(ds, stored, append_dim, last_two)
     if ends is None:  # labels that may be stored already (or of another kind): compare with every stored label
         stored = _full_index(stored, append_dim)
     return stored, ends
-
-
-def _consolidated_attrs(store: Any, zarr_format: int, name: str) -> dict[str, Any] | None:
-    """Array ``name``'s attributes in the consolidated metadata (the document xarray opens; read once
-    under the append's ReadCache), or ``None`` without them."""
-    if zarr_format == 3:
-        meta = ((read_json(store, "zarr.json") or {}).get("consolidated_metadata") or {}).get("metadata") or {}
-        attrs = (meta.get(name) or {}).get("attributes")
-    else:
-        attrs = ((read_json(store, ".zmetadata") or {}).get("metadata") or {}).get(f"{name}/.zattrs")
-    return attrs if isinstance(attrs, dict) else None
 
 
 def _with_append_resume(prepared: WriteJob, store: Any) -> tuple[WriteJob, str]:
