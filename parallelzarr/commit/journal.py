@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from parallelzarr.errors import StoreError
-from parallelzarr.store.keys import JOURNAL_KEY, get, read_json, write_json
+from parallelzarr.store.keys import JOURNAL_KEY, get, read_consolidated, read_json, write_json
 
 
 def write_journal(store: Any, journal: dict[str, Any]) -> None:
@@ -39,12 +39,10 @@ def published_view(store: Any, zarr_format: int | None) -> tuple[dict[str, list[
     """The consolidated shapes and the root attributes, from one read (``({}, None)`` without them)."""
     if zarr_format not in (2, 3):
         return {}, None
-    root = read_json(store, "zarr.json" if zarr_format == 3 else ".zmetadata") or {}
-    meta = (root.get("consolidated_metadata") or {}).get("metadata") if zarr_format == 3 else root.get("metadata")
-    if not isinstance(meta, dict):
+    found = read_consolidated(store, zarr_format)
+    if found is None:
         return {}, None
-    attrs = root.get("attributes") if zarr_format == 3 else meta.get(".zattrs")
-    return _shapes_of(meta, zarr_format), attrs if isinstance(attrs, dict) else {}
+    return _shapes_of(found.metadata, zarr_format), found.attributes
 
 
 def _shapes_of(meta: dict[str, Any], zarr_format: int) -> dict[str, list[int]]:

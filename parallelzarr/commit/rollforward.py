@@ -17,7 +17,13 @@ from parallelzarr.commit.grow import grow_arrays, record_append
 from parallelzarr.commit.journal import stored_zarr_format
 from parallelzarr.commit.overwrite import roll_forward_overwrite
 from parallelzarr.hooks import fault_point
-from parallelzarr.store.keys import JOURNAL_KEY, read_json, write_metadata_doc, zarr_format_of
+from parallelzarr.store.keys import (
+    JOURNAL_KEY,
+    consolidated_key,
+    read_consolidated,
+    write_metadata_doc,
+    zarr_format_of,
+)
 from parallelzarr.store.keys import delete as delete_key
 
 
@@ -58,25 +64,16 @@ def _publish_consolidated(store: Any, docs: dict[str, dict[str, Any]], fmt: int)
     changed since it was written, and the document written equals what ``consolidate_metadata``
     would write for them. ``False`` otherwise (the caller consolidates the whole hierarchy).
     """
-    key = "zarr.json" if fmt == 3 else ".zmetadata"
-    root = read_json(store, key)
-    if root is None:
+    found = read_consolidated(store, fmt)
+    names = list(docs) if fmt == 3 else [f"{n}/.zarray" for n in docs]
+    if found is None or LEGACY_LOG_ATTR in found.attributes or any(n not in found.metadata for n in names):
         return False
-    if fmt == 3:
-        meta = (root.get("consolidated_metadata") or {}).get("metadata")
-        attrs = root.get("attributes") or {}
-        names = list(docs)
-    else:
-        meta = root.get("metadata")
-        attrs = (meta or {}).get(".zattrs") or {}
-        names = [f"{n}/.zarray" for n in docs]
-    if not isinstance(meta, dict) or LEGACY_LOG_ATTR in attrs or any(n not in meta for n in names):
-        return False
+    meta = found.metadata
     changed = False
     for entry, doc in zip(names, docs.values(), strict=True):
         if meta[entry] != doc:
             meta[entry] = doc
             changed = True
     if changed:
-        write_metadata_doc(store, key, root)
+        write_metadata_doc(store, consolidated_key(fmt), found.root)
     return True

@@ -20,7 +20,7 @@ import xarray as xr
 from xarray.coding.common import lazy_elemwise_func
 from xarray.coding.times import CFDatetimeCoder, decode_cf_datetime
 
-from parallelzarr.store.keys import read_json
+from parallelzarr.store.keys import read_consolidated
 
 __all__ = ["open_with_dim_from_ends", "plain_cf_datetime", "undecoded_open_kwargs", "decode_from_ends",
            "consolidated_attrs"]
@@ -64,11 +64,11 @@ def decode_from_ends(raw: xr.Variable, name: str) -> tuple[xr.Variable, np.ndarr
 
 def consolidated_attrs(store: Any, zarr_format: int, name: str) -> dict[str, Any] | None:
     """Array ``name``'s attributes in the consolidated metadata (the document xarray opens), or ``None``."""
-    if zarr_format == 3:
-        meta = ((read_json(store, "zarr.json") or {}).get("consolidated_metadata") or {}).get("metadata") or {}
-        attrs = (meta.get(name) or {}).get("attributes")
-    else:
-        attrs = ((read_json(store, ".zmetadata") or {}).get("metadata") or {}).get(f"{name}/.zattrs")
+    found = read_consolidated(store, zarr_format)
+    if found is None:
+        return None
+    attrs = ((found.metadata.get(name) or {}).get("attributes") if zarr_format == 3
+             else found.metadata.get(f"{name}/.zattrs"))
     return attrs if isinstance(attrs, dict) else None
 
 

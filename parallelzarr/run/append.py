@@ -304,8 +304,8 @@ def _open_consistent(resolved: ResolvedStore, zarr_format: int | None = None, no
 
     ``zarr_format``: the stored format when known (every open then skips zarr's format probing).
     ``no_index``: a dimension whose index is not built (its labels are not all read; the other
-    dimensions' indexes are); :func:`_full_index` builds it when needed. With a known format the
-    ``decoding``: ``xr.open_zarr`` decoding keywords per variable (with ``no_index``; see
+    dimensions' indexes are); :func:`_full_index` builds it when needed. ``decoding``: ``xr.open_zarr``
+    decoding keywords per variable (with ``no_index``; see
     :func:`parallelzarr.inputs.stored_times.undecoded_open_kwargs`). With a known format the
     lengths are those readers see: from the consolidated metadata where there is one (which the
     commit keeps equal to each array's own, one read instead of one per array). The arrays are

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -103,9 +104,13 @@ class StoreOps:
         self.inline = loop_free(store)
         # A plain LocalStore (or an append's ReadCache over one): its objects are files, used directly.
         self.files = files_target(store)
-        self.root = None if self.files is None else self.files.root
         self.window = max(1, int(window))
         self._pending: deque[Any] = deque()
+
+    @property
+    def root(self) -> Path | None:
+        """The directory whose files hold the store's objects, or ``None`` (through the store)."""
+        return None if self.files is None else self.files.root
 
     def _submit(self, coro: Any) -> None:
         while len(self._pending) >= self.window:
@@ -152,9 +157,9 @@ class StoreOps:
     def get_many(self, keys: Iterable[str]) -> Iterator[Any]:
         """Yield the Buffer (or None) at each key in order, prefetching ``window`` on zarr's loop."""
         proto = default_buffer_prototype()
-        if self.root is not None:
+        if self.files is not None:
             for key in keys:
-                yield read_object(self.root, key, proto)
+                yield read_object(self.files.root, key, proto)
             return
         if self.inline:
             for key in keys:

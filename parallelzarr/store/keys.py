@@ -13,9 +13,9 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 import zarr
 import zarr.storage
@@ -43,6 +43,9 @@ __all__ = [
     "delete_prefix",
     "list_keys",
     "read_json",
+    "Consolidated",
+    "consolidated_key",
+    "read_consolidated",
     "write_json",
     "write_metadata_doc",
     "create_exclusive",
@@ -92,20 +95,11 @@ WRITE_KEY = f"{PREFIX}/write.json"
 APPENDS_PREFIX = f"{PREFIX}/appends/"
 
 
-def _run(store: Any, coro: Coroutine[Any, Any, T]) -> T:
-    """Run one store coroutine: in this thread for local files and memory, else on zarr's loop.
-
-    A metadata read or write is a fraction of a millisecond; the hop to zarr's loop thread and back
-    would cost about as much again.
-    """
-    return run_for(store, coro)
-
-
 def get(store: Any, key: str) -> bytes | None:
     """The bytes stored at ``key``, or ``None`` if it is absent."""
     root = local_root(store)
     buf = (read_object(root, key, default_buffer_prototype()) if root is not None
-           else _run(store, store.get(key, prototype=default_buffer_prototype())))
+           else run_for(store, store.get(key, prototype=default_buffer_prototype())))
     return None if buf is None else buf.to_bytes()
 
 
@@ -116,24 +110,24 @@ def put(store: Any, key: str, value: bytes) -> None:
     if files is not None:
         files.write(key, buf)
     else:
-        _run(store, store.set(key, buf))
+        run_for(store, store.set(key, buf))
 
 
 def exists(store: Any, key: str) -> bool:
     """Whether ``key`` exists in ``store``."""
-    return bool(_run(store, store.exists(key)))
+    return bool(run_for(store, store.exists(key)))
 
 
 def delete(store: Any, key: str) -> None:
     """Delete one key (an absent key is fine)."""
     files = files_target(store)
     if files is None or not files.delete(key):
-        _run(store, store.delete(key))
+        run_for(store, store.delete(key))
 
 
 def delete_prefix(store: Any, prefix: str) -> None:
     """Delete every key under ``prefix`` (``""``: the whole store)."""
-    _run(store, store.delete_dir(prefix))
+    run_for(store, store.delete_dir(prefix))
 
 
 async def _collect(it: Any) -> list[str]:
@@ -142,13 +136,45 @@ async def _collect(it: Any) -> list[str]:
 
 def list_keys(store: Any, prefix: str = "") -> list[str]:
     """Every key under ``prefix`` (one listing; its order is the store's)."""
-    return _run(store, _collect(store.list_prefix(prefix)))
+    return run_for(store, _collect(store.list_prefix(prefix)))
 
 
 def read_json(store: Any, key: str) -> dict[str, Any] | None:
     """The JSON document at ``key``, or ``None`` if it is absent."""
     data = get(store, key)
     return None if data is None else json.loads(data)
+
+
+class Consolidated(NamedTuple):
+    """The document holding a store's consolidated metadata, as read (see :func:`read_consolidated`).
+
+    ``metadata`` and ``attributes`` are parts of ``root`` (changed in place, ``root`` is written back).
+    """
+
+    root: dict[str, Any]
+    metadata: dict[str, Any]
+    attributes: dict[str, Any]
+
+
+def consolidated_key(zarr_format: int) -> str:
+    """The key of the document holding the consolidated metadata: v3 ``zarr.json``, v2 ``.zmetadata``."""
+    return "zarr.json" if zarr_format == 3 else ".zmetadata"
+
+
+def read_consolidated(store: Any, zarr_format: int) -> Consolidated | None:
+    """The consolidated metadata (one read), or ``None`` without it.
+
+    Its ``metadata`` maps v3 node paths (v2: document keys such as ``"t2m/.zarray"``) to documents;
+    ``attributes`` are the root group's (v3: the root document's, v2: its ``.zattrs`` entry).
+    """
+    root = read_json(store, consolidated_key(zarr_format))
+    if root is None:
+        return None
+    meta = (root.get("consolidated_metadata") or {}).get("metadata") if zarr_format == 3 else root.get("metadata")
+    if not isinstance(meta, dict):
+        return None
+    attrs = root.get("attributes") if zarr_format == 3 else meta.get(".zattrs")
+    return Consolidated(root, meta, attrs if isinstance(attrs, dict) else {})
 
 
 def write_json(store: Any, key: str, value: dict[str, Any]) -> None:
