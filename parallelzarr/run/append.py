@@ -157,8 +157,9 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset, dim: str,
         increasing = bool(old[-1] >= old[0]) if len(old) > 1 else bool(len(values) < 2 or values[-1] >= values[0])
     else:
         increasing = bool(len(values) < 2 or values[-1] >= values[0])
-    steps = np.diff(values)
-    if len(steps) and not ((steps > np.zeros_like(steps)).all() if increasing else (steps < np.zeros_like(steps)).all()):
+    # Neighbours compared directly: differences of cftime labels are timedelta objects, not numbers.
+    ordered = values[1:] > values[:-1] if increasing else values[1:] < values[:-1]
+    if len(values) > 1 and not np.asarray(ordered, dtype=bool).all():
         order = "increasing" if increasing else "decreasing"
         raise AppendError(f"the appended {dim!r} labels must be strictly {order}, like the stored ones")
     if old is not None and len(old):
