@@ -98,6 +98,29 @@ def test_append_step_refuses_gaps_and_uneven_steps(hourly: str) -> None:
         pz.append(rows(17, 1, 1), hourly, "time", append_step="hourly")
 
 
+def _noleap_days(start: str, n: int, freq: str = "D") -> xr.Dataset:
+    time = xr.date_range(start, periods=n, freq=freq, calendar="noleap", use_cftime=True)
+    ds = xr.Dataset({"tas": (("time", "x"), np.arange(n * 3, dtype="f4").reshape(n, 3))}, coords={"time": time})
+    ds.time.encoding = {"units": "days since 1850-01-01", "calendar": "noleap"}
+    return ds
+
+
+def test_append_step_on_cftime_labels(tmp_path: Path) -> None:
+    """A noleap calendar (CMIP-style data): its steps are timedelta objects; Feb 28 -> Mar 1 is one day."""
+    store = str(tmp_path / "noleap.zarr")
+    pz.to_zarr(_noleap_days("2003-02-26", 2), store)
+    assert pz.append(_noleap_days("2003-02-28", 2), store, "time", append_step="1D").applied
+    with pytest.raises(AppendError, match=r"gap in 'time': 3 label\(s\) missing between 2003-03-01"):
+        pz.append(_noleap_days("2003-03-05", 2), store, "time", append_step="1D")
+    with pytest.raises(AppendError, match="uneven 'time' step"):
+        pz.append(_noleap_days("2003-03-02", 2, freq="12h"), store, "time", append_step="1D", gaps="allow")
+    with pytest.raises(AppendError, match="not a time step"):
+        pz.append(_noleap_days("2003-03-02", 2), store, "time", append_step="daily")
+    assert xr.open_zarr(store).sizes["time"] == 4
+    assert pz.append(_noleap_days("2003-03-05", 2), store, "time", append_step="1D", gaps="allow").applied
+    assert [t.day for t in xr.open_zarr(store).time.values] == [26, 27, 28, 1, 5, 6]
+
+
 def test_late_data_for_a_filled_gap_goes_in_with_a_region_write(hourly: str) -> None:
     """README recipe: append with the gap filled (missing values), write the late rows with region='auto'."""
     after = rows(12, 3, 3)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import dask.array as da
@@ -75,7 +76,20 @@ def parse_step(step: Any, labels: np.ndarray) -> Any:
         if value == 0:
             raise AppendError("append_step must not be 0")
         return value
+    if kind == "O" and _cftime_labels(labels):
+        try:  # the differences of cftime dates are datetime.timedelta objects
+            return pd.Timedelta(step).to_pytimedelta()
+        except (TypeError, ValueError) as exc:
+            raise AppendError(f"append_step={step!r} is not a time step (e.g. '1h', '30min', '1D')") from exc
     raise AppendError(f"append_step needs datetime or numeric labels; these are {np.asarray(labels).dtype}")
+
+
+def _cftime_labels(labels: np.ndarray) -> bool:
+    """Whether object labels are cftime dates (non-standard calendars, dates out of ``datetime64``'s range)."""
+    import cftime
+
+    values = np.asarray(labels).ravel()
+    return len(values) > 0 and all(isinstance(v, cftime.datetime) for v in values)
 
 
 def check_steps(new: np.ndarray, last: Any, step: Any, gaps: str, dim: str) -> None:
@@ -91,7 +105,9 @@ def check_steps(new: np.ndarray, last: Any, step: Any, gaps: str, dim: str) -> N
     if len(full) < 2:
         return
     steps = np.diff(full)
-    if np.asarray(step).dtype.kind == "m":
+    if isinstance(step, timedelta):
+        ratio = np.asarray([s / step for s in steps], dtype=float)
+    elif np.asarray(step).dtype.kind == "m":
         ratio = steps.astype("m8[ns]").astype(np.int64) / np.asarray(step).astype("m8[ns]").astype(np.int64)
     else:
         ratio = steps / float(step)
@@ -118,7 +134,7 @@ def check_steps(new: np.ndarray, last: Any, step: Any, gaps: str, dim: str) -> N
 
 
 def _step_text(step: Any) -> str:
-    if np.asarray(step).dtype.kind == "m":
+    if isinstance(step, timedelta) or np.asarray(step).dtype.kind == "m":
         return str(pd.Timedelta(step)).replace("0 days ", "")
     return str(step)
 
