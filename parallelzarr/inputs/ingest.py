@@ -86,10 +86,8 @@ def parse_step(step: Any, labels: np.ndarray) -> Any:
 
 def _cftime_labels(labels: np.ndarray) -> bool:
     """Whether object labels are cftime dates (non-standard calendars, dates out of ``datetime64``'s range)."""
-    import cftime
-
-    values = np.asarray(labels).ravel()
-    return len(values) > 0 and all(isinstance(v, cftime.datetime) for v in values)
+    values = np.asarray(labels).ravel()  # by module: cftime is not a dependency (no cftime, no such labels)
+    return len(values) > 0 and all(type(v).__module__.split(".")[0] == "cftime" for v in values)
 
 
 def check_steps(new: np.ndarray, last: Any, step: Any, gaps: str, dim: str) -> None:
