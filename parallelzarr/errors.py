@@ -23,6 +23,7 @@ __all__ = [
     "InvalidNameTypeError",
     "StoreOverlapError",
     "ModeError",
+    "StoreExistsError",
     "SchemaMismatchError",
     "DataTypeError",
     "StrategyError",
@@ -114,6 +115,10 @@ class StoreOverlapError(PlanningError):
 
 class ModeError(PlanningError):
     """The ``mode`` conflicts with what the target store holds."""
+
+
+class StoreExistsError(ModeError, FileExistsError):
+    """``mode="w-"`` onto a store that holds data; a ``FileExistsError`` too, as xarray's ``to_zarr`` raises."""
 
 
 class SchemaMismatchError(PlanningError):

@@ -12,7 +12,7 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from parallelzarr.errors import EncodingError, ModeError, SchemaMismatchError
+from parallelzarr.errors import EncodingError, ModeError, SchemaMismatchError, StoreExistsError
 from parallelzarr.inputs.arrays import (
     ARRAY_NAME,
     as_dask,
@@ -135,7 +135,7 @@ def _resolve_target(store: Any, mode: str, storage_options: Mapping[str, Any] | 
         has = store_has_data(resolved.store, resolved.description)
         existing = None
         if mode == "w-" and has:
-            raise ModeError(
+            raise StoreExistsError(
                 f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region"
             )
         if mode in ("r+", "a") and has:

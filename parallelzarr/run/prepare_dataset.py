@@ -18,6 +18,7 @@ from parallelzarr.errors import (
     ModeError,
     RegionError,
     SchemaMismatchError,
+    StoreExistsError,
 )
 from parallelzarr.inputs.datasets import (
     NONE_VAR_NAME,
@@ -118,7 +119,7 @@ def prepare_dataset_write(
     if unpublished is not None and mode != "w":
         raise ModeError(describe_unpublished(unpublished, resolved.description))
     if mode == "w-" and has:
-        raise ModeError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
+        raise StoreExistsError(f"{resolved.description} already holds data; use mode='w' to overwrite it, or mode='r+' with a region")
     if mode == "r+" and region is None and has and not unpublished_write(resolved.store):
         # xarray's mode="r+" without region overwrites every (stored) variable whole: staged and
         # committed like mode="a", so a failed write leaves the old data.
