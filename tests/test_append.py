@@ -80,7 +80,9 @@ BAD = {
     "new var": (lambda: rows(10, 4, 4).assign(extra=rows(10, 4, 4).temp), AppendError, r"\['extra'\] are not in the store"),
     "size off dim": (lambda: rows(10, 4, 4, nx=7), SchemaMismatchError, "size 7 along 'x'"),
     "dtype": (lambda: rows(10, 4, 4).assign(temp=rows(10, 4, 4).temp.astype("c8")), SchemaMismatchError, "cannot be stored"),
-    "dims order": (lambda: rows(10, 4, 4).transpose("x", "time"), SchemaMismatchError, "dims"),
+    # (the stored dims in another order are appended transposed, as xarray does: see below)
+    "other dims": (lambda: rows(10, 4, 4).assign(temp=(("time", "z"), np.zeros((4, 6), "f4"))), SchemaMismatchError,
+                   "dims"),
     "bad dim": (lambda: rows(10, 4, 4).rename(time="t"), AppendError, "not a dimension"),
 }
 
@@ -110,6 +112,25 @@ def test_new_encoding_for_stored_variable_is_an_error(stored):
     with pytest.raises(EncodingError, match="already stored"):
         pz.append(rows(10, 4, 4), path, "time", encoding={"temp": {"dtype": "f8"}})
     assert snapshot(tmp) == before
+
+
+@pytest.mark.parametrize("spelling", ["pz.append", "pz.to_zarr"])
+def test_transposed_rows_are_appended_in_the_stored_order_as_xarray_does(tmp_path, spelling):
+    """Variables whose dims are the stored ones in another order: xarray appends them transposed; so do we."""
+    ours, theirs = str(tmp_path / "ours.zarr"), str(tmp_path / "theirs.zarr")
+    for p in (ours, theirs):
+        rows(0, 10, 4).to_zarr(p, zarr_format=3, consolidated=True)
+    new = rows(10, 5, 5).transpose("x", "time")
+    assert new.temp.dims == ("x", "time")
+    if spelling == "pz.append":
+        pz.append(new, ours, "time")
+    else:
+        pz.to_zarr(new, ours, append_dim="time")
+    new.to_zarr(theirs, append_dim="time")
+    a, b = xr.open_zarr(ours).load(), xr.open_zarr(theirs).load()
+    assert a.identical(b)
+    assert a.temp.dims == ("time", "x")
+    np.testing.assert_array_equal(a.temp.values, rows(0, 15, 5).temp.values)
 
 
 def test_string_width_checked(tmp_path):

@@ -366,6 +366,7 @@ def prepare_append(
     labels when ``stored`` has no index along ``append_dim`` (see :func:`_stored_ends`).
     """
     stored = _open_consistent(resolved, zarr_format) if stored is None else stored
+    ds = _in_stored_order(ds, stored)
     _check_append_schema(ds, stored, append_dim, static, encoding)
     _check_dimension_agreement(ds, stored, append_dim)
     check_index_coordinates(ds, stored, append_dim)
@@ -455,6 +456,21 @@ def _check_appended_variable(name: str, var: xr.Variable, old: xr.Variable, appe
         raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
     if (new_kind.kind == "M") != (old_dtype.kind == "M"):
         raise SchemaMismatchError(f"{name!r}: appended dtype {new_kind} cannot be stored as the stored dtype {old_dtype}")
+
+
+def _in_stored_order(ds: xr.Dataset, stored: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each variable whose dims are the stored ones in another order transposed to the stored order.
+
+    As xarray's append: its rows are written in the stored dimension order.
+    """
+    swapped = {name: var.transpose(*stored.variables[name].dims) for name, var in ds.variables.items()
+               if name in stored.variables and var.dims != stored.variables[name].dims
+               and set(var.dims) == set(stored.variables[name].dims)}
+    if not swapped:
+        return ds
+    coords = {name: var for name, var in swapped.items() if name in ds.coords}
+    data = {name: var for name, var in swapped.items() if name not in ds.coords}
+    return ds.assign_coords(coords).assign(data)
 
 
 def _stored_dtype(name: str, var: xr.Variable, enc_var: xr.Variable, arr: zarr.Array) -> np.dtype:
@@ -930,6 +946,7 @@ def _append_with(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, optio
                                                             leased)
     skipped = overwritten = 0
     stored, ends = _open_for_append(ds, resolved, stored_format, append_dim)
+    ds = _in_stored_order(ds, stored)
     repeated = _split_repeats(ds, stored, append_dim, o.repeat) if ends is None else _no_repeats(o.repeat)
     if repeated is not None:
         # Rows at stored labels: identical ones are skipped, changed ones refused or rewritten.
