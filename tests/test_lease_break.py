@@ -120,3 +120,38 @@ def test_repair_force_removes_a_marker_left_without_a_lease(tmp_path):
     report = pz.repair(path, force=True)
     assert any("lease breaker that died" in a for a in report.actions), report.actions
     assert not [k for k in list_keys(store, ".parallelzarr") if k.startswith(BREAK_PREFIX)]
+
+
+def test_a_created_lease_is_never_seen_half_written(tmp_path):
+    """A contender that finds the lease file reads a whole document: an ``O_EXCL`` create written
+    afterwards was visible empty for a moment (126 of 297 reads here parsed badly, and CI saw a
+    contender fail with JSONDecodeError). No draft is left beside it."""
+    import threading
+
+    store = zarr.storage.LocalStore(str(tmp_path / "s.zarr"))
+    doc = {"id": "x" * 2000}
+    found, partial = 0, []
+    for i in range(200):
+        path = tmp_path / "s.zarr" / f".parallelzarr/k{i}.json"
+        done = threading.Event()
+
+        def watch(path=path, done=done) -> None:
+            nonlocal found
+            while not done.is_set():
+                if path.exists():
+                    data = path.read_bytes()
+                    found += 1
+                    try:
+                        json.loads(data)
+                    except ValueError:
+                        partial.append(data[:40])
+                    return
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        assert create_exclusive(store, f".parallelzarr/k{i}.json", doc)
+        done.set()
+        watcher.join()
+    assert found >= 50, found  # the watcher did race the creates
+    assert partial == [], (len(partial), found)
+    assert not [k for k in list_keys(store, ".parallelzarr/") if "draft" in k]

@@ -9,10 +9,13 @@ any thread (a dask worker's included).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypeVar, cast
@@ -140,9 +143,27 @@ def list_keys(store: Any, prefix: str = "") -> list[str]:
 
 
 def read_json(store: Any, key: str) -> dict[str, Any] | None:
-    """The JSON document at ``key``, or ``None`` if it is absent."""
-    data = get(store, key)
-    return None if data is None else json.loads(data)
+    """The JSON document at ``key``, or ``None`` if it is absent.
+
+    A document that does not parse is read again for a moment (up to about 0.2 s): a writer without
+    an atomic create (a filesystem without hard links, another tool) may be part-way through it.
+    One that still does not parse raises ``json.JSONDecodeError`` (a ``ValueError``).
+    """
+    for attempt in range(_PARTIAL_READS):
+        data = get(store, key)
+        if data is None:
+            return None
+        try:
+            return cast(dict[str, Any], json.loads(data))
+        except json.JSONDecodeError:
+            if attempt == _PARTIAL_READS - 1:
+                raise
+            time.sleep(0.002 * 2 ** min(attempt, 5))
+    raise AssertionError("unreachable")
+
+
+#: How often :func:`read_json` reads a document that does not parse before it gives up.
+_PARTIAL_READS = 8
 
 
 class Consolidated(NamedTuple):
@@ -226,28 +247,13 @@ def make_parent(path: str) -> None:
 def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
     """Create ``key`` only if absent; ``True`` if this call created it.
 
-    On a local filesystem ``O_CREAT | O_EXCL`` makes this atomic between processes. Other stores
+    On a local filesystem a hard link of the whole document makes this atomic between processes
+    (see :func:`_create_local_exclusive`). Other stores
     use the store's conditional create and then read back the holder, so a lost race is noticed.
     """
     data = json.dumps(value, sort_keys=True).encode()
     if isinstance(store, zarr.storage.LocalStore):
-        path = os.path.join(str(store.root), key)
-
-        def _open() -> int:
-            make_parent(path)
-            try:
-                return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return -1  # held by someone else: not a vanished directory
-
-        fd = beside_vanishing_dirs(_open)
-        if fd < 0:
-            return False
-        # No fsync: the lease guards against concurrent processes, not power loss (a lease lost
-        # with the machine has no live holder and is cleared as stale).
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return True
+        return _create_local_exclusive(os.path.join(str(store.root), key), data)
     if isinstance(store, zarr.storage.FsspecStore) and "s3" in _protocols(store.fs):
         # One conditional PUT (If-None-Match: *): the object store arbitrates between appenders.
         path = f"{store.path.rstrip('/')}/{key}"
@@ -267,6 +273,54 @@ def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
         sync(store.set_if_not_exists(key, default_buffer_prototype().buffer.from_bytes(data)))
     held = read_json(store, key)
     return held is not None and held.get("id") == value.get("id")
+
+
+def _create_local_exclusive(path: str, data: bytes) -> bool:
+    """Create the file ``path`` holding ``data`` unless it exists; ``True`` if this call made it.
+
+    The document is written whole to a file of its own and then hard-linked to ``path`` (``link``
+    fails if ``path`` exists), so a reader never sees it half written: an ``O_EXCL`` create that
+    is written afterwards is visible empty for a moment, and a contender reading it then failed.
+    Filesystems without hard links fall back to that ``O_EXCL`` create; :func:`read_json` waits
+    out the empty moment there.
+    """
+    # No fsync: the lease guards against concurrent processes, not power loss (a lease lost with
+    # the machine has no live holder and is cleared as stale).
+    def _link() -> bool | None:
+        make_parent(path)
+        draft = f"{path}.draft-{os.getpid()}-{uuid.uuid4().hex}"
+        with open(draft, "xb") as fh:
+            fh.write(data)
+        try:
+            os.link(draft, path)
+            return True
+        except FileExistsError:
+            return False  # held by someone else: not a vanished directory
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                return None  # no hard links here
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(draft)
+
+    made = beside_vanishing_dirs(_link)
+    if made is not None:
+        return made
+
+    def _open() -> int:
+        make_parent(path)
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return -1
+
+    fd = beside_vanishing_dirs(_open)
+    if fd < 0:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return True
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
