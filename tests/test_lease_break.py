@@ -9,13 +9,23 @@ import sys
 import textwrap
 import time
 
+import numpy as np
+import xarray as xr
 import zarr
 
 import parallelzarr as pz
 from parallelzarr.commit.lease import BREAK_PREFIX, acquire_lease, break_dead_lease
 from parallelzarr.errors import LeaseError
 from parallelzarr.store.holders import this_holder
-from parallelzarr.store.keys import LEASE_KEY, create_exclusive, delete, list_keys, read_json, write_json
+from parallelzarr.store.keys import (
+    DRAFT_TAG,
+    LEASE_KEY,
+    create_exclusive,
+    delete,
+    list_keys,
+    read_json,
+    write_json,
+)
 
 # Each contender tries to take the lease, reports whether it got it, holds it a while and then
 # reports whether the stored lease is still its own (a second breaker would have replaced it).
@@ -155,3 +165,29 @@ def test_a_created_lease_is_never_seen_half_written(tmp_path):
     assert found >= 50, found  # the watcher did race the creates
     assert partial == [], (len(partial), found)
     assert not [k for k in list_keys(store, ".parallelzarr/") if "draft" in k]
+
+
+def test_repair_removes_drafts_a_killed_creator_left(tmp_path):
+    """A process killed between writing its draft and linking it leaves the draft, maybe half written.
+
+    ``repair`` removes old drafts (a fresh one may be some creator's, mid-create, and stays), and
+    ``repair(force=True)`` does not take a half-written draft of a break marker for a marker.
+    """
+    path = tmp_path / "s.zarr"
+    pz.to_zarr(xr.Dataset({"a": ("x", np.arange(4.0))}), str(path))
+    meta = path / ".parallelzarr"
+    meta.mkdir(exist_ok=True)
+    old_marker = meta / f"lease-break-dead-one.json{DRAFT_TAG}12345-aa"
+    old_marker.write_text('{"id": "brea')  # killed mid-write
+    old_lease = meta / f"lease.json{DRAFT_TAG}12345-bb"
+    old_lease.write_text(json.dumps({"id": "x", "pid": 12345}))
+    fresh = meta / f"lease.json{DRAFT_TAG}{os.getpid()}-cc"
+    fresh.write_text("{}")
+    hour_ago = time.time() - 3600
+    for f in (old_marker, old_lease):
+        os.utime(f, (hour_ago, hour_ago))
+    report = pz.repair(str(path), force=True)
+    assert report.ok, report
+    assert not old_marker.exists() and not old_lease.exists() and fresh.exists()
+    assert sum("left unfinished" in a for a in report.actions) == 2, report.actions
+    xr.testing.assert_identical(xr.open_zarr(path).compute(), xr.Dataset({"a": ("x", np.arange(4.0))}))

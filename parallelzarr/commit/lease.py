@@ -14,7 +14,7 @@ from typing import Any
 from parallelzarr.errors import LeaseError
 from parallelzarr.hooks import fault_point
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive, this_holder
-from parallelzarr.store.keys import LEASE_KEY, PREFIX, create_exclusive, list_keys, read_json
+from parallelzarr.store.keys import DRAFT_TAG, LEASE_KEY, PREFIX, create_exclusive, list_keys, read_json
 from parallelzarr.store.keys import delete as delete_key
 
 #: Prefix of the marker one breaker of a dead lease creates exclusively (``lease-break-<id>.json``).
@@ -150,7 +150,7 @@ def clear_break_markers(store: Any) -> list[str]:
     """Delete lease-break markers left by breakers that died (``repair(force=True)``); return their keys."""
     stale = []
     for key in list_keys(store, PREFIX):
-        if not key.startswith(BREAK_PREFIX):
+        if not key.startswith(BREAK_PREFIX) or DRAFT_TAG in key:  # drafts: clear_stale_drafts
             continue
         marker = read_json(store, key)
         if marker is None or holder_alive(marker) is not True:

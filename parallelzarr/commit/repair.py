@@ -20,7 +20,7 @@ from parallelzarr.commit.rollforward import roll_forward
 from parallelzarr.errors import LeaseError, StoreError
 from parallelzarr.store.dims import array_dims, describe_conflict, dimension_conflicts
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
-from parallelzarr.store.keys import ARRAY_DOCS, LEASE_KEY, PREFIX, read_json
+from parallelzarr.store.keys import ARRAY_DOCS, LEASE_KEY, PREFIX, clear_stale_drafts, read_json
 from parallelzarr.store.keys import delete as delete_key
 from parallelzarr.store.staging import describe_unpublished, unpublished_write
 
@@ -181,6 +181,8 @@ def repair_store(store: Any, description: str, *, force: bool = False, truncate:
         report.problems.append(describe_unpublished(unpublished, description))
         return report
     _open_root_group(store, description)
+    report.actions.extend(f"removed a lease file a killed process left unfinished ({key})"
+                          for key in clear_stale_drafts(store))
     if not _clear_lease(store, description, force, report):
         return report
     journal = pending_journal(store)

@@ -288,7 +288,7 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
     # the machine has no live holder and is cleared as stale).
     def _link() -> bool | None:
         make_parent(path)
-        draft = f"{path}.draft-{os.getpid()}-{uuid.uuid4().hex}"
+        draft = f"{path}{DRAFT_TAG}{os.getpid()}-{uuid.uuid4().hex}"
         with open(draft, "xb") as fh:
             fh.write(data)
         try:
@@ -321,6 +321,34 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return True
+
+
+#: In the name of the file :func:`_create_local_exclusive` writes before linking it into place.
+DRAFT_TAG = ".draft-"
+
+
+def clear_stale_drafts(store: Any, prefix: str = PREFIX, older_than: float = 60.0) -> list[str]:
+    """Delete the drafts of :func:`create_exclusive` under ``prefix`` older than ``older_than`` seconds.
+
+    A draft lives for two system calls, so an old one was left by a process killed in between
+    (harmless, but litter; half written if killed while writing it). Returns the deleted keys.
+    Only a local store has drafts.
+    """
+    if not isinstance(store, zarr.storage.LocalStore):
+        return []
+    cleared = []
+    for key in list_keys(store, prefix):
+        if DRAFT_TAG not in key.rsplit("/", 1)[-1]:
+            continue
+        path = os.path.join(str(store.root), key)
+        try:
+            if time.time() - os.stat(path).st_mtime < older_than:
+                continue
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        cleared.append(key)
+    return cleared
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
