@@ -191,3 +191,19 @@ def test_repair_removes_drafts_a_killed_creator_left(tmp_path):
     assert not old_marker.exists() and not old_lease.exists() and fresh.exists()
     assert sum("left unfinished" in a for a in report.actions) == 2, report.actions
     xr.testing.assert_identical(xr.open_zarr(path).compute(), xr.Dataset({"a": ("x", np.arange(4.0))}))
+
+
+def test_exclusive_create_without_hard_links(tmp_path, monkeypatch):
+    """Where the filesystem refuses hard links (FUSE mounts, some network filesystems: EPERM,
+    ENOTSUP, ENOSYS), the create falls back to ``O_EXCL``: still once only, whole, no draft left."""
+    import errno
+
+    def no_links(src, dst):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store = zarr.storage.LocalStore(str(tmp_path / "s.zarr"))
+    assert create_exclusive(store, LEASE_KEY, {"id": "first"})
+    assert not create_exclusive(store, LEASE_KEY, {"id": "second"})
+    assert read_json(store, LEASE_KEY) == {"id": "first"}
+    assert list_keys(store, ".parallelzarr/") == [LEASE_KEY]

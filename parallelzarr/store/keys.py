@@ -10,7 +10,6 @@ any thread (a dask worker's included).
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import random
@@ -296,10 +295,12 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
             return True
         except FileExistsError:
             return False  # held by someone else: not a vanished directory
-        except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                return None  # no hard links here
-            raise
+        except FileNotFoundError:
+            raise  # the directory vanished under us: beside_vanishing_dirs retries
+        except OSError:
+            # No hard links here (EPERM, ENOTSUP, ENOSYS on FUSE mounts and some network filesystems):
+            # the O_EXCL create below works there or raises the real problem.
+            return None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(draft)
