@@ -10,6 +10,8 @@ import textwrap
 import time
 
 import numpy as np
+import pandas as pd
+import pytest
 import xarray as xr
 import zarr
 
@@ -207,3 +209,26 @@ def test_exclusive_create_without_hard_links(tmp_path, monkeypatch):
     assert not create_exclusive(store, LEASE_KEY, {"id": "second"})
     assert read_json(store, LEASE_KEY) == {"id": "first"}
     assert list_keys(store, ".parallelzarr/") == [LEASE_KEY]
+
+
+def test_an_unreadable_lease_is_named_and_cleared_by_force(tmp_path):
+    """The O_EXCL fallback's creator killed between creating the lease file and writing it leaves it
+    empty: an append says so (a LeaseError with the fix, not a JSON error), ``repair()`` leaves it
+    and says how, ``repair(force=True)`` clears it, and the next append works."""
+    path = tmp_path / "s.zarr"
+    times = pd.date_range("2000-01-01", periods=4, freq="h")
+    first = xr.Dataset({"a": ("time", np.arange(4.0))}, coords={"time": times})
+    pz.to_zarr(first, str(path))
+    (path / LEASE_KEY).parent.mkdir(exist_ok=True)
+    (path / LEASE_KEY).write_bytes(b"")
+    more = xr.Dataset({"a": ("time", np.arange(4.0, 8.0))}, coords={"time": times + pd.Timedelta(hours=4)})
+    with pytest.raises(LeaseError, match="unreadable lease.*repair\\(store, force=True\\)"):
+        pz.append(more, str(path), "time")
+    xr.testing.assert_identical(xr.open_zarr(path).compute(), first)
+    report = pz.repair(str(path))
+    assert not report.ok and "unreadable" in str(report.problems), report
+    assert (path / LEASE_KEY).exists()
+    report = pz.repair(str(path), force=True)
+    assert report.ok and any("unreadable lease" in a for a in report.actions), report
+    pz.append(more, str(path), "time")
+    xr.testing.assert_identical(xr.open_zarr(path).compute(), xr.concat([first, more], "time"))

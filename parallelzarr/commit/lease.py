@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from parallelzarr.errors import LeaseError
@@ -32,7 +34,7 @@ class Lease:
 
     def release(self) -> None:
         """Delete the lease if it is still this holder's (read first: a broken lease may be another's now)."""
-        current = read_json(self.store, LEASE_KEY)
+        current = read_lease(self.store)
         if current is not None and current.get("id") == self.holder["id"]:
             delete_key(self.store, LEASE_KEY)
         self.released = True
@@ -74,7 +76,7 @@ def acquire_lease(store: Any, description: str, operation: str = "append", lease
         try:
             return _acquire_once(store, description, operation, lease_id)
         except LeaseError:
-            current = read_json(store, LEASE_KEY) or {}
+            current = read_lease(store) or {}
             left = deadline - time.monotonic()
             if left <= 0 or held_by_this_process(current):
                 raise
@@ -88,7 +90,13 @@ def _acquire_once(store: Any, description: str, operation: str, lease_id: str | 
     for _ in range(2):
         if create_exclusive(store, LEASE_KEY, holder):
             return Lease(store, holder, broke)
-        current = read_json(store, LEASE_KEY) or {}
+        current = read_lease(store) or {}
+        if current.get("unreadable"):
+            raise LeaseError(
+                f"{description} has an unreadable lease ({LEASE_KEY} is not whole: a process killed while "
+                "taking it, where the filesystem has no hard links?); if nothing else is writing the store, "
+                "clear it with parallelzarr.repair(store, force=True)"
+            )
         if holder_alive(current) is False:
             if break_dead_lease(store, current, description):
                 broke = current
@@ -109,6 +117,22 @@ def _acquire_once(store: Any, description: str, operation: str, lease_id: str | 
     raise LeaseError(f"could not take the lease of {description}; another process keeps taking it")
 
 
+#: What :func:`read_lease` gives for a lease document that does not parse.
+UNREADABLE_LEASE: Mapping[str, Any] = MappingProxyType({"id": None, "operation": "unreadable lease", "unreadable": True})
+
+
+def read_lease(store: Any) -> dict[str, Any] | None:
+    """The stored lease, ``None`` if there is none, a copy of :data:`UNREADABLE_LEASE` if it does not parse.
+
+    Only the ``O_EXCL`` fallback of :func:`~parallelzarr.store.keys.create_exclusive` (no hard
+    links) can leave one: its creator killed between creating the file and writing it.
+    """
+    try:
+        return read_json(store, LEASE_KEY)
+    except ValueError:
+        return dict(UNREADABLE_LEASE)
+
+
 def break_dead_lease(store: Any, dead: dict[str, Any], description: str = "the store") -> bool:
     """Delete the lease ``dead`` (read earlier, its holder gone) if it is still the stored one.
 
@@ -123,14 +147,14 @@ def break_dead_lease(store: Any, dead: dict[str, Any], description: str = "the s
     breaker = {"id": uuid.uuid4().hex, **this_holder("lease break"), "breaks": dead.get("id")}
     if not create_exclusive(store, marker, breaker):
         other = read_json(store, marker) or {}
-        if holder_alive(other) is False and read_json(store, LEASE_KEY) == dead:
+        if holder_alive(other) is False and read_lease(store) == dead:
             raise LeaseError(
                 f"the dead lease of {description} ({describe_holder(dead)}) is stuck: the process breaking it "
                 f"died too ({describe_holder(other)}); run parallelzarr.repair(store, force=True)"
             )
         return False  # another process is breaking it right now
     try:
-        if read_json(store, LEASE_KEY) != dead:
+        if read_lease(store) != dead:
             return False  # broken (and perhaps taken) by someone else already
         delete_key(store, LEASE_KEY)
         return True
@@ -140,7 +164,7 @@ def break_dead_lease(store: Any, dead: dict[str, Any], description: str = "the s
 
 def clear_dead_lease(store: Any) -> dict[str, Any] | None:
     """Remove a lease whose holder provably died (same host, process gone); return it if removed."""
-    lease = read_json(store, LEASE_KEY)
+    lease = read_lease(store)
     if lease is not None and holder_alive(lease) is False and break_dead_lease(store, lease):
         return lease
     return None

@@ -15,12 +15,12 @@ from zarr.core.sync import sync
 
 from parallelzarr.commit.appendlog import append_log, delete_record, migrate_legacy_log
 from parallelzarr.commit.journal import pending_journal
-from parallelzarr.commit.lease import acquire_lease, break_dead_lease, clear_break_markers
+from parallelzarr.commit.lease import acquire_lease, break_dead_lease, clear_break_markers, read_lease
 from parallelzarr.commit.rollforward import roll_forward
 from parallelzarr.errors import LeaseError, StoreError
 from parallelzarr.store.dims import array_dims, describe_conflict, dimension_conflicts
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
-from parallelzarr.store.keys import ARRAY_DOCS, LEASE_KEY, PREFIX, clear_stale_drafts, read_json
+from parallelzarr.store.keys import ARRAY_DOCS, LEASE_KEY, PREFIX, clear_stale_drafts
 from parallelzarr.store.keys import delete as delete_key
 from parallelzarr.store.staging import describe_unpublished, unpublished_write
 
@@ -141,8 +141,16 @@ def _clear_lease(store: Any, description: str, force: bool, report: RepairReport
         # or (dead after deleting it) leaves only its marker.
         report.actions.extend(f"removed the marker of a lease breaker that died ({key})"
                               for key in clear_break_markers(store))
-    lease = read_json(store, LEASE_KEY)
+    lease = read_lease(store)
     if lease is None:
+        return True
+    if lease.get("unreadable"):
+        if not force:
+            report.problems.append(f"the lease ({LEASE_KEY}) is unreadable, not written whole; if nothing else is "
+                                   "writing the store, run repair(force=True) to clear it")
+            return False
+        delete_key(store, LEASE_KEY)
+        report.actions.append(f"cleared an unreadable lease ({LEASE_KEY})")
         return True
     alive = holder_alive(lease)
     if alive is True and not force:

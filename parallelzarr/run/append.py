@@ -33,7 +33,7 @@ from zarr.core.array_spec import ArrayConfigParams
 
 from parallelzarr.commit.appendlog import is_recorded, write_record
 from parallelzarr.commit.journal import pending_journal, published_view, stored_zarr_format, write_journal
-from parallelzarr.commit.lease import Lease, acquire_lease, clear_dead_lease, parse_wait
+from parallelzarr.commit.lease import Lease, acquire_lease, clear_dead_lease, parse_wait, read_lease
 from parallelzarr.commit.rollforward import roll_forward
 from parallelzarr.errors import (
     AlreadyAppliedError,
@@ -65,7 +65,7 @@ from parallelzarr.run.runner import build_graph, write_now
 from parallelzarr.store.chunk_io import write_region
 from parallelzarr.store.dims import describe_conflict, dimension_conflicts
 from parallelzarr.store.holders import describe_holder, held_by_this_process, holder_alive
-from parallelzarr.store.keys import LEASE_KEY, read_json, zarr_format_of
+from parallelzarr.store.keys import LEASE_KEY, zarr_format_of
 from parallelzarr.store.read_cache import ReadCache
 from parallelzarr.store.rectilinear import append_job
 from parallelzarr.store.resolve import (
@@ -583,7 +583,7 @@ class _AppendRun:
 
     def take_lease(self) -> bool:
         """The graph's first task: take the lease (unless this run already holds it) and check the store."""
-        current = read_json(self.store, LEASE_KEY)
+        current = read_lease(self.store)
         if current is not None and current.get("id") == self.lease_id:
             return True  # taken by append(compute=True) before computing, or by an earlier try of this task
         lease = acquire_lease(self.store, self.description, self.operation, lease_id=self.lease_id, wait=self.wait)
@@ -703,7 +703,7 @@ def _wait_until_free(store: Any, wait: Any) -> float:
     deadline = time.monotonic() + parse_wait(wait)
     delay = 0.05
     while True:
-        holder = read_json(store, LEASE_KEY)
+        holder = read_lease(store)
         left = deadline - time.monotonic()
         if holder is None or holder_alive(holder) is False or held_by_this_process(holder) or left <= 0:
             return max(0.0, left)

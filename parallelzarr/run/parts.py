@@ -18,13 +18,14 @@ from typing import Any
 import dask
 import numpy as np
 
+from parallelzarr.commit.lease import read_lease
 from parallelzarr.errors import PlanningError, StoreError
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.failures import part_failure, store_write_failures
 from parallelzarr.run.job import StoredArray
 from parallelzarr.run.resume import with_resume
 from parallelzarr.run.runner import build_graph
-from parallelzarr.store.keys import LEASE_KEY, PREFIX, read_json, write_json
+from parallelzarr.store.keys import PREFIX, read_json, write_json
 from parallelzarr.store.markers import plan_fingerprint
 
 __all__ = ["PartsError", "PartsIncompleteError", "PartsStatus", "check_parts", "parse_part", "run_part", "split_plan"]
@@ -308,7 +309,7 @@ def _initialised_manifest(resolved: Any, kind: str, nparts: int) -> dict[str, An
                          f"{manifest.get('parts')} part(s), this is a {kind} write in {nparts} part(s); pass the "
                          "arguments given to init")
     if kind == "append":
-        held = read_json(resolved.store, LEASE_KEY) or {}
+        held = read_lease(resolved.store) or {}
         if held.get("id") != manifest.get("lease_id"):
             raise PartsError(f"the lease of {resolved.description} is not the job array's (it was cleared or "
                              "taken over); run init again")

@@ -213,21 +213,23 @@ _T = TypeVar("_T")
 # ``markers.clear``), so a create beside them can find its directory gone between ``mkdir`` and
 # ``open``. Losing that window is a matter of scheduling, so most retries are immediate; the last
 # few back off with jitter (about 0.5 s in all) for a process that keeps being descheduled in it.
+# An exclusive create (a lease: it must not fail for this) backs off for about 2.5 s in all.
 _VANISHED_ATTEMPTS = 40
 _IMMEDIATE_ATTEMPTS = 32
+_CREATE_ATTEMPTS = 48
 
 
-def beside_vanishing_dirs(create: Callable[[], _T]) -> _T:
+def beside_vanishing_dirs(create: Callable[[], _T], attempts: int = _VANISHED_ATTEMPTS) -> _T:
     """Run ``create`` (which makes its directories itself), retrying while another process's
     cleanup removes them under it; the last ``FileNotFoundError``/``FileExistsError`` is raised."""
-    for attempt in range(_VANISHED_ATTEMPTS):
+    for attempt in range(attempts):
         try:
             return create()
         except (FileNotFoundError, FileExistsError):
-            if attempt == _VANISHED_ATTEMPTS - 1:
+            if attempt == attempts - 1:
                 raise
             if attempt >= _IMMEDIATE_ATTEMPTS:
-                time.sleep(0.002 * 2 ** (attempt - _IMMEDIATE_ATTEMPTS) * random.uniform(0.5, 1.5))
+                time.sleep(0.002 * 2 ** min(attempt - _IMMEDIATE_ATTEMPTS, 7) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")
 
 
@@ -286,9 +288,10 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
     # No fsync: the lease guards against concurrent processes, not power loss (a lease lost with
     # the machine has no live holder and is cleared as stale).
     def _link() -> bool | None:
-        make_parent(path)
         draft = f"{path}{DRAFT_TAG}{os.getpid()}-{uuid.uuid4().hex}"
-        with open(draft, "xb") as fh:
+        make_parent(path)  # then at once the open: another process's cleanup may remove an empty directory
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         try:
             os.link(draft, path)
@@ -305,7 +308,7 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(draft)
 
-    made = beside_vanishing_dirs(_link)
+    made = beside_vanishing_dirs(_link, _CREATE_ATTEMPTS)
     if made is not None:
         return made
 
@@ -316,7 +319,7 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
         except FileExistsError:
             return -1
 
-    fd = beside_vanishing_dirs(_open)
+    fd = beside_vanishing_dirs(_open, _CREATE_ATTEMPTS)
     if fd < 0:
         return False
     with os.fdopen(fd, "wb") as fh:
