@@ -11,7 +11,7 @@ import xarray as xr
 import zarr
 
 from parallelzarr.commit.journal import pending_journal
-from parallelzarr.commit.lease import acquire_lease
+from parallelzarr.commit.lease import acquire_lease, read_lease
 from parallelzarr.commit.rollforward import roll_forward
 from parallelzarr.errors import (
     EncodingError,
@@ -39,7 +39,6 @@ from parallelzarr.inputs.xarray_checks import check_region
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.job import ArrayJob, LayDownUnpublished, Publish, StoredArray, WriteJob, plan_job
 from parallelzarr.store.holders import describe_holder, holder_alive
-from parallelzarr.store.keys import LEASE_KEY, read_json
 from parallelzarr.store.locks import choose_lock_backend, lock_spec
 from parallelzarr.store.resolve import (
     ResolvedStore,
@@ -59,7 +58,7 @@ def finish_overwrite(resolved: ResolvedStore) -> None:
     """
     from parallelzarr.errors import LeaseError
 
-    lease = read_json(resolved.store, LEASE_KEY)
+    lease = read_lease(resolved.store)
     if lease is not None and lease.get("operation") == "overwrite" and holder_alive(lease) is not False:
         raise LeaseError(
             f"{resolved.description} is being written with mode='a'/'r+' ({describe_holder(lease)}); its "
