@@ -18,6 +18,7 @@ import zarr
 import parallelzarr as pz
 from parallelzarr.commit.lease import BREAK_PREFIX, acquire_lease, break_dead_lease
 from parallelzarr.errors import LeaseError
+from parallelzarr.reports.info import bookkeeping
 from parallelzarr.store.holders import this_holder
 from parallelzarr.store.keys import (
     DRAFT_TAG,
@@ -225,6 +226,8 @@ def test_an_unreadable_lease_is_named_and_cleared_by_force(tmp_path):
     with pytest.raises(LeaseError, match="unreadable lease.*repair\\(store, force=True\\)"):
         pz.append(more, str(path), "time")
     xr.testing.assert_identical(xr.open_zarr(path).compute(), first)
+    shown = bookkeeping(zarr.storage.LocalStore(str(path)))["lease"]  # what `parallelzarr info` shows
+    assert shown is not None and shown["state"].startswith("unreadable"), shown
     report = pz.repair(str(path))
     assert not report.ok and "unreadable" in str(report.problems), report
     assert (path / LEASE_KEY).exists()

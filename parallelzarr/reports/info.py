@@ -12,6 +12,7 @@ from typing import Any
 import zarr
 
 from parallelzarr.commit.appendlog import LEGACY_LOG_ATTR, append_log
+from parallelzarr.commit.lease import read_lease
 from parallelzarr.errors import StoreError
 from parallelzarr.redact import redact, url_credentials
 from parallelzarr.store import zarr_compat
@@ -108,6 +109,10 @@ def _array_info(path: str, arr: zarr.Array) -> dict[str, Any]:
 
 def _holder_info(holder: dict[str, Any]) -> dict[str, Any]:
     """Who holds a lease or runs a write, how long ago it started, and whether it still runs."""
+    if holder.get("unreadable"):  # see commit.lease.read_lease
+        return {"operation": None, "host": None, "pid": None, "age_s": None,
+                "state": "unreadable: if nothing is writing the store, repair(force=True) clears it",
+                "description": f"{LEASE_KEY} is not written whole"}
     alive = holder_alive(holder)
     state = {True: "running", False: "holder gone (stale)", None: "unknown (another host)"}[alive]
     if held_by_this_process(holder):
@@ -131,7 +136,11 @@ def bookkeeping(store: Any) -> dict[str, Any]:
         except (OSError, ValueError):
             return None
 
-    lease, journal, write = read(LEASE_KEY), read(JOURNAL_KEY), read(WRITE_KEY)
+    try:
+        lease = read_lease(store)
+    except OSError:
+        lease = None
+    journal, write = read(JOURNAL_KEY), read(WRITE_KEY)
     out: dict[str, Any] = {"lease": _holder_info(lease) if lease else None, "journal": None, "unpublished_write": None}
     if journal:
         entry = journal.get("entry", {})
