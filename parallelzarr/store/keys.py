@@ -249,8 +249,8 @@ def create_exclusive(store: Any, key: str, value: dict[str, Any]) -> bool:
     """Create ``key`` only if absent; ``True`` if this call created it.
 
     On a local filesystem a hard link of the whole document makes this atomic between processes
-    (see :func:`_create_local_exclusive`). Other stores
-    use the store's conditional create and then read back the holder, so a lost race is noticed.
+    (see :func:`_create_local_exclusive`). Other stores use the store's conditional create and then
+    read back the holder, so a lost race is noticed.
     """
     data = json.dumps(value, sort_keys=True).encode()
     if isinstance(store, zarr.storage.LocalStore):
@@ -280,10 +280,9 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
     """Create the file ``path`` holding ``data`` unless it exists; ``True`` if this call made it.
 
     The document is written whole to a file of its own and then hard-linked to ``path`` (``link``
-    fails if ``path`` exists), so a reader never sees it half written: an ``O_EXCL`` create that
-    is written afterwards is visible empty for a moment, and a contender reading it then failed.
-    Filesystems without hard links fall back to that ``O_EXCL`` create; :func:`read_json` waits
-    out the empty moment there.
+    fails if ``path`` exists), so a reader never sees it half written, as it could see a file made
+    with ``O_EXCL`` and written afterwards. Filesystems without hard links fall back to that
+    ``O_EXCL`` create; :func:`read_json` waits out the empty moment there.
     """
     # No fsync: the lease guards against concurrent processes, not power loss (a lease lost with
     # the machine has no live holder and is cleared as stale).
@@ -331,27 +330,31 @@ def _create_local_exclusive(path: str, data: bytes) -> bool:
 DRAFT_TAG = ".draft-"
 
 
-def clear_stale_drafts(store: Any, prefix: str = PREFIX, older_than: float = 60.0) -> list[str]:
-    """Delete the drafts of :func:`create_exclusive` under ``prefix`` older than ``older_than`` seconds.
+def clear_stale_drafts(store: Any, older_than: float = 60.0) -> list[str]:
+    """Delete the drafts of :func:`create_exclusive` in ``.parallelzarr/`` older than ``older_than`` seconds.
 
-    A draft lives for two system calls, so an old one was left by a process killed in between
+    A draft lives for a few system calls, so an old one was left by a process killed in between
     (harmless, but litter; half written if killed while writing it). Returns the deleted keys.
-    Only a local store has drafts.
+    Only a local store has drafts, and only beside the lease and the break markers: one directory
+    is read, not the append records below it.
     """
     if not isinstance(store, zarr.storage.LocalStore):
         return []
     cleared = []
-    for key in list_keys(store, prefix):
-        if DRAFT_TAG not in key.rsplit("/", 1)[-1]:
+    try:
+        entries = list(os.scandir(os.path.join(str(store.root), PREFIX)))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if DRAFT_TAG not in entry.name:
             continue
-        path = os.path.join(str(store.root), key)
         try:
-            if time.time() - os.stat(path).st_mtime < older_than:
+            if time.time() - entry.stat().st_mtime < older_than:
                 continue
-            os.unlink(path)
+            os.unlink(entry.path)
         except FileNotFoundError:
             continue
-        cleared.append(key)
+        cleared.append(f"{PREFIX}/{entry.name}")
     return cleared
 
 
