@@ -308,10 +308,24 @@ class Measurement:
         return max(0, self.peak_rss - self.baseline_rss)
 
 
-def measure(fn: Callable[[], Any], *, interval: float = 0.02) -> Measurement:
-    """Run ``fn()`` once, timing it (wall clock) with peak RSS of the process tree sampled beside it."""
+def measure(fn: Callable[[], Any], *, interval: float = 0.02, rss: bool = True) -> Measurement:
+    """Run ``fn()`` once, timing it (wall clock) with peak RSS of the process tree sampled beside it.
+
+    ``rss=False``: no sampling (peak and baseline 0), for calls of a few milliseconds, where one
+    sample of the process tree (about 0.5 ms, holding the GIL) would be part of what is timed.
+    """
+    if not rss:
+        proc = psutil.Process()
+        cpu0 = proc.cpu_times()
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+        cpu1 = proc.cpu_times()
+        return Measurement(seconds=seconds, peak_rss=0, baseline_rss=0, result=result,
+                           cpu_seconds=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+                           load_average=os.getloadavg()[0])
     proc = psutil.Process()
-    with PeakRSS(interval=interval) as rss:
+    with PeakRSS(interval=interval) as sampler:
         cpu0 = proc.cpu_times()
         start = time.perf_counter()
         result = fn()
@@ -320,8 +334,8 @@ def measure(fn: Callable[[], Any], *, interval: float = 0.02) -> Measurement:
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     return Measurement(
         seconds=seconds,
-        peak_rss=rss.peak,
-        baseline_rss=rss.baseline,
+        peak_rss=sampler.peak,
+        baseline_rss=sampler.baseline,
         result=result,
         cpu_seconds=cpu,
         load_average=os.getloadavg()[0],

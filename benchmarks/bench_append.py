@@ -176,14 +176,14 @@ def run_small(root: Path, appends: int) -> list[dict]:
     for i in range(1, appends + 1):
         step = small_step(i)
         for name, append in appenders.items():
-            m = measure(lambda s=step, a=append, t=timed[name]: a(s, t))
+            m = measure(lambda s=step, a=append, t=timed[name]: a(s, t), rss=False)
             times[name].append(m.seconds)
             cpus[name].append(m.cpu_seconds)
             counted[name].counts.clear()
             append(step, counted[name])
             ops[name].append(dict(counted[name].counts))
         floor.counts.clear()
-        m = measure(lambda s=step: floor(s))
+        m = measure(lambda s=step: floor(s), rss=False)
         times["floor"].append(m.seconds)
         cpus["floor"].append(m.cpu_seconds)
         ops["floor"].append(dict(floor.counts))

@@ -139,3 +139,39 @@ def test_large_appends_keep_the_graph(tmp_path):
     assert not ap._runs_inline(prepared, None, {"scheduler": "threads"}, True)  # progress bar
     assert not ap._runs_inline(prepared, None, {"scheduler": object()}, False)  # a client's scheduler
     assert zarr.open_group(path).attrs == {}
+
+
+def test_a_small_appends_inputs_are_computed_once_even_when_variables_share_them(tmp_path):
+    import dask
+    import dask.array as da
+
+    path = str(tmp_path / "s.zarr")
+    pz.to_zarr(_rows(0, 4).assign(w=lambda d: d.v * 2), path)
+    calls = []
+
+    def source(block):
+        calls.append(block.shape)
+        return block
+
+    base = da.from_array(_rows(4, 3).v.values, chunks=(3, 6)).map_blocks(source, dtype="f4")
+    new = _rows(4, 3).assign(v=(("t", "x"), base), w=(("t", "x"), base * 2))
+    with dask.config.set(scheduler="sync"):
+        result = pz.append(new, path, "t")
+    assert result.applied
+    # Dask's meta inference may call map_blocks' function on empty blocks; the data block runs once.
+    assert [c for c in calls if 0 not in c] == [(3, 6)]
+    got = xr.open_zarr(path).load()
+    np.testing.assert_array_equal(got.w.values, got.v.values * 2)
+    np.testing.assert_array_equal(got.v.values[4:], _rows(4, 3).v.values)
+
+
+def test_resolving_a_path_opens_an_existing_store_in_this_thread_and_creates_no_directory(tmp_path):
+    from parallelzarr.store.resolve import resolve_store
+    from parallelzarr.store.zarr_compat import loop_free
+
+    path = tmp_path / "s.zarr"
+    pz.to_zarr(_rows(0, 4), str(path))
+    assert loop_free(resolve_store(str(path)).store)  # no round trip to zarr's loop for its first operation
+    missing = tmp_path / "not-yet"
+    assert not loop_free(resolve_store(str(missing)).store)
+    assert not missing.exists()

