@@ -175,3 +175,26 @@ def test_resolving_a_path_opens_an_existing_store_in_this_thread_and_creates_no_
     missing = tmp_path / "not-yet"
     assert not loop_free(resolve_store(str(missing)).store)
     assert not missing.exists()
+
+
+def test_writer_threads_are_started_once_and_anew_in_a_forked_child():
+    import multiprocessing
+
+    from parallelzarr.store.writer_threads import writer_pool
+
+    pool = writer_pool()
+    assert writer_pool() is pool and pool.submit(sum, [1, 2]).result() == 3
+    ctx = multiprocessing.get_context("fork")
+    parent_id = id(pool)
+    reader, writer = ctx.Pipe(duplex=False)
+
+    def child():
+        mine = writer_pool()  # the parent's pool has no threads here: a task on it would never run
+        writer.send((id(mine) != parent_id, mine.submit(sum, [3, 4]).result(timeout=10)))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    assert reader.poll(30)
+    assert reader.recv() == (True, 7)
+    proc.join(30)
+    assert proc.exitcode == 0
