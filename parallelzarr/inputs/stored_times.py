@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 import zarr
 from xarray.coding.common import lazy_elemwise_func
@@ -26,7 +27,7 @@ from parallelzarr.store.keys import read_consolidated, zarr_format_of
 from parallelzarr.store.zarr_compat import group_member, open_group_for
 
 __all__ = ["open_with_dim_from_ends", "plain_cf_datetime", "undecoded_open_kwargs", "decode_from_ends",
-           "consolidated_attrs"]
+           "consolidated_attrs", "decode_labels", "encode_labels", "NUMPY_CALENDARS", "read_positions"]
 
 #: Attributes whose coders run before the datetime coder and behave differently when it does not.
 _MASK_AND_SCALE = ("_FillValue", "missing_value", "scale_factor", "add_offset")
@@ -69,6 +70,39 @@ def decode_from_ends(raw: xr.Variable, name: str,
     return decoded, np.asarray(decoded_probe.values)[-2:]
 
 
+#: Calendars whose dates numpy's ``datetime64`` holds: the lean append's labels (others: cftime objects).
+NUMPY_CALENDARS = frozenset({"standard", "gregorian", "proleptic_gregorian"})
+
+
+def decode_labels(values: np.ndarray, attrs: Mapping[str, Any], name: str) -> np.ndarray:
+    """Stored labels ``values`` of CF datetime variable ``name`` decoded as ``xr.open_zarr`` decodes them."""
+    return np.asarray(CFDatetimeCoder().decode(xr.Variable((name,), values, dict(attrs)), name).values)
+
+
+def encode_labels(values: np.ndarray, attrs: Mapping[str, Any], dtype: np.dtype, name: str) -> np.ndarray | None:
+    """``datetime64`` labels encoded as xarray encodes them for a store with CF attributes ``attrs``.
+
+    ``None`` where xarray would not keep the stored units and ``dtype`` (labels the units cannot
+    hold exactly): the caller then encodes them as the full append does.
+    """
+    encoding = {"units": attrs["units"], "calendar": attrs.get("calendar"), "dtype": dtype}
+    encoded = CFDatetimeCoder().encode(xr.Variable((name,), values, {}, encoding), name)
+    if not _same_units(encoded.attrs.get("units"), attrs["units"]) or np.dtype(encoded.dtype) != dtype:
+        return None
+    return np.asarray(encoded.values)
+
+
+def _same_units(a: Any, b: str) -> bool:
+    """Whether CF time units ``a`` and ``b`` are the same (xarray rewrites ``2000-01-01 00:00:00`` as ``2000-01-01``)."""
+    if not isinstance(a, str) or " since " not in a:
+        return False
+    (unit_a, ref_a), (unit_b, ref_b) = (u.split(" since ", 1) for u in (a, b))
+    try:
+        return unit_a.strip().lower() == unit_b.strip().lower() and pd.Timestamp(ref_a.strip()) == pd.Timestamp(ref_b.strip())
+    except (ValueError, TypeError):
+        return False
+
+
 def consolidated_attrs(store: Any, zarr_format: int, name: str) -> dict[str, Any] | None:
     """Array ``name``'s attributes in the consolidated metadata (the document xarray opens), or ``None``."""
     found = read_consolidated(store, zarr_format)
@@ -88,13 +122,18 @@ def _read_here(store: Any, zarr_format: int, name: str, positions: list[int]) ->
     member = group_member(open_group_for(store, mode="r", zarr_format=zarr_format_of(zarr_format)), name)
     if not isinstance(member, zarr.Array):
         raise KeyError(name)
+    return read_positions(member, positions)
+
+
+def read_positions(arr: zarr.Array, positions: list[int]) -> np.ndarray:
+    """The values of 1-d ``arr`` at ascending ``positions``, read and decoded in this thread."""
     runs: list[list[int]] = []
     for p in positions:  # consecutive positions read as one region
         if runs and p == runs[-1][-1] + 1:
             runs[-1].append(p)
         else:
             runs.append([p])
-    return np.concatenate([read_region(member, (slice(r[0], r[-1] + 1),)) for r in runs])
+    return np.concatenate([read_region(arr, (slice(r[0], r[-1] + 1),)) for r in runs])
 
 
 def open_with_dim_from_ends(open_zarr: Callable[..., xr.Dataset], store: Any, zarr_format: int,

@@ -22,7 +22,7 @@ import os
 import selectors
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -191,6 +191,23 @@ def open_group_for(store: Any, *, mode: Literal["r", "r+", "a", "w", "w-"], zarr
     from zarr.api.asynchronous import open_group
 
     return zarr.Group(run_for(store, open_group(store=store, mode=mode, zarr_format=zarr_format)))
+
+
+def array_from_document(store: Any, name: str, doc: Mapping[str, Any], zarr_format: int,
+                        attrs: Mapping[str, Any] | None = None) -> zarr.Array:
+    """The array ``name`` of ``store`` described by its metadata document (as consolidated), read nowhere.
+
+    ``doc``: the v3 array document, or the v2 ``.zarray`` with its ``.zattrs`` in ``attrs``. What
+    ``zarr.open_group`` builds for each member of consolidated metadata, for one array only.
+    """
+    from zarr.core.array import AsyncArray
+    from zarr.core.metadata.v2 import ArrayV2Metadata
+    from zarr.core.metadata.v3 import ArrayV3Metadata
+    from zarr.storage import StorePath
+
+    meta: Any = (ArrayV3Metadata.from_dict(dict(doc)) if zarr_format == 3
+                 else ArrayV2Metadata.from_dict({**doc, "attributes": dict(attrs or {})}))
+    return zarr.Array(AsyncArray(metadata=meta, store_path=StorePath(store, name)))
 
 
 def group_member(group: zarr.Group, name: str) -> zarr.Array | zarr.Group | None:
