@@ -1108,17 +1108,18 @@ def _lean_job(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _Appe
     for name, var in ds.variables.items():
         name = str(name)
         meta = arrays[name]
-        arr = array_from_document(resolved.store, name, meta.doc, stored_format,
-                                  {**meta.attrs, "_ARRAY_DIMENSIONS": list(meta.dims)})
-        values = stored_labels if name == append_dim else var.data
-        if not isinstance(values, da.Array):
-            values = da.from_array(np.asarray(values), chunks=arr.shards or arr.chunks)
         axis = meta.dims.index(append_dim)
         new_shape = tuple(s + length if i == axis else s for i, s in enumerate(meta.shape))
+        # The stored array seen with its grown shape (what _appended_array makes), parsed once.
+        target = array_from_document(resolved.store, name, {**meta.doc, "shape": list(new_shape)}, stored_format,
+                                     {**meta.attrs, "_ARRAY_DIMENSIONS": list(meta.dims)})
+        values = stored_labels if name == append_dim else var.data
+        if not isinstance(values, da.Array):  # a random name: tokenizing the values costs more than writing them
+            values = da.from_array(np.asarray(values), chunks=target.shards or target.chunks, name=False)
         job = append_job(
-            plan_job, arr, axis, name, values, shape=new_shape, dims=meta.dims, dtype=meta.dtype, shards=arr.shards,
-            start=tuple(offset if i == axis else 0 for i in range(arr.ndim)), strategy=o.strategy, max_mem=o.budget,
-            lock_problem=_LOCK_PROBLEM, target=GivenArray(_appended_array(arr, new_shape)),
+            plan_job, target, axis, name, values, shape=new_shape, dims=meta.dims, dtype=meta.dtype,
+            shards=target.shards, start=tuple(offset if i == axis else 0 for i in range(target.ndim)),
+            strategy=o.strategy, max_mem=o.budget, lock_problem=_LOCK_PROBLEM, target=GivenArray(target),
         )
         plans[name] = job.plan
         jobs.append(job)
