@@ -198,3 +198,29 @@ def test_writer_threads_are_started_once_and_anew_in_a_forked_child():
     assert reader.recv() == (True, 7)
     proc.join(30)
     assert proc.exitcode == 0
+
+
+def test_shared_writes_return_in_order_and_fail_only_after_every_started_task_ended():
+    import time
+
+    from parallelzarr.store.writer_threads import run_shared
+
+    assert run_shared([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
+    assert run_shared([]) == []
+    ended, started = [], []
+
+    def slow(i):
+        started.append(i)
+        time.sleep(0.2)
+        ended.append(i)
+        return i
+
+    def failing():
+        started.append("f")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_shared([lambda: slow(0), failing, lambda: slow(2), lambda: slow(3), lambda: slow(4)])
+    # Every task that started has ended when the failure is raised; none starts after it.
+    assert sorted(ended) == sorted(i for i in started if i != "f")
+    assert len(started) < 5

@@ -15,7 +15,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from concurrent.futures import wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
@@ -85,7 +84,7 @@ from parallelzarr.store.resolve import (
     store_has_data,
 )
 from parallelzarr.store.staging import unpublished_array, unpublished_write, write_running
-from parallelzarr.store.writer_threads import writer_pool
+from parallelzarr.store.writer_threads import run_shared
 from parallelzarr.store.zarr_compat import array_from_document, group_member, open_group_for
 from parallelzarr.units import parse_bytes
 
@@ -782,9 +781,9 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
 
     The input is computed, then each array is written in slabs cut at its stored object boundaries
     along the append axis: every object is encoded and stored once, and each slab counts as one
-    write (the crash tests' points). The arrays are written by the process's writer threads (one
-    per core, :mod:`parallelzarr.store.writer_threads`): each is a few milliseconds of encoding and
-    file writes, which release the GIL.
+    write (the crash tests' points). The arrays are written by this thread and the process's writer
+    threads together (:func:`parallelzarr.store.writer_threads.run_shared`): each is a few
+    milliseconds of encoding and file writes, which release the GIL.
 
     Its record carries no content digests: summing them took about as long as writing the chunks
     (3 ms of a 20 ms append), while they only save a read in the rare rerun of the same labels,
@@ -801,12 +800,7 @@ def _append_inline(prepared: WriteJob, run: _AppendRun, array_config: Mapping[st
             target = target.with_config(cast(ArrayConfigParams, dict(array_config)))
         return _write_slabs(target, job.plan, rows.axes[job.plan.name], np.asarray(data))
 
-    pool = writer_pool()
-    writes = [pool.submit(write, job, data) for job, data in zip(prepared.jobs, computed, strict=True)]
-    try:
-        written = sum(w.result() for w in writes)
-    finally:
-        wait(writes)  # after a failure too: nothing of this append may still be writing when it returns
+    written = sum(run_shared([partial(write, job, data) for job, data in zip(prepared.jobs, computed, strict=True)]))
     run.finish(written)
 
 
