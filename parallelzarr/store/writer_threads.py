@@ -1,9 +1,10 @@
 """This process's writer threads for the chunks of small appends, started once and reused.
 
-A small append writes its few chunks from the calling process, one array per thread (encoding and
-file writes release the GIL). Starting and joining a new thread pool for each append cost about
-1.7 ms of a 16 ms append on the development machine (``benchmarks/bench_append.py``); these
-threads live as long as the process, idle between appends, as dask's own default pool does.
+A small append writes its few arrays from the calling thread and these threads together, one array
+at a time each (encoding and file writes release the GIL: :func:`run_shared`). Starting and joining
+a new thread pool for each append cost about 1.7 ms of a 16 ms append on the development machine
+(``benchmarks/bench_append.py``); these threads live as long as the process, idle between appends,
+as dask's own default pool does.
 """
 
 from __future__ import annotations
