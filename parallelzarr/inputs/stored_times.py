@@ -23,11 +23,11 @@ from xarray.coding.common import lazy_elemwise_func
 from xarray.coding.times import CFDatetimeCoder, decode_cf_datetime
 
 from parallelzarr.store.chunk_io import read_region
-from parallelzarr.store.keys import read_consolidated, zarr_format_of
-from parallelzarr.store.zarr_compat import group_member, open_group_for
+from parallelzarr.store.keys import read_consolidated
+from parallelzarr.store.zarr_compat import array_from_document
 
 __all__ = ["open_with_dim_from_ends", "plain_cf_datetime", "undecoded_open_kwargs", "decode_from_ends",
-           "consolidated_attrs", "decode_labels", "encode_labels", "NUMPY_CALENDARS", "read_positions"]
+           "consolidated_array", "decode_labels", "encode_labels", "NUMPY_CALENDARS", "read_positions"]
 
 #: Attributes whose coders run before the datetime coder and behave differently when it does not.
 _MASK_AND_SCALE = ("_FillValue", "missing_value", "scale_factor", "add_offset")
@@ -103,26 +103,20 @@ def _same_units(a: Any, b: str) -> bool:
         return False
 
 
-def consolidated_attrs(store: Any, zarr_format: int, name: str) -> dict[str, Any] | None:
-    """Array ``name``'s attributes in the consolidated metadata (the document xarray opens), or ``None``."""
+def consolidated_array(store: Any, zarr_format: int, name: str) -> tuple[dict[str, Any], zarr.Array] | None:
+    """Array ``name`` as the consolidated metadata (the document xarray opens) describes it: its attributes
+    and the array, built from its document with no further read; ``None`` without such an entry."""
     found = read_consolidated(store, zarr_format)
     if found is None:
         return None
-    attrs = ((found.metadata.get(name) or {}).get("attributes") if zarr_format == 3
-             else found.metadata.get(f"{name}/.zattrs"))
-    return attrs if isinstance(attrs, dict) else None
-
-
-def _read_here(store: Any, zarr_format: int, name: str, positions: list[int]) -> np.ndarray:
-    """The stored values of 1-d array ``name`` at ``positions``, read and decoded in this thread.
-
-    Through zarr's getitem the read is a round trip to zarr's event-loop thread (0.5-1 ms here);
-    the array is opened from the consolidated metadata, so this reads only the chunks.
-    """
-    member = group_member(open_group_for(store, mode="r", zarr_format=zarr_format_of(zarr_format)), name)
-    if not isinstance(member, zarr.Array):
-        raise KeyError(name)
-    return read_positions(member, positions)
+    doc = found.metadata.get(name) if zarr_format == 3 else found.metadata.get(f"{name}/.zarray")
+    attrs = (doc or {}).get("attributes") if zarr_format == 3 else found.metadata.get(f"{name}/.zattrs")
+    if not isinstance(doc, dict) or not isinstance(attrs, dict):
+        return None
+    try:
+        return attrs, array_from_document(store, name, doc, zarr_format, attrs)
+    except (KeyError, TypeError, ValueError):  # not an array zarr reads plainly: the caller opens as xarray does
+        return None
 
 
 def read_positions(arr: zarr.Array, positions: list[int]) -> np.ndarray:
@@ -144,11 +138,12 @@ def open_with_dim_from_ends(open_zarr: Callable[..., xr.Dataset], store: Any, za
     with nothing opened or the open discarded, where the consolidated metadata does not show plain
     CF datetimes for ``dim`` or :func:`decode_from_ends` declines: the caller opens as xarray does.
     """
-    attrs = consolidated_attrs(store, zarr_format, dim)
-    if attrs is None or not plain_cf_datetime(attrs):
+    found = consolidated_array(store, zarr_format, dim)
+    if found is None or not plain_cf_datetime(found[0]):
         return None
     stored = open_zarr(**undecoded_open_kwargs(dim))
-    from_ends = decode_from_ends(stored.variables[dim], dim, partial(_read_here, store, zarr_format, dim)) \
+    # The labels read in this thread (through zarr's getitem, a round trip to its loop thread).
+    from_ends = decode_from_ends(stored.variables[dim], dim, partial(read_positions, found[1])) \
         if dim in stored.variables else None
     if from_ends is None:
         return None
