@@ -13,13 +13,13 @@ import zarr
 import zarr.storage
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numcodecs import Blosc
+from numcodecs import Blosc, GZip, Zstd
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import WrapperStore
 
 from parallelzarr import rechunk
 from parallelzarr.store.chunk_io import is_fill, read_region, write_parts, write_region
-from parallelzarr.store.zarr_compat import zarr_loop_thread_id
+from parallelzarr.store.zarr_compat import array_codec, zarr_loop_thread_id
 from parallelzarr.testing import FaultyStore
 
 CASES = {
@@ -74,6 +74,42 @@ def test_write_region_stores_zarrs_bytes(tmp_path: Path, name: str) -> None:
     assert _files(tmp_path / "ours") == _files(tmp_path / "zarr")
     got = read_region(b, (slice(3, 29), slice(2, 17)), window=2)
     np.testing.assert_array_equal(got, data[3:29, 2:17])
+
+
+#: The cases whose whole objects numcodecs decodes straight into the caller's block (the rest go
+#: through zarr's codecs): native byte order, no filters, one Blosc/zstd/gzip compressor, no shards,
+#: and for v3 C order in memory (v3 stores C order, so an F-ordered block is not its layout).
+DECODED_IN_PLACE = {"v3-zstd", "v2-blosc", "v2-lz4", "v3-nan-fill", "v3-write-empty", "v3-int16-fill",
+                    "v3-bool", "v3-complex"}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_whole_objects_decode_in_place(tmp_path: Path, name: str) -> None:
+    a, _, data, grid = _pair(tmp_path, name)
+    codec = array_codec(a)
+    assert (codec.direct is not None) == (name in DECODED_IN_PLACE)
+    rows = (slice(grid[0], 3 * grid[0]), slice(0, 17))  # whole rows of objects: contiguous in the block
+    np.testing.assert_array_equal(read_region(a, rows), data[rows])
+    if codec.direct is not None:
+        dest = np.empty(grid, dtype=codec.dtype, order=codec.order)
+        stored = a.store_path.store
+        raw = asyncio.run(stored.get(codec.key((1, 0)), default_buffer_prototype()))
+        assert codec.decode_into(raw, dest)
+        np.testing.assert_array_equal(dest, data[grid[0]:2 * grid[0], :grid[1]])
+
+
+@pytest.mark.parametrize("codec", [Blosc("zstd", 3, Blosc.BITSHUFFLE), Zstd(level=5, checksum=True), GZip(level=1)],
+                         ids=["blosc-bitshuffle", "zstd-checksum", "gzip"])
+def test_v3_compressors_decode_in_place_as_zarr_reads_them(tmp_path: Path, codec) -> None:
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    v3 = {"blosc": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", typesize=8),
+          "zstd": ZstdCodec(level=5, checksum=True), "gzip": GzipCodec(level=1)}[codec.codec_id]
+    data = np.random.default_rng(2).normal(size=(24, 9, 5))
+    arr = zarr.create_array(str(tmp_path / "a"), shape=data.shape, chunks=(6, 9, 5), dtype="f8", compressors=v3)
+    arr[...] = data
+    assert array_codec(arr).direct is not None
+    np.testing.assert_array_equal(read_region(arr, (slice(6, 24), slice(0, 9), slice(0, 5))), data[6:])
 
 
 @pytest.mark.parametrize("name", ["v3-zstd", "v2-raw", "v3-shards"])

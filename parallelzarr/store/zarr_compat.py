@@ -20,9 +20,10 @@ import concurrent.futures
 import dataclasses
 import os
 import selectors
+import sys
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -249,9 +250,11 @@ class ArrayCodec:
         True when an object's stored bytes are its raw buffer (zarr v2, no compressor or filters):
         encoding is then a view, not zarr's ``tobytes`` copy.
     direct
-        The numcodecs compressor of a zarr v2 array without filters, in native byte order: its
-        ``decode(data, out=...)`` writes a whole object straight into a slice of the caller's block
-        (what zarr's V2 codec does, minus the copy out of its own buffer). None otherwise.
+        A numcodecs decoder of a native-order array's stored objects: the compressor of a zarr v2
+        array without filters, or for zarr v3 the decoder of a bytes codec followed by one Blosc,
+        zstd or gzip codec. Its ``decode(data, out=...)`` writes a whole object straight into a slice
+        of the caller's block (what zarr's codecs do, minus the copy out of their own buffer). None
+        otherwise.
     steps
         The pipeline's codecs with the spec each one sees, when every codec can run synchronously
         (``_encode_sync``/``_decode_sync``, zarr 3.1 to 3.4; not sharding): :meth:`encode` and
@@ -328,20 +331,44 @@ def array_codec(arr: zarr.Array) -> ArrayCodec:
         order = meta.order
         config = dataclasses.replace(config, order=order)
         raw = meta.compressor is None and not meta.filters
-        if meta.compressor is not None and not meta.filters and native.byteorder in "=|" and native.kind in FAST_KINDS:
+        if meta.compressor is not None and not meta.filters and native.isnative and native.kind in FAST_KINDS:
             direct = meta.compressor
     else:
         order = config.order
         raw = False
     spec = ArraySpec(shape=grid, dtype=meta.dtype, fill_value=meta.fill_value, config=config,
                      prototype=default_buffer_prototype())
+    steps = _sync_steps(aa.codec_pipeline, spec)
+    # v3 objects are stored in C order whatever the in-memory order (the bytes codec ravels them so).
+    if meta.zarr_format == 3 and order == "C" and native.isnative and native.kind in FAST_KINDS and steps is not None:
+        direct = _v3_direct_decoder([codec for codec, _ in steps])
     path = arr.path
     return ArrayCodec(
         store=arr.store, prefix=f"{path}/" if path else "", grid=grid, shape=tuple(arr.shape),
         dtype=np.dtype(meta.dtype.to_native_dtype()), order=order, fill=_fill_value_or_default(spec),
         write_empty=bool(config.write_empty_chunks), spec=spec, pipeline=aa.codec_pipeline,
-        encode_key=meta.encode_chunk_key, raw_bytes=raw, direct=direct, steps=_sync_steps(aa.codec_pipeline, spec),
+        encode_key=meta.encode_chunk_key, raw_bytes=raw, direct=direct, steps=steps,
     )
+
+
+def _v3_direct_decoder(codecs: Sequence[Any]) -> Any:
+    """A numcodecs decoder for a zarr v3 chain of native-order bytes plus one compressor, or None.
+
+    Blosc, zstd and gzip frames carry what decoding needs (Blosc its shuffle and type size, zstd its
+    checksum flag), so a default-configured numcodecs codec decodes what zarr's codec wrote, and can
+    decode it straight into the caller's block.
+    """
+    import numcodecs
+    from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
+
+    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec):
+        return None
+    endian = getattr(codecs[0].endian, "value", codecs[0].endian)
+    if endian not in (None, sys.byteorder):
+        return None
+    decoders = {BloscCodec: numcodecs.Blosc, ZstdCodec: numcodecs.Zstd, GzipCodec: numcodecs.GZip}
+    make = decoders.get(type(codecs[1]))
+    return make() if make is not None else None
 
 
 def _sync_steps(pipeline: Any, spec: ArraySpec) -> tuple[tuple[Any, Any], ...] | None:
