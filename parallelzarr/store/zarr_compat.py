@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import zarr
 import zarr.storage
+from numcodecs.compat import ensure_bytes
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 
@@ -255,6 +256,10 @@ class ArrayCodec:
         zstd or gzip codec. Its ``decode(data, out=...)`` writes a whole object straight into a slice
         of the caller's block (what zarr's codecs do, minus the copy out of their own buffer). None
         otherwise.
+    v2_compressor
+        The numcodecs compressor of a zarr v2 array without filters, in native byte order:
+        :meth:`encode` calls it as zarr's V2 codec does, without running that codec's coroutine (in
+        zarr 3.1 it has no synchronous form). None otherwise.
     steps
         The pipeline's codecs with the spec each one sees, when every codec can run synchronously
         (``_encode_sync``/``_decode_sync``, zarr 3.1 to 3.4; not sharding): :meth:`encode` and
@@ -275,6 +280,7 @@ class ArrayCodec:
     encode_key: Callable[[tuple[int, ...]], str]
     raw_bytes: bool
     direct: Any = None
+    v2_compressor: Any = None
     steps: tuple[tuple[Any, Any], ...] | None = None
 
     def key(self, coords: tuple[int, ...]) -> str:
@@ -286,6 +292,8 @@ class ArrayCodec:
         proto = default_buffer_prototype()
         if self.raw_bytes:
             return proto.buffer.from_array_like(chunk.reshape(-1, order="A").view("B"))
+        if self.v2_compressor is not None:
+            return proto.buffer.from_bytes(ensure_bytes(self.v2_compressor.encode(chunk)))
         nd = proto.nd_buffer.from_numpy_array(chunk)
         if self.steps is not None:
             data: Any = nd
@@ -348,6 +356,7 @@ def array_codec(arr: zarr.Array) -> ArrayCodec:
         dtype=np.dtype(meta.dtype.to_native_dtype()), order=order, fill=_fill_value_or_default(spec),
         write_empty=bool(config.write_empty_chunks), spec=spec, pipeline=aa.codec_pipeline,
         encode_key=meta.encode_chunk_key, raw_bytes=raw, direct=direct, steps=steps,
+        v2_compressor=direct if meta.zarr_format == 2 else None,
     )
 
 
