@@ -340,11 +340,14 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
     ``max_mem``, ``encoding``, ``zarr_format``, ``write_empty_chunks``, ``progress``).
     """
     from parallelzarr.entry.notices import quiet_zarr_notices
-    from parallelzarr.inputs.xarray_checks import check_append
+    from parallelzarr.inputs.xarray_checks import check_append, nothing_for_xarray_to_check
     from parallelzarr.run.append import append_data
 
-    stored = check_append(data, store, append_dim, options["encoding"], options["storage_options"])
-    statics = _statics(data, store, append_dim, options["storage_options"], mode, stored) if is_xarray(data) else None
+    if nothing_for_xarray_to_check(data, store, append_dim, options["encoding"], options["storage_options"]):
+        statics = None  # the consolidated metadata shows xarray's checks pass and nothing static changes
+    else:
+        stored = check_append(data, store, append_dim, options["encoding"], options["storage_options"])
+        statics = _statics(data, store, append_dim, options["storage_options"], mode, stored) if is_xarray(data) else None
     then = None
     if statics is not None and statics[1] is not None:
         # The variables without append_dim commit in the append's journal (one commit: readers see the

@@ -21,6 +21,7 @@ from zarr.abc.store import Store
 from parallelzarr.errors import ChunkSpecError, EncodingError, PlanningError, StoreError
 from parallelzarr.inputs.rechunk_inputs import dask_job_parts, dataset_parts
 from parallelzarr.inputs.validate import check_name
+from parallelzarr.inputs.xarray_checks import same_attrs
 from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
 from parallelzarr.store.dims import array_dims
 from parallelzarr.store.zarr_compat import nominal_chunks
@@ -490,11 +491,11 @@ def _unchanged(ds: Any, group: zarr.Group) -> bool:
         stored = xr.open_zarr(group.store, group=group.path or None, chunks=None, consolidated=None)
     except Exception:  # cannot tell: encode the values themselves
         return False
-    if dict(stored.attrs) != dict(ds.attrs):
+    if not same_attrs(stored.attrs, ds.attrs):
         return False
     for name, var in ds.variables.items():
         name = str(name)
-        if name not in stored.variables or not _same_attrs(stored[name].attrs, var.attrs):
+        if name not in stored.variables or not same_attrs(stored[name].attrs, var.attrs):
             return False
         data = var.variable._data if hasattr(var, "variable") else var._data
         if isinstance(var, xr.IndexVariable) or type(data).__name__ == "PandasIndexingAdapter":
@@ -508,12 +509,6 @@ def _unchanged(ds: Any, group: zarr.Group) -> bool:
         elif type(data).__name__ not in _LAZY_WRAPPERS:
             return False
     return True
-
-
-def _same_attrs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    if set(a) != set(b):
-        return False
-    return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
 
 
 def _resolve_xarray(ds: Any, target_chunks: Any, target_options: dict[str, Any], fmt_opt: int | None) -> SourceInfo:

@@ -48,6 +48,62 @@ def check_stored_encoding(encoding: Mapping[Any, Any] | None, stored_names: set[
             )
 
 
+def same_attrs(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> bool:
+    """Whether two attribute mappings hold the same keys and values; array-valued attributes (netCDF's
+    ``valid_range``, ``flag_values``) compare element-wise, where ``dict ==`` raises."""
+    if set(a) != set(b):
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if isinstance(value, np.ndarray | list | tuple) or isinstance(other, np.ndarray | list | tuple):
+            x, y = np.asarray(value), np.asarray(other)
+            if x.shape != y.shape or not (x.dtype.kind == y.dtype.kind or {x.dtype.kind, y.dtype.kind} <= set("biuf")):
+                return False
+            if not np.array_equal(x, y):
+                return False
+        elif not bool(value == other):
+            return False
+    return True
+
+
+#: Dtype kinds whose appends xarray never refuses for a stored dtype (:func:`check_dtype`).
+_UNCHECKED_KINDS = frozenset("biufcM")
+
+
+def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,
+                                storage_options: Mapping[str, Any] | None) -> bool:
+    """Whether the consolidated metadata alone shows that ``to_zarr(mode="a", append_dim=...)`` of
+    ``data`` passes :func:`check_append` and writes nothing but the appended rows.
+
+    True for a Dataset whose variables are all stored and all grow along ``append_dim``, with
+    numbers, booleans or datetimes only (xarray compares no such dtype), no encoding, and root
+    attributes equal to the stored ones as xarray reads them (without ``_nc*`` keys). The drop-in
+    then skips opening the store as a dataset for those checks; the append still checks everything
+    it checks for ``parallelzarr.append``. Any doubt (no consolidated metadata, a variable not
+    stored) answers False: the full checks run.
+    """
+    import xarray as xr
+
+    from parallelzarr.inputs.stored_schema import stored_arrays
+    from parallelzarr.store.keys import read_consolidated
+    from parallelzarr.store.read_cache import ReadCache
+    from parallelzarr.store.resolve import resolve_store, root_node_format
+
+    if encoding or not isinstance(data, xr.Dataset):
+        return False
+    if any(append_dim not in v.dims or v.dtype.kind not in _UNCHECKED_KINDS for v in data.variables.values()):
+        return False
+    once = ReadCache(resolve_store(store, storage_options).store)  # the document is read once
+    fmt = root_node_format(once)
+    found = read_consolidated(once, fmt) if fmt is not None else None
+    arrays = stored_arrays(once, fmt) if found is not None and fmt is not None else None
+    if (found is None or arrays is None or set(arrays) != {str(n) for n in data.variables}
+            or any(append_dim not in a.dims for a in arrays.values())):
+        return False
+    stored_attrs = {k: v for k, v in found.attributes.items() if not k.lower().startswith("_nc")}
+    return same_attrs(stored_attrs, data.attrs)
+
+
 def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,
                  storage_options: Mapping[str, Any] | None) -> Any:
     """xarray's checks of ``to_zarr(append_dim=...)`` into an existing store; reads metadata only.

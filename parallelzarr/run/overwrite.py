@@ -37,7 +37,7 @@ from parallelzarr.inputs.datasets import (
     open_stored,
     stored_encoding,
 )
-from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding
+from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding, same_attrs
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.job import ArrayJob, Commit, StoredArray, WriteJob, plan_job
 from parallelzarr.store.keys import get as get_key
@@ -442,7 +442,7 @@ def static_changes(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str,
             new.append(str(name))
         elif not var.equals(_comparable_stored(var, stored.variables[name])):
             changed.append(str(name))
-    return new, changed, dict(stored.attrs) != dict(ds.attrs)
+    return new, changed, not same_attrs(stored.attrs, ds.attrs)
 
 
 def _comparable_stored(new: xr.Variable, stored: xr.Variable) -> xr.Variable:

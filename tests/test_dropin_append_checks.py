@@ -1,0 +1,97 @@
+"""The drop-in ``pz.to_zarr(ds, store, append_dim=...)`` skips opening the store for xarray's checks
+only when the consolidated metadata shows those checks pass and nothing but rows is written
+(``inputs/xarray_checks.nothing_for_xarray_to_check``).
+
+Each case is appended by the drop-in and by ``xarray.Dataset.to_zarr(append_dim=...)`` onto twin
+stores; they must read back identical (attributes included), and the drop-in must have opened the
+store for xarray's checks exactly when the case is not plain.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import parallelzarr as pz
+
+checks = importlib.import_module("parallelzarr.inputs.xarray_checks")
+
+
+def _step(i: int, attrs: dict | None = None, **extra: xr.DataArray) -> xr.Dataset:
+    t = pd.date_range("2024-01-01", periods=4, freq="h") + pd.Timedelta(hours=4 * i)
+    rng = np.random.default_rng(i)
+    ds = xr.Dataset({"t2m": (("time", "y"), rng.normal(size=(4, 3)).astype("f4")),
+                     "d2m": (("time", "y"), rng.normal(size=(4, 3)))},
+                    coords={"time": t}, attrs={"source": "test", "version": 1} if attrs is None else attrs)
+    return ds.assign(extra)
+
+
+def _with_lsm(ds: xr.Dataset, value: float) -> xr.Dataset:
+    return ds.assign(lsm=("y", np.full(3, value)))
+
+
+def _with_label(ds: xr.Dataset) -> xr.Dataset:
+    return ds.assign(station=(("time",), np.array(["abc", "de", "f", "gh"])))
+
+
+#: name: (first write, appended step, whether the drop-in may skip xarray's checks)
+CASES = {
+    "plain": (_step(0), _step(1), True),
+    "netcdf attributes ignored as xarray ignores them": (
+        _step(0, {"source": "test", "_NCProperties": "version=2"}), _step(1, {"source": "test"}), True),
+    "attributes changed": (_step(0), _step(1, {"source": "other"}), False),
+    "array-valued attribute, same values": (
+        _step(0, {"levels": [1, 2]}), _step(1, {"levels": np.array([1, 2])}), True),
+    "array-valued attribute changed": (
+        _step(0, {"levels": [1, 2]}), _step(1, {"levels": np.array([1, 3])}), False),
+    "static variable": (_with_lsm(_step(0), 1.0), _with_lsm(_step(1), 2.0), False),
+    "string variable": (_with_label(_step(0)), _with_label(_step(1)), False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_dropin_append_matches_xarray_and_skips_only_plain_checks(tmp_path: Path, name: str, monkeypatch) -> None:
+    first, step, plain = CASES[name]
+    ours, ref = tmp_path / "ours.zarr", tmp_path / "xarray.zarr"
+    first.to_zarr(str(ours), zarr_format=3, consolidated=True)
+    first.to_zarr(str(ref), zarr_format=3, consolidated=True)
+    opened = []
+    real = checks.check_append
+    monkeypatch.setattr(checks, "check_append", lambda *a, **k: opened.append(1) or real(*a, **k))
+    pz.to_zarr(step, str(ours), append_dim="time")
+    step.to_zarr(str(ref), append_dim="time", consolidated=True)
+    assert (not opened) == plain
+    got, want = xr.open_zarr(str(ours)).load(), xr.open_zarr(str(ref)).load()
+    xr.testing.assert_identical(got, want)
+
+
+def test_a_new_variable_along_append_dim_is_refused_where_xarray_leaves_the_store_unreadable(tmp_path: Path) -> None:
+    # xarray writes q with the step's 4 rows beside a time of 8: open_zarr then fails with
+    # "conflicting sizes for dimension 'time'". The drop-in refuses before writing anything.
+    store = str(tmp_path / "s.zarr")
+    _step(0).to_zarr(store, zarr_format=3, consolidated=True)
+    step = _step(1).assign(q=(("time", "y"), np.ones((4, 3))))
+    with pytest.raises(ValueError, match=r"variable\(s\) \['q'\] are not in the store"):
+        pz.to_zarr(step, store, append_dim="time")
+    xr.testing.assert_identical(xr.open_zarr(store).load(), _step(0))
+
+
+def test_encoding_for_a_stored_variable_is_refused_as_xarray_refuses_it(tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    _step(0).to_zarr(store, zarr_format=3, consolidated=True)
+    with pytest.raises(ValueError, match="variable 't2m' already exists, but encoding was provided"):
+        pz.to_zarr(_step(1), store, append_dim="time", encoding={"t2m": {"dtype": "f8"}})
+    assert xr.open_zarr(store).sizes["time"] == 4
+
+
+def test_unconsolidated_stores_take_the_full_checks(tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    _step(0).to_zarr(store, zarr_format=3, consolidated=False)
+    assert not checks.nothing_for_xarray_to_check(_step(1), store, "time", None, None)
+    pz.to_zarr(_step(1), store, append_dim="time")
+    assert xr.open_zarr(store, consolidated=False).sizes["time"] == 8
