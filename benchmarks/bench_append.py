@@ -175,18 +175,22 @@ def run_small(root: Path, appends: int) -> list[dict]:
     ops: dict[str, list[dict[str, int]]] = {n: [] for n in names}
     for i in range(1, appends + 1):
         step = small_step(i)
-        for name, append in appenders.items():
+        # The order rotates per step, so no contender always runs first (or right after the counted runs).
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            if name == "floor":
+                floor.counts.clear()
+                m = measure(lambda s=step: floor(s), rss=False)
+                times["floor"].append(m.seconds)
+                cpus["floor"].append(m.cpu_seconds)
+                ops["floor"].append(dict(floor.counts))
+                continue
+            append = appenders[name]
             m = measure(lambda s=step, a=append, t=timed[name]: a(s, t), rss=False)
             times[name].append(m.seconds)
             cpus[name].append(m.cpu_seconds)
             counted[name].counts.clear()
             append(step, counted[name])
             ops[name].append(dict(counted[name].counts))
-        floor.counts.clear()
-        m = measure(lambda s=step: floor(s), rss=False)
-        times["floor"].append(m.seconds)
-        cpus["floor"].append(m.cpu_seconds)
-        ops["floor"].append(dict(floor.counts))
     loaded = {name: xr.open_zarr(store if isinstance(store, str) else store._store).load()
               for name, store in [*timed.items(), *((f"{n} counted", s) for n, s in counted.items())]}
     c = xr.open_zarr(str(least)).load()

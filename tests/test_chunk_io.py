@@ -28,6 +28,7 @@ CASES = {
     "v2-raw": dict(zarr_format=2, compressors=None),
     "v2-raw-F": dict(zarr_format=2, compressors=None, order="F"),
     "v2-lz4": dict(zarr_format=2, compressors=Blosc("lz4", 5, Blosc.SHUFFLE)),
+    "v2-blosc-F": dict(zarr_format=2, order="F"),
     "v3-shards": dict(zarr_format=3, chunks=(5, 5), shards=(10, 10)),
     "v3-shards-write-empty": dict(zarr_format=3, chunks=(5, 5), shards=(10, 10),
                                   config={"write_empty_chunks": True}),
@@ -78,8 +79,9 @@ def test_write_region_stores_zarrs_bytes(tmp_path: Path, name: str) -> None:
 
 #: The cases whose whole objects numcodecs decodes straight into the caller's block (the rest go
 #: through zarr's codecs): native byte order, no filters, one Blosc/zstd/gzip compressor, no shards,
-#: and for v3 C order in memory (v3 stores C order, so an F-ordered block is not its layout).
-DECODED_IN_PLACE = {"v3-zstd", "v2-blosc", "v2-lz4", "v3-nan-fill", "v3-write-empty", "v3-int16-fill",
+#: and for v3 C order in memory (v3 stores C order, so an F-ordered block is not its layout; v2
+#: stores the array's order).
+DECODED_IN_PLACE = {"v3-zstd", "v2-blosc", "v2-blosc-F", "v2-lz4", "v3-nan-fill", "v3-write-empty", "v3-int16-fill",
                     "v3-bool", "v3-complex"}
 
 
