@@ -81,6 +81,23 @@ def test_a_new_variable_along_append_dim_is_refused_where_xarray_leaves_the_stor
     xr.testing.assert_identical(xr.open_zarr(store).load(), _step(0))
 
 
+@pytest.mark.parametrize("change", ["transposed", "resized"])
+def test_other_dimensions_changed_take_xarrays_checks(tmp_path: Path, change: str) -> None:
+    ours, ref = str(tmp_path / "ours.zarr"), str(tmp_path / "xarray.zarr")
+    for path in (ours, ref):
+        _step(0).to_zarr(path, zarr_format=3, consolidated=True)
+    step = _step(1).transpose("y", "time") if change == "transposed" else _step(1).isel(y=slice(0, 2))
+    assert not checks.nothing_for_xarray_to_check(step, ours, "time", None, None)
+    if change == "resized":
+        with pytest.raises(ValueError, match="already exists with different dimension sizes"):
+            pz.to_zarr(step, ours, append_dim="time")
+        xr.testing.assert_identical(xr.open_zarr(ours).load(), _step(0))
+    else:  # xarray writes it in the stored order
+        pz.to_zarr(step, ours, append_dim="time")
+        step.to_zarr(ref, append_dim="time", consolidated=True)
+        xr.testing.assert_identical(xr.open_zarr(ours).load(), xr.open_zarr(ref).load())
+
+
 def test_encoding_for_a_stored_variable_is_refused_as_xarray_refuses_it(tmp_path: Path) -> None:
     store = str(tmp_path / "s.zarr")
     _step(0).to_zarr(store, zarr_format=3, consolidated=True)

@@ -75,8 +75,8 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
     """Whether the consolidated metadata alone shows that ``to_zarr(mode="a", append_dim=...)`` of
     ``data`` passes :func:`check_append` and writes nothing but the appended rows.
 
-    True for a Dataset whose variables are all stored and all grow along ``append_dim``, with
-    numbers, booleans or datetimes only (xarray compares no such dtype), no encoding, and root
+    True for a Dataset whose variables are all stored with the same dims in the same order and the
+    same sizes but along ``append_dim``, with numbers, booleans or datetimes only (xarray compares no such dtype), no encoding, and root
     attributes equal to the stored ones as xarray reads them (without ``_nc*`` keys). The drop-in
     then skips opening the store as a dataset for those checks; the append still checks everything
     it checks for ``parallelzarr.append``. Any doubt (no consolidated metadata, a variable not
@@ -97,9 +97,13 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
     fmt = root_node_format(once)
     found = read_consolidated(once, fmt) if fmt is not None else None
     arrays = stored_arrays(once, fmt) if found is not None and fmt is not None else None
-    if (found is None or arrays is None or set(arrays) != {str(n) for n in data.variables}
-            or any(append_dim not in a.dims for a in arrays.values())):
+    if found is None or arrays is None or set(arrays) != {str(n) for n in data.variables}:
         return False
+    for name, var in data.variables.items():
+        stored = arrays[str(name)]
+        if tuple(map(str, var.dims)) != tuple(stored.dims) or any(
+                n != m for d, n, m in zip(stored.dims, var.shape, stored.shape, strict=True) if d != append_dim):
+            return False  # transposed or resized: xarray's own checks say how
     stored_attrs = {k: v for k, v in found.attributes.items() if not k.lower().startswith("_nc")}
     return same_attrs(stored_attrs, data.attrs)
 
@@ -154,7 +158,28 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
     for name, var in ds.variables.items():
         if name in stored.variables:
             check_dtype(str(name), var.dtype, stored.variables[name].dtype)
+            check_other_sizes(str(name), var, stored.variables[name], append_dim)
     return stored
+
+
+def check_other_sizes(name: str, new: Any, old: Any, append_dim: str) -> None:
+    """xarray's check that an appended variable has the stored dims (in any order) and sizes but along
+    ``append_dim``; raises :class:`~parallelzarr.errors.SchemaMismatchError` (a ``ValueError``)."""
+    if set(new.dims) != set(old.dims):
+        raise SchemaMismatchError(
+            f"variable {name!r} already exists with different dimension names {old.dims} != {new.dims}, but "
+            "changing variable dimensions is not supported by to_zarr(); rename the variable, or rewrite the "
+            "store with mode='w'"
+        )
+    stored_sizes = {d: n for d, n in old.sizes.items() if d != append_dim}
+    new_sizes = {d: new.sizes[d] for d in old.dims if d != append_dim}
+    if stored_sizes != new_sizes:
+        raise SchemaMismatchError(
+            f"variable {name!r} already exists with different dimension sizes: {stored_sizes} != {new_sizes}. "
+            f"to_zarr() only supports changing dimension sizes when explicitly appending, but "
+            f"append_dim={append_dim!r}; select the stored extent of the other dimensions "
+            f"(ds.isel(...)), or write a subset with region=..."
+        )
 
 
 def check_region(ds: Any, region: Any, append_dim: str | None = None) -> None:
