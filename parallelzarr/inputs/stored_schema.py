@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from parallelzarr.store.keys import read_consolidated
+from parallelzarr.store.keys import Consolidated, read_consolidated
 
 __all__ = ["StoredArray", "stored_arrays", "stored_as_given", "dimensions_agree"]
 
@@ -56,14 +56,15 @@ class StoredArray:
     fill: Any
 
 
-def stored_arrays(store: Any, zarr_format: int) -> dict[str, StoredArray] | None:
-    """The arrays of the root group's consolidated metadata, or ``None``.
+def stored_arrays(store: Any, zarr_format: int, found: Consolidated | None = None) -> dict[str, StoredArray] | None:
+    """The arrays of the root group's consolidated metadata, or ``None``. ``found``: that metadata,
+    when the caller has read it already.
 
     ``None`` without consolidated metadata, with a subgroup, or with any array this reading does
     not understand plainly (no dimension names, not a regular chunk grid, sharded, a dtype numpy
     cannot name): the caller then opens the store as xarray does.
     """
-    found = read_consolidated(store, zarr_format)
+    found = found if found is not None else read_consolidated(store, zarr_format)
     if found is None:
         return None
     out: dict[str, StoredArray] = {}

@@ -76,8 +76,9 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
     ``data`` passes :func:`check_append` and writes nothing but the appended rows.
 
     True for a Dataset whose variables are all stored with the same dims in the same order and the
-    same sizes but along ``append_dim``, with numbers, booleans or datetimes only (xarray compares no such dtype), no encoding, and root
-    attributes equal to the stored ones as xarray reads them (without ``_nc*`` keys). The drop-in
+    same sizes but along ``append_dim``, with numbers, booleans or datetimes only (xarray compares
+    no such dtype), no encoding, and root attributes equal to the stored ones as xarray reads them
+    (without ``_nc*`` keys). The drop-in
     then skips opening the store as a dataset for those checks; the append still checks everything
     it checks for ``parallelzarr.append``. Any doubt (no consolidated metadata, a variable not
     stored) answers False: the full checks run.
@@ -93,10 +94,10 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
         return False
     if any(append_dim not in v.dims or v.dtype.kind not in _UNCHECKED_KINDS for v in data.variables.values()):
         return False
-    once = ReadCache(resolve_store(store, storage_options).store)  # the document is read once
+    once = ReadCache(resolve_store(store, storage_options).store)  # the root document is read once
     fmt = root_node_format(once)
     found = read_consolidated(once, fmt) if fmt is not None else None
-    arrays = stored_arrays(once, fmt) if found is not None and fmt is not None else None
+    arrays = stored_arrays(once, fmt, found) if found is not None and fmt is not None else None
     if found is None or arrays is None or set(arrays) != {str(n) for n in data.variables}:
         return False
     for name, var in data.variables.items():
@@ -158,28 +159,34 @@ def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, 
     for name, var in ds.variables.items():
         if name in stored.variables:
             check_dtype(str(name), var.dtype, stored.variables[name].dtype)
-            check_other_sizes(str(name), var, stored.variables[name], append_dim)
+            in_stored_dims(str(name), var, stored.variables[name], except_dim=append_dim)
     return stored
 
 
-def check_other_sizes(name: str, new: Any, old: Any, append_dim: str) -> None:
-    """xarray's check that an appended variable has the stored dims (in any order) and sizes but along
-    ``append_dim``; raises :class:`~parallelzarr.errors.SchemaMismatchError` (a ``ValueError``)."""
-    if set(new.dims) != set(old.dims):
-        raise SchemaMismatchError(
-            f"variable {name!r} already exists with different dimension names {old.dims} != {new.dims}, but "
-            "changing variable dimensions is not supported by to_zarr(); rename the variable, or rewrite the "
-            "store with mode='w'"
-        )
-    stored_sizes = {d: n for d, n in old.sizes.items() if d != append_dim}
-    new_sizes = {d: new.sizes[d] for d in old.dims if d != append_dim}
-    if stored_sizes != new_sizes:
+def in_stored_dims(name: str, new: Any, old: Any, *, except_dim: str | None = None, sizes: bool = True) -> Any:
+    """xarray's check of a variable written onto a stored one: the same dims in any order, and (with
+    ``sizes``) the same sizes but along ``except_dim`` (an append's ``append_dim``). Returns ``new`` in
+    the stored dimension order; raises :class:`~parallelzarr.errors.SchemaMismatchError` (a ``ValueError``)."""
+    names, stored_names = [str(d) for d in new.dims], [str(d) for d in old.dims]
+    if names != stored_names:
+        if set(names) != set(stored_names):
+            raise SchemaMismatchError(
+                f"variable {name!r} already exists with different dimension names {old.dims} != {new.dims}, "
+                "but changing variable dimensions is not supported by to_zarr(); rename the variable, or "
+                "rewrite the store with mode='w'"
+            )
+        by_name = {str(d): d for d in new.dims}
+        new = new.transpose(*(by_name[d] for d in stored_names))
+    stored_sizes = {str(d): n for d, n in old.sizes.items() if str(d) != except_dim}
+    new_sizes = {str(d): n for d, n in new.sizes.items() if str(d) != except_dim}
+    if sizes and stored_sizes != new_sizes:
         raise SchemaMismatchError(
             f"variable {name!r} already exists with different dimension sizes: {stored_sizes} != {new_sizes}. "
-            f"to_zarr() only supports changing dimension sizes when explicitly appending, but "
-            f"append_dim={append_dim!r}; select the stored extent of the other dimensions "
-            f"(ds.isel(...)), or write a subset with region=..."
+            f"to_zarr() only supports changing dimension sizes when explicitly appending (append_dim=...); "
+            f"select the stored extent of the other dimensions (ds.isel(...)), write a subset with "
+            f"region=..., or replace the store with mode='w'"
         )
+    return new
 
 
 def check_region(ds: Any, region: Any, append_dim: str | None = None) -> None:

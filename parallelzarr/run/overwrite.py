@@ -37,7 +37,7 @@ from parallelzarr.inputs.datasets import (
     open_stored,
     stored_encoding,
 )
-from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding, same_attrs
+from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding, in_stored_dims, same_attrs
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.job import ArrayJob, Commit, StoredArray, WriteJob, plan_job
 from parallelzarr.store.keys import get as get_key
@@ -53,20 +53,7 @@ __all__ = ["prepare_overwrite", "static_changes", "OverwriteRun"]
 def _check_overwritten(name: str, var: xr.Variable, old: xr.Variable) -> xr.Variable:
     """xarray's checks for a stored variable written again: dims (transposed if only their order
     differs), sizes, fixed-width dtypes; returns ``var`` in the stored dimension order."""
-    if var.dims != old.dims:
-        if set(var.dims) != set(old.dims):
-            raise SchemaMismatchError(
-                f"variable {name!r} already exists with different dimension names {old.dims} != {var.dims}, "
-                f"but changing variable dimensions is not supported by to_zarr(); rename the variable, or "
-                f"rewrite the store with mode='w'"
-            )
-        var = var.transpose(*old.dims)
-    if dict(var.sizes) != dict(old.sizes):
-        raise SchemaMismatchError(
-            f"variable {name!r} already exists with different dimension sizes: {dict(old.sizes)} != "
-            f"{dict(var.sizes)}. to_zarr() only supports changing dimension sizes when explicitly appending "
-            f"(append_dim=...); to write a subset of the store give region=..., to replace it use mode='w'"
-        )
+    var = in_stored_dims(name, var, old)
     check_dtype(name, var.dtype, old.dtype)
     return var
 

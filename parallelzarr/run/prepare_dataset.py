@@ -35,7 +35,7 @@ from parallelzarr.inputs.validate import (
     DATASET_ENCODING_KEYS,
     normalize_region,
 )
-from parallelzarr.inputs.xarray_checks import check_region
+from parallelzarr.inputs.xarray_checks import check_region, in_stored_dims
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.job import ArrayJob, LayDownUnpublished, Publish, StoredArray, WriteJob, plan_job
 from parallelzarr.store.holders import describe_holder, holder_alive
@@ -282,13 +282,7 @@ def _region_job(
     if name not in stored.variables:
         raise SchemaMismatchError(f"variable {name!r} is not in the store {resolved.description}; region writes only fill existing variables")
     old = stored.variables[name]
-    if tuple(map(str, old.dims)) != tuple(map(str, var.dims)) and set(old.dims) == set(var.dims):
-        var = var.transpose(*old.dims)  # as xarray: written in the stored dimension order
-    if tuple(map(str, old.dims)) != tuple(map(str, var.dims)):
-        raise SchemaMismatchError(
-            f"variable {name!r} already exists with different dimension names {old.dims} != {var.dims}, "
-            "but changing variable dimensions is not supported by to_zarr(); rename the variable"
-        )
+    var = in_stored_dims(name, var, old, sizes=False)  # sizes: against the region, below
     arr = zarr.open_array(resolved.store, path=name, mode="r")
     enc_var = encoded_variable(name, var, stored_encoding(stored, name), arr.metadata.zarr_format)
     if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):
