@@ -50,17 +50,25 @@ PLANE = (200, 200)
 STEP = 4
 
 
-def small_step(i: int, plane: tuple[int, int] = PLANE) -> xr.Dataset:
-    """The i-th append: 2 variables of (4, *plane) float32, one dask chunk each."""
+def small_step(i: int, plane: tuple[int, int] = PLANE, statics: bool = False) -> xr.Dataset:
+    """The i-th append: 2 variables of (4, *plane) float32, one dask chunk each; with ``statics``, also
+    what CF files carry besides (the same in every step): latitude and longitude coordinates and a 0-d
+    grid mapping."""
     values = synthetic_numpy((STEP, *plane), seed=i)
     times = pd.date_range("2000-01-01", periods=STEP, freq="h") + pd.Timedelta(hours=STEP * i)
-    return xr.Dataset(
+    ds = xr.Dataset(
         {
             "t2m": (("time", "y", "x"), da.from_array(values, chunks=(STEP, *plane))),
             "d2m": (("time", "y", "x"), da.from_array(values - 2.0, chunks=(STEP, *plane))),
         },
         coords={"time": times},
     )
+    if not statics:
+        return ds
+    return ds.assign_coords(
+        lat=("y", np.linspace(60.0, 30.0, plane[0]), {"units": "degrees_north"}),
+        lon=("x", np.linspace(-10.0, 40.0, plane[1]), {"units": "degrees_east"}),
+    ).assign(crs=((), np.int32(0), {"grid_mapping_name": "latitude_longitude"}))
 
 
 def encoding() -> dict:
@@ -145,8 +153,11 @@ class FloorAppend:
             os.remove(key)
 
 
-def run_small(root: Path, appends: int) -> list[dict]:
+def run_small(root: Path, appends: int, statics: bool = False) -> list[dict]:
     rows = []
+    tag_case = f"{appends} small appends" + (", static coordinates" if statics else "")
+    root = root / ("statics" if statics else "plain")
+    root.mkdir()
     # "parallelzarr to_zarr": the drop-in spelling, pz.to_zarr(ds, store, append_dim=...), which also
     # runs xarray's checks and compares the variables without append_dim, as xarray's mode="a" does.
     names = ("parallelzarr", "parallelzarr to_zarr", "xarray", "floor")
@@ -163,18 +174,19 @@ def run_small(root: Path, appends: int) -> list[dict]:
         for store_of, tag in ((timed, ""), (counted, "-counted")):
             path = root / f"{name.replace(' ', '-')}{tag}.zarr"
             if name == "xarray":
-                small_step(0).to_zarr(str(path), encoding=encoding(), zarr_format=3, consolidated=True)
+                small_step(0, statics=statics).to_zarr(str(path), encoding=encoding(), zarr_format=3,
+                                                       consolidated=True)
             else:
-                pz.to_zarr(small_step(0), str(path), encoding=encoding())
+                pz.to_zarr(small_step(0, statics=statics), str(path), encoding=encoding())
             store_of[name] = str(path) if not tag else counting_store(zarr.storage.LocalStore(str(path)))
     least = root / "floor.zarr"
-    small_step(0).to_zarr(str(least), encoding=encoding(), zarr_format=3, consolidated=True)
+    small_step(0, statics=statics).to_zarr(str(least), encoding=encoding(), zarr_format=3, consolidated=True)
     floor = FloorAppend(least)
     times: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
     ops: dict[str, list[dict[str, int]]] = {n: [] for n in names}
     for i in range(1, appends + 1):
-        step = small_step(i)
+        step = small_step(i, statics=statics)
         # The order rotates per step, so no contender always runs first (or right after the counted runs).
         for name in names[i % len(names):] + names[:i % len(names)]:
             if name == "floor":
@@ -199,11 +211,12 @@ def run_small(root: Path, appends: int) -> list[dict]:
                 and np.array_equal(a.t2m.values, c.t2m.values) and np.array_equal(a.d2m.values, c.d2m.values)
                 and np.array_equal(a.time.values, c.time.values)
                 and all(a.identical(loaded[n]) for n in loaded if n.startswith("parallelzarr"))
-                and b.identical(loaded["xarray counted"]))
+                and b.identical(loaded["xarray counted"])
+                and all(a[v].equals(b[v]) for v in a.variables if "time" not in a[v].dims))
     base = statistics.median(times["xarray"])
     for name, ts in times.items():
         rows.append({
-            "case": f"{appends} small appends",
+            "case": tag_case,
             "contender": name,
             "median_s": round(statistics.median(ts), 4),
             "total_s": round(sum(ts), 2),
@@ -270,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     dask.config.set(scheduler="threads")
     with tempfile.TemporaryDirectory(prefix="pz-bench-append-") as tmp:
         root = Path(tmp)
-        rows = run_small(root, args.appends)
+        rows = run_small(root, args.appends) + run_small(root, args.appends, statics=True)
         large = parse_size(args.large)
         if large:
             rows += run_large(root, large)
@@ -281,15 +294,20 @@ def main(argv: list[str] | None = None) -> int:
             ("peak_rss", "peak RSS"), ("verified", "verified")]
     print(format_table(rows, cols))
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
-    ratio = next(r["ratio_vs_xarray"] for r in rows if r["contender"] == "parallelzarr" and "ratio_vs_xarray" in r)
-    floor_ratio = next(r["ratio_vs_xarray"] for r in rows if r["contender"] == "floor" and "ratio_vs_xarray" in r)
-    verdict = "PASS" if ratio <= 0.5 else ("BOUNDED" if floor_ratio > 0.5 else "MISS")
-    print(f"aim: median append time <= 0.5x xarray's: {ratio:.3f}x -> {verdict} "
-          f"(the floor, a crash-safe append with no framework: {floor_ratio:.3f}x xarray)")
-    n_ops = next(r["store_ops"] for r in rows if r["contender"] == "parallelzarr" and "store_ops" in r)
-    print(f"aim: <= 20 store operations per append: {n_ops} -> {'PASS' if n_ops <= 20 else 'MISS'}")
-    write_json(args.out, {"environment": environment(), "rows": rows, "aim_ratio": ratio, "aim": verdict,
-                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    aims = {}
+    for case in dict.fromkeys(r["case"] for r in rows if "ratio_vs_xarray" in r):
+        of = {r["contender"]: r for r in rows if r["case"] == case}
+        floor_ratio = of["floor"]["ratio_vs_xarray"]
+        for name in ("parallelzarr", "parallelzarr to_zarr"):
+            ratio, n_ops = of[name]["ratio_vs_xarray"], of[name]["store_ops"]
+            verdict = "PASS" if ratio <= 0.5 else ("BOUNDED" if floor_ratio > 0.5 else "MISS")
+            aims[f"{case}: {name}"] = {"ratio": ratio, "aim": verdict, "store_ops": n_ops}
+            print(f"aim ({case}, {name}): median append time <= 0.5x xarray's: {ratio:.3f}x -> {verdict} "
+                  f"(the floor, a crash-safe append with no framework: {floor_ratio:.3f}x xarray); "
+                  f"<= 20 store operations: {n_ops} -> {'PASS' if n_ops <= 20 else 'MISS'}")
+    first = next(iter(aims.values()))
+    write_json(args.out, {"environment": environment(), "rows": rows, "aim_ratio": first["ratio"], "aim": first["aim"],
+                          "aims": aims, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return 0
 
 

@@ -95,13 +95,18 @@ def lean_case(draw):
     nan_rate = draw(st.sampled_from([0.0, 0.3]))
     attrs = draw(st.sampled_from([{}, {"units": "K", "long_name": "air temperature"}]))
     dask_chunk = draw(st.one_of(st.none(), st.integers(1, 7)))
-    return fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk
+    # a variable without the append dimension (the same in every step), verified on the lean path
+    static = draw(st.sampled_from([None, "f8", "i2", "bool"]))
+    return fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk, static
 
 
 def _dataset(start: int, n: int, dtypes, nx: int, datetimes: bool, nan_rate: float, attrs: dict,
-             dask_chunk: int | None, seed: int) -> xr.Dataset:
+             dask_chunk: int | None, seed: int, static: str | None = None) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     data = {}
+    if static is not None:
+        fixed = np.random.default_rng(seed // 10).standard_normal(nx) * 10
+        data["s"] = xr.Variable(("x",), fixed > 0 if static == "bool" else fixed.astype(static), {"units": "m"})
     for i, dt in enumerate(dtypes):
         values = rng.standard_normal((n, nx)).astype(dt)
         values[rng.random((n, nx)) < nan_rate] = np.nan
@@ -116,9 +121,10 @@ def _dataset(start: int, n: int, dtypes, nx: int, datetimes: bool, nan_rate: flo
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=lean_case())
 def test_lean_appends_store_what_the_full_path_and_xarray_store(case, monkeypatch):
-    fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk = case
+    fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk, static = case
     seed = next(_counter)
-    make = lambda start, n, k: _dataset(start, n, dtypes, nx, datetimes, nan_rate, attrs, dask_chunk, seed * 10 + k)  # noqa: E731
+    make = lambda start, n, k: _dataset(start, n, dtypes, nx, datetimes, nan_rate, attrs, dask_chunk,  # noqa: E731
+                                        seed * 10 + k, static)
     first = make(0, first_len, 0)
     steps, start = [], first_len
     for k, n in enumerate(step_lens, 1):
@@ -144,9 +150,29 @@ def _int_data(start: int, n: int) -> xr.Dataset:
     return _plain(start, n).assign(k=(("time", "x"), np.full((n, 4), start, dtype="i4")))
 
 
+def _with_statics(start: int, n: int) -> xr.Dataset:
+    """Variables without the append dimension of the kinds CF files carry: coordinates (one with NaN), a
+    0-d grid mapping, a boolean mask, an integer field."""
+    lat = np.linspace(-10, 10, 4)
+    lat[2] = np.nan
+    return _with_static(start, n).assign_coords(lon=("x", lat)).assign(
+        crs=((), np.int32(0), {"grid_mapping_name": "latitude_longitude"}),
+        land=("x", np.array([True, False, True, True])), zone=("x", np.arange(4, dtype="i2")))
+
+
+def _packed_static(start: int, n: int) -> xr.Dataset:
+    return _plain(start, n).assign(orog=("x", np.array([0.0, 1.5, 3.0, 4.5])))
+
+
+LEAN_STATICS = {
+    # verified from their stored values (read plainly), then left as stored
+    "static coordinate": (_with_static, None),
+    "statics of several kinds": (_with_statics, None),
+}
+
 NOT_LEAN = {
-    # a variable without the append dimension: it must be verified against the stored one
-    "static coordinate": (_with_static, None, {}),
+    # a static variable whose stored values xarray decodes (scaled): compared as xarray reads it
+    "packed static": (_packed_static, {"orog": {"scale_factor": 0.5, "dtype": "i2", "_FillValue": -1}}, {}),
     # integers: xarray's v2 reading masks zarr's fill value
     "int variable": (_int_data, None, {}),
     # a scaled variable: its values change on the way to the store
@@ -161,6 +187,41 @@ def test_other_appends_take_the_full_path_and_agree(tmp_path, monkeypatch, fmt, 
     spy = _three_ways(tmp_path, make(0, 5), [make(5, 3), make(8, 2)], monkeypatch, fmt=fmt, encoding=encoding,
                       **kwargs)
     assert spy.taken == 0 and spy.declined == 2
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+@pytest.mark.parametrize("kind", sorted(LEAN_STATICS))
+@pytest.mark.parametrize("static", ["verify", "ignore"])
+def test_appends_with_static_variables_take_the_lean_path_and_agree(tmp_path, monkeypatch, fmt, kind, static):
+    make, encoding = LEAN_STATICS[kind]
+    spy = _three_ways(tmp_path, make(0, 5), [make(5, 3), make(8, 2)], monkeypatch, fmt=fmt, encoding=encoding,
+                      static=static)
+    assert spy.taken == 2 and spy.declined == 0
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_a_changed_static_variable_is_refused_or_kept_as_the_full_path_does(tmp_path, monkeypatch, fmt):
+    changed = _with_statics(5, 3)
+    changed["zone"] = ("x", np.array([0, 1, 7, 3], dtype="i2"))
+    for name in ("lean", "full"):
+        pz.to_zarr(_with_statics(0, 5), str(tmp_path / f"{name}.zarr"), zarr_format=fmt)
+    errors, spies = {}, {}
+    for name in ("lean", "full"):
+        spies[name] = _Spy(run_append._lean_append if name == "lean" else (lambda *a, **k: None))
+        monkeypatch.setattr(run_append, "_lean_append", spies[name])
+        path = str(tmp_path / f"{name}.zarr")
+        with pytest.raises(AppendError) as info:
+            pz.append(changed, path, "time")
+        errors[name] = str(info.value).replace(path, "STORE")
+        assert xr.open_zarr(path).sizes["time"] == 5  # nothing written
+        pz.append(changed, path, "time", static="ignore")  # the stored zone stands
+        monkeypatch.undo()
+    assert errors["lean"] == errors["full"] and "'zone' has no 'time' dimension and differs" in errors["lean"]
+    assert spies["lean"].declined == 1 and spies["lean"].taken == 1
+    got, want = (xr.open_zarr(str(tmp_path / f"{n}.zarr")).load() for n in ("lean", "full"))
+    xr.testing.assert_identical(got, want)
+    np.testing.assert_array_equal(got.zone.values, np.arange(4))
+    assert _stored_bytes(tmp_path / "lean.zarr") == _stored_bytes(tmp_path / "full.zarr")
 
 
 @pytest.mark.parametrize("calendar", ["noleap", "360_day"])
@@ -249,3 +310,21 @@ def test_datetime64_labels_onto_a_store_xarray_reads_as_cftime_are_refused_as_th
             warnings.simplefilter("ignore")
             assert xr.open_zarr(str(path)).sizes["time"] == 3
     assert errors[0] == errors[1]
+
+
+@pytest.mark.parametrize("make", [_plain, _with_statics])
+def test_an_empty_append_takes_the_full_path(tmp_path, monkeypatch, make):
+    # No labels to compare with the stored ones: the full path decides (with statics, the lean checks
+    # used to reach the label comparison and fail on the empty labels).
+    path = str(tmp_path / "s.zarr")
+    pz.to_zarr(make(0, 5), path)
+    spy = _Spy(run_append._lean_append)
+    monkeypatch.setattr(run_append, "_lean_append", spy)
+    before = _stored_bytes(tmp_path / "s.zarr")
+    try:
+        pz.append(make(5, 1).isel(time=slice(0, 0)), path, "time")
+    except AppendError:
+        pass  # refused before writing: nothing may change either way
+    assert spy.taken == 0
+    assert _stored_bytes(tmp_path / "s.zarr") == before
+    xr.testing.assert_identical(xr.open_zarr(path).load(), make(0, 5))

@@ -39,33 +39,58 @@ def _with_label(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign(station=(("time",), np.array(["abc", "de", "f", "gh"])))
 
 
-#: name: (first write, appended step, whether the drop-in may skip xarray's checks)
+def _with_coords(ds: xr.Dataset, lat: float = 0.0) -> xr.Dataset:
+    """Static coordinates and a grid mapping, as CF files carry them."""
+    return ds.assign_coords(lat=("y", np.array([lat, 1.5, np.nan]))).assign(crs=((), np.int32(0), {"grid_mapping_name": "x"}))
+
+
+def _with_packed(ds: xr.Dataset, value: float) -> xr.Dataset:
+    out = ds.assign(orog=("y", np.array([0.0, 1.5, value])))
+    out.orog.encoding.update({"scale_factor": 0.5, "dtype": "i2", "_FillValue": -1})
+    return out
+
+
+#: name: (first write, appended step, which checks the drop-in runs):
+#: "metadata" - xarray's checks from the consolidated metadata, static variables (if any) read plainly;
+#: "statics opened" - the same, but the static variables opened as xarray opens them (decoded, or changed);
+#: "full" - the store opened for xarray's checks.
 CASES = {
-    "plain": (_step(0), _step(1), True),
+    "plain": (_step(0), _step(1), "metadata"),
     "netcdf attributes ignored as xarray ignores them": (
-        _step(0, {"source": "test", "_NCProperties": "version=2"}), _step(1, {"source": "test"}), True),
-    "attributes changed": (_step(0), _step(1, {"source": "other"}), False),
+        _step(0, {"source": "test", "_NCProperties": "version=2"}), _step(1, {"source": "test"}), "metadata"),
+    "attributes changed": (_step(0), _step(1, {"source": "other"}), "full"),
     "array-valued attribute, same values": (
-        _step(0, {"levels": [1, 2]}), _step(1, {"levels": np.array([1, 2])}), True),
+        _step(0, {"levels": [1, 2]}), _step(1, {"levels": np.array([1, 2])}), "metadata"),
     "array-valued attribute changed": (
-        _step(0, {"levels": [1, 2]}), _step(1, {"levels": np.array([1, 3])}), False),
-    "static variable": (_with_lsm(_step(0), 1.0), _with_lsm(_step(1), 2.0), False),
-    "string variable": (_with_label(_step(0)), _with_label(_step(1)), False),
+        _step(0, {"levels": [1, 2]}), _step(1, {"levels": np.array([1, 3])}), "full"),
+    "static variable changed": (_with_lsm(_step(0), 1.0), _with_lsm(_step(1), 2.0), "statics opened"),
+    "static variable unchanged": (_with_lsm(_step(0), 1.0), _with_lsm(_step(1), 1.0), "metadata"),
+    "static coordinates and a 0-d variable": (_with_coords(_step(0)), _with_coords(_step(1)), "metadata"),
+    "static coordinate changed": (_with_coords(_step(0)), _with_coords(_step(1), lat=0.5), "statics opened"),
+    "packed static variable unchanged": (_with_packed(_step(0), 3.0), _with_packed(_step(1), 3.0).drop_encoding(),
+                                         "statics opened"),
+    "packed static variable changed": (_with_packed(_step(0), 3.0), _with_packed(_step(1), 4.0).drop_encoding(),
+                                       "statics opened"),
+    "string variable": (_with_label(_step(0)), _with_label(_step(1)), "full"),
 }
 
 
+@pytest.mark.parametrize("mode", ["a", "a-"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_dropin_append_matches_xarray_and_skips_only_plain_checks(tmp_path: Path, name: str, monkeypatch) -> None:
-    first, step, plain = CASES[name]
+def test_dropin_append_matches_xarray_and_skips_only_plain_checks(tmp_path: Path, name: str, mode: str,
+                                                                   monkeypatch) -> None:
+    first, step, path = CASES[name]
     ours, ref = tmp_path / "ours.zarr", tmp_path / "xarray.zarr"
     first.to_zarr(str(ours), zarr_format=3, consolidated=True)
     first.to_zarr(str(ref), zarr_format=3, consolidated=True)
-    opened = []
-    real = checks.check_append
+    opened, plainly = [], []
+    real, real_statics = checks.check_append, checks.statics_as_stored
     monkeypatch.setattr(checks, "check_append", lambda *a, **k: opened.append(1) or real(*a, **k))
-    pz.to_zarr(step, str(ours), append_dim="time")
-    step.to_zarr(str(ref), append_dim="time", consolidated=True)
-    assert (not opened) == plain
+    monkeypatch.setattr(checks, "statics_as_stored", lambda *a, **k: plainly.append(real_statics(*a, **k)) or plainly[-1])
+    pz.to_zarr(step, str(ours), mode=mode, append_dim="time")
+    step.to_zarr(str(ref), mode=mode, append_dim="time", consolidated=True)
+    taken = "full" if opened else "statics opened" if plainly and not plainly[-1] else "metadata"
+    assert taken == path
     got, want = xr.open_zarr(str(ours)).load(), xr.open_zarr(str(ref)).load()
     xr.testing.assert_identical(got, want)
 

@@ -343,8 +343,9 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
     from parallelzarr.inputs.xarray_checks import check_append, nothing_for_xarray_to_check
     from parallelzarr.run.append import append_data
 
-    if nothing_for_xarray_to_check(data, store, append_dim, options["encoding"], options["storage_options"]):
-        statics = None  # the consolidated metadata shows xarray's checks pass and nothing static changes
+    checked = nothing_for_xarray_to_check(data, store, append_dim, options["encoding"], options["storage_options"])
+    if checked is not None:
+        statics = _checked_statics(data, store, append_dim, options["storage_options"], mode, checked)
     else:
         stored = check_append(data, store, append_dim, options["encoding"], options["storage_options"])
         statics = _statics(data, store, append_dim, options["storage_options"], mode, stored) if is_xarray(data) else None
@@ -384,6 +385,30 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
             f"are still the old ones: finish it with to_zarr(ds[{names}], store, mode='a')"
         ) from exc
     return appended
+
+
+def _checked_statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None, mode: str,
+                     checked: Any) -> tuple[Any, Any] | None:
+    """:func:`_statics` of an append whose xarray checks the consolidated metadata has shown to pass
+    (``checked``: the store behind its read cache, from ``nothing_for_xarray_to_check``).
+
+    Only the variables without ``append_dim`` are read: plainly when no CF decoding acts on them,
+    else opened as xarray opens them. They are left out of the data to append, which ignores them
+    (``static="ignore"``) and then needs no stored dataset either (``run/append._lean_append``).
+    """
+    from parallelzarr.inputs.datasets import open_stored
+    from parallelzarr.inputs.xarray_checks import statics_as_stored
+    from parallelzarr.store.resolve import root_node_format
+
+    fixed = [str(n) for n, v in data.variables.items() if append_dim not in v.dims]
+    if not fixed:
+        return None
+    if statics_as_stored(data, checked, append_dim):
+        return data.drop_vars(fixed), None  # the stored values, read plainly: nothing changes
+    statics = _statics(data, store, append_dim, storage_options, mode, open_stored(
+        checked, root_node_format(checked.store), indexes=False,  # both read from the cache
+        drop=[str(n) for n in data.variables if str(n) not in fixed]))
+    return statics[0].drop_vars([n for n in fixed if n in statics[0].variables]), statics[1]
 
 
 def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None,

@@ -8,7 +8,7 @@ into the exact values xarray would store. parallelzarr only decides how those va
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import dask.array as da
@@ -189,9 +189,10 @@ def metadata_template(ds: xr.Dataset) -> xr.Dataset:
 
 
 def open_stored(resolved: ResolvedStore, zarr_format: int | None = None, indexes: bool = True,
-                from_ends: str | None = None) -> xr.Dataset:
+                from_ends: str | None = None, drop: Collection[str] = ()) -> xr.Dataset:
     """Open the stored dataset lazily, reading metadata only (and, with ``indexes``, the labels of
     the dimension coordinates, to build their indexes). ``zarr_format``: the stored format, when known.
+    ``drop``: variables left out (xarray's ``drop_variables``; without ``indexes`` only).
 
     ``from_ends`` (without ``indexes``, with a known format): a dimension whose CF datetimes are
     decoded from the labels at its ends (:func:`parallelzarr.inputs.stored_times.open_with_dim_from_ends`).
@@ -201,7 +202,8 @@ def open_stored(resolved: ResolvedStore, zarr_format: int | None = None, indexes
         try:
             if not indexes:
                 return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, zarr_format=zarr_format,
-                                    create_default_indexes=False, **{"mask_and_scale": True, **decoding})
+                                    create_default_indexes=False, drop_variables=list(drop) or None,
+                                    **{"mask_and_scale": True, **decoding})
             return xr.open_zarr(resolved.store, chunks=None, decode_cf=True, mask_and_scale=True, zarr_format=zarr_format)
         except Exception as exc:
             raise ModeError(f"cannot open {resolved.description} as an xarray dataset: {exc}") from exc

@@ -20,7 +20,7 @@ import xarray as xr
 
 from parallelzarr.store.keys import Consolidated, read_consolidated
 
-__all__ = ["StoredArray", "stored_arrays", "stored_as_given", "dimensions_agree"]
+__all__ = ["StoredArray", "stored_arrays", "stored_as_given", "dimensions_agree", "reads_as_stored", "same_as_stored"]
 
 #: Attributes whose CF coders change values or dtypes on the way to the store (or refuse to).
 _VALUE_CODING = frozenset({"_FillValue", "missing_value", "scale_factor", "add_offset", "_Unsigned", "dtype",
@@ -122,6 +122,8 @@ def _stored_array(name: str, doc: dict, attrs: dict, zarr_format: int) -> Stored
             return None
         fill = doc.get("fill_value")
     shape = tuple(int(n) for n in doc["shape"])
+    if dims is None and not shape:
+        dims = []  # a 0-d array (zarr v3 leaves dimension_names out)
     if not isinstance(dims, list) or len(dims) != len(shape) or not all(isinstance(d, str) for d in dims):
         return None
     if dtype.kind == "V":
@@ -178,3 +180,37 @@ def stored_as_given(var: xr.Variable, arr: StoredArray, zarr_format: int) -> boo
 
 def _time_units(units: Any) -> bool:
     return isinstance(units, str) and (" since " in units or units.strip().lower() in _TIME_UNITS)
+
+
+def reads_as_stored(arr: StoredArray, zarr_format: int) -> bool:
+    """Whether xarray's open gives the stored values of ``arr`` unchanged (no CF decoding acts on them).
+
+    Numbers or booleans; no stored attribute that scales, masks with a number or decodes as times; a
+    fill value that masks only NaN (v3: a NaN ``_FillValue`` attribute or none; v2: zarr's fill value
+    none, or NaN for floats, which xarray reads as ``_FillValue``).
+    """
+    attrs, kind = arr.attrs, arr.dtype.kind
+    if kind not in "biuf" or any(k in attrs for k in _VALUE_CODING - {"_FillValue"}) or _time_units(attrs.get("units")):
+        return False
+    if zarr_format == 3:
+        return "_FillValue" not in attrs or (kind == "f" and _nan_fill(attrs["_FillValue"]))
+    return "_FillValue" not in attrs and (arr.fill is None or (kind == "f" and arr.fill == "NaN"))
+
+
+def same_as_stored(var: xr.Variable, arr: StoredArray, store: Any, zarr_format: int, limit: int) -> bool | None:
+    """Whether ``var`` holds the values xarray would read from ``arr`` (NaN equal to NaN, as
+    ``Variable.equals``); ``None`` when that needs xarray's open (decoded values, or more than
+    ``limit`` bytes stored or given, which are compared block by block there).
+
+    Reads the stored values (each chunk once), decoding in this thread.
+    """
+    from parallelzarr.store.chunk_io import read_region
+    from parallelzarr.store.zarr_compat import array_from_document
+
+    if not reads_as_stored(arr, zarr_format) or max(var.nbytes, int(np.prod(arr.shape)) * arr.dtype.itemsize) > limit:
+        return None
+    if tuple(map(str, var.dims)) != arr.dims or tuple(var.shape) != arr.shape:
+        return False
+    stored = array_from_document(store, arr.name, arr.doc, zarr_format, {**arr.attrs, "_ARRAY_DIMENSIONS": list(arr.dims)})
+    values = read_region(stored, tuple(slice(0, n) for n in arr.shape)) if arr.shape else np.asarray(stored[()])
+    return bool(xr.Variable(arr.dims, values).equals(xr.Variable(arr.dims, np.asarray(var.values))))

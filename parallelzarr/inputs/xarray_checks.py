@@ -71,17 +71,19 @@ _UNCHECKED_KINDS = frozenset("biufcM")
 
 
 def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,
-                                storage_options: Mapping[str, Any] | None) -> bool:
+                                storage_options: Mapping[str, Any] | None) -> Any:
     """Whether the consolidated metadata alone shows that ``to_zarr(mode="a", append_dim=...)`` of
-    ``data`` passes :func:`check_append` and writes nothing but the appended rows.
+    ``data`` passes :func:`check_append`; returns the resolved store behind a read cache (each key
+    read once) when it does, else ``None``.
 
     True for a Dataset whose variables are all stored with the same dims in the same order and the
-    same sizes but along ``append_dim``, with numbers, booleans or datetimes only (xarray compares
-    no such dtype), no encoding, and root attributes equal to the stored ones as xarray reads them
-    (without ``_nc*`` keys). The drop-in
-    then skips opening the store as a dataset for those checks; the append still checks everything
-    it checks for ``parallelzarr.append``. Any doubt (no consolidated metadata, a variable not
-    stored) answers False: the full checks run.
+    same sizes but along ``append_dim`` (at least one has it), with numbers, booleans or datetimes
+    only (xarray compares no such dtype), no encoding, and root attributes equal to the stored ones
+    as xarray reads them (without ``_nc*`` keys). The drop-in then skips opening the whole store as
+    a dataset for those checks; what it writes besides the rows (the variables without
+    ``append_dim`` whose values changed) is still decided from their stored values, and the append
+    checks everything it checks for ``parallelzarr.append``. Any doubt (no consolidated metadata, a
+    variable not stored) answers ``None``: the full checks run.
     """
     import xarray as xr
 
@@ -91,22 +93,42 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
     from parallelzarr.store.resolve import resolve_store, root_node_format
 
     if encoding or not isinstance(data, xr.Dataset):
-        return False
-    if any(append_dim not in v.dims or v.dtype.kind not in _UNCHECKED_KINDS for v in data.variables.values()):
-        return False
-    once = ReadCache(resolve_store(store, storage_options).store)  # the root document is read once
-    fmt = root_node_format(once)
-    found = read_consolidated(once, fmt) if fmt is not None else None
-    arrays = stored_arrays(once, fmt, found) if found is not None and fmt is not None else None
+        return None
+    if any(v.dtype.kind not in _UNCHECKED_KINDS for v in data.variables.values()):
+        return None
+    if not any(append_dim in v.dims for v in data.variables.values()):
+        return None
+    resolved = resolve_store(store, storage_options)
+    once = dataclasses.replace(resolved, store=ReadCache(resolved.store))  # the root document is read once
+    fmt = root_node_format(once.store)
+    found = read_consolidated(once.store, fmt) if fmt is not None else None
+    arrays = stored_arrays(once.store, fmt, found) if found is not None and fmt is not None else None
     if found is None or arrays is None or set(arrays) != {str(n) for n in data.variables}:
-        return False
+        return None
     for name, var in data.variables.items():
         stored = arrays[str(name)]
         if tuple(map(str, var.dims)) != tuple(stored.dims) or any(
                 n != m for d, n, m in zip(stored.dims, var.shape, stored.shape, strict=True) if d != append_dim):
-            return False  # transposed or resized: xarray's own checks say how
+            return None  # transposed or resized: xarray's own checks say how
     stored_attrs = {k: v for k, v in found.attributes.items() if not k.lower().startswith("_nc")}
-    return same_attrs(stored_attrs, data.attrs)
+    return once if same_attrs(stored_attrs, data.attrs) else None
+
+
+def statics_as_stored(data: Any, checked: Any, append_dim: str) -> bool:
+    """Whether every variable of ``data`` without ``append_dim`` holds the values xarray reads from the
+    store (read plainly: :func:`~parallelzarr.inputs.stored_schema.same_as_stored`); ``False`` when any
+    differs or needs xarray's decoding to tell. ``checked``: what :func:`nothing_for_xarray_to_check`
+    returned (the store behind its read cache)."""
+    from parallelzarr.inputs.ingest import STATIC_VERIFY_IN_MEMORY
+    from parallelzarr.inputs.stored_schema import same_as_stored, stored_arrays
+    from parallelzarr.store.resolve import root_node_format
+
+    fmt = root_node_format(checked.store)
+    arrays = stored_arrays(checked.store, fmt) if fmt is not None else None
+    if arrays is None or fmt is None:
+        return False
+    return all(same_as_stored(var, arrays[str(name)], checked.store, fmt, STATIC_VERIFY_IN_MEMORY)
+               for name, var in data.variables.items() if append_dim not in var.dims)
 
 
 def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,

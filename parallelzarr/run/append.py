@@ -54,7 +54,13 @@ from parallelzarr.inputs.ingest import (
     parse_step,
     row_checksums,
 )
-from parallelzarr.inputs.stored_schema import StoredArray, dimensions_agree, stored_arrays, stored_as_given
+from parallelzarr.inputs.stored_schema import (
+    StoredArray,
+    dimensions_agree,
+    same_as_stored,
+    stored_arrays,
+    stored_as_given,
+)
 from parallelzarr.inputs.stored_times import (
     NUMPY_CALENDARS,
     decode_labels,
@@ -1030,7 +1036,8 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
                  stored_format: int) -> WriteJob | None:
     """The plan of a plain small append, checked against the consolidated metadata; ``None``: the full path.
 
-    Plain: every variable grows along ``append_dim`` (nothing static to verify), each is stored
+    Plain: every variable without ``append_dim`` is stored as given (:func:`_lean_statics`: its dims and
+    sizes, and under ``static="verify"`` its values, read plainly), every other one is stored
     under its name with the same dims, sizes and float dtype and xarray would store its values
     unchanged (:func:`~parallelzarr.inputs.stored_schema.stored_as_given`), and the labels are
     ``datetime64`` on a CF time coordinate of a numpy calendar (or integers of the stored dtype),
@@ -1040,12 +1047,15 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
     which says what is wrong. ``tests/test_append_lean.py`` checks both paths give the same store.
     """
     if (o.encoding is not None or o.static not in STATIC_POLICIES or _no_repeats(o.repeat) is not None
-            or append_dim not in ds.indexes or any(append_dim not in v.dims for v in ds.variables.values())):
+            or append_dim not in ds.indexes or not ds.sizes[append_dim]):
         return None
     arrays = stored_arrays(resolved.store, stored_format)
     lengths = dimensions_agree(arrays) if arrays is not None else None
-    grown = {n for n, a in arrays.items() if append_dim in a.dims} if arrays is not None else set()
-    if arrays is None or lengths is None or {str(n) for n in ds.variables} != grown:
+    if arrays is None or lengths is None or not _lean_statics(ds, resolved.store, stored_format, arrays, append_dim,
+                                                              o.static):
+        return None
+    ds = ds.drop_vars([n for n, v in ds.variables.items() if append_dim not in v.dims])  # verified, or ignored
+    if {str(n) for n in ds.variables} != {n for n, a in arrays.items() if append_dim in a.dims}:
         return None
     for name, var in ds.variables.items():
         arr = arrays[str(name)]
@@ -1062,6 +1072,22 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
     if o.append_step is not None:
         _check_append_steps(ds, None, append_dim, o.append_step, o.gaps, ends)
     return _lean_job(ds, resolved, append_dim, o, stored_format, arrays, lengths[append_dim], stored_labels, first_last)
+
+
+def _lean_statics(ds: xr.Dataset, store: Any, stored_format: int, arrays: Mapping[str, StoredArray], append_dim: str,
+                  static: str) -> bool:
+    """Whether every variable of ``ds`` without ``append_dim`` is stored with its dims and sizes and, under
+    ``static="verify"``, the values xarray reads there (small, plainly stored ones only: anything else,
+    a difference included, goes to the full path, which compares as xarray decodes or says what differs)."""
+    for name, var in ds.variables.items():
+        arr = arrays.get(str(name))
+        if append_dim in var.dims:
+            continue
+        if arr is None or tuple(map(str, var.dims)) != arr.dims or tuple(var.shape) != arr.shape:
+            return False
+        if static == "verify" and not same_as_stored(var, arr, store, stored_format, STATIC_VERIFY_IN_MEMORY):
+            return False
+    return True
 
 
 def _lean_labels(ds: xr.Dataset, store: Any, stored_format: int, coord: StoredArray,
