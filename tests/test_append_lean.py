@@ -97,7 +97,9 @@ def lean_case(draw):
     dask_chunk = draw(st.one_of(st.none(), st.integers(1, 7)))
     # a variable without the append dimension (the same in every step), verified on the lean path
     static = draw(st.sampled_from([None, "f8", "i2", "bool"]))
-    return fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk, static
+    # the first variable stored packed (int16 with a scale factor and a fill value, as ERA5 netCDF files are)
+    packed = draw(st.booleans())
+    return fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk, static, packed
 
 
 def _dataset(start: int, n: int, dtypes, nx: int, datetimes: bool, nan_rate: float, attrs: dict,
@@ -121,7 +123,7 @@ def _dataset(start: int, n: int, dtypes, nx: int, datetimes: bool, nan_rate: flo
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=lean_case())
 def test_lean_appends_store_what_the_full_path_and_xarray_store(case, monkeypatch):
-    fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk, static = case
+    fmt, dtypes, nx, tchunk, xchunk, first_len, step_lens, datetimes, nan_rate, attrs, dask_chunk, static, packed = case
     seed = next(_counter)
     make = lambda start, n, k: _dataset(start, n, dtypes, nx, datetimes, nan_rate, attrs, dask_chunk,  # noqa: E731
                                         seed * 10 + k, static)
@@ -131,6 +133,8 @@ def test_lean_appends_store_what_the_full_path_and_xarray_store(case, monkeypatc
         steps.append(make(start, n, k))
         start += n
     encoding = {f"v{i}": {"chunks": (tchunk, xchunk)} for i in range(len(dtypes))}
+    if packed:
+        encoding["v0"].update({"dtype": "i2", "scale_factor": 0.01, "add_offset": 1.0, "_FillValue": -32767})
     with tempfile.TemporaryDirectory() as tmp:
         spy = _three_ways(Path(tmp), first, steps, monkeypatch, fmt=fmt, encoding=encoding)
     assert spy.taken == len(steps) and spy.declined == 0
@@ -168,15 +172,15 @@ LEAN_STATICS = {
     # verified from their stored values (read plainly), then left as stored
     "static coordinate": (_with_static, None),
     "statics of several kinds": (_with_statics, None),
+    # encoded by xarray's encoder with the stored encoding (the variables alone opened as xarray opens them)
+    "int variable": (_int_data, None),
+    "scale_factor": (_plain, {"v": {"scale_factor": 0.5, "add_offset": 1.0, "dtype": "i2", "_FillValue": -1}}),
+    "packed with statics": (_with_statics, {"v": {"scale_factor": 0.01, "dtype": "i2", "_FillValue": -32767}}),
 }
 
 NOT_LEAN = {
     # a static variable whose stored values xarray decodes (scaled): compared as xarray reads it
     "packed static": (_packed_static, {"orog": {"scale_factor": 0.5, "dtype": "i2", "_FillValue": -1}}, {}),
-    # integers: xarray's v2 reading masks zarr's fill value
-    "int variable": (_int_data, None, {}),
-    # a scaled variable: its values change on the way to the store
-    "scale_factor": (_plain, {"v": {"scale_factor": 0.5, "add_offset": 1.0, "dtype": "i2", "_FillValue": -1}}, {}),
 }
 
 

@@ -1051,19 +1051,25 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
         return None
     arrays = stored_arrays(resolved.store, stored_format)
     lengths = dimensions_agree(arrays) if arrays is not None else None
-    if arrays is None or lengths is None or not _lean_statics(ds, resolved.store, stored_format, arrays, append_dim,
-                                                              o.static):
+    if arrays is None or lengths is None:
         return None
-    ds = ds.drop_vars([n for n, v in ds.variables.items() if append_dim not in v.dims])  # verified, or ignored
+    given = ds
+    ds = ds.drop_vars([n for n, v in ds.variables.items() if append_dim not in v.dims])  # verified below, or ignored
     if {str(n) for n in ds.variables} != {n for n, a in arrays.items() if append_dim in a.dims}:
         return None
+    packed = []
     for name, var in ds.variables.items():
         arr = arrays[str(name)]
         if tuple(map(str, var.dims)) != arr.dims or any(var.sizes[d] != n for d, n in zip(arr.dims, arr.shape, strict=True)
                                                          if d != append_dim):
             return None
         if name != append_dim and not stored_as_given(var, arr, stored_format):
-            return None
+            if var.dtype.kind not in "biuf" or arr.dtype.kind not in "biuf":
+                return None
+            packed.append(str(name))
+    encoded = _lean_encoded(ds, resolved, stored_format, arrays, packed, append_dim) if packed else {}
+    if encoded is None or not _lean_statics(given, resolved.store, stored_format, arrays, append_dim, o.static):
+        return None
     labels = _lean_labels(ds, resolved.store, stored_format, arrays[append_dim], append_dim)
     if labels is None:
         return None
@@ -1071,7 +1077,31 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
     first_last = _check_coordinate(ds, None, append_dim, ends)
     if o.append_step is not None:
         _check_append_steps(ds, None, append_dim, o.append_step, o.gaps, ends)
-    return _lean_job(ds, resolved, append_dim, o, stored_format, arrays, lengths[append_dim], stored_labels, first_last)
+    return _lean_job(ds, resolved, append_dim, o, stored_format, arrays, lengths[append_dim], stored_labels, first_last,
+                     encoded)
+
+
+def _lean_encoded(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int, arrays: Mapping[str, StoredArray],
+                  names: list[str], append_dim: str) -> dict[str, Any] | None:
+    """The values of variables ``names`` as the full path stores them (xarray's encoder given the stored
+    encoding: packed ``scale_factor`` fields, integers with a fill value), those variables alone opened as
+    xarray opens them; ``None`` when any is refused there (the full path then says why)."""
+    try:
+        opened = open_stored(resolved, stored_format, indexes=False, drop=[n for n in arrays if n not in names])
+    except ModeError:
+        return None
+    out = {}
+    for name in names:
+        var = ds.variables[name]
+        try:
+            _check_appended_variable(name, var, opened.variables[name], append_dim)
+            enc = encoded_variable(name, var, stored_encoding(opened, name), stored_format)
+        except (SchemaMismatchError, EncodingError):
+            return None
+        if not np.can_cast(np.dtype(enc.dtype), arrays[name].dtype, casting="same_kind"):
+            return None
+        out[name] = enc.data
+    return out
 
 
 def _lean_statics(ds: xr.Dataset, store: Any, stored_format: int, arrays: Mapping[str, StoredArray], append_dim: str,
@@ -1120,8 +1150,9 @@ def _lean_labels(ds: xr.Dataset, store: Any, stored_format: int, coord: StoredAr
 
 def _lean_job(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _AppendOptions, stored_format: int,
               arrays: Mapping[str, StoredArray], offset: int, stored_labels: np.ndarray,
-              labels: tuple[str, str] | None) -> WriteJob:
-    """The :class:`WriteJob` of a lean append (as :func:`prepare_append` plans it), arrays from their documents."""
+              labels: tuple[str, str] | None, encoded: Mapping[str, Any]) -> WriteJob:
+    """The :class:`WriteJob` of a lean append (as :func:`prepare_append` plans it), arrays from their documents;
+    ``encoded``: the values to store of the variables xarray's encoder changes (the others are stored as given)."""
     length = int(ds.sizes[append_dim])
     plans, jobs, axes = {}, [], {}
     digest_inputs: dict[str, tuple[da.Array, np.dtype, int]] = {}
@@ -1133,7 +1164,7 @@ def _lean_job(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _Appe
         # The stored array seen with its grown shape (what _appended_array makes), parsed once.
         target = array_from_document(resolved.store, name, {**meta.doc, "shape": list(new_shape)}, stored_format,
                                      {**meta.attrs, "_ARRAY_DIMENSIONS": list(meta.dims)})
-        values = stored_labels if name == append_dim else var.data
+        values = stored_labels if name == append_dim else encoded.get(name, var.data)
         if not isinstance(values, da.Array):  # a random name: tokenizing the values costs more than writing them
             values = da.from_array(np.asarray(values), chunks=target.shards or target.chunks, name=False)
         job = append_job(
