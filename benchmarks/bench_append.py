@@ -4,7 +4,9 @@ Small appends: ``--appends`` (default 50) appends of 2 float32 variables of (4, 
 chunks (4, 100, 100), with parallelzarr (crash-safe protocol: lease, journal, consolidated commit; both as
 ``pz.append`` and as the drop-in ``pz.to_zarr(append_dim=...)``, which adds xarray's checks and the
 comparison of the variables without the append dimension)
-and with ``xarray.Dataset.to_zarr(append_dim="time")`` in the same run; median and total time per
+and with ``xarray.Dataset.to_zarr(append_dim="time")`` in the same run; three cases: those variables
+alone, with static latitude/longitude coordinates and a 0-d grid mapping (as CF files carry them), and
+the same with ``t2m`` stored packed (int16 with a scale factor, as ERA5 netCDF files store it); median and total time per
 append, each contender timed on a store given as a path (as users give it). The store operations
 per append are counted on a twin store behind a counting wrapper, in untimed runs of the same
 appends. Large append: one append of about ``--large`` bytes onto a store with a partial last chunk,
@@ -71,8 +73,15 @@ def small_step(i: int, plane: tuple[int, int] = PLANE, statics: bool = False) ->
     ).assign(crs=((), np.int32(0), {"grid_mapping_name": "latitude_longitude"}))
 
 
-def encoding() -> dict:
-    return {v: {"chunks": (STEP, 100, 100)} for v in ("t2m", "d2m")}
+#: ``t2m`` stored as ERA5 netCDF files store their fields: int16 with a scale factor, an offset and a fill value.
+PACKED = {"dtype": "int16", "scale_factor": 0.001, "add_offset": 273.0, "_FillValue": -32767}
+
+
+def encoding(packed: bool = False) -> dict:
+    out: dict = {v: {"chunks": (STEP, 100, 100)} for v in ("t2m", "d2m")}
+    if packed:
+        out["t2m"].update(PACKED)
+    return out
 
 
 class FloorAppend:
@@ -89,12 +98,13 @@ class FloorAppend:
     like the others'. It does not check for an earlier append's pending journal, nor read any label.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, packed: bool = False) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         import numcodecs
 
         self.path = path
+        self.packed = packed  # t2m encoded with xarray's CF encoder and PACKED, as any writer must
         self.codec = numcodecs.Zstd(level=0)
         self.pool = ThreadPoolExecutor(2)
         self.counts: dict[str, int] = {}  # its own operations by kind, as the counting store counts ours
@@ -134,7 +144,13 @@ class FloorAppend:
         times, _, _ = encode_cf_datetime(step.time.values, attrs["units"], attrs["calendar"], np.dtype("int64"))
         jobs = [self.pool.submit(self._chunk, f"time/c/{offset // STEP}", np.asarray(times, dtype="<i8"))]
         for name in ("t2m", "d2m"):
-            values = np.asarray(step[name].values, dtype="<f4")
+            if self.packed and name == "t2m":
+                from xarray.conventions import encode_cf_variable
+
+                var = xr.Variable(step[name].dims, step[name].values, encoding=dict(PACKED))
+                values = np.asarray(encode_cf_variable(var, name=name).values, dtype="<i2")
+            else:
+                values = np.asarray(step[name].values, dtype="<f4")
             cy, cx = meta[name]["chunk_grid"]["configuration"]["chunk_shape"][1:]
             for j in range(values.shape[1] // cy):
                 for k in range(values.shape[2] // cx):
@@ -153,10 +169,10 @@ class FloorAppend:
             os.remove(key)
 
 
-def run_small(root: Path, appends: int, statics: bool = False) -> list[dict]:
+def run_small(root: Path, appends: int, statics: bool = False, packed: bool = False) -> list[dict]:
     rows = []
-    tag_case = f"{appends} small appends" + (", static coordinates" if statics else "")
-    root = root / ("statics" if statics else "plain")
+    tag_case = f"{appends} small appends" + (", static coordinates" if statics else "") + (", packed" if packed else "")
+    root = root / f"statics{statics}-packed{packed}"
     root.mkdir()
     # "parallelzarr to_zarr": the drop-in spelling, pz.to_zarr(ds, store, append_dim=...), which also
     # runs xarray's checks and compares the variables without append_dim, as xarray's mode="a" does.
@@ -174,14 +190,14 @@ def run_small(root: Path, appends: int, statics: bool = False) -> list[dict]:
         for store_of, tag in ((timed, ""), (counted, "-counted")):
             path = root / f"{name.replace(' ', '-')}{tag}.zarr"
             if name == "xarray":
-                small_step(0, statics=statics).to_zarr(str(path), encoding=encoding(), zarr_format=3,
+                small_step(0, statics=statics).to_zarr(str(path), encoding=encoding(packed), zarr_format=3,
                                                        consolidated=True)
             else:
-                pz.to_zarr(small_step(0, statics=statics), str(path), encoding=encoding())
+                pz.to_zarr(small_step(0, statics=statics), str(path), encoding=encoding(packed))
             store_of[name] = str(path) if not tag else counting_store(zarr.storage.LocalStore(str(path)))
     least = root / "floor.zarr"
-    small_step(0, statics=statics).to_zarr(str(least), encoding=encoding(), zarr_format=3, consolidated=True)
-    floor = FloorAppend(least)
+    small_step(0, statics=statics).to_zarr(str(least), encoding=encoding(packed), zarr_format=3, consolidated=True)
+    floor = FloorAppend(least, packed)
     times: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
     ops: dict[str, list[dict[str, int]]] = {n: [] for n in names}
@@ -283,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     dask.config.set(scheduler="threads")
     with tempfile.TemporaryDirectory(prefix="pz-bench-append-") as tmp:
         root = Path(tmp)
-        rows = run_small(root, args.appends) + run_small(root, args.appends, statics=True)
+        rows = (run_small(root, args.appends) + run_small(root, args.appends, statics=True)
+                + run_small(root, args.appends, statics=True, packed=True))
         large = parse_size(args.large)
         if large:
             rows += run_large(root, large)
