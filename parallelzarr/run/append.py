@@ -1092,7 +1092,9 @@ def _lean_encoded(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int, a
         return None
     out = {}
     for name in names:
-        var = ds.variables[name]
+        # Computed first (a lean append is computed in this thread anyway): xarray's encoder then works
+        # on numpy, where on dask it builds a graph of a dozen element-wise steps (4 ms a variable).
+        var = ds.variables[name].compute(scheduler="synchronous")
         try:
             _check_appended_variable(name, var, opened.variables[name], append_dim)
             enc = encoded_variable(name, var, stored_encoding(opened, name), stored_format)
