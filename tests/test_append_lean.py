@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import parallelzarr as pz
-from parallelzarr.errors import AppendError
+from parallelzarr.errors import AppendError, SchemaMismatchError
 
 run_append = importlib.import_module("parallelzarr.run.append")
 _counter = itertools.count()
@@ -332,3 +332,25 @@ def test_an_empty_append_takes_the_full_path(tmp_path, monkeypatch, make):
     assert spy.taken == 0
     assert _stored_bytes(tmp_path / "s.zarr") == before
     xr.testing.assert_identical(xr.open_zarr(path).load(), make(0, 5))
+
+
+@pytest.mark.parametrize("static", ["verify", "ignore"])
+def test_another_grid_is_refused_under_either_static_policy_as_the_full_path_refuses_it(tmp_path, monkeypatch, static):
+    # x is an index coordinate here: rows on shifted labels would be stored on the wrong grid.
+    def gridded(start, n, shift=0.0):
+        return _plain(start, n).assign_coords(x=np.arange(4) * 0.5 + shift)
+
+    errors = {}
+    for name in ("lean", "full"):
+        path = str(tmp_path / f"{name}.zarr")
+        pz.to_zarr(gridded(0, 5), path)
+        spy = _Spy(run_append._lean_append if name == "lean" else (lambda *a, **k: None))
+        monkeypatch.setattr(run_append, "_lean_append", spy)
+        with pytest.raises(SchemaMismatchError) as info:
+            pz.append(gridded(5, 3, shift=0.1), path, "time", static=static)
+        errors[name] = str(info.value)
+        monkeypatch.undo()
+        xr.testing.assert_identical(xr.open_zarr(path).load(), gridded(0, 5))  # nothing written
+        pz.append(gridded(5, 3), path, "time", static=static)  # the stored grid: appended (lean for "lean")
+    assert errors["lean"] == errors["full"] and "coordinate differs from the stored one" in errors["lean"]
+    assert _stored_bytes(tmp_path / "lean.zarr") == _stored_bytes(tmp_path / "full.zarr")

@@ -76,7 +76,7 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
     ``data`` passes :func:`check_append`; returns the resolved store behind a read cache (each key
     read once) when it does, else ``None``.
 
-    True for a Dataset whose variables are all stored with the same dims in the same order and the
+    It does for a Dataset whose variables are all stored with the same dims in the same order and the
     same sizes but along ``append_dim`` (at least one has it), with numbers, booleans or datetimes
     only (xarray compares no such dtype), no encoding, and root attributes equal to the stored ones
     as xarray reads them (without ``_nc*`` keys). The drop-in then skips opening the whole store as

@@ -1038,8 +1038,9 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
 
     Plain: every variable without ``append_dim`` is stored as given (:func:`_lean_statics`: its dims and
     sizes, and under ``static="verify"`` its values, read plainly), every other one is stored
-    under its name with the same dims, sizes and float dtype and xarray would store its values
-    unchanged (:func:`~parallelzarr.inputs.stored_schema.stored_as_given`), and the labels are
+    under its name with the same dims and sizes, as floats of its dtype that xarray would store
+    unchanged (:func:`~parallelzarr.inputs.stored_schema.stored_as_given`) or as numbers xarray's
+    encoder packs with the stored encoding (:func:`_lean_encoded`), and the labels are
     ``datetime64`` on a CF time coordinate of a numpy calendar (or integers of the stored dtype),
     all beyond the last stored one. Then every check of the full path (:func:`prepare_append`)
     is decided by these facts and the first and last two stored labels, so the store is not opened
@@ -1109,15 +1110,18 @@ def _lean_encoded(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int, a
 def _lean_statics(ds: xr.Dataset, store: Any, stored_format: int, arrays: Mapping[str, StoredArray], append_dim: str,
                   static: str) -> bool:
     """Whether every variable of ``ds`` without ``append_dim`` is stored with its dims and sizes and, under
-    ``static="verify"``, the values xarray reads there (small, plainly stored ones only: anything else,
-    a difference included, goes to the full path, which compares as xarray decodes or says what differs)."""
+    ``static="verify"`` or when it is an index coordinate (another grid is refused under any policy:
+    ``check_index_coordinates``), the values xarray reads there (small, plainly stored ones only:
+    anything else, a difference included, goes to the full path, which compares as xarray decodes or
+    says what differs)."""
     for name, var in ds.variables.items():
         arr = arrays.get(str(name))
         if append_dim in var.dims:
             continue
         if arr is None or tuple(map(str, var.dims)) != arr.dims or tuple(var.shape) != arr.shape:
             return False
-        if static == "verify" and not same_as_stored(var, arr, store, stored_format, STATIC_VERIFY_IN_MEMORY):
+        if ((static == "verify" or name in ds.indexes)
+                and not same_as_stored(var, arr, store, stored_format, STATIC_VERIFY_IN_MEMORY)):
             return False
     return True
 
