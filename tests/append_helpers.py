@@ -44,14 +44,24 @@ from typing import Any
 sys.path.insert(0, {tests!r})
 import parallelzarr as pz
 from append_helpers import rows
+import importlib
+_run = importlib.import_module("parallelzarr.run.append")
+_lean = _run._lean_append
+def _said(*a, **k):  # says which path planned the append (the full path's protocol: the lean planner declines)
+    job = None if {full_path!r} else _lean(*a, **k)
+    print("planned by the", "full path" if job is None else "lean path", flush=True)
+    return job
+_run._lean_append = _said
 res = pz.append(rows({start}, {n}, {chunk}), {path!r}, "time", strategy={strategy!r}, scheduler="threads", num_workers=2)
 print(res.message)
 """
 
 
 def run_append_subprocess(path: str, start: int, n: int, chunk: int, *, env: dict[str, str] | None = None,
-                          strategy: str = "gather-edges", wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
-    code = SCRIPT.format(tests=os.path.dirname(__file__), start=start, n=n, chunk=chunk, path=path, strategy=strategy)
+                          strategy: str = "gather-edges", wait: bool = True,
+                          full_path: bool = False) -> subprocess.CompletedProcess | subprocess.Popen:
+    code = SCRIPT.format(tests=os.path.dirname(__file__), start=start, n=n, chunk=chunk, path=path, strategy=strategy,
+                         full_path=full_path)
     full_env = {**os.environ, **(env or {})}
     if wait:
         return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=300)

@@ -48,10 +48,13 @@ def _state(path: str) -> str:
     return "MIX"
 
 
+@pytest.mark.parametrize("path", ["lean", "full"])  # rows() has a static variable and coordinate: both paths take it
 @pytest.mark.parametrize("point", WRITE_POINTS + PROTOCOL_POINTS)
-def test_kill_then_recover(base, point):
-    proc = run_append_subprocess(base, OLD, NEW, CHUNK, env={"PARALLELZARR_FAULT": point})
+def test_kill_then_recover(base, point, path):
+    proc = run_append_subprocess(base, OLD, NEW, CHUNK, env={"PARALLELZARR_FAULT": point}, full_path=path == "full")
     assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-2000:])
+    if point != "append:leased":  # killed before planning there (a lean plan is made under the lease)
+        assert f"planned by the {path} path" in proc.stdout
     seen = _state(base)
     assert seen in ("old", "new"), f"readers saw a mix after a kill at {point}"
     journal = pending_journal(__import__("zarr").storage.LocalStore(base)) is not None
