@@ -164,6 +164,11 @@ def _with_statics(start: int, n: int) -> xr.Dataset:
         land=("x", np.array([True, False, True, True])), zone=("x", np.arange(4, dtype="i2")))
 
 
+def _with_strings(start: int, n: int) -> xr.Dataset:
+    """String statics: a 0-d coordinate (ERA5's ``expver``) and a label per ``x``."""
+    return _with_static(start, n).assign_coords(expver="0001", site=("x", np.array(["a", "bb", "ccc", "d"])))
+
+
 def _packed_static(start: int, n: int) -> xr.Dataset:
     return _plain(start, n).assign(orog=("x", np.array([0.0, 1.5, 3.0, 4.5])))
 
@@ -172,6 +177,7 @@ LEAN_STATICS = {
     # verified from their stored values (read plainly), then left as stored
     "static coordinate": (_with_static, None),
     "statics of several kinds": (_with_statics, None),
+    "string statics": (_with_strings, None),
     # encoded by xarray's encoder with the stored encoding (the variables alone opened as xarray opens them)
     "int variable": (_int_data, None),
     "scale_factor": (_plain, {"v": {"scale_factor": 0.5, "add_offset": 1.0, "dtype": "i2", "_FillValue": -1}}),
@@ -204,11 +210,17 @@ def test_appends_with_static_variables_take_the_lean_path_and_agree(tmp_path, mo
 
 
 @pytest.mark.parametrize("fmt", [2, 3])
-def test_a_changed_static_variable_is_refused_or_kept_as_the_full_path_does(tmp_path, monkeypatch, fmt):
-    changed = _with_statics(5, 3)
-    changed["zone"] = ("x", np.array([0, 1, 7, 3], dtype="i2"))
+@pytest.mark.parametrize("kind", ["number", "string"])
+def test_a_changed_static_variable_is_refused_or_kept_as_the_full_path_does(tmp_path, monkeypatch, fmt, kind):
+    make = _with_statics if kind == "number" else _with_strings
+    changed = make(5, 3)
+    if kind == "number":
+        changed["zone"] = ("x", np.array([0, 1, 7, 3], dtype="i2"))
+    else:
+        changed = changed.assign_coords(site=("x", np.array(["a", "bb", "cxc", "d"])))
+    name_changed = "zone" if kind == "number" else "site"
     for name in ("lean", "full"):
-        pz.to_zarr(_with_statics(0, 5), str(tmp_path / f"{name}.zarr"), zarr_format=fmt)
+        pz.to_zarr(make(0, 5), str(tmp_path / f"{name}.zarr"), zarr_format=fmt)
     errors, spies = {}, {}
     for name in ("lean", "full"):
         spies[name] = _Spy(run_append._lean_append if name == "lean" else (lambda *a, **k: None))
@@ -220,11 +232,11 @@ def test_a_changed_static_variable_is_refused_or_kept_as_the_full_path_does(tmp_
         assert xr.open_zarr(path).sizes["time"] == 5  # nothing written
         pz.append(changed, path, "time", static="ignore")  # the stored zone stands
         monkeypatch.undo()
-    assert errors["lean"] == errors["full"] and "'zone' has no 'time' dimension and differs" in errors["lean"]
+    assert errors["lean"] == errors["full"] and f"'{name_changed}' has no 'time' dimension and differs" in errors["lean"]
     assert spies["lean"].declined == 1 and spies["lean"].taken == 1
     got, want = (xr.open_zarr(str(tmp_path / f"{n}.zarr")).load() for n in ("lean", "full"))
     xr.testing.assert_identical(got, want)
-    np.testing.assert_array_equal(got.zone.values, np.arange(4))
+    np.testing.assert_array_equal(got[name_changed].values, make(0, 1)[name_changed].values)
     assert _stored_bytes(tmp_path / "lean.zarr") == _stored_bytes(tmp_path / "full.zarr")
 
 

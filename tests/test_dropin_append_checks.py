@@ -39,6 +39,25 @@ def _with_label(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign(station=(("time",), np.array(["abc", "de", "f", "gh"])))
 
 
+def _with_names(ds: xr.Dataset, expver: str = "0001") -> xr.Dataset:
+    """A 0-d string coordinate (ERA5's ``expver``) and a string label per ``y``."""
+    return ds.assign_coords(expver=expver, site=("y", np.array(["north", "mid", "s"])))
+
+
+def test_a_wider_string_is_refused_as_xarray_refuses_it(tmp_path: Path) -> None:
+    ours, ref = str(tmp_path / "ours.zarr"), str(tmp_path / "xarray.zarr")
+    for path in (ours, ref):
+        _with_label(_step(0)).to_zarr(path, zarr_format=3, consolidated=True)
+    wider = _with_label(_step(1)).assign(station=(("time",), np.array(["abcd", "de", "f", "gh"])))
+    assert checks.nothing_for_xarray_to_check(wider, ours, "time", None, None) is None
+    with pytest.raises(ValueError, match="Mismatched dtypes for variable station") as info:
+        pz.to_zarr(wider, ours, append_dim="time")
+    with pytest.raises(ValueError, match="Mismatched dtypes for variable station"):
+        wider.to_zarr(ref, append_dim="time", consolidated=True)
+    assert "astype" in str(info.value)  # and how to fix it
+    xr.testing.assert_identical(xr.open_zarr(ours).load(), _with_label(_step(0)))
+
+
 def _with_coords(ds: xr.Dataset, lat: float = 0.0) -> xr.Dataset:
     """Static coordinates and a grid mapping, as CF files carry them."""
     return ds.assign_coords(lat=("y", np.array([lat, 1.5, np.nan]))).assign(crs=((), np.int32(0), {"grid_mapping_name": "x"}))
@@ -71,7 +90,9 @@ CASES = {
                                          "statics opened"),
     "packed static variable changed": (_with_packed(_step(0), 3.0), _with_packed(_step(1), 4.0).drop_encoding(),
                                        "statics opened"),
-    "string variable": (_with_label(_step(0)), _with_label(_step(1)), "full"),
+    "string variable of the stored width": (_with_label(_step(0)), _with_label(_step(1)), "metadata"),
+    "string statics unchanged": (_with_names(_step(0)), _with_names(_step(1)), "metadata"),
+    "string static changed": (_with_names(_step(0)), _with_names(_step(1), "0005"), "statics opened"),
 }
 
 

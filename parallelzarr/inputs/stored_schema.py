@@ -111,9 +111,7 @@ def _stored_array(name: str, doc: dict, attrs: dict, zarr_format: int) -> Stored
         if grid.get("name") != "regular" or any(isinstance(c, dict) and c.get("name") == "sharding_indexed" for c in codecs):
             return None
         dims = doc.get("dimension_names")
-        if not isinstance(doc.get("data_type"), str):
-            return None
-        dtype = np.dtype(doc["data_type"] if doc["data_type"] in _V3_DTYPES else "V")
+        dtype = _v3_dtype(doc.get("data_type"))
         fill = doc.get("fill_value")
     else:
         dims = attrs.pop("_ARRAY_DIMENSIONS", None)
@@ -126,9 +124,21 @@ def _stored_array(name: str, doc: dict, attrs: dict, zarr_format: int) -> Stored
         dims = []  # a 0-d array (zarr v3 leaves dimension_names out)
     if not isinstance(dims, list) or len(dims) != len(shape) or not all(isinstance(d, str) for d in dims):
         return None
-    if dtype.kind == "V":
+    if dtype is None or dtype.kind == "V":
         return None
     return StoredArray(name, tuple(dims), shape, dtype, attrs, doc, fill)
+
+
+def _v3_dtype(data_type: Any) -> np.dtype | None:
+    """numpy's dtype for a zarr v3 data type it names plainly (numbers, booleans, fixed-width UTF-32
+    strings, which xarray writes for numpy ``<U``), else ``None``."""
+    if isinstance(data_type, str):
+        return np.dtype(data_type) if data_type in _V3_DTYPES else None
+    if isinstance(data_type, dict) and data_type.get("name") == "fixed_length_utf32":
+        length = (data_type.get("configuration") or {}).get("length_bytes")
+        if isinstance(length, int) and length > 0 and length % 4 == 0:
+            return np.dtype(f"<U{length // 4}")
+    return None
 
 
 #: zarr v3 data types that are numpy's names for the same dtype (others: the full path).
@@ -185,12 +195,12 @@ def _time_units(units: Any) -> bool:
 def reads_as_stored(arr: StoredArray, zarr_format: int) -> bool:
     """Whether xarray's open gives the stored values of ``arr`` unchanged (no CF decoding acts on them).
 
-    Numbers or booleans; no stored attribute that scales, masks with a number or decodes as times; a
-    fill value that masks only NaN (v3: a NaN ``_FillValue`` attribute or none; v2: zarr's fill value
-    none, or NaN for floats, which xarray reads as ``_FillValue``).
+    Numbers, booleans or fixed-width unicode strings; no stored attribute that scales, masks with a
+    number or decodes as times; a fill value that masks only NaN (v3: a NaN ``_FillValue`` attribute or
+    none; v2: zarr's fill value none, or NaN for floats, which xarray reads as ``_FillValue``).
     """
     attrs, kind = arr.attrs, arr.dtype.kind
-    if kind not in "biuf" or any(k in attrs for k in _VALUE_CODING - {"_FillValue"}) or _time_units(attrs.get("units")):
+    if kind not in "biufU" or any(k in attrs for k in _VALUE_CODING - {"_FillValue"}) or _time_units(attrs.get("units")):
         return False
     if zarr_format == 3:
         return "_FillValue" not in attrs or (kind == "f" and _nan_fill(attrs["_FillValue"]))

@@ -78,7 +78,7 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
 
     It does for a Dataset whose variables are all stored with the same dims in the same order and the
     same sizes but along ``append_dim`` (at least one has it), with numbers, booleans or datetimes
-    only (xarray compares no such dtype), no encoding, and root attributes equal to the stored ones
+    (xarray compares no such dtype) or unicode strings of the stored width, no encoding, and root attributes equal to the stored ones
     as xarray reads them (without ``_nc*`` keys). The drop-in then skips opening the whole store as
     a dataset for those checks; what it writes besides the rows (the variables without
     ``append_dim`` whose values changed) is still decided from their stored values, and the append
@@ -94,7 +94,7 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
 
     if encoding or not isinstance(data, xr.Dataset):
         return None
-    if any(v.dtype.kind not in _UNCHECKED_KINDS for v in data.variables.values()):
+    if any(v.dtype.kind not in _UNCHECKED_KINDS | {"U"} for v in data.variables.values()):
         return None
     if not any(append_dim in v.dims for v in data.variables.values()):
         return None
@@ -110,6 +110,8 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
         if tuple(map(str, var.dims)) != tuple(stored.dims) or any(
                 n != m for d, n, m in zip(stored.dims, var.shape, stored.shape, strict=True) if d != append_dim):
             return None  # transposed or resized: xarray's own checks say how
+        if var.dtype.kind == "U" and var.dtype != stored.dtype:
+            return None  # xarray's check_dtype refuses another string width: its own words say so
     stored_attrs = {k: v for k, v in found.attributes.items() if not k.lower().startswith("_nc")}
     return once if same_attrs(stored_attrs, data.attrs) else None
 
