@@ -20,6 +20,7 @@ import xarray as xr
 import parallelzarr as pz
 
 checks = importlib.import_module("parallelzarr.inputs.xarray_checks")
+schema = importlib.import_module("parallelzarr.inputs.stored_schema")
 
 
 def _step(i: int, attrs: dict | None = None, **extra: xr.DataArray) -> xr.Dataset:
@@ -105,9 +106,9 @@ def test_dropin_append_matches_xarray_and_skips_only_plain_checks(tmp_path: Path
     first.to_zarr(str(ours), zarr_format=3, consolidated=True)
     first.to_zarr(str(ref), zarr_format=3, consolidated=True)
     opened, plainly = [], []
-    real, real_statics = checks.check_append, checks.statics_as_stored
+    real, real_statics = checks.check_append, schema.statics_as_stored
     monkeypatch.setattr(checks, "check_append", lambda *a, **k: opened.append(1) or real(*a, **k))
-    monkeypatch.setattr(checks, "statics_as_stored", lambda *a, **k: plainly.append(real_statics(*a, **k)) or plainly[-1])
+    monkeypatch.setattr(schema, "statics_as_stored", lambda *a, **k: plainly.append(real_statics(*a, **k)) or plainly[-1])
     pz.to_zarr(step, str(ours), mode=mode, append_dim="time")
     step.to_zarr(str(ref), mode=mode, append_dim="time", consolidated=True)
     taken = "full" if opened else "statics opened" if plainly and not plainly[-1] else "metadata"

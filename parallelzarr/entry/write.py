@@ -390,23 +390,22 @@ def _append_like_xarray(data: Any, store: Any, append_dim: str, mode: str, *, co
 def _checked_statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[str, Any] | None, mode: str,
                      checked: Any) -> tuple[Any, Any] | None:
     """:func:`_statics` of an append whose xarray checks the consolidated metadata has shown to pass
-    (``checked``: the store behind its read cache, from ``nothing_for_xarray_to_check``).
+    (``checked``: what ``nothing_for_xarray_to_check`` read).
 
     Only the variables without ``append_dim`` are read: plainly when no CF decoding acts on them,
     else opened as xarray opens them. They are left out of the data to append, which ignores them
     (``static="ignore"``) and then needs no stored dataset either (``run/append._lean_append``).
     """
+    from parallelzarr.inputs import stored_schema
     from parallelzarr.inputs.datasets import open_stored
-    from parallelzarr.inputs.xarray_checks import statics_as_stored
-    from parallelzarr.store.resolve import root_node_format
 
     fixed = [str(n) for n, v in data.variables.items() if append_dim not in v.dims]
     if not fixed:
         return None
-    if statics_as_stored(data, checked, append_dim):
+    if stored_schema.statics_as_stored(data, checked.arrays, checked.resolved.store, checked.zarr_format, append_dim):
         return data.drop_vars(fixed), None  # the stored values, read plainly: nothing changes
     statics = _statics(data, store, append_dim, storage_options, mode, open_stored(
-        checked, root_node_format(checked.store), indexes=False,  # both read from the cache
+        checked.resolved, checked.zarr_format, indexes=False,  # the root document from the cache
         drop=[str(n) for n in data.variables if str(n) not in fixed]))
     return statics[0].drop_vars([n for n in fixed if n in statics[0].variables]), statics[1]
 

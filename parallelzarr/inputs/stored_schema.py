@@ -11,7 +11,7 @@ would store exactly as given (:func:`stored_as_given`): the lean append of
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,8 @@ import xarray as xr
 
 from parallelzarr.store.keys import Consolidated, read_consolidated
 
-__all__ = ["StoredArray", "stored_arrays", "stored_as_given", "dimensions_agree", "reads_as_stored", "same_as_stored"]
+__all__ = ["StoredArray", "stored_arrays", "stored_as_given", "dimensions_agree", "reads_as_stored", "same_as_stored",
+           "statics_as_stored"]
 
 #: Attributes whose CF coders change values or dtypes on the way to the store (or refuse to).
 _VALUE_CODING = frozenset({"_FillValue", "missing_value", "scale_factor", "add_offset", "_Unsigned", "dtype",
@@ -224,3 +225,22 @@ def same_as_stored(var: xr.Variable, arr: StoredArray, store: Any, zarr_format: 
     stored = array_from_document(store, arr.name, arr.doc, zarr_format, {**arr.attrs, "_ARRAY_DIMENSIONS": list(arr.dims)})
     values = read_region(stored, tuple(slice(0, n) for n in arr.shape)) if arr.shape else np.asarray(stored[()])
     return bool(xr.Variable(arr.dims, values).equals(xr.Variable(arr.dims, np.asarray(var.values))))
+
+
+def statics_as_stored(ds: xr.Dataset, arrays: Mapping[str, StoredArray], store: Any, zarr_format: int, append_dim: str,
+                      compare: Callable[[str], bool] = lambda name: True) -> bool:
+    """Whether every variable of ``ds`` without ``append_dim`` is stored in ``arrays`` with its dims and
+    sizes and, where ``compare(name)``, holds the values xarray reads there (:func:`same_as_stored`, up to
+    ``STATIC_VERIFY_IN_MEMORY`` bytes). ``False`` also when telling needs xarray's decoding or a blockwise
+    comparison: the caller then opens the store as xarray does."""
+    from parallelzarr.inputs.ingest import STATIC_VERIFY_IN_MEMORY
+
+    for name, var in ds.variables.items():
+        if append_dim in var.dims:
+            continue
+        arr = arrays.get(str(name))
+        if arr is None or tuple(map(str, var.dims)) != arr.dims or tuple(var.shape) != arr.shape:
+            return False
+        if compare(str(name)) and not same_as_stored(var, arr, store, zarr_format, STATIC_VERIFY_IN_MEMORY):
+            return False
+    return True

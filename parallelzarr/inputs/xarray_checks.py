@@ -70,11 +70,20 @@ def same_attrs(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> bool:
 _UNCHECKED_KINDS = frozenset("biufcM")
 
 
+@dataclasses.dataclass(frozen=True)
+class ConsolidatedView:
+    """What :func:`nothing_for_xarray_to_check` read: the resolved store behind a read cache (each key
+    read once), its zarr format and its arrays from the consolidated metadata."""
+
+    resolved: Any
+    zarr_format: int
+    arrays: Mapping[str, Any]
+
+
 def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,
-                                storage_options: Mapping[str, Any] | None) -> Any:
+                                storage_options: Mapping[str, Any] | None) -> ConsolidatedView | None:
     """Whether the consolidated metadata alone shows that ``to_zarr(mode="a", append_dim=...)`` of
-    ``data`` passes :func:`check_append`; returns the resolved store behind a read cache (each key
-    read once) when it does, else ``None``.
+    ``data`` passes :func:`check_append`; returns what it read when it does, else ``None``.
 
     It does for a Dataset whose variables are all stored with the same dims in the same order and the
     same sizes but along ``append_dim`` (at least one has it), with numbers, booleans or datetimes
@@ -103,7 +112,7 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
     fmt = root_node_format(once.store)
     found = read_consolidated(once.store, fmt) if fmt is not None else None
     arrays = stored_arrays(once.store, fmt, found) if found is not None and fmt is not None else None
-    if found is None or arrays is None or set(arrays) != {str(n) for n in data.variables}:
+    if found is None or arrays is None or fmt is None or set(arrays) != {str(n) for n in data.variables}:
         return None
     for name, var in data.variables.items():
         stored = arrays[str(name)]
@@ -113,24 +122,7 @@ def nothing_for_xarray_to_check(data: Any, store: Any, append_dim: str, encoding
         if var.dtype.kind == "U" and var.dtype != stored.dtype:
             return None  # xarray's check_dtype refuses another string width: its own words say so
     stored_attrs = {k: v for k, v in found.attributes.items() if not k.lower().startswith("_nc")}
-    return once if same_attrs(stored_attrs, data.attrs) else None
-
-
-def statics_as_stored(data: Any, checked: Any, append_dim: str) -> bool:
-    """Whether every variable of ``data`` without ``append_dim`` holds the values xarray reads from the
-    store (read plainly: :func:`~parallelzarr.inputs.stored_schema.same_as_stored`); ``False`` when any
-    differs or needs xarray's decoding to tell. ``checked``: what :func:`nothing_for_xarray_to_check`
-    returned (the store behind its read cache)."""
-    from parallelzarr.inputs.ingest import STATIC_VERIFY_IN_MEMORY
-    from parallelzarr.inputs.stored_schema import same_as_stored, stored_arrays
-    from parallelzarr.store.resolve import root_node_format
-
-    fmt = root_node_format(checked.store)
-    arrays = stored_arrays(checked.store, fmt) if fmt is not None else None
-    if arrays is None or fmt is None:
-        return False
-    return all(same_as_stored(var, arrays[str(name)], checked.store, fmt, STATIC_VERIFY_IN_MEMORY)
-               for name, var in data.variables.items() if append_dim not in var.dims)
+    return ConsolidatedView(once, fmt, arrays) if same_attrs(stored_attrs, data.attrs) else None
 
 
 def check_append(data: Any, store: Any, append_dim: str, encoding: Mapping[Any, Any] | None,

@@ -57,7 +57,7 @@ from parallelzarr.inputs.ingest import (
 from parallelzarr.inputs.stored_schema import (
     StoredArray,
     dimensions_agree,
-    same_as_stored,
+    statics_as_stored,
     stored_arrays,
     stored_as_given,
 )
@@ -1036,8 +1036,9 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
                  stored_format: int) -> WriteJob | None:
     """The plan of a plain small append, checked against the consolidated metadata; ``None``: the full path.
 
-    Plain: every variable without ``append_dim`` is stored as given (:func:`_lean_statics`: its dims and
-    sizes, and under ``static="verify"`` its values, read plainly), every other one is stored
+    Plain: every variable without ``append_dim`` is stored as given (its dims and sizes, and under
+    ``static="verify"`` or as an index coordinate its values, read plainly:
+    :func:`~parallelzarr.inputs.stored_schema.statics_as_stored`), every other one is stored
     under its name with the same dims and sizes, as floats of its dtype that xarray would store
     unchanged (:func:`~parallelzarr.inputs.stored_schema.stored_as_given`) or as numbers xarray's
     encoder packs with the stored encoding (:func:`_lean_encoded`), and the labels are
@@ -1069,7 +1070,10 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
                 return None
             packed.append(str(name))
     encoded = _lean_encoded(ds, resolved, stored_format, arrays, packed, append_dim) if packed else {}
-    if encoded is None or not _lean_statics(given, resolved.store, stored_format, arrays, append_dim, o.static):
+    # Values compared under static="verify", and an index coordinate under either policy (another grid is
+    # refused whatever static says: check_index_coordinates).
+    if encoded is None or not statics_as_stored(given, arrays, resolved.store, stored_format, append_dim,
+                                                lambda name: o.static == "verify" or name in given.indexes):
         return None
     labels = _lean_labels(ds, resolved.store, stored_format, arrays[append_dim], append_dim)
     if labels is None:
@@ -1105,25 +1109,6 @@ def _lean_encoded(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int, a
             return None
         out[name] = enc.data
     return out
-
-
-def _lean_statics(ds: xr.Dataset, store: Any, stored_format: int, arrays: Mapping[str, StoredArray], append_dim: str,
-                  static: str) -> bool:
-    """Whether every variable of ``ds`` without ``append_dim`` is stored with its dims and sizes and, under
-    ``static="verify"`` or when it is an index coordinate (another grid is refused under any policy:
-    ``check_index_coordinates``), the values xarray reads there (small, plainly stored ones only:
-    anything else, a difference included, goes to the full path, which compares as xarray decodes or
-    says what differs)."""
-    for name, var in ds.variables.items():
-        arr = arrays.get(str(name))
-        if append_dim in var.dims:
-            continue
-        if arr is None or tuple(map(str, var.dims)) != arr.dims or tuple(var.shape) != arr.shape:
-            return False
-        if ((static == "verify" or name in ds.indexes)
-                and not same_as_stored(var, arr, store, stored_format, STATIC_VERIFY_IN_MEMORY)):
-            return False
-    return True
 
 
 def _lean_labels(ds: xr.Dataset, store: Any, stored_format: int, coord: StoredArray,
