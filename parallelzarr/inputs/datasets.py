@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from xarray.backends.zarr import encode_zarr_variable
+from xarray.core.common import contains_cftime_datetimes
 
 from parallelzarr.errors import (
     EncodingError,
@@ -25,7 +26,7 @@ from parallelzarr.errors import (
     SchemaMismatchError,
     encoding_error,
 )
-from parallelzarr.inputs.stored_times import open_with_dim_from_ends
+from parallelzarr.inputs.stored_times import open_with_dim_from_ends, same_time_units
 from parallelzarr.inputs.validate import (
     DATASET_ENCODING_KEYS,
     check_encoding_keys,
@@ -142,6 +143,44 @@ def encoded_variable(name: str, var: xr.Variable, encoding: Mapping[str, Any], z
 def stored_encoding(stored: xr.Dataset, name: str) -> dict[str, Any]:
     enc = stored[name].encoding
     return {k: enc[k] for k in CF_KEYS if k in enc}
+
+
+#: Time variables of at most this many bytes given as dask arrays are computed to check them before a write.
+TIMES_CHECKED_BEFORE_WRITE = 64 * 2**20
+
+
+def encoded_as_stored(name: str, var: xr.Variable, stored: xr.Dataset, zarr_format: int) -> xr.Variable:
+    """``var`` encoded with the encoding of the stored variable ``name``, the values it will store.
+
+    Raises :class:`~parallelzarr.errors.EncodingError` before anything is written where times or
+    timedeltas cannot be held exactly by the stored integer units ("days since ..." for 12-hourly
+    data). xarray then encodes them in finer units but keeps the stored units attribute, so they read
+    back as other dates (pydata/xarray#5969); from a dask array it fails during the write instead.
+    Small dask time variables are computed here so that the check sees their values.
+    """
+    encoding = stored_encoding(stored, name)
+    units = encoding.get("units")
+    timelike = isinstance(units, str) and (var.dtype.kind in "Mm" or (var.dtype.kind == "O" and contains_cftime_datetimes(var)))
+    if timelike and isinstance(var.data, da.Array) and var.nbytes <= TIMES_CHECKED_BEFORE_WRITE:
+        var = var.compute(scheduler="synchronous")
+    encoded = encoded_variable(name, var, encoding, zarr_format)
+    if timelike and not isinstance(encoded.data, da.Array) and not same_time_units(encoded.attrs.get("units"), str(units)):
+        raise EncodingError(_inexact_times_message(name, var, encoding, str(encoded.attrs.get("units")), zarr_format))
+    return encoded
+
+
+def _inexact_times_message(name: str, var: xr.Variable, encoding: Mapping[str, Any], needed: str, zarr_format: int) -> str:
+    """Why the stored units of ``name`` cannot hold ``var``, naming its first such value, and what to do."""
+    units, dtype = encoding["units"], np.dtype(encoding.get("dtype", "int64"))
+    as_float = np.asarray(encoded_variable(name, var, {**encoding, "dtype": "float64"}, zarr_format).values).ravel()
+    inexact = np.flatnonzero(np.isfinite(as_float) & (as_float != np.round(as_float)))
+    first = f"{np.asarray(var.values).ravel()[inexact[0]]} (element {int(inexact[0])} of the new data)" if len(inexact) else "some"
+    return (
+        f"variable {name!r} is stored as {dtype} {units!r}, which cannot hold the new values exactly: "
+        f"{first} needs {needed!r}. xarray would store them in those units under the stored {units!r} attribute, "
+        "so they would read back as other values (pydata/xarray#5969). Nothing was written. Round the new values "
+        f"to whole stored units, or rewrite the store with finer units, e.g. encoding={{{name!r}: {{'units': {needed!r}}}}}"
+    )
 
 
 def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:

@@ -27,7 +27,7 @@ from parallelzarr.store.keys import read_consolidated
 from parallelzarr.store.zarr_compat import array_from_document
 
 __all__ = ["open_with_dim_from_ends", "plain_cf_datetime", "undecoded_open_kwargs", "decode_from_ends",
-           "consolidated_array", "decode_labels", "encode_labels", "NUMPY_CALENDARS", "read_positions"]
+           "consolidated_array", "decode_labels", "encode_labels", "same_time_units", "NUMPY_CALENDARS", "read_positions"]
 
 #: Attributes whose coders run before the datetime coder and behave differently when it does not.
 _MASK_AND_SCALE = ("_FillValue", "missing_value", "scale_factor", "add_offset")
@@ -87,14 +87,19 @@ def encode_labels(values: np.ndarray, attrs: Mapping[str, Any], dtype: np.dtype,
     """
     encoding = {"units": attrs["units"], "calendar": attrs.get("calendar"), "dtype": dtype}
     encoded = CFDatetimeCoder().encode(xr.Variable((name,), values, {}, encoding), name)
-    if not _same_units(encoded.attrs.get("units"), attrs["units"]) or np.dtype(encoded.dtype) != dtype:
+    if not same_time_units(encoded.attrs.get("units"), attrs["units"]) or np.dtype(encoded.dtype) != dtype:
         return None
     return np.asarray(encoded.values)
 
 
-def _same_units(a: Any, b: str) -> bool:
-    """Whether CF time units ``a`` and ``b`` are the same (xarray rewrites ``2000-01-01 00:00:00`` as ``2000-01-01``)."""
-    if not isinstance(a, str) or " since " not in a:
+def same_time_units(a: Any, b: str) -> bool:
+    """Whether CF time units ``a`` and ``b`` are the same (xarray rewrites ``2000-01-01 00:00:00`` as ``2000-01-01``).
+
+    Units without ``since`` (timedeltas: ``"hours"``) are the same when their names are.
+    """
+    if isinstance(a, str) and " since " not in a and " since " not in b:
+        return a.strip().lower() == b.strip().lower()
+    if not isinstance(a, str) or " since " not in a or " since " not in b:
         return False
     (unit_a, ref_a), (unit_b, ref_b) = (u.split(" since ", 1) for u in (a, b))
     try:

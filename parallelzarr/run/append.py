@@ -44,7 +44,7 @@ from parallelzarr.errors import (
     SchemaMismatchError,
 )
 from parallelzarr.hooks import chunk_written, fault_point
-from parallelzarr.inputs.datasets import CF_KEYS, as_dataset, encoded_variable, open_stored, stored_encoding
+from parallelzarr.inputs.datasets import CF_KEYS, as_dataset, encoded_as_stored, open_stored
 from parallelzarr.inputs.ingest import (
     STATIC_POLICIES,
     STATIC_VERIFY_IN_MEMORY,
@@ -508,7 +508,11 @@ def _stored_dtype(name: str, var: xr.Variable, enc_var: xr.Variable, arr: zarr.A
                 "values would be cut. Rewrite the store with a wider dtype"
             )
     elif not np.can_cast(src, dst, casting="same_kind"):
-        raise SchemaMismatchError(f"{name!r}: appended dtype {src} cannot be stored as the stored dtype {dst}")
+        fix = ("the store holds native datetime64 values (written with encoding dtype datetime64), which xarray "
+               "appends as CF numbers (xarray's own append then stores 1970-01-01, pydata/xarray#10639); rewrite the store with CF units (encoding={'units': ..., 'dtype': 'int64'})"
+               if dst.kind in "Mm" else f"cast the data to {dst}, or rewrite the store with a dtype that holds both")
+        raise SchemaMismatchError(f"{name!r}: appended dtype {src} cannot be stored as the stored dtype {dst}. "
+                                  f"Nothing was written; {fix}")
     return dst
 
 
@@ -542,7 +546,7 @@ class _AppendPlanner:
         fmt = None if self.zarr_format is None else zarr_format_of(self.zarr_format)
         arr = member if isinstance(member, zarr.Array) else zarr.open_array(self.resolved.store, path=name, mode="r+",
                                                                             zarr_format=fmt)
-        enc_var = encoded_variable(name, var, stored_encoding(self.stored, name), arr.metadata.zarr_format)
+        enc_var = encoded_as_stored(name, var, self.stored, arr.metadata.zarr_format)
         dst = _stored_dtype(name, var, enc_var, arr)
         values = enc_var.data
         if not isinstance(values, da.Array):
@@ -1102,7 +1106,7 @@ def _lean_encoded(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int, a
         var = ds.variables[name].compute(scheduler="synchronous")
         try:
             _check_appended_variable(name, var, opened.variables[name], append_dim)
-            enc = encoded_variable(name, var, stored_encoding(opened, name), stored_format)
+            enc = encoded_as_stored(name, var, opened, stored_format)
         except (SchemaMismatchError, EncodingError):
             return None
         if not np.can_cast(np.dtype(enc.dtype), arrays[name].dtype, casting="same_kind"):

@@ -32,10 +32,10 @@ from parallelzarr.errors import ModeError, SchemaMismatchError
 from parallelzarr.hooks import fault_point
 from parallelzarr.inputs.datasets import (
     DATASET_ENCODING_KEYS,
+    encoded_as_stored,
     encoded_variable,
     new_chunks,
     open_stored,
-    stored_encoding,
 )
 from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding, in_stored_dims, same_attrs
 from parallelzarr.plan.write import WritePlan
@@ -259,7 +259,7 @@ class _StagingPlanner:
     def overwritten_job(self, name: str, var: xr.Variable) -> ArrayJob:
         """Plan the staged write of the stored variable ``name`` (encoded as stored, on the stored grid)."""
         arr = zarr.open_array(self.resolved.store, path=name, mode="r")
-        enc_var = encoded_variable(name, var, stored_encoding(self.stored, name), self.zarr_format)
+        enc_var = encoded_as_stored(name, var, self.stored, self.zarr_format)
         if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind") and enc_var.dtype.kind not in "OSUT":
             raise SchemaMismatchError(
                 f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype "

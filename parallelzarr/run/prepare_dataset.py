@@ -25,11 +25,11 @@ from parallelzarr.inputs.datasets import (
     as_dataset,
     auto_region,
     check_dataset_encoding,
+    encoded_as_stored,
     encoded_variable,
     metadata_template,
     new_chunks,
     open_stored,
-    stored_encoding,
 )
 from parallelzarr.inputs.validate import (
     DATASET_ENCODING_KEYS,
@@ -284,7 +284,7 @@ def _region_job(
     old = stored.variables[name]
     var = in_stored_dims(name, var, old, sizes=False)  # sizes: against the region, below
     arr = zarr.open_array(resolved.store, path=name, mode="r")
-    enc_var = encoded_variable(name, var, stored_encoding(stored, name), arr.metadata.zarr_format)
+    enc_var = encoded_as_stored(name, var, stored, arr.metadata.zarr_format)
     if not np.can_cast(enc_var.dtype, arr.dtype, casting="same_kind"):
         raise SchemaMismatchError(
             f"variable {name!r}: encoded dtype {enc_var.dtype} cannot be stored in the existing dtype {arr.dtype}"

@@ -33,7 +33,7 @@ import zarr
 from parallelzarr.commit.appendlog import append_log, write_record
 from parallelzarr.commit.lease import acquire_lease
 from parallelzarr.errors import AppendError
-from parallelzarr.inputs.datasets import encoded_variable, stored_encoding
+from parallelzarr.inputs.datasets import encoded_as_stored
 from parallelzarr.inputs.ingest import REPEAT_POLICIES, combine_digests, labels_text, row_checksums
 from parallelzarr.run.runner import write_now
 
@@ -94,7 +94,7 @@ def incoming_digests(ds: xr.Dataset, stored: xr.Dataset, store: Any, dim: str, *
     sums = {}
     for name in digest_names(ds, stored, dim):
         arr = zarr.open_array(store, path=name, mode="r")
-        var = encoded_variable(name, ds.variables[name], stored_encoding(stored, name), arr.metadata.zarr_format)
+        var = encoded_as_stored(name, ds.variables[name], stored, arr.metadata.zarr_format)
         values = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
         sums[name] = row_checksums(values.astype(arr.dtype), _axis(var, dim))
     (computed,) = dask.compute(sums, **compute_kwargs)
