@@ -184,3 +184,30 @@ def test_an_append_stores_the_times_asked_or_refuses_and_keeps_the_store(
     assert exact
     got = xr.open_zarr(path).time.values
     np.testing.assert_array_equal(got, np.concatenate([DAYS.values, new.values]))
+
+
+@pytest.mark.parametrize("opened_with", ["decode_times=False", "mask_and_scale=False"])
+def test_files_opened_undecoded_are_refused_with_how_to_decode_them(tmp_path: Path, opened_with: str) -> None:
+    """A netCDF step opened undecoded (raw hours, packed int16 with its scale in the attributes) onto a
+    store written from decoded data: refused, saying which option to drop; decoded, it appends exactly."""
+    def day(i: int) -> str:
+        times = pd.date_range("2000-01-01", periods=4, freq="6h") + pd.Timedelta(days=i)
+        values = np.random.default_rng(i).random((4, 5)) * 40 + 250
+        path = str(tmp_path / f"day{i}.nc")
+        xr.Dataset({"t2m": (("time", "y"), values)}, coords={"time": times}).to_netcdf(path, encoding={
+            "t2m": {"dtype": "int16", "scale_factor": 0.01, "add_offset": 270.0, "_FillValue": -32767},
+            "time": {"units": "hours since 2000-01-01"}})
+        return path
+
+    first, second = day(0), day(1)
+    store = str(tmp_path / "s.zarr")
+    xr.open_dataset(first).to_zarr(store)
+    before = snapshot(store)
+    undecoded = xr.open_dataset(second, **{opened_with.split("=")[0]: False})
+    with pytest.raises(ValueError, match=r"xr\.decode_cf\(ds\)") as info:
+        pz.append(undecoded, store, "time")
+    assert opened_with in str(info.value)
+    assert snapshot(store) == before
+    pz.append(xr.decode_cf(undecoded), store, "time")
+    expected = xr.open_mfdataset([first, second]).load()
+    assert xr.open_zarr(store).load().equals(expected)

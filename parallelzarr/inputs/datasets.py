@@ -26,6 +26,7 @@ from parallelzarr.errors import (
     SchemaMismatchError,
     encoding_error,
 )
+from parallelzarr.inputs.stored_range import check_range
 from parallelzarr.inputs.stored_times import open_with_dim_from_ends, same_time_units
 from parallelzarr.inputs.validate import (
     DATASET_ENCODING_KEYS,
@@ -132,12 +133,18 @@ def new_chunks(
 
 
 def encoded_variable(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_format: int) -> xr.Variable:
-    var = var.copy(deep=False)
+    """``var`` as xarray's encoder stores it with ``encoding``; values the encoding cannot hold are refused
+    (:func:`~parallelzarr.inputs.stored_range.check_range`: numpy now, dask as each block is written)."""
+    var = check_range(name, var, encoding).copy(deep=False)
     var.encoding = dict(encoding)
     try:
         return encode_zarr_variable(var, name=name, zarr_format=zarr_format_of(zarr_format))
     except (ValueError, TypeError, OverflowError) as exc:
-        raise encoding_error(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}", exc) from exc
+        packed = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in var.attrs]
+        hint = (f"; its attributes already hold {packed}: packed values (opened with mask_and_scale=False or "
+                "decode_cf=False?) must be decoded first, with xr.decode_cf(ds), or the file opened without "
+                "that option" if packed and "already exists" in str(exc) else "")
+        raise encoding_error(f"cannot encode variable {name!r} with encoding {dict(encoding)}: {exc}{hint}", exc) from exc
 
 
 def stored_encoding(stored: xr.Dataset, name: str) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from parallelzarr.inputs.ingest import (
     parse_step,
     row_checksums,
 )
+from parallelzarr.inputs.stored_range import StoredRangeError
 from parallelzarr.inputs.stored_schema import (
     StoredArray,
     dimensions_agree,
@@ -148,6 +149,15 @@ def _appended_array(arr: zarr.Array, new_shape: tuple[int, ...]) -> zarr.Array:
     return unpublished_array(aa.metadata.update_shape(new_shape), aa.store_path, config=aa.config)
 
 
+def _undecoded_hint(var: xr.Variable) -> str:
+    """How to fix labels that are CF numbers still (a file opened with ``decode_times=False``), else ``""``."""
+    units = var.attrs.get("units")
+    if var.dtype.kind in "iuf" and isinstance(units, str) and " since " in units:
+        return (f" (these are numbers in {units!r}: opened with decode_times=False or decode_cf=False? "
+                "decode them first with xr.decode_cf(ds), or open the file without that option)")
+    return ""
+
+
 def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset | None, dim: str,
                       old: pd.Index | None = None) -> tuple[str, str] | None:
     """Check the appended labels continue the stored ones; return (first, last) labels.
@@ -167,7 +177,7 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset | None, dim: str,
     if old is not None and len(old) and not _comparable(np.asarray(old).dtype, values.dtype):
         raise AppendError(
             f"the appended {dim!r} labels have dtype {values.dtype} but the stored ones have {np.asarray(old).dtype}; "
-            f"append labels of the stored kind"
+            f"append labels of the stored kind{_undecoded_hint(ds.variables[dim])}"
         )
     if old is not None and len(old):
         increasing = bool(old[-1] >= old[0]) if len(old) > 1 else bool(len(values) < 2 or values[-1] >= values[0])
@@ -1107,6 +1117,8 @@ def _lean_encoded(ds: xr.Dataset, resolved: ResolvedStore, stored_format: int, a
         try:
             _check_appended_variable(name, var, opened.variables[name], append_dim)
             enc = encoded_as_stored(name, var, opened, stored_format)
+        except StoredRangeError:
+            raise  # the values, computed here, are refused whichever path plans them
         except (SchemaMismatchError, EncodingError):
             return None
         if not np.can_cast(np.dtype(enc.dtype), arrays[name].dtype, casting="same_kind"):

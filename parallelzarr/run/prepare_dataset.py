@@ -31,6 +31,7 @@ from parallelzarr.inputs.datasets import (
     new_chunks,
     open_stored,
 )
+from parallelzarr.inputs.stored_range import check_range
 from parallelzarr.inputs.validate import (
     DATASET_ENCODING_KEYS,
     normalize_region,
@@ -165,7 +166,8 @@ def _prepare_new(
     for name, var in ds.variables.items():
         name = str(name)
         user = xr_encoding.get(name, {})
-        if not isinstance(var.data, da.Array):
+        if not isinstance(var.data, da.Array):  # written by xarray below: refuse values its encoding would change
+            check_range(name, var, user if name in xr_encoding else var.encoding)
             continue
         chunks, shards = new_chunks(name, var, user, max_mem)
         # xarray replaces a variable's own encoding by the one passed for it, so pass (and encode

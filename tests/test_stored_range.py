@@ -1,0 +1,174 @@
+"""Values the stored dtype or packing cannot hold are refused, not wrapped around (inputs/stored_range).
+
+xarray's encoder casts with numpy: 3e9 into ``int32`` reads back as -1294967296, 400.0 packed as
+``int16`` with ``scale_factor=0.01`` as -255.36 (an ERA5-style month whose values leave the packing
+the first file chose). The oracle here is xarray itself: a value passes the check exactly when
+xarray's own encode and decode give it back (to half a packing step).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from conftest import snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from xarray.conventions import decode_cf_variable, encode_cf_variable
+
+import parallelzarr as pz
+from parallelzarr.inputs.stored_range import StoredRangeError, stored_range
+
+
+def _xarray_round_trip(values: np.ndarray, encoding: dict[str, Any]) -> np.ndarray:
+    var = xr.Variable(("x",), values, encoding=dict(encoding))
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore"):
+        warnings.simplefilter("ignore")
+        return np.asarray(decode_cf_variable("v", encode_cf_variable(var, name="v")).values, dtype="f8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(dtype=st.sampled_from(["int8", "int16", "int32", "uint8", "uint16"]),
+       scale=st.sampled_from([1.0, 0.01, 0.5, 2.0]), offset=st.sampled_from([0.0, 270.0, -5.5]),
+       fill=st.sampled_from([None, "min", "max", 7]),
+       values=st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(float("nan"))), min_size=1, max_size=6))
+def test_the_check_passes_exactly_the_values_xarray_gives_back(dtype: str, scale: float, offset: float,
+                                                                fill: Any, values: list[float]) -> None:
+    info = np.iinfo(dtype)
+    encoding: dict[str, Any] = {"dtype": dtype, "scale_factor": scale, "add_offset": offset}
+    if fill is not None:
+        encoding["_FillValue"] = {"min": info.min, "max": info.max}.get(fill, fill)
+    x = np.array(values, dtype="f8")
+    rng = stored_range("v", xr.Variable(("x",), x), encoding)
+    assert rng is not None
+    problem = rng.problem(x)
+    back = _xarray_round_trip(x, encoding)
+    kept = np.where(np.isnan(x), np.isnan(back), np.abs(back - x) <= abs(scale) / 2 * (1 + 1e-9))
+    # Codes exactly at the range's edge round either way in float32 arithmetic: not drawn here.
+    codes = (x - offset) / scale
+    edge = np.isfinite(codes) & (np.abs(np.abs(codes - np.round(codes)) - 0.5) < 1e-6)
+    if edge.any():
+        return
+    assert (problem is None) == bool(kept.all()), (problem, x, back)
+
+
+@pytest.mark.parametrize(("stored", "given_dtype", "value", "what"), [
+    ("int32", "int64", 3_000_000_000, "wrap around"),
+    ("float32", "float64", 1e40, "inf"),
+    ("int16", "float64", float("nan"), "no fill value"),
+])
+def test_plain_dtypes(stored: str, given_dtype: str, value: float, what: str) -> None:
+    x = np.array([1, value], dtype=given_dtype)
+    rng = stored_range("v", xr.Variable(("x",), x), {"dtype": stored})
+    assert rng is not None
+    problem = rng.problem(x)
+    assert problem is not None and what in problem and "at (1,)" in problem
+    assert rng.problem(x[:1]) is None
+
+
+def test_nothing_to_check_for_wider_dtypes_times_and_strings() -> None:
+    for var, enc in [
+        (xr.Variable("x", np.arange(3, dtype="int16")), {"dtype": "int32"}),
+        (xr.Variable("x", np.arange(3.0, dtype="f4")), {"dtype": "float64"}),
+        (xr.Variable("x", np.array(["a"])), {"dtype": "U1"}),
+        (xr.Variable("x", np.arange(3, dtype="int64"), {"units": "days since 2000-01-01"}), {"dtype": "int32"}),
+    ]:
+        assert stored_range("v", var, enc) is None
+
+
+def _step(i: int, values: list[float], dask_chunks: int | None = None) -> xr.Dataset:
+    t = pd.date_range("2000-01-01", periods=len(values), freq="6h") + pd.Timedelta(days=i)
+    data: Any = np.array(values, dtype="f8")
+    if dask_chunks:
+        data = da.from_array(data, chunks=dask_chunks)
+    return xr.Dataset({"t2m": (("time",), data, {"units": "K"})}, coords={"time": t})
+
+
+PACKED = {"t2m": {"dtype": "int16", "scale_factor": 0.01, "add_offset": 270.0, "_FillValue": -32767}}
+
+
+@pytest.mark.parametrize("how", ["pz.append", "drop-in"])
+@pytest.mark.parametrize("dask_chunks", [None, 2])
+def test_an_append_out_of_the_packing_is_refused_before_any_write(tmp_path: Path, how: str, dask_chunks: int | None) -> None:
+    path = str(tmp_path / "s.zarr")
+    _step(0, [250.0, 260.0, 270.0, 280.0]).to_zarr(path, encoding=PACKED)
+    before = snapshot(path)
+    hot = _step(1, [290.0, 300.0, 700.0, np.nan], dask_chunks)  # 700 K: code 43000 > 32767
+    with pytest.raises(StoredRangeError, match=r"700\.0 at \(2,\) would wrap around") as info:
+        if how == "pz.append":
+            pz.append(hot, path, "time")
+        else:
+            pz.to_zarr(hot, path, append_dim="time")
+    assert isinstance(info.value, ValueError)
+    assert "Nothing was written" in str(info.value) and "-57.68 to 597.67" in str(info.value)
+    assert snapshot(path) == before
+    ok = _step(1, [290.0, 300.0, 597.0, np.nan], dask_chunks)
+    pz.append(ok, path, "time")
+    got = xr.open_zarr(path).t2m.values[4:]
+    np.testing.assert_allclose(got, ok.t2m.values, atol=0.005)
+
+
+def test_a_dask_append_on_the_full_path_fails_while_writing_and_commits_nothing(tmp_path: Path) -> None:
+    """An object-string static sends the append down the full path, where dask blocks are checked as written."""
+    path = str(tmp_path / "s.zarr")
+    label = {"label": ("x", np.array(["a"], dtype=object))}
+    _step(0, [250.0, 260.0, 270.0, 280.0]).assign(label).to_zarr(path, encoding={**PACKED, "time": {"chunks": 2}})
+    before = snapshot(path)
+    with pytest.raises(StoredRangeError, match=r"700\.0 at \(2,\) would wrap around\. Found while writing"):
+        pz.append(_step(1, [250.0, 260.0, 700.0, 280.0], dask_chunks=2).assign(label), path, "time")
+    assert snapshot(path) == before
+    pz.append(_step(1, [250.0, 260.0, 500.0, 280.0], dask_chunks=2).assign(label), path, "time")  # the lease is free
+    np.testing.assert_allclose(xr.open_zarr(path).t2m.values[4:], [250.0, 260.0, 500.0, 280.0], atol=0.005)
+
+
+def test_xarray_itself_wraps_such_values_around(tmp_path: Path) -> None:
+    """What the refusal prevents, on xarray's own append (if xarray starts refusing, this must change)."""
+    path = str(tmp_path / "s.zarr")
+    _step(0, [250.0, 260.0]).to_zarr(path, encoding=PACKED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _step(1, [700.0, 260.0]).to_zarr(path, append_dim="time")
+    assert abs(xr.open_zarr(path).t2m.values[2] - 44.64) < 0.01  # 700 K: code 43000 wraps to -22536
+
+
+def test_a_fresh_write_with_a_packing_too_narrow_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.zarr"
+    with pytest.raises(StoredRangeError, match="Nothing was written"):
+        pz.to_zarr(_step(0, [250.0, 700.0]), str(path), encoding=PACKED)
+    assert not path.exists()
+    # From dask the blocks are checked as they are written: the write fails, nothing is published.
+    with pytest.raises(StoredRangeError, match=r"700\.0 at \(1,\) would wrap around\. Found while writing"):
+        pz.to_zarr(_step(0, [250.0, 700.0], dask_chunks=1), str(path), encoding=PACKED)
+    assert not (path / "zarr.json").exists()
+    with pytest.raises(FileNotFoundError):
+        xr.open_zarr(path)
+
+
+@pytest.mark.parametrize("dask_chunks", [None, 2])
+def test_a_region_write_out_of_range_is_refused(tmp_path: Path, dask_chunks: int | None) -> None:
+    path = str(tmp_path / "s.zarr")
+    _step(0, [250.0, 260.0, 270.0, 280.0]).to_zarr(path, encoding={"t2m": {**PACKED["t2m"]}, "time": {"chunks": 2}})
+    before = snapshot(path)
+    region = _step(0, [1000.0, 260.0, 270.0, 280.0], dask_chunks).drop_vars("time")
+    with pytest.raises(StoredRangeError, match=r"1000\.0 at \(0,\)"):
+        pz.to_zarr(region, path, region={"time": slice(0, 4)})
+    if dask_chunks is None:
+        assert snapshot(path) == before
+
+
+def test_an_integer_count_too_large_for_int32_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.zarr")
+    ds = xr.Dataset({"n": ("time", np.array([1, 2], dtype="int32"))}, coords={"time": pd.date_range("2000", periods=2)})
+    ds.to_zarr(path)
+    before = snapshot(path)
+    more = xr.Dataset({"n": ("time", np.array([3_000_000_000, 4], dtype="int64"))},
+                      coords={"time": pd.date_range("2000-01-03", periods=2)})
+    with pytest.raises(StoredRangeError, match=r"stored as int32 .*3000000000 at \(0,\) would wrap around"):
+        pz.append(more, path, "time")
+    assert snapshot(path) == before
