@@ -218,6 +218,37 @@ def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
     return region
 
 
+def check_region_labels(ds: xr.Dataset, stored: xr.Dataset, region: Mapping[str, slice]) -> list[str]:
+    """The index coordinates of ``ds``, each checked to equal the stored labels where the region puts it.
+
+    xarray drops them from a region write ("can't modify indexes") and writes the data wherever the
+    slices say, so rows labelled 05:00 and 06:00 written at ``slice(4, 6)`` land on 04:00 and 05:00:
+    refused here instead (:class:`~parallelzarr.errors.RegionError`), naming the first label that
+    differs. The caller leaves them out of the write, as xarray does.
+    """
+    names = []
+    for name, index in ds.indexes.items():
+        name = str(name)
+        if name not in stored.indexes:
+            continue  # not an index in the store: written as a variable
+        stored_index = stored.indexes[name]
+        where = region.get(name, slice(None))
+        expected = stored_index[where]
+        if len(expected) == len(index) and expected.equals(index):
+            names.append(name)
+            continue
+        at = next((i for i, (a, b) in enumerate(zip(index, expected, strict=False)) if a != b), min(len(index), len(expected)))
+        got = index[at] if at < len(index) else "(none)"
+        want = expected[at] if at < len(expected) else "(none)"
+        raise RegionError(
+            f"the {name!r} labels of the data are not the stored ones where region {name}={where} puts them: "
+            f"label {at} is {got}, the store has {want} there. Writing would put the data under other labels. "
+            f"Pass region={{{name!r}: 'auto'}} to place the data by its labels, fix the slice, or, if these are "
+            f"the stored labels in another spelling, assign them: ds.assign_coords({name}=stored[{name!r}])"
+        )
+    return names
+
+
 def metadata_template(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with every dask variable replaced by a one-block lazy array of the same dtype and shape.
 

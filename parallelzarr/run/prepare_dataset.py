@@ -25,6 +25,7 @@ from parallelzarr.inputs.datasets import (
     as_dataset,
     auto_region,
     check_dataset_encoding,
+    check_region_labels,
     encoded_as_stored,
     encoded_variable,
     metadata_template,
@@ -219,6 +220,7 @@ def _prepare_region(
 ) -> WriteJob:
     stored = open_stored(resolved)
     region = _resolve_region(ds, stored, region)
+    same_labels = set(check_region_labels(ds, stored, region))  # not rewritten, as xarray leaves them
     region_dims = set(region)
     # Always resolved: whether a region needs locks is only known per variable, from its grid.
     backend, problem = choose_lock_backend(
@@ -228,7 +230,7 @@ def _prepare_region(
     jobs = []
     for name, var in ds.variables.items():
         name = str(name)
-        if region_dims and not region_dims.intersection(map(str, var.dims)):
+        if name in same_labels or (region_dims and not region_dims.intersection(map(str, var.dims))):
             continue  # coordinates off the region are already stored
         job = _region_job(name, var, stored, resolved, region, strategy, max_mem, backend, problem)
         plans[name] = job.plan
