@@ -180,7 +180,8 @@ LEAN_STATICS = {
     "string statics": (_with_strings, None),
     # encoded by xarray's encoder with the stored encoding (the variables alone opened as xarray opens them)
     "int variable": (_int_data, None),
-    "scale_factor": (_plain, {"v": {"scale_factor": 0.5, "add_offset": 1.0, "dtype": "i2", "_FillValue": -1}}),
+    # (a fill value of -1 here would be the packed code of 0.3: refused, it would read back as missing)
+    "scale_factor": (_plain, {"v": {"scale_factor": 0.5, "add_offset": 1.0, "dtype": "i2", "_FillValue": -32768}}),
     "packed with statics": (_with_statics, {"v": {"scale_factor": 0.01, "dtype": "i2", "_FillValue": -32767}}),
 }
 

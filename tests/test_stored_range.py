@@ -172,3 +172,38 @@ def test_an_integer_count_too_large_for_int32_is_refused(tmp_path: Path) -> None
     with pytest.raises(StoredRangeError, match=r"stored as int32 .*3000000000 at \(0,\) would wrap around"):
         pz.append(more, path, "time")
     assert snapshot(path) == before
+
+
+def test_monthly_files_each_packed_their_own_way(tmp_path: Path) -> None:
+    """ERA5-style downloads: each file packs t2m into int16 with a scale and offset from its own range.
+    ``open_mfdataset`` keeps the first file's packing, which the hotter months overflow: xarray's
+    ``to_zarr`` wraps them around silently; parallelzarr refuses, and writes exactly once told how."""
+    files = []
+    for month, (low, high) in enumerate([(230.0, 260.0), (250.0, 290.0), (280.0, 320.0)]):
+        values = np.linspace(low, high, 4 * 6).reshape(4, 6)
+        scale = (high - low) / (2**16 - 2)
+        times = pd.date_range(f"2000-0{month + 1}-01", periods=4, freq="D")
+        path = tmp_path / f"era5_{month}.nc"
+        xr.Dataset({"t2m": (("time", "x"), values)}, coords={"time": times}).to_netcdf(path, encoding={
+            "t2m": {"dtype": "int16", "scale_factor": scale, "add_offset": (high + low) / 2, "_FillValue": -32767}})
+        files.append(path)
+    expected = xr.open_mfdataset(files).load()
+    theirs = tmp_path / "xarray.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.open_mfdataset(files).to_zarr(theirs)
+    assert float(abs(xr.open_zarr(theirs).t2m - expected.t2m).max()) > 10  # wrapped around
+
+    ours = tmp_path / "ours.zarr"
+    with pytest.raises(StoredRangeError, match=r"variable 't2m' is stored as int16 packed .*'dtype': 'float32'"):
+        pz.to_zarr(xr.open_mfdataset(files), str(ours))
+    pz.to_zarr(xr.open_mfdataset(files), str(ours), mode="w", encoding={"t2m": {"dtype": "float32"}})
+    np.testing.assert_allclose(xr.open_zarr(ours).t2m.values, expected.t2m.values, rtol=1e-6)
+
+    # Ingest month by month onto the first month's store: the second month is refused before any write.
+    store = tmp_path / "ingest.zarr"
+    xr.open_dataset(files[0]).to_zarr(store)
+    before = snapshot(store)
+    with pytest.raises(StoredRangeError, match="Nothing was written"):
+        pz.append(xr.open_dataset(files[1]), str(store), "time")
+    assert snapshot(store) == before

@@ -132,15 +132,21 @@ def new_chunks(
     return chunks, shards
 
 
+#: Encoding keys that pack or mask values; in a variable's attributes too, they mean it was opened undecoded.
+_PACKING = ("scale_factor", "add_offset", "_FillValue", "missing_value")
+
+
 def encoded_variable(name: str, var: xr.Variable, encoding: Mapping[str, Any], zarr_format: int) -> xr.Variable:
     """``var`` as xarray's encoder stores it with ``encoding``; values the encoding cannot hold are refused
     (:func:`~parallelzarr.inputs.stored_range.check_range`: numpy now, dask as each block is written)."""
-    var = check_range(name, var, encoding).copy(deep=False)
+    if not any(k in var.attrs and k in encoding for k in _PACKING):  # else xarray's encoder refuses, below
+        var = check_range(name, var, encoding)
+    var = var.copy(deep=False)
     var.encoding = dict(encoding)
     try:
         return encode_zarr_variable(var, name=name, zarr_format=zarr_format_of(zarr_format))
     except (ValueError, TypeError, OverflowError) as exc:
-        packed = [k for k in ("scale_factor", "add_offset", "_FillValue", "missing_value") if k in var.attrs]
+        packed = [k for k in _PACKING if k in var.attrs]
         hint = (f"; its attributes already hold {packed}: packed values (opened with mask_and_scale=False or "
                 "decode_cf=False?) must be decoded first, with xr.decode_cf(ds), or the file opened without "
                 "that option" if packed and "already exists" in str(exc) else "")
