@@ -61,8 +61,29 @@ class StoredRange:
         index = tuple(int(i) + int(o) for i, o in zip(at, origin or (0,) * x.ndim, strict=True))
         return f"{x[at].item()!r} at {index} {what}"
 
+    def holds_all(self, x: np.ndarray) -> bool:
+        """Whether every value of ``x`` is held, from its extremes alone (packing is monotonic): two passes,
+        no temporaries, where :meth:`_problem` makes several whole-block ones to find the first that is not."""
+        flat = x.ravel()
+        if x.dtype.kind == "f" and self.fill is None and self.dtype.kind in "iu" and np.isnan(np.sum(flat)):
+            return False  # NaN (or inf) without a fill value: found and named below
+        low, high = np.fmin.reduce(flat), np.fmax.reduce(flat)  # NaN ignored unless all are
+        if x.dtype.kind == "f" and np.isnan(low):
+            return True
+        if self.dtype.kind == "f":
+            return bool(max(abs(float(low) - self.offset), abs(float(high) - self.offset)) / abs(self.scale)
+                        <= np.finfo(self.dtype).max)
+        codes: list[float] | list[int]
+        if x.dtype.kind in "iu" and (self.scale, self.offset) == (1.0, 0.0):
+            codes = sorted((int(low), int(high)))  # as integers: no float rounding of int64
+        else:
+            codes = sorted(float(np.round((float(v) - self.offset) / self.scale)) for v in (low, high))
+        info = np.iinfo(self.dtype)
+        return bool(info.min <= codes[0] and codes[1] <= info.max
+                    and (self.fill is None or not codes[0] <= self.fill <= codes[1]))
+
     def _problem(self, x: np.ndarray) -> tuple[tuple[int, ...], str] | None:
-        if x.size == 0 or x.dtype.kind not in "iuf":
+        if x.size == 0 or x.dtype.kind not in "iuf" or self.holds_all(x):
             return None
         if self.dtype.kind == "f":
             finite = np.isfinite(x)
