@@ -72,6 +72,16 @@ def test_plain_dtypes(stored: str, given_dtype: str, value: float, what: str) ->
     assert rng.problem(x[:1]) is None
 
 
+def test_integers_equal_to_the_fill_value_are_left_alone_floats_are_not() -> None:
+    """Integer data holding the fill value is most often missing data already encoded; a float that packs
+    to the fill code is a value that would read back as missing."""
+    rng = stored_range("v", xr.Variable("x", np.array([1, -9], dtype="int64")), {"dtype": "int32", "_FillValue": -9})
+    assert rng is not None and rng.problem(np.array([1, -9], dtype="int64")) is None
+    floats = stored_range("v", xr.Variable("x", np.array([1.0, -9.0])), {"dtype": "int32", "_FillValue": -9})
+    assert floats is not None
+    assert "would read back as missing" in str(floats.problem(np.array([1.0, -9.0])))
+
+
 def test_nothing_to_check_for_wider_dtypes_times_and_strings() -> None:
     for var, enc in [
         (xr.Variable("x", np.arange(3, dtype="int16")), {"dtype": "int32"}),

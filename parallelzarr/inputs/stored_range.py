@@ -2,8 +2,9 @@
 
 xarray's encoder casts with numpy's ``astype``: 3e9 stored as ``int32`` becomes -1294967296, 400.0
 packed as ``int16`` with ``scale_factor=0.01`` becomes -255.36, 1e40 stored as ``float32`` becomes
-``inf``, NaN stored as an integer without a fill value becomes an arbitrary integer, and a value
-whose packed code equals the fill value reads back as missing. Each is a silent change of the data
+``inf``, NaN stored as an integer without a fill value becomes an arbitrary integer, and a float
+whose packed code equals the fill value reads back as missing (integers equal to it are left alone:
+they are often missing values already encoded). Each is a silent change of the data
 (an ERA5-style monthly file whose values leave the range of the packing the first file chose).
 :func:`check_range` says which value, before any write for numpy data; dask data is checked block by
 block as it is written (checking first would compute it twice).
@@ -80,7 +81,7 @@ class StoredRange:
             codes = sorted(float(np.round((float(v) - self.offset) / self.scale)) for v in (low, high))
         info = np.iinfo(self.dtype)
         return bool(info.min <= codes[0] and codes[1] <= info.max
-                    and (self.fill is None or not codes[0] <= self.fill <= codes[1]))
+                    and (self.fill is None or x.dtype.kind != "f" or not codes[0] <= self.fill <= codes[1]))
 
     def _problem(self, x: np.ndarray) -> tuple[tuple[int, ...], str] | None:
         if x.size == 0 or x.dtype.kind not in "iuf" or self.holds_all(x):
@@ -102,7 +103,8 @@ class StoredRange:
             info = np.iinfo(self.dtype)
             outside = ~missing & ((codes < info.min) | (codes > info.max))
         found = _first(x, outside, "would wrap around")
-        if found is None and self.fill is not None:
+        # Integers equal to the fill value are often missing values already encoded: left alone.
+        if found is None and self.fill is not None and x.dtype.kind == "f":
             found = _first(x, ~missing & (codes == self.fill), "would read back as missing (its code is the fill value)")
         return found
 
