@@ -71,3 +71,22 @@ def test_another_grid_off_the_region_is_refused(tmp_path: Path) -> None:
     # auto places by the labels of every dimension: 31 is not stored.
     with pytest.raises(KeyError, match="31"):
         pz.to_zarr(_rows(4, 6, x=[10, 20, 31]), path, region="auto")
+
+
+def test_mode_a_with_other_labels_warns_naming_the_variables_it_relabels(tmp_path: Path) -> None:
+    """``mode="a"`` overwrites index coordinates (xarray's own tests require it): a variable added on a
+    time axis a day off relabels the stored ones. Written as xarray writes it, with a warning naming them."""
+    days = pd.date_range("2000-01-01", periods=6, freq="D")
+    ours, theirs = str(tmp_path / "ours.zarr"), str(tmp_path / "theirs.zarr")
+    for p in (ours, theirs):
+        xr.Dataset({"v": ("time", np.arange(6.0))}, coords={"time": days}).to_zarr(p)
+    extra = xr.Dataset({"w": ("time", np.arange(6.0) * 10)}, coords={"time": days + pd.Timedelta("1D")})
+    with pytest.warns(UserWarning, match=r"the stored variables \['v'\].* keep their values under the new labels"):
+        pz.to_zarr(extra, ours, mode="a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        extra.to_zarr(theirs, mode="a")
+    assert xr.open_zarr(ours).load().identical(xr.open_zarr(theirs).load())
+    with warnings.catch_warnings():  # on the stored labels: nothing relabelled, no warning
+        warnings.simplefilter("error", UserWarning)
+        pz.to_zarr(extra.assign_coords(time=days + pd.Timedelta("1D")).rename(w="u"), ours, mode="a")

@@ -255,6 +255,35 @@ def check_region_labels(ds: xr.Dataset, stored: xr.Dataset, region: Mapping[str,
     return names
 
 
+def relabelling(ds: xr.Dataset, stored: xr.Dataset) -> str | None:
+    """What ``mode="a"`` relabels: stored variables ``ds`` leaves as they are, along an index it changes.
+
+    ``mode="a"`` overwrites each variable of ``ds``, index coordinates included ("mode='a' will
+    overwrite all coordinates", xarray's own tests). A variable added on a time axis one day off thus
+    replaces the stored ``time``, and every stored variable along it keeps its values under the new
+    labels. The write goes ahead as in xarray; the caller warns with this text (``None``: nothing relabelled).
+    """
+    for name, index in ds.indexes.items():
+        name = str(name)
+        if name not in stored.indexes:
+            continue
+        old = stored.indexes[name]
+        if len(old) != len(index) or old.equals(index):
+            continue  # other sizes: refused by the size checks, in xarray's words
+        kept = sorted(str(v) for v, var in stored.variables.items()
+                      if name in var.dims and str(v) != name and v not in ds.variables)
+        if not kept:
+            continue
+        at = next(i for i, (a, b) in enumerate(zip(index, old, strict=True)) if a != b)
+        return (
+            f"mode='a' overwrites {name!r} with other labels, as xarray does: the stored variables {kept}, which "
+            f"this write leaves as they are, keep their values under the new labels (label {at} is now "
+            f"{index[at]}, it was {old[at]}). To add variables on the stored labels instead, align them first "
+            f"(ds.reindex({name}=stored[{name!r}]) or ds.assign_coords({name}=stored[{name!r}]))"
+        )
+    return None
+
+
 def metadata_template(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with every dask variable replaced by a one-block lazy array of the same dtype and shape.
 

@@ -7,6 +7,7 @@ readers see at each step) and the roll-forward that finishes it after the commit
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,6 +37,7 @@ from parallelzarr.inputs.datasets import (
     encoded_variable,
     new_chunks,
     open_stored,
+    relabelling,
 )
 from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding, in_stored_dims, same_attrs
 from parallelzarr.plan.write import WritePlan
@@ -123,6 +125,9 @@ def prepare_overwrite(
     zarr_format = group.metadata.zarr_format
     check_stored_encoding(encoding, stored_arrays)
     names, new, variables = _checked_variables(ds, resolved, stored, stored_arrays, mode)
+    relabelled = relabelling(ds, stored)
+    if relabelled is not None:
+        warnings.warn(relabelled, UserWarning, stacklevel=2)
 
     write_id = uuid.uuid4().hex
     staging = f"{STAGING_PREFIX}{write_id}"
