@@ -81,7 +81,7 @@ def test_mode_a_with_other_labels_warns_naming_the_variables_it_relabels(tmp_pat
     for p in (ours, theirs):
         xr.Dataset({"v": ("time", np.arange(6.0))}, coords={"time": days}).to_zarr(p)
     extra = xr.Dataset({"w": ("time", np.arange(6.0) * 10)}, coords={"time": days + pd.Timedelta("1D")})
-    with pytest.warns(UserWarning, match=r"the stored variables \['v'\].* keep their values under the new labels"):
+    with pytest.warns(UserWarning, match=r"the values already stored in \['v'\] stay as they are, under the new labels"):
         pz.to_zarr(extra, ours, mode="a")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -90,3 +90,22 @@ def test_mode_a_with_other_labels_warns_naming_the_variables_it_relabels(tmp_pat
     with warnings.catch_warnings():  # on the stored labels: nothing relabelled, no warning
         warnings.simplefilter("error", UserWarning)
         pz.to_zarr(extra.assign_coords(time=days + pd.Timedelta("1D")).rename(w="u"), ours, mode="a")
+
+
+def test_an_xarray_style_append_on_a_shifted_grid_warns_and_pz_append_refuses(tmp_path: Path) -> None:
+    """``to_zarr(append_dim=...)`` overwrites the other index coordinates (xarray's tests require it),
+    relabelling the rows already stored: it warns. ``pz.append`` refuses another grid."""
+    def step(i: int, lat0: float = 0.0) -> xr.Dataset:
+        times = pd.date_range("2000-01-01", periods=2, freq="h") + pd.Timedelta(hours=2 * i)
+        return xr.Dataset({"v": (("time", "lat"), np.full((2, 3), float(i)))},
+                          coords={"time": times, "lat": np.arange(3) + lat0})
+
+    path = str(tmp_path / "s.zarr")
+    step(0).to_zarr(path)
+    before = snapshot(path)
+    with pytest.raises(ValueError, match="lat"):
+        pz.append(step(1, 0.5), path, "time")
+    assert snapshot(path) == before
+    with pytest.warns(UserWarning, match=r"overwrites 'lat' with other labels.*already stored in \['v'\]"):
+        pz.to_zarr(step(1, 0.5), path, append_dim="time")
+    np.testing.assert_array_equal(xr.open_zarr(path).lat.values, [0.5, 1.5, 2.5])

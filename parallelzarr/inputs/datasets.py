@@ -276,9 +276,9 @@ def relabelling(ds: xr.Dataset, stored: xr.Dataset) -> str | None:
             continue
         at = next(i for i, (a, b) in enumerate(zip(index, old, strict=True)) if a != b)
         return (
-            f"mode='a' overwrites {name!r} with other labels, as xarray does: the stored variables {kept}, which "
-            f"this write leaves as they are, keep their values under the new labels (label {at} is now "
-            f"{index[at]}, it was {old[at]}). To add variables on the stored labels instead, align them first "
+            f"mode='a' overwrites {name!r} with other labels, as xarray does: the values already stored in {kept} "
+            f"stay as they are, under the new labels (label {at} is now {index[at]}, it was {old[at]}). To add "
+            f"variables on the stored labels instead, align them first "
             f"(ds.reindex({name}=stored[{name!r}]) or ds.assign_coords({name}=stored[{name!r}]))"
         )
     return None
