@@ -18,6 +18,7 @@ import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 
 from parallelzarr.errors import ChunkSpecError, EncodingError, encoding_error
+from parallelzarr.inputs.stored_range import check_range
 from parallelzarr.inputs.validate import DATASET_ENCODING_KEYS, check_name
 from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
 from parallelzarr.store.keys import zarr_format_of
@@ -287,6 +288,7 @@ def _variable_job(name: str, var: Any, stored: zarr.Array, encoding: dict[str, A
         attrs = stored.attrs
         encoding.update({k: attrs[k] for k in ("units", "calendar") if k in attrs})
         encoding.setdefault("dtype", np.dtype(stored.dtype))
+    var = check_range(name, var, encoding)  # the packing of the first of many files: refused, not wrapped
     try:
         enc_var = encode_zarr_variable(_with_encoding(var, encoding), name=name, zarr_format=zarr_format_of(zarr_format))
     except (ValueError, TypeError, OverflowError) as exc:
