@@ -229,3 +229,14 @@ def test_monthly_files_each_packed_their_own_way(tmp_path: Path) -> None:
     with pytest.raises(StoredRangeError, match="Nothing was written"):
         pz.append(xr.open_dataset(files[1]), str(store), "time")
     assert snapshot(store) == before
+
+
+def test_a_new_variable_added_with_mode_a_and_a_narrow_packing_is_refused(tmp_path: Path) -> None:
+    """Small new variables are written by xarray itself (into the scratch store of a mode='a' write)."""
+    path = str(tmp_path / "s.zarr")
+    _step(0, [250.0, 260.0]).to_zarr(path)
+    before = snapshot(path)
+    extra = _step(0, [250.0, 260.0]).rename(t2m="hot").assign(hot=lambda d: d.hot + 500.0)
+    with pytest.raises(StoredRangeError, match=r"variable 'hot' .*750\.0 at \(0,\) would wrap around\. Nothing was written"):
+        pz.to_zarr(extra, path, mode="a", encoding={"hot": PACKED["t2m"]})
+    assert snapshot(path) == before

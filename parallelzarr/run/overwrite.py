@@ -39,6 +39,7 @@ from parallelzarr.inputs.datasets import (
     open_stored,
     relabelling,
 )
+from parallelzarr.inputs.stored_range import check_range
 from parallelzarr.inputs.xarray_checks import check_dtype, check_stored_encoding, in_stored_dims, same_attrs
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.run.job import ArrayJob, Commit, StoredArray, WriteJob, plan_job
@@ -195,7 +196,9 @@ def _new_encodings(new: list[str], variables: Mapping[str, xr.Variable], encodin
     dask_new: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {}
     for name in new:
         var = variables[name]
-        if isinstance(var.data, da.Array):
+        if not isinstance(var.data, da.Array):  # written by xarray into the scratch store: checked first
+            check_range(name, var, user[name] if name in user else var.encoding)
+        else:
             chunks, shards = new_chunks(name, var, user.get(name, {}), max_mem)
             base = dict(user[name]) if name in user else {
                 k: v for k, v in var.encoding.items() if k in DATASET_ENCODING_KEYS
