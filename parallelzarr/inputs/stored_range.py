@@ -12,6 +12,7 @@ block as it is written (checking first would compute it twice).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,9 @@ class StoredRange:
         flat = x.ravel()
         if x.dtype.kind == "f" and self.fill is None and self.dtype.kind in "iu" and np.isnan(np.sum(flat)):
             return False  # NaN (or inf) without a fill value: found and named below
-        low, high = np.fmin.reduce(flat), np.fmax.reduce(flat)  # NaN ignored unless all are
+        with warnings.catch_warnings():  # all NaN: "All-NaN slice", answered below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanmin(flat), np.nanmax(flat)  # NaN ignored unless all are
         if x.dtype.kind == "f" and np.isnan(low):
             return True
         if self.dtype.kind == "f":
