@@ -17,11 +17,10 @@ import zarr
 import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 
-from parallelzarr.errors import ChunkSpecError, EncodingError, encoding_error
-from parallelzarr.inputs.stored_range import check_range
+from parallelzarr.errors import ChunkSpecError, EncodingError
+from parallelzarr.inputs.datasets import encoded_variable
 from parallelzarr.inputs.validate import DATASET_ENCODING_KEYS, check_name
 from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
-from parallelzarr.store.keys import zarr_format_of
 
 __all__ = ["DaskChunkStore", "DATASET_ONLY_OPTIONS", "dask_source", "dask_job_parts", "dataset_parts"]
 
@@ -281,18 +280,13 @@ def _variable_encoding(ds: Any, name: str, var: Any, target_chunks: Mapping[Any,
 def _variable_job(name: str, var: Any, stored: zarr.Array, encoding: dict[str, Any],
                   zarr_format: int) -> tuple[str, zarr.Array, ArraySpec, dict[str, Any]]:
     """One variable's rechunk job: its encoded values as a source, the spec, the target's create keywords."""
-    from xarray.backends.zarr import encode_zarr_variable
-
     if var.dtype.kind in "mM":
         # Lazy times cannot have their units inferred; encode with those xarray chose for the metadata.
         attrs = stored.attrs
         encoding.update({k: attrs[k] for k in ("units", "calendar") if k in attrs})
         encoding.setdefault("dtype", np.dtype(stored.dtype))
-    var = check_range(name, var, encoding)  # the packing of the first of many files: refused, not wrapped
-    try:
-        enc_var = encode_zarr_variable(_with_encoding(var, encoding), name=name, zarr_format=zarr_format_of(zarr_format))
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise encoding_error(f"cannot encode variable {name!r} with {encoding}: {exc}", exc) from exc
+    # The packing of the first of many files: values it cannot hold are refused there, not wrapped.
+    enc_var = encoded_variable(name, var, encoding, zarr_format)
     data = enc_var.data if isinstance(enc_var.data, da.Array) else da.asarray(np.asarray(enc_var.data))
     source_chunks = tuple(max(1, int(c)) for c in data.chunksize) if data.ndim else ()
     dtype = np.dtype(stored.dtype)
@@ -307,12 +301,6 @@ def _array(group: zarr.Group, name: str) -> zarr.Array:
     if not isinstance(node, zarr.Array):
         raise TypeError(f"{name!r} was laid down as a group, not an array")  # xarray writes variables as arrays
     return node
-
-
-def _with_encoding(var: Any, encoding: Mapping[str, Any]) -> Any:
-    out = var.copy(deep=False)
-    out.encoding = dict(encoding)
-    return out
 
 
 def _staged_kwargs(arr: zarr.Array, name: str) -> dict[str, Any]:
