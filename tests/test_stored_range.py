@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from xarray.conventions import decode_cf_variable, encode_cf_variable
 
 import parallelzarr as pz
-from parallelzarr.inputs.stored_range import StoredRangeError, stored_range
+from parallelzarr.errors import StoreWriteError
+from parallelzarr.inputs.stored_range import StoredRangeError, StoredRangeWriteError, stored_range
 
 
 def _xarray_round_trip(values: np.ndarray, encoding: dict[str, Any]) -> np.ndarray:
@@ -130,8 +131,11 @@ def test_a_dask_append_on_the_full_path_fails_while_writing_and_commits_nothing(
     label = {"label": ("x", np.array(["a"], dtype=object))}
     _step(0, [250.0, 260.0, 270.0, 280.0]).assign(label).to_zarr(path, encoding={**PACKED, "time": {"chunks": 2}})
     before = snapshot(path)
-    with pytest.raises(StoredRangeError, match=r"700\.0 at \(2,\) would wrap around\. Found while writing"):
+    with pytest.raises(StoredRangeWriteError, match=r"appending to .* failed: .*700\.0 at \(2,\) would wrap around "
+                                                    r"\(clip or mask.*Readers still see the data as it was before") as info:
         pz.append(_step(1, [250.0, 260.0, 700.0, 280.0], dask_chunks=2).assign(label), path, "time")
+    # a StoreWriteError (what readers see, how to recover) that is still a ValueError, as xarray's errors are
+    assert isinstance(info.value, StoreWriteError) and isinstance(info.value, ValueError)
     assert snapshot(path) == before
     pz.append(_step(1, [250.0, 260.0, 500.0, 280.0], dask_chunks=2).assign(label), path, "time")  # the lease is free
     np.testing.assert_allclose(xr.open_zarr(path).t2m.values[4:], [250.0, 260.0, 500.0, 280.0], atol=0.005)
@@ -153,7 +157,7 @@ def test_a_fresh_write_with_a_packing_too_narrow_is_refused(tmp_path: Path) -> N
         pz.to_zarr(_step(0, [250.0, 700.0]), str(path), encoding=PACKED)
     assert not path.exists()
     # From dask the blocks are checked as they are written: the write fails, nothing is published.
-    with pytest.raises(StoredRangeError, match=r"700\.0 at \(1,\) would wrap around\. Found while writing"):
+    with pytest.raises(StoredRangeWriteError, match=r"700\.0 at \(1,\) would wrap around .*Nothing was published"):
         pz.to_zarr(_step(0, [250.0, 700.0], dask_chunks=1), str(path), encoding=PACKED)
     assert not (path / "zarr.json").exists()
     with pytest.raises(FileNotFoundError):
@@ -166,10 +170,17 @@ def test_a_region_write_out_of_range_is_refused(tmp_path: Path, dask_chunks: int
     _step(0, [250.0, 260.0, 270.0, 280.0]).to_zarr(path, encoding={"t2m": {**PACKED["t2m"]}, "time": {"chunks": 2}})
     before = snapshot(path)
     region = _step(0, [1000.0, 260.0, 270.0, 280.0], dask_chunks).drop_vars("time")
-    with pytest.raises(StoredRangeError, match=r"1000\.0 at \(0,\)"):
+    with pytest.raises(StoredRangeError, match=r"1000\.0 at \(0,\)") as info:
         pz.to_zarr(region, path, region={"time": slice(0, 4)})
     if dask_chunks is None:
+        assert "Nothing was written" in str(info.value) and not isinstance(info.value, StoreWriteError)
         assert snapshot(path) == before
+    else:  # found as the blocks are written: a StoreWriteError saying what readers see
+        assert isinstance(info.value, StoredRangeWriteError)
+        assert "region write into" in str(info.value) and "either its old or its new value" in str(info.value)
+        got = xr.open_zarr(path).t2m.values
+        old, new = [250.0, 260.0, 270.0, 280.0], [1000.0, 260.0, 270.0, 280.0]
+        assert all(abs(g - o) < 0.01 or abs(g - n) < 0.01 for g, o, n in zip(got, old, new, strict=True))
 
 
 def test_an_integer_count_too_large_for_int32_is_refused(tmp_path: Path) -> None:
@@ -213,7 +224,7 @@ def test_monthly_files_each_packed_their_own_way(tmp_path: Path) -> None:
     # A rechunk of the same files carries the first file's packing too: refused while writing, nothing
     # published; with a float32 target it is exact. (Before this check it stored values 60 K off.)
     target = tmp_path / "rechunked.zarr"
-    with pytest.raises(StoredRangeError, match="Found while writing"):
+    with pytest.raises(StoredRangeWriteError, match="rechunking into .* failed: .*would wrap around .*not published"):
         pz.rechunk(xr.open_mfdataset(files), {"time": 12, "x": 3}, "64MB", str(target),
                    temp_store=str(tmp_path / "tmp.zarr")).execute()
     with pytest.raises((FileNotFoundError, KeyError, ValueError)):
@@ -239,4 +250,15 @@ def test_a_new_variable_added_with_mode_a_and_a_narrow_packing_is_refused(tmp_pa
     extra = _step(0, [250.0, 260.0]).rename(t2m="hot").assign(hot=lambda d: d.hot + 500.0)
     with pytest.raises(StoredRangeError, match=r"variable 'hot' .*750\.0 at \(0,\) would wrap around\. Nothing was written"):
         pz.to_zarr(extra, path, mode="a", encoding={"hot": PACKED["t2m"]})
+    assert snapshot(path) == before
+
+
+def test_found_on_a_distributed_worker_it_is_still_a_store_write_error(tmp_path: Path, client: object) -> None:
+    """Raised in a worker process and pickled back: the run still says what readers see."""
+    path = str(tmp_path / "s.zarr")
+    label = {"label": ("x", np.array(["a"], dtype=object))}  # the full path: dask blocks checked as written
+    _step(0, [250.0, 260.0, 270.0, 280.0]).assign(label).to_zarr(path, encoding={**PACKED, "time": {"chunks": 2}})
+    before = snapshot(path)
+    with pytest.raises(StoredRangeWriteError, match=r"appending to .*700\.0 at \(2,\) would wrap around .*Readers still see"):
+        pz.append(_step(1, [250.0, 260.0, 700.0, 280.0], dask_chunks=2).assign(label), path, "time")
     assert snapshot(path) == before

@@ -6,9 +6,11 @@ Every function validates all of its input and plans the whole write before it wr
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, overload
 
+import numpy as np
 from dask.delayed import Delayed
 
 from parallelzarr.entry.kwargs import check_compute_kwargs
@@ -427,7 +429,9 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
     ds = as_dataset(data)
     if append_dim not in ds.dims:
         return data, None  # parallelzarr.append names the problem
-    new, changed, attrs = static_changes(ds, resolve_store(store, storage_options), append_dim, stored)
+    resolved = resolve_store(store, storage_options)
+    new, changed, attrs = static_changes(ds, resolved, append_dim, stored)
+    _check_grid(ds, changed, append_dim, mode, stored, resolved)
     # "a-" writes only the variables with append_dim (and new ones): the changed ones are neither
     # overwritten nor handed to the append (which would refuse a changed coordinate off append_dim).
     ignored = changed if mode != "a" else []
@@ -443,3 +447,36 @@ def _statics(data: Any, store: Any, append_dim: str, storage_options: Mapping[st
     # The append gets neither: it would refuse new variables, and a changed coordinate off
     # append_dim (xarray's "a" overwrites it; here in the append's commit, or after it with compute=False).
     return ds.drop_vars([*names, *ignored]), statics
+
+
+def _check_grid(ds: Any, changed: list[str], append_dim: str, mode: str, stored: Any, resolved: Any) -> None:
+    """Refuse an append whose index coordinates off ``append_dim`` are the stored labels in another order;
+    under ``"a-"``, warn when they are other labels.
+
+    xarray stores the rows as given under the labels it keeps (``"a-"``: the stored ones) or writes
+    (``"a"``: the new ones, relabelling every row already stored), so a flipped latitude puts rows
+    upside down. Reordered labels are refused (the data fits the store once reordered); other labels
+    go ahead as in xarray, whose tests keep them under ``"a-"``, with a warning (``"a"``: the
+    overwrite warns, ``datasets.relabelling``).
+    """
+    grid = [n for n in changed if n in ds.dims and n in ds.indexes
+            and any(append_dim in v.dims and n in v.dims for v in ds.data_vars.values())]
+    if not grid:
+        return
+    from parallelzarr.errors import SchemaMismatchError
+    from parallelzarr.inputs.datasets import open_stored
+    from parallelzarr.inputs.ingest import grid_mismatch, label_difference, reordered
+
+    stored = stored if stored is not None else open_stored(resolved)
+    for name in grid:
+        new, old = np.asarray(ds.indexes[name]), np.asarray(stored.variables[name].values)
+        if reordered(new, old):
+            raise SchemaMismatchError(f"{grid_mismatch(name, new, old)}. Nothing was written (xarray would store the "
+                                      "rows in the given order under other labels)")
+        if mode != "a" and new.shape == old.shape:
+            rows = sorted(str(v) for v, var in ds.data_vars.items() if append_dim in var.dims and name in var.dims)
+            warnings.warn(
+                f"mode={mode!r} keeps the stored {name!r} labels, as xarray does: the appended rows of {rows} are "
+                f"stored under them although the data has other labels ({label_difference(new, old)}). "
+                f"Align the data first (ds.reindex({name}=stored[{name!r}].values), or ds.assign_coords({name}=...) "
+                "if only the spelling differs); parallelzarr.append refuses it", UserWarning, stacklevel=4)

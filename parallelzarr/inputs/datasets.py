@@ -28,6 +28,7 @@ from parallelzarr.errors import (
 )
 from parallelzarr.inputs.stored_range import check_range
 from parallelzarr.inputs.stored_times import open_with_dim_from_ends, same_time_units
+from parallelzarr.inputs.stored_units import check_units
 from parallelzarr.inputs.validate import (
     DATASET_ENCODING_KEYS,
     check_encoding_keys,
@@ -169,8 +170,10 @@ def encoded_as_stored(name: str, var: xr.Variable, stored: xr.Dataset, zarr_form
     timedeltas cannot be held exactly by the stored integer units ("days since ..." for 12-hourly
     data). xarray then encodes them in finer units but keeps the stored units attribute, so they read
     back as other dates (pydata/xarray#5969); from a dask array it fails during the write instead.
-    Small dask time variables are computed here so that the check sees their values.
+    Small dask time variables are computed here so that the check sees their values. Values whose
+    ``units`` attribute is not the stored one are refused too (:mod:`parallelzarr.inputs.stored_units`).
     """
+    check_units(name, var.attrs, stored[name].attrs)
     encoding = stored_encoding(stored, name)
     units = encoding.get("units")
     timelike = isinstance(units, str) and (var.dtype.kind in "Mm" or (var.dtype.kind == "O" and contains_cftime_datetimes(var)))

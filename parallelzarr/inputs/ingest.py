@@ -147,16 +147,37 @@ def check_index_coordinates(ds: xr.Dataset, stored: xr.Dataset, dim: str) -> Non
         if new.shape == old.shape and (np.array_equal(new, old) or (
                 new.dtype.kind == "f" and old.dtype.kind == "f" and np.array_equal(new, old, equal_nan=True))):
             continue
-        if new.shape != old.shape:
-            detail = f"{len(new)} labels where the store has {len(old)}"
-        else:
-            i = int(np.flatnonzero(new != old)[0])
-            detail = f"label {i} is {label_text(new[i])} where the store has {label_text(old[i])}"
-        raise SchemaMismatchError(
-            f"the appended {name!r} coordinate differs from the stored one ({detail}): the rows would be stored on "
-            f"another grid. Append data on the stored grid (if only rounding differs: "
-            f"ds = ds.assign_coords({name}=stored[{name!r}].values))"
-        )
+        raise SchemaMismatchError(grid_mismatch(name, new, old))
+
+
+def reordered(new: np.ndarray, old: np.ndarray) -> bool:
+    """Whether ``new`` holds each of the labels of ``old`` once, in another order (a flipped latitude)."""
+    if new.shape != old.shape or new.ndim != 1 or np.array_equal(new, old):
+        return False
+    try:
+        stored = pd.Index(old)
+        at = stored.get_indexer(new) if stored.is_unique else None
+    except (TypeError, ValueError):
+        return False
+    return at is not None and bool((at >= 0).all()) and len(np.unique(at)) == len(at)
+
+
+def label_difference(new: np.ndarray, old: np.ndarray) -> str:
+    """The first difference between labels ``new`` and the stored ``old``, in words."""
+    if new.shape != old.shape:
+        return f"{len(new)} labels where the store has {len(old)}"
+    i = int(np.flatnonzero(new != old)[0])
+    return f"label {i} is {label_text(new[i])} where the store has {label_text(old[i])}"
+
+
+def grid_mismatch(name: str, new: np.ndarray, old: np.ndarray) -> str:
+    """Why labels ``new`` of index coordinate ``name`` are refused where ``old`` are stored, and the fix."""
+    detail = label_difference(new, old)
+    if reordered(new, old):
+        fix = f"these are the stored labels in another order: put the data in the stored order first, ds = ds.reindex({name}=stored[{name!r}].values)"
+    else:
+        fix = f"append data on the stored grid (if only rounding differs: ds = ds.assign_coords({name}=stored[{name!r}].values))"
+    return f"the appended {name!r} coordinate differs from the stored one ({detail}): the rows would be stored on another grid; {fix}"
 
 
 # --- content digests -------------------------------------------------------------------------------

@@ -21,13 +21,28 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from parallelzarr.errors import EncodingError
+from parallelzarr.errors import EncodingError, StoreWriteError
 
-__all__ = ["StoredRange", "StoredRangeError", "check_range", "stored_range"]
+__all__ = ["StoredRange", "StoredRangeError", "StoredRangeWriteError", "check_range", "stored_range"]
 
 
 class StoredRangeError(EncodingError):
-    """Values the stored dtype or packing cannot hold (a ``ValueError``)."""
+    """Values the stored dtype or packing cannot hold (a ``ValueError``).
+
+    ``problem`` and ``fix``: the two halves of the message without what the write has done, for the
+    run that catches it to say that exactly (:class:`StoredRangeWriteError`). Instance attributes
+    survive pickling (a distributed worker raises it).
+    """
+
+    def __init__(self, message: str, problem: str | None = None, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = message if problem is None else problem
+        self.fix = "" if fix is None else fix
+
+
+class StoredRangeWriteError(StoredRangeError, StoreWriteError):
+    """A :class:`StoredRangeError` found while a run was writing: also a
+    :class:`~parallelzarr.errors.StoreWriteError`, whose message says what readers see and how to recover."""
 
 
 @dataclass(frozen=True)
@@ -146,11 +161,10 @@ def _refusal(rng: StoredRange, problem: str, during_write: bool) -> StoredRangeE
         "have written other blocks of its region (rerun it with the data fixed). "
         if during_write else "Nothing was written. "
     )
-    return StoredRangeError(
-        f"variable {rng.name!r} is stored as {rng.describe()}: the value {problem}. {when}Clip or mask the "
-        f"data to that range, or rewrite the store with a wider dtype or packing, e.g. encoding="
-        f"{{{rng.name!r}: {{'dtype': 'float32'}}}}"
-    )
+    what = f"variable {rng.name!r} is stored as {rng.describe()}: the value {problem}"
+    fix = (f"clip or mask the data to that range, or rewrite the store with a wider dtype or packing, e.g. "
+           f"encoding={{{rng.name!r}: {{'dtype': 'float32'}}}}")
+    return StoredRangeError(f"{what}. {when}{fix[0].upper()}{fix[1:]}", what, fix)
 
 
 def _checked_block(block: np.ndarray, rng: StoredRange, block_info: Any = None) -> np.ndarray:

@@ -70,6 +70,7 @@ from parallelzarr.inputs.stored_times import (
     plain_cf_datetime,
     read_positions,
 )
+from parallelzarr.inputs.stored_units import units_conflict
 from parallelzarr.plan.write import WritePlan
 from parallelzarr.reports.progress import compute_progress, finish_running_tasks
 from parallelzarr.run.failures import append_failure, store_write_failures
@@ -177,7 +178,13 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset | None, dim: str,
     if old is not None and len(old) and not _comparable(np.asarray(old).dtype, values.dtype):
         raise AppendError(
             f"the appended {dim!r} labels have dtype {values.dtype} but the stored ones have {np.asarray(old).dtype}; "
-            f"append labels of the stored kind{_undecoded_hint(ds.variables[dim])}"
+            f"append labels of the stored kind{_undecoded_hint(ds.variables[dim]) or _calendar_hint(old, values, dim)}"
+        )
+    if old is not None and len(old) and _calendar(old[-1]) != _calendar(values[0]):
+        raise AppendError(
+            f"the appended {dim!r} labels are dates of the {_calendar(values[0])!r} calendar but the stored ones are "
+            f"of the {_calendar(old[-1])!r} calendar: they cannot be ordered against each other or stored in it as "
+            f"they are{_calendar_hint(old, values, dim)}"
         )
     if old is not None and len(old):
         increasing = bool(old[-1] >= old[0]) if len(old) > 1 else bool(len(values) < 2 or values[-1] >= values[0])
@@ -205,6 +212,22 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset | None, dim: str,
                 f"label {_label(old[-1])}; appends must continue the stored order"
             )
     return _label(values[0]), _label(values[-1])
+
+
+def _calendar(label: Any) -> str | None:
+    """The calendar of a cftime date (``None`` for any other label)."""
+    return getattr(label, "calendar", None) if type(label).__module__.startswith("cftime") else None
+
+
+def _calendar_hint(old: Any, values: np.ndarray, dim: str) -> str:
+    """How to convert appended dates to the calendar of the stored cftime dates (``""``: they are not cftime dates)."""
+    calendar = _calendar(old[-1])
+    if calendar is None:
+        return ""
+    align = ", align_on='date'" if "360_day" in (calendar, _calendar(values[0])) else ""
+    return (f" (the stored labels are cftime dates of the {calendar!r} calendar): convert them first, "
+            f"ds = ds.convert_calendar({calendar!r}, dim={dim!r}, use_cftime=True{align}), which drops dates the "
+            f"{calendar!r} calendar does not have")
 
 
 def _comparable(a: np.dtype, b: np.dtype) -> bool:
@@ -879,8 +902,9 @@ def _split_repeats(ds: xr.Dataset, stored: xr.Dataset, dim: str, repeat: str) ->
         raise AppendError(f"repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
     if dim not in ds.indexes or dim not in stored.indexes:
         return None
-    if not _comparable(np.asarray(stored.indexes[dim]).dtype, np.asarray(ds.indexes[dim]).dtype):
-        return None  # labels of another kind: refused by the plan's coordinate check
+    old, new = stored.indexes[dim], np.asarray(ds.indexes[dim])
+    if not _comparable(np.asarray(old).dtype, new.dtype) or (len(old) and len(new) and _calendar(old[-1]) != _calendar(new[0])):
+        return None  # labels of another kind or calendar: refused by the plan's coordinate check
     found = split_repeats(ds, stored, dim)
     if found is not None:
         # Repeated rows are compared by content, but only on the stored grid and schema.
@@ -1079,6 +1103,8 @@ def _lean_append(ds: xr.Dataset, resolved: ResolvedStore, append_dim: str, o: _A
         if tuple(map(str, var.dims)) != arr.dims or any(var.sizes[d] != n for d, n in zip(arr.dims, arr.shape, strict=True)
                                                          if d != append_dim):
             return None
+        if units_conflict(var.attrs, arr.attrs) is not None:
+            return None  # refused by the full path, which says why
         if name != append_dim and not stored_as_given(var, arr, stored_format):
             if var.dtype.kind not in "biuf" or arr.dtype.kind not in "biuf":
                 return None

@@ -15,6 +15,7 @@ from typing import Any
 
 from parallelzarr.commit.journal import pending_journal
 from parallelzarr.errors import StoreWriteError
+from parallelzarr.inputs.stored_range import StoredRangeError, StoredRangeWriteError
 from parallelzarr.plan.write import WritePlan
 
 __all__ = ["append_failure", "describe_cause", "failures_as", "part_failure", "rechunk_failure",
@@ -91,7 +92,8 @@ def store_write_failures(
     *,
     cleanup: Callable[[BaseException], None] | None = None,
 ) -> AbstractContextManager[None]:
-    """Map an ``OSError`` raised in the block (a run writing to its store) to :class:`StoreWriteError`.
+    """Map an ``OSError`` raised in the block (a run writing to its store) to :class:`StoreWriteError`,
+    and a value found out of its stored range as it was written to a :class:`StoredRangeWriteError` (both).
 
     Parameters
     ----------
@@ -106,7 +108,12 @@ def store_write_failures(
     context manager
         Raises ``StoreWriteError(describe(cause))`` from the ``OSError``.
     """
-    return failures_as(lambda exc: StoreWriteError(describe(describe_cause(exc))), OSError, cleanup=cleanup)
+    def error(exc: BaseException) -> BaseException:
+        if isinstance(exc, StoredRangeError):  # a value found out of range in a block as it was written
+            return StoredRangeWriteError(describe(f"{exc.problem} ({exc.fix})"), exc.problem, exc.fix)
+        return StoreWriteError(describe(describe_cause(exc)))
+
+    return failures_as(error, (OSError, StoredRangeError), cleanup=cleanup)
 
 
 # --- what readers see after a failed run, per operation -----------------------------------------------------
