@@ -223,3 +223,30 @@ def test_dates_of_another_calendar_are_refused_with_the_conversion(tmp_path: Pat
     # the dates noleap lacks are dropped by the conversion (29 February; the 360-day 29th and 30th)
     extra = [] if calendar == "360_day" else ["2000-03-01"]
     assert [str(t)[:10] for t in got] == ["2000-02-25", "2000-02-26", "2000-02-27", "2000-02-28", *extra]
+
+
+# --- labels ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["append", "drop-in"])
+def test_a_missing_time_label_is_refused_naming_its_row(tmp_path: Path, how: str) -> None:
+    path = _store(tmp_path)
+    before = snapshot(path)
+    new = _step(1).assign_coords(time=pd.DatetimeIndex([pd.Timestamp("2000-01-03"), pd.NaT]))
+    with pytest.raises(ValueError, match=r"'time' labels include missing values \(NaT or NaN\) at position\(s\) \[1\].*"
+                                         r"ds\.sel\(time=ds\['time'\]\.notnull\(\)\)"):
+        (pz.append(new, path, "time") if how == "append" else pz.to_zarr(new, path, append_dim="time"))
+    assert snapshot(path) == before
+    pz.append(new.sel(time=new["time"].notnull()), path, "time")  # the fix the message names
+    assert xr.open_zarr(path).sizes["time"] == 3
+
+
+def test_an_auto_region_in_another_order_names_the_reindex(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    rows = _step(0).isel(time=[1]).copy(deep=True)
+    rows["t2m"] = rows.t2m + 1000
+    with pytest.raises(ValueError, match=r"non-contiguous.*another order.*ds\.reindex\(latitude=stored\['latitude'\]"
+                                         r"\.values\[0:6\]\)"):
+        pz.to_zarr(rows.isel(latitude=slice(None, None, -1)), path, region="auto", mode="r+")
+    pz.to_zarr(rows.isel(latitude=slice(None, None, -1)).reindex(latitude=LAT), path, region="auto", mode="r+")
+    xr.testing.assert_identical(xr.open_zarr(path).t2m.isel(time=[1]).load(), rows.t2m)

@@ -218,9 +218,13 @@ def auto_region(ds: xr.Dataset, stored: xr.Dataset) -> dict[str, slice]:
                 "exist, or append new ones with append_dim"
             )
         if len(pos) and not (np.diff(pos) == 1).all():
+            run = np.sort(pos)
+            fix = (f"; these are stored labels in another order: put the data in the stored order first, "
+                   f"ds = ds.reindex({dim}=stored[{str(dim)!r}].values[{int(run[0])}:{int(run[-1]) + 1}])"
+                   if len(np.unique(pos)) == len(pos) and (np.diff(run) == 1).all() else "")
             raise RegionError(
                 f"The auto-detected region of coordinate {str(dim)!r} for writing new data to the original store "
-                "had non-contiguous indices: the labels must be one contiguous, increasing run of the stored ones"
+                f"had non-contiguous indices: the labels must be one contiguous, increasing run of the stored ones{fix}"
             )
         start = int(pos[0]) if len(pos) else 0
         region[str(dim)] = slice(start, start + len(pos))

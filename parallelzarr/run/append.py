@@ -192,6 +192,13 @@ def _check_coordinate(ds: xr.Dataset, stored: xr.Dataset | None, dim: str,
         increasing = bool(len(values) < 2 or values[-1] >= values[0])
     # Neighbours compared directly: differences of cftime labels are timedelta objects, not numbers.
     ordered = values[1:] > values[:-1] if increasing else values[1:] < values[:-1]
+    missing = pd.isna(values)
+    if missing.any():
+        raise AppendError(
+            f"the appended {dim!r} labels include missing values (NaT or NaN) at position(s) "
+            f"{np.flatnonzero(missing)[:5].tolist()}: a label must name its row. Drop those rows first "
+            f"(ds = ds.sel({dim}=ds[{dim!r}].notnull())) or give them their labels"
+        )
     if len(values) > 1 and not np.asarray(ordered, dtype=bool).all():
         order = "increasing" if increasing else "decreasing"
         raise AppendError(f"the appended {dim!r} labels must be strictly {order}, like the stored ones")
