@@ -30,14 +30,17 @@ class StoredRangeError(EncodingError):
     """Values the stored dtype or packing cannot hold (a ``ValueError``).
 
     ``problem`` and ``fix``: the two halves of the message without what the write has done, for the
-    run that catches it to say that exactly (:class:`StoredRangeWriteError`). Instance attributes
-    survive pickling (a distributed worker raises it).
+    run that catches it to say that exactly (:class:`StoredRangeWriteError`); ``while_writing``: found
+    in a block as it was written (else before any write). Instance attributes survive pickling (a
+    distributed worker raises it).
     """
 
-    def __init__(self, message: str, problem: str | None = None, fix: str | None = None) -> None:
+    def __init__(self, message: str, problem: str | None = None, fix: str | None = None,
+                 while_writing: bool = False) -> None:
         super().__init__(message)
         self.problem = message if problem is None else problem
         self.fix = "" if fix is None else fix
+        self.while_writing = while_writing
 
 
 class StoredRangeWriteError(StoredRangeError, StoreWriteError):
@@ -164,7 +167,7 @@ def _refusal(rng: StoredRange, problem: str, during_write: bool) -> StoredRangeE
     what = f"variable {rng.name!r} is stored as {rng.describe()}: the value {problem}"
     fix = (f"clip or mask the data to that range, or rewrite the store with a wider dtype or packing, e.g. "
            f"encoding={{{rng.name!r}: {{'dtype': 'float32'}}}}")
-    return StoredRangeError(f"{what}. {when}{fix[0].upper()}{fix[1:]}", what, fix)
+    return StoredRangeError(f"{what}. {when}{fix[0].upper()}{fix[1:]}", what, fix, during_write)
 
 
 def _checked_block(block: np.ndarray, rng: StoredRange, block_info: Any = None) -> np.ndarray:

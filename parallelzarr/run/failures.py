@@ -108,9 +108,10 @@ def store_write_failures(
     context manager
         Raises ``StoreWriteError(describe(cause))`` from the ``OSError``.
     """
-    def error(exc: BaseException) -> BaseException:
-        if isinstance(exc, StoredRangeError):  # a value found out of range in a block as it was written
-            return StoredRangeWriteError(describe(f"{exc.problem} ({exc.fix})"), exc.problem, exc.fix)
+    def error(exc: BaseException) -> BaseException | None:
+        if isinstance(exc, StoredRangeError):  # found in a block as it was written; else nothing was written
+            return (StoredRangeWriteError(describe(f"{exc.problem} ({exc.fix})"), exc.problem, exc.fix, True)
+                    if exc.while_writing else None)
         return StoreWriteError(describe(describe_cause(exc)))
 
     return failures_as(error, (OSError, StoredRangeError), cleanup=cleanup)
