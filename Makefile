@@ -19,7 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check parallelzarr tests benchmarks
 	$(PY) -m mypy parallelzarr
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 # The same suite on the newest other CPython (>= 3.12) this machine has, in its own venv, with the
 # newest zarr/xarray/dask the registry serves there; says so and passes when there is none.
