@@ -250,3 +250,43 @@ def test_an_auto_region_in_another_order_names_the_reindex(tmp_path: Path) -> No
         pz.to_zarr(rows.isel(latitude=slice(None, None, -1)), path, region="auto", mode="r+")
     pz.to_zarr(rows.isel(latitude=slice(None, None, -1)).reindex(latitude=LAT), path, region="auto", mode="r+")
     xr.testing.assert_identical(xr.open_zarr(path).t2m.isel(time=[1]).load(), rows.t2m)
+
+
+# --- a curvilinear grid (2-D coordinates) ----------------------------------------------------------------
+
+
+def _curvilinear(day: int, flip: bool = False) -> xr.Dataset:
+    times = pd.date_range("2000-01-01", periods=2, freq="D") + pd.Timedelta(days=2 * day)
+    lat = np.add.outer(np.linspace(-60.0, 60.0, 4), np.zeros(3))
+    ds = xr.Dataset({"t2m": (("time", "y", "x"), np.broadcast_to(lat, (2, 4, 3)).astype("f4") + 100 * day)},
+                    coords={"time": times, "lat": (("y", "x"), lat)})
+    return ds.isel(y=slice(None, None, -1)) if flip else ds
+
+
+@pytest.mark.parametrize("mode", ["a", "a-"])
+def test_a_flipped_curvilinear_grid_warns_as_it_is_stored_as_xarray_stores_it(tmp_path: Path, mode: str) -> None:
+    """A 2-D latitude cannot be told flipped from changed, and xarray's own tests require such appends:
+    the drop-in stores what xarray stores and says what it means for the rows; ``pz.append`` refuses."""
+    ours, theirs = str(tmp_path / "ours.zarr"), str(tmp_path / "theirs.zarr")
+    for path in (ours, theirs):
+        _curvilinear(0).to_zarr(path)
+    what = "overwrites the coordinate 'lat'.*already stored in" if mode == "a" else "keeps the stored coordinate 'lat'.*rows of"
+    with pytest.warns(UserWarning, match=rf"mode='{mode}' {what} \['t2m'\].*element \(0, 0\) is 60\.0 where the store "
+                                         r"has -60\.0"):
+        pz.to_zarr(_curvilinear(1, flip=True), ours, append_dim="time", mode=mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _curvilinear(1, flip=True).to_zarr(theirs, append_dim="time", mode=mode)
+    xr.testing.assert_identical(xr.open_zarr(ours).load(), xr.open_zarr(theirs).load())
+    with warnings.catch_warnings():  # on the stored grid: nothing to say
+        warnings.simplefilter("error", UserWarning)
+        pz.to_zarr(_curvilinear(2, flip=mode == "a"), ours, append_dim="time", mode=mode)
+
+
+def test_pz_append_refuses_a_flipped_curvilinear_grid(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.zarr")
+    _curvilinear(0).to_zarr(path)
+    before = snapshot(path)
+    with pytest.raises(ValueError, match="lat"):
+        pz.append(_curvilinear(1, flip=True), path, "time")
+    assert snapshot(path) == before

@@ -459,9 +459,13 @@ def _check_grid(ds: Any, changed: list[str], append_dim: str, mode: str, stored:
     go ahead as in xarray, whose tests keep them under ``"a-"``, with a warning (``"a"``: the
     overwrite warns, ``datasets.relabelling``).
     """
-    grid = [n for n in changed if n in ds.dims and n in ds.indexes
-            and any(append_dim in v.dims and n in v.dims for v in ds.data_vars.values())]
-    if not grid:
+    def rows_on(name: str) -> list[str]:
+        return sorted(str(v) for v, var in ds.data_vars.items()
+                      if append_dim in var.dims and set(ds.variables[name].dims) & set(var.dims))
+
+    grid = [n for n in changed if n in ds.dims and n in ds.indexes and rows_on(n)]
+    curvilinear = [n for n in changed if n in ds.coords and n not in ds.indexes and rows_on(n)]
+    if not (grid or curvilinear):
         return
     from parallelzarr.errors import SchemaMismatchError
     from parallelzarr.inputs.datasets import open_stored
@@ -474,9 +478,18 @@ def _check_grid(ds: Any, changed: list[str], append_dim: str, mode: str, stored:
             raise SchemaMismatchError(f"{grid_mismatch(name, new, old)}. Nothing was written (xarray would store the "
                                       "rows in the given order under other labels)")
         if mode != "a" and new.shape == old.shape:
-            rows = sorted(str(v) for v, var in ds.data_vars.items() if append_dim in var.dims and name in var.dims)
             warnings.warn(
-                f"mode={mode!r} keeps the stored {name!r} labels, as xarray does: the appended rows of {rows} are "
-                f"stored under them although the data has other labels ({label_difference(new, old)}). "
+                f"mode={mode!r} keeps the stored {name!r} labels, as xarray does: the appended rows of {rows_on(name)} "
+                f"are stored under them although the data has other labels ({label_difference(new, old)}). "
                 f"Align the data first (ds.reindex({name}=stored[{name!r}].values), or ds.assign_coords({name}=...) "
                 "if only the spelling differs); parallelzarr.append refuses it", UserWarning, stacklevel=4)
+    for name in curvilinear:  # a 2-D latitude: its rows cannot be told reordered from changed, so warn
+        new, old = np.asarray(ds.variables[name].values), np.asarray(stored.variables[name].values)
+        what = (f"overwrites the coordinate {name!r} with other values, as xarray does: the rows already stored in "
+                f"{rows_on(name)} stay as they are, under the new values" if mode == "a" else
+                f"keeps the stored coordinate {name!r}, as xarray does: the appended rows of {rows_on(name)} are "
+                f"stored under it although the data comes with other values")
+        warnings.warn(
+            f"mode={mode!r} {what} ({label_difference(new, old)}). If the data lies on the stored grid in another "
+            f"order (a flipped y), put it in the stored order first; parallelzarr.append refuses another grid",
+            UserWarning, stacklevel=4)

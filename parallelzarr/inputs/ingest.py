@@ -163,11 +163,17 @@ def reordered(new: np.ndarray, old: np.ndarray) -> bool:
 
 
 def label_difference(new: np.ndarray, old: np.ndarray) -> str:
-    """The first difference between labels ``new`` and the stored ``old``, in words."""
+    """The first difference between labels (or coordinate values) ``new`` and the stored ``old``, in words."""
     if new.shape != old.shape:
-        return f"{len(new)} labels where the store has {len(old)}"
-    i = int(np.flatnonzero(new != old)[0])
-    return f"label {i} is {label_text(new[i])} where the store has {label_text(old[i])}"
+        if new.ndim == old.ndim == 1:
+            return f"{len(new)} labels where the store has {len(old)}"
+        return f"shape {new.shape} where the store has {old.shape}"
+    same = np.asarray(new == old, dtype=bool)
+    if new.dtype.kind == "f" and old.dtype.kind == "f":
+        same |= np.isnan(new) & np.isnan(old)
+    at = np.unravel_index(int(np.flatnonzero(~same)[0]), new.shape) if not same.all() else (0,) * new.ndim
+    where = f"label {int(at[0])}" if new.ndim == 1 else f"element {tuple(int(i) for i in at)}"
+    return f"{where} is {label_text(new[at])} where the store has {label_text(old[at])}"
 
 
 def grid_mismatch(name: str, new: np.ndarray, old: np.ndarray) -> str:
