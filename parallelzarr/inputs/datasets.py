@@ -26,6 +26,7 @@ from parallelzarr.errors import (
     SchemaMismatchError,
     encoding_error,
 )
+from parallelzarr.inputs.ingest import label_difference
 from parallelzarr.inputs.stored_range import check_range
 from parallelzarr.inputs.stored_times import open_with_dim_from_ends, same_time_units
 from parallelzarr.inputs.stored_units import check_units
@@ -281,10 +282,9 @@ def relabelling(ds: xr.Dataset, stored: xr.Dataset) -> str | None:
                       if name in var.dims and str(v) != name and v not in ds.variables)
         if not kept:
             continue
-        at = next(i for i, (a, b) in enumerate(zip(index, old, strict=True)) if a != b)
         return (
             f"mode='a' overwrites {name!r} with other labels, as xarray does: the values already stored in {kept} "
-            f"stay as they are, under the new labels (label {at} is now {index[at]}, it was {old[at]}). To add "
+            f"stay as they are, under the new labels ({label_difference(np.asarray(index), np.asarray(old))}). To add "
             f"variables on the stored labels instead, align them first "
             f"(ds.reindex({name}=stored[{name!r}]) or ds.assign_coords({name}=stored[{name!r}]))"
         )
