@@ -96,3 +96,57 @@ def test_unknown_keywords_raise_type_error(tmp_path) -> None:
     assert not any((tmp_path / "t.zarr").iterdir())  # refused before anything was written
     r.execute(scheduler="threads")
     assert zarr.open_array(tgt).chunks == (10, 5)
+
+
+def _era5_netcdf_files(folder, n_files: int = 3):
+    """Daily ERA5-like netCDF files as the CDS served them: time as int32 hours since 1900, t2m packed."""
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(n_files):
+        times = np.datetime64("2001-01-01T00", "ns") + np.arange(24 * i, 24 * (i + 1)) * np.timedelta64(1, "h")
+        ds = xr.Dataset(
+            {"t2m": (("time", "latitude", "longitude"), (250 + 40 * rng.random((24, 7, 12))).astype("f4"),
+                     {"units": "K"}),
+             "lsm": (("latitude", "longitude"), rng.random((7, 12)).astype("f4"))},
+            coords={"time": times, "latitude": np.linspace(90, -90, 7), "longitude": np.arange(0, 360, 30.0)},
+        )
+        ds.coords["expver"] = "0001"
+        ds.time.encoding = {"units": "hours since 1900-01-01 00:00:00.0", "calendar": "gregorian", "dtype": "int32"}
+        path = folder / f"era5_{i}.nc"
+        ds.to_netcdf(path, encoding={"t2m": {"dtype": "int16", "scale_factor": 0.002, "add_offset": 270.0,
+                                              "_FillValue": -32767}})
+        paths.append(path)
+    return paths
+
+
+def test_open_mfdataset_with_int32_times_rechunks(tmp_path) -> None:
+    # xarray's lazy time encoding declares the encoding's int32 and computes int64 blocks: their bytes,
+    # read as int32, failed the run ("cannot reshape array of size 144 into shape (72,)").
+    src = xr.open_mfdataset(_era5_netcdf_files(tmp_path), combine="by_coords", data_vars="minimal",
+                            coords="minimal", compat="override")
+    assert src.time.encoding["dtype"] == np.dtype("int32")
+    target = tmp_path / "t.zarr"
+    pz.rechunk(src, {"time": -1, "latitude": 7, "longitude": 4}, "16MB", str(target),
+               temp_store=str(tmp_path / "tmp.zarr")).execute(scheduler="threads")
+    out = xr.open_zarr(target)
+    assert out.time.encoding["dtype"] == np.dtype("int32")
+    assert out.time.encoding["units"] == src.time.encoding["units"]
+    assert out.t2m.encoding["chunks"] == (72, 7, 4)
+    xr.testing.assert_identical(out.load(), src.load())
+
+
+def test_block_values_the_declared_dtype_cannot_hold_are_refused(tmp_path) -> None:
+    import dask.array as da
+
+    from parallelzarr.inputs.stored_range import StoredRangeError
+
+    # A dask array declaring int8 whose blocks compute int64 values beyond int8's range.
+    data = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: b * 100, dtype="i1")
+    target = tmp_path / "t.zarr"
+    with pytest.raises(StoredRangeError, match=r"declared int8 but computed int64 values it cannot hold.*200"):
+        pz.rechunk(data, (6,), "16MB", str(target)).execute(scheduler="threads")
+    with pytest.raises(FileNotFoundError):  # nothing published: no root document
+        zarr.open_array(str(target), mode="r")
+    fits = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: b + 1, dtype="i1")
+    out = pz.rechunk(fits, (6,), "16MB", str(tmp_path / "fits.zarr")).execute(scheduler="threads")
+    assert out.dtype == np.dtype("i1") and out[:].tolist() == [1, 2, 3, 4, 5, 6]

@@ -19,6 +19,7 @@ from zarr.core.buffer import default_buffer_prototype
 
 from parallelzarr.errors import ChunkSpecError, EncodingError
 from parallelzarr.inputs.datasets import encoded_variable
+from parallelzarr.inputs.stored_range import StoredRangeError
 from parallelzarr.inputs.validate import DATASET_ENCODING_KEYS, check_name
 from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
 
@@ -39,17 +40,19 @@ class DaskChunkStore(zarr.storage.MemoryStore):
     So the rechunk engine reads a dask array exactly as it reads a zarr array.
     """
 
-    def __init__(self, data: da.Array, docs: Mapping[str, Any]) -> None:
+    def __init__(self, data: da.Array, docs: Mapping[str, Any], name: str = "") -> None:
         super().__init__(store_dict=dict(docs), read_only=True)
         self._is_open = True  # nothing to open; tasks in several threads must not race to open it
         self._data = data
+        self._name = name
         self._chunks = tuple(int(c[0]) if c else 0 for c in data.chunks)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"data": self._data, "docs": dict(self._store_dict)}
+        return {"data": self._data, "docs": dict(self._store_dict), "name": self._name}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["data"], state["docs"])  # type: ignore[misc]  # rebuilt exactly as constructed
+        # rebuilt exactly as constructed
+        self.__init__(state["data"], state["docs"], state.get("name", ""))  # type: ignore[misc]
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -70,7 +73,7 @@ class DaskChunkStore(zarr.storage.MemoryStore):
 
     def _block(self, coords: tuple[int, ...]) -> bytes:
         region = tuple(slice(c * n, (c + 1) * n) for c, n in zip(coords, self._chunks, strict=True))
-        value = np.asarray(self._data[region].compute(scheduler="sync"))
+        value = _as_declared(np.asarray(self._data[region].compute(scheduler="sync")), self._data.dtype, self._name)
         dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
         if value.shape != self._chunks:  # zarr stores edge chunks padded to the full chunk shape
             padded = np.zeros(self._chunks, dtype=dtype)
@@ -98,7 +101,29 @@ class DaskChunkStore(zarr.storage.MemoryStore):
         return (self._coords(key) if self._data.ndim else (() if key == "c" else None)) is not None
 
 
-def dask_source(data: da.Array) -> zarr.Array:
+def _as_declared(value: np.ndarray, declared: Any, name: str) -> np.ndarray:
+    """A computed block in the dtype its dask array declares, refused where the cast changes values.
+
+    Blocks need not have the declared dtype: xarray's lazy CF time encoding declares the encoding's
+    ``int32`` (ERA5's netCDF time) and computes ``int64``. Their raw bytes read as the declared dtype
+    would be garbage, so the block is cast, and only where every value survives the cast.
+    """
+    want = np.dtype(declared)
+    if value.dtype == want:
+        return value
+    cast = value.astype(want)
+    if want.kind in "biufc" and value.dtype.kind in "biufc" and not np.array_equal(
+            cast, value, equal_nan=want.kind in "fc" and value.dtype.kind in "fc"):
+        bad = np.flatnonzero(cast.ravel() != value.ravel())
+        at = np.unravel_index(int(bad[0]), value.shape) if bad.size and value.ndim else ()
+        problem = (f"{f'variable {name!r}' if name else 'a dask block'} is declared {want} but computed "
+                   f"{value.dtype} values it cannot hold (e.g. {value[at]!r} at {tuple(int(i) for i in at)})")
+        fix = f"give it an encoding dtype that holds them, e.g. {{'dtype': '{value.dtype}'}}"
+        raise StoredRangeError(f"{problem}; {fix}", problem, fix, while_writing=True)
+    return cast
+
+
+def dask_source(data: da.Array, name: str = "") -> zarr.Array:
     """A read-only zarr array (v3, raw bytes) whose chunks are computed from ``data``.
 
     Irregular dask chunks are first made regular (zarr grids are regular). Strings and objects
@@ -117,7 +142,7 @@ def dask_source(data: da.Array) -> zarr.Array:
     staging = zarr.storage.MemoryStore()
     zarr.create_array(staging, shape=data.shape, chunks=chunks, dtype=dtype.newbyteorder("<") if
                       dtype.byteorder == ">" else dtype, compressors=None, filters=None, fill_value=0, zarr_format=3)
-    store = DaskChunkStore(data, staging._store_dict)
+    store = DaskChunkStore(data, staging._store_dict, name)
     return zarr.open_array(store, mode="r")
 
 
@@ -292,7 +317,7 @@ def _variable_job(name: str, var: Any, stored: zarr.Array, encoding: dict[str, A
     dtype = np.dtype(stored.dtype)
     spec = ArraySpec(name=name, shape=tuple(stored.shape), dtype=str(dtype), itemsize=_itemsize(dtype),
                      source_chunks=source_chunks, target_chunks=tuple(stored.chunks))
-    return name, dask_source(data.astype(dtype, copy=False)), spec, _staged_kwargs(stored, name)
+    return name, dask_source(data.astype(dtype, copy=False), name), spec, _staged_kwargs(stored, name)
 
 
 def _array(group: zarr.Group, name: str) -> zarr.Array:
