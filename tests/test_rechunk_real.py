@@ -150,3 +150,16 @@ def test_block_values_the_declared_dtype_cannot_hold_are_refused(tmp_path) -> No
     fits = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: b + 1, dtype="i1")
     out = pz.rechunk(fits, (6,), "16MB", str(tmp_path / "fits.zarr")).execute(scheduler="threads")
     assert out.dtype == np.dtype("i1") and out[:].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_block_of_the_declared_itemsize_in_another_dtype_is_cast_not_reinterpreted(tmp_path) -> None:
+    import dask.array as da
+
+    # Declared int32, computed float32: the same 4 bytes per value, which were stored as raw bits
+    # (1.0 read back as 1065353216).
+    data = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: b.astype("f4"), dtype="i4")
+    out = pz.rechunk(data, (6,), "16MB", str(tmp_path / "t.zarr")).execute(scheduler="threads")
+    assert out.dtype == np.dtype("i4") and out[:].tolist() == [0, 1, 2, 3, 4, 5]
+    halves = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: (b / 2).astype("f4"), dtype="i4")
+    with pytest.raises(ValueError, match=r"declared int32 but computed float32 values it cannot hold.*0\.5"):
+        pz.rechunk(halves, (6,), "16MB", str(tmp_path / "h.zarr")).execute(scheduler="threads")
