@@ -138,13 +138,15 @@ def test_open_mfdataset_with_int32_times_rechunks(tmp_path) -> None:
 def test_block_values_the_declared_dtype_cannot_hold_are_refused(tmp_path) -> None:
     import dask.array as da
 
+    from parallelzarr.errors import StoreWriteError
     from parallelzarr.inputs.stored_range import StoredRangeError
 
     # A dask array declaring int8 whose blocks compute int64 values beyond int8's range.
     data = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: b * 100, dtype="i1")
     target = tmp_path / "t.zarr"
-    with pytest.raises(StoredRangeError, match=r"declared int8 but computed int64 values it cannot hold.*200"):
+    with pytest.raises(StoredRangeError, match=r"declared int8 but computed int64 values it cannot hold.*200") as err:
         pz.rechunk(data, (6,), "16MB", str(target)).execute(scheduler="threads")
+    assert isinstance(err.value, StoreWriteError) and "is not published" in str(err.value)
     with pytest.raises(FileNotFoundError):  # nothing published: no root document
         zarr.open_array(str(target), mode="r")
     fits = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: b + 1, dtype="i1")

@@ -117,8 +117,9 @@ def _as_declared(value: np.ndarray, declared: Any, name: str) -> np.ndarray:
         bad = np.flatnonzero(cast.ravel() != value.ravel())
         at = np.unravel_index(int(bad[0]), value.shape) if bad.size and value.ndim else ()
         problem = (f"{f'variable {name!r}' if name else 'a dask block'} is declared {want} but computed "
-                   f"{value.dtype} values it cannot hold (e.g. {value[at]!r} at {tuple(int(i) for i in at)})")
-        fix = f"give it an encoding dtype that holds them, e.g. {{'dtype': '{value.dtype}'}}"
+                   f"{value.dtype} values it cannot hold (e.g. {value[at].item()!r} at {tuple(int(i) for i in at)})")
+        fix = (f"declare a dtype that holds them: encoding {{'dtype': '{value.dtype}'}} for a Dataset variable, "
+               f"dtype='{value.dtype}' where the dask array is made")
         raise StoredRangeError(f"{problem}; {fix}", problem, fix, while_writing=True)
     return cast
 
@@ -173,7 +174,7 @@ def dask_job_parts(
         else:
             attributes["_ARRAY_DIMENSIONS"] = list(dims)
     kw["attributes"] = attributes
-    return dask_source(data), spec, kw
+    return dask_source(data, path), spec, kw
 
 
 def _lazy(var: Any, chunks: tuple[int, ...]) -> Any:
