@@ -165,3 +165,37 @@ def test_block_of_the_declared_itemsize_in_another_dtype_is_cast_not_reinterpret
     halves = da.from_array(np.arange(6), chunks=3).map_blocks(lambda b: (b / 2).astype("f4"), dtype="i4")
     with pytest.raises(ValueError, match=r"declared int32 but computed float32 values it cannot hold.*0\.5"):
         pz.rechunk(halves, (6,), "16MB", str(tmp_path / "h.zarr")).execute(scheduler="threads")
+
+
+def test_dask_block_shorter_than_its_chunks_is_refused_not_padded_with_zeros(tmp_path) -> None:
+    import dask.array as da
+
+    from parallelzarr.errors import StoreWriteError
+
+    # The middle block computes 2 values where its chunks declare 3: the rechunk padded it with a zero
+    # and stored [1 2 3 4 5 0 7 8 9]; dask.array.store and pz.to_zarr raise on the same array.
+    short = da.from_array(np.arange(1, 10), chunks=3).map_blocks(lambda b: b[:2] if b[0] == 4 else b, dtype="i8")
+    target = tmp_path / "t.zarr"
+    with pytest.raises(ValueError, match=r"block \(1,\) computed shape \(2,\) where its chunks declare \(3,\)") as err:
+        pz.rechunk(short, (9,), "16MB", str(target)).execute(scheduler="threads")
+    assert isinstance(err.value, StoreWriteError) and "is not published" in str(err.value)
+    with pytest.raises(FileNotFoundError):
+        zarr.open_array(str(target), mode="r")
+
+
+def test_dask_array_of_unknown_chunk_sizes_is_refused_before_any_write(tmp_path) -> None:
+    import dask.array as da
+
+    from parallelzarr.errors import ChunkSpecError
+
+    x = da.from_array(np.arange(10), chunks=5)
+    x = x[x > 2]  # boolean indexing: chunk sizes NaN
+    for run in (lambda p: pz.rechunk(x, (4,), "16MB", str(p)).execute(scheduler="threads"),
+                lambda p: pz.to_zarr(x, str(p))):
+        where = tmp_path / f"{len(list(tmp_path.iterdir()))}.zarr"
+        with pytest.raises(ChunkSpecError, match="unknown chunk sizes.*compute_chunk_sizes"):
+            run(where)
+        assert not where.exists()
+    x.compute_chunk_sizes()
+    out = pz.rechunk(x, (4,), "16MB", str(tmp_path / "ok.zarr")).execute(scheduler="threads")
+    assert out[:].tolist() == list(range(3, 10))

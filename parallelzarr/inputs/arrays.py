@@ -8,7 +8,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from parallelzarr.errors import EncodingError, SchemaMismatchError
+from parallelzarr.errors import ChunkSpecError, EncodingError, SchemaMismatchError
 from parallelzarr.plan.grid import choose_grid, is_uniform
 
 ARRAY_NAME = "array"
@@ -20,6 +20,15 @@ def as_dask(data: Any, chunks: Any = "auto") -> da.Array:
         return data
     arr = np.asarray(data)
     return da.from_array(arr, chunks=chunks if chunks is not None else "auto")
+
+
+def check_known_chunks(data: da.Array, name: str) -> None:
+    """Refuse a dask array whose chunk sizes are unknown (NaN, as after boolean indexing): neither its
+    shape nor a write grid can be planned."""
+    if any(np.isnan(c) for axis in data.chunks for c in axis):
+        raise ChunkSpecError(f"{name!r}: the dask array has unknown chunk sizes (NaN, e.g. after boolean "
+                             f"indexing): its shape {data.shape} cannot be written; call "
+                             f"data.compute_chunk_sizes() first")
 
 
 def default_chunks(data: da.Array) -> tuple[int, ...]:

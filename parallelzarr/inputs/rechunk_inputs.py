@@ -17,18 +17,41 @@ import zarr
 import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 
-from parallelzarr.errors import ChunkSpecError, EncodingError
+from parallelzarr.errors import ChunkSpecError, EncodingError, StoreWriteError
+from parallelzarr.inputs.arrays import check_known_chunks
 from parallelzarr.inputs.datasets import encoded_variable
 from parallelzarr.inputs.stored_range import StoredRangeError
 from parallelzarr.inputs.validate import DATASET_ENCODING_KEYS, check_name
 from parallelzarr.plan.rechunk import ArraySpec, normalize_chunks
 
-__all__ = ["DaskChunkStore", "DATASET_ONLY_OPTIONS", "dask_source", "dask_job_parts", "dataset_parts"]
+__all__ = ["SourceBlockError", "SourceBlockWriteError", "DaskChunkStore", "DATASET_ONLY_OPTIONS", "dask_source", "dask_job_parts", "dataset_parts"]
 
 #: rechunker's zarr options that only steer how the target is created, not how values are encoded.
 DATASET_ONLY_OPTIONS = frozenset({"overwrite", "cache_metadata", "cache_attrs"})
 #: A variable's own encoding keys that carry over (netCDF-only keys such as ``zlib`` do not).
 _CARRIED = DATASET_ENCODING_KEYS | {"compressor", "preferred_chunks"}
+
+
+class SourceBlockError(ChunkSpecError):
+    """A dask block computed another shape than its array's chunks declare (a ``ValueError``).
+
+    ``problem`` and ``fix``: the message's halves, for the run that catches it to say what it has done
+    (:class:`SourceBlockWriteError`).
+    """
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+class SourceBlockWriteError(SourceBlockError, StoreWriteError):
+    """A :class:`SourceBlockError` raised while a rechunk ran: its message says what readers see."""
+
+    def __init__(self, message: str, problem: str, fix: str) -> None:
+        ValueError.__init__(self, message)
+        self.problem = problem
+        self.fix = fix
 
 
 class DaskChunkStore(zarr.storage.MemoryStore):
@@ -74,6 +97,11 @@ class DaskChunkStore(zarr.storage.MemoryStore):
     def _block(self, coords: tuple[int, ...]) -> bytes:
         region = tuple(slice(c * n, (c + 1) * n) for c, n in zip(coords, self._chunks, strict=True))
         value = _as_declared(np.asarray(self._data[region].compute(scheduler="sync")), self._data.dtype, self._name)
+        want = tuple(len(range(*r.indices(n))) for r, n in zip(region, self._data.shape, strict=True))
+        if value.shape != want:  # a block shorter than declared would be padded with zeros below
+            raise SourceBlockError(f"{f'variable {self._name!r}' if self._name else 'a dask array'}: block "
+                                   f"{coords} computed shape {value.shape} where its chunks declare {want}",
+                                   "fix the function that makes it (map_blocks chunks=...)")
         dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
         if value.shape != self._chunks:  # zarr stores edge chunks padded to the full chunk shape
             padded = np.zeros(self._chunks, dtype=dtype)
@@ -159,6 +187,7 @@ def dask_job_parts(
 
     ``request`` None keeps the dask chunk size (rechunker's "copy with the same chunks").
     """
+    check_known_chunks(data, path or "array")
     shape = tuple(int(n) for n in data.shape)
     source_chunks = tuple(max(1, int(c)) for c in data.chunksize) if data.ndim else ()
     chunks = normalize_chunks(request, shape, dims, default=source_chunks, name=path)

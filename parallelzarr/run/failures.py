@@ -15,6 +15,7 @@ from typing import Any
 
 from parallelzarr.commit.journal import pending_journal
 from parallelzarr.errors import StoreWriteError
+from parallelzarr.inputs.rechunk_inputs import SourceBlockError, SourceBlockWriteError
 from parallelzarr.inputs.stored_range import StoredRangeError, StoredRangeWriteError
 from parallelzarr.plan.write import WritePlan
 
@@ -93,7 +94,8 @@ def store_write_failures(
     cleanup: Callable[[BaseException], None] | None = None,
 ) -> AbstractContextManager[None]:
     """Map an ``OSError`` raised in the block (a run writing to its store) to :class:`StoreWriteError`,
-    and a value found out of its stored range as it was written to a :class:`StoredRangeWriteError` (both).
+    a value found out of its stored range as it was written to a :class:`StoredRangeWriteError` (both),
+    and a dask source's block of the wrong shape to a :class:`SourceBlockWriteError` (both).
 
     Parameters
     ----------
@@ -112,9 +114,11 @@ def store_write_failures(
         if isinstance(exc, StoredRangeError):  # found in a block as it was written; else nothing was written
             return (StoredRangeWriteError(describe(f"{exc.problem} ({exc.fix})"), exc.problem, exc.fix, True)
                     if exc.while_writing else None)
+        if isinstance(exc, SourceBlockError):  # a dask source's block, computed as the run read it
+            return SourceBlockWriteError(describe(f"{exc.problem} ({exc.fix})"), exc.problem, exc.fix)
         return StoreWriteError(describe(describe_cause(exc)))
 
-    return failures_as(error, (OSError, StoredRangeError), cleanup=cleanup)
+    return failures_as(error, (OSError, StoredRangeError, SourceBlockError), cleanup=cleanup)
 
 
 # --- what readers see after a failed run, per operation -----------------------------------------------------

@@ -18,6 +18,7 @@ from parallelzarr.inputs.arrays import (
     as_dask,
     as_numpy,
     check_array_encoding,
+    check_known_chunks,
     check_storable,
     default_chunks,
 )
@@ -115,6 +116,7 @@ def _as_checked_dask(data: Any, enc_chunks: Any) -> da.Array:
         chunk_guess = normalize_chunk_spec(ARRAY_NAME, "chunks", enc_chunks, shape, [f"dim_{i}" for i in range(len(shape))])
         darr = as_dask(arr, chunk_guess or "auto")
     check_storable(darr.dtype)
+    check_known_chunks(darr, ARRAY_NAME)
     return darr
 
 
