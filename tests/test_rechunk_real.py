@@ -199,3 +199,27 @@ def test_dask_array_of_unknown_chunk_sizes_is_refused_before_any_write(tmp_path)
     x.compute_chunk_sizes()
     out = pz.rechunk(x, (4,), "16MB", str(tmp_path / "ok.zarr")).execute(scheduler="threads")
     assert out[:].tolist() == list(range(3, 10))
+
+
+def test_source_block_errors_survive_pickling() -> None:
+    import pickle
+
+    from parallelzarr.errors import StoreWriteError
+    from parallelzarr.inputs.rechunk_inputs import SourceBlockError, SourceBlockWriteError
+
+    # A distributed worker raises them; the client unpickles them from ``args`` plus their attributes.
+    err = pickle.loads(pickle.dumps(SourceBlockError("block (1,) computed shape (2,)", "fix it")))
+    assert (str(err), err.problem, err.fix) == ("block (1,) computed shape (2,); fix it", "block (1,) computed shape (2,)", "fix it")
+    werr = pickle.loads(pickle.dumps(SourceBlockWriteError("rechunking failed: ...", "the problem", "the fix")))
+    assert isinstance(werr, StoreWriteError) and isinstance(werr, ValueError)
+    assert (str(werr), werr.problem, werr.fix) == ("rechunking failed: ...", "the problem", "the fix")
+
+
+def test_short_dask_block_on_a_local_cluster_comes_back_as_store_write_error(tmp_path, client) -> None:
+    import dask.array as da
+
+    from parallelzarr.errors import StoreWriteError
+
+    short = da.from_array(np.arange(1, 10), chunks=3).map_blocks(lambda b: b[:2] if b[0] == 4 else b, dtype="i8")
+    with pytest.raises(StoreWriteError, match=r"computed shape \(2,\)"):
+        pz.rechunk(short, (9,), "16MB", str(tmp_path / "t.zarr")).execute(scheduler=client)

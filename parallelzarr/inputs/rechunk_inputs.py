@@ -36,11 +36,11 @@ class SourceBlockError(ChunkSpecError):
     """A dask block computed another shape than its array's chunks declare (a ``ValueError``).
 
     ``problem`` and ``fix``: the message's halves, for the run that catches it to say what it has done
-    (:class:`SourceBlockWriteError`).
+    (:class:`SourceBlockWriteError`). Instance attributes survive pickling (a distributed worker raises it).
     """
 
-    def __init__(self, problem: str, fix: str) -> None:
-        super().__init__(f"{problem}; {fix}")
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}; {fix}" if fix else problem)
         self.problem = problem
         self.fix = fix
 
@@ -48,9 +48,10 @@ class SourceBlockError(ChunkSpecError):
 class SourceBlockWriteError(SourceBlockError, StoreWriteError):
     """A :class:`SourceBlockError` raised while a rechunk ran: its message says what readers see."""
 
-    def __init__(self, message: str, problem: str, fix: str) -> None:
+    def __init__(self, message: str, problem: str | None = None, fix: str = "") -> None:
+        # One positional argument, as pickle rebuilds an exception from ``args`` (a worker raises it).
         ValueError.__init__(self, message)
-        self.problem = problem
+        self.problem = message if problem is None else problem
         self.fix = fix
 
 
