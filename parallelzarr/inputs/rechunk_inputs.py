@@ -100,7 +100,7 @@ class DaskChunkStore(zarr.storage.MemoryStore):
         value = _as_declared(np.asarray(self._data[region].compute(scheduler="sync")), self._data.dtype, self._name)
         want = tuple(len(range(*r.indices(n))) for r, n in zip(region, self._data.shape, strict=True))
         if value.shape != want:  # a block shorter than declared would be padded with zeros below
-            raise SourceBlockError(f"{f'variable {self._name!r}' if self._name else 'a dask array'}: block "
+            raise SourceBlockError(f"{_named(self._name)}: block "
                                    f"{coords} computed shape {value.shape} where its chunks declare {want}",
                                    "fix the function that makes it (map_blocks chunks=...)")
         dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
@@ -130,6 +130,10 @@ class DaskChunkStore(zarr.storage.MemoryStore):
         return (self._coords(key) if self._data.ndim else (() if key == "c" else None)) is not None
 
 
+def _named(name: str) -> str:
+    return f"variable {name!r}" if name else "a dask array"
+
+
 def _as_declared(value: np.ndarray, declared: Any, name: str) -> np.ndarray:
     """A computed block in the dtype its dask array declares, refused where the cast changes values.
 
@@ -145,7 +149,7 @@ def _as_declared(value: np.ndarray, declared: Any, name: str) -> np.ndarray:
             cast, value, equal_nan=want.kind in "fc" and value.dtype.kind in "fc"):
         bad = np.flatnonzero(cast.ravel() != value.ravel())
         at = np.unravel_index(int(bad[0]), value.shape) if bad.size and value.ndim else ()
-        problem = (f"{f'variable {name!r}' if name else 'a dask block'} is declared {want} but computed "
+        problem = (f"{_named(name)} is declared {want} but computed "
                    f"{value.dtype} values it cannot hold (e.g. {value[at].item()!r} at {tuple(int(i) for i in at)})")
         fix = (f"declare a dtype that holds them: encoding {{'dtype': '{value.dtype}'}} for a Dataset variable, "
                f"dtype='{value.dtype}' where the dask array is made")
